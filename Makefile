@@ -1,0 +1,29 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both create .venv on first use. TORCH is what is installed when the environment has no
+# torch yet: override it to bring a CUDA build, e.g.
+#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/nclab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(BIN)/nclab
+	$(BIN)/nclab demo
+
+test: $(BIN)/nclab
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/nclab
+	$(BIN)/python benchmarks/stats_throughput.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

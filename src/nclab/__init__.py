@@ -1,0 +1,16 @@
+"""nclab: measure, reproduce and explain Neural Collapse."""
+
+from nclab.errors import NCInputError
+from nclab.metrics import CollapseMetrics, compute_metrics, measure
+from nclab.stats import CollapseStats, DecisionStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CollapseMetrics",
+    "CollapseStats",
+    "DecisionStats",
+    "NCInputError",
+    "compute_metrics",
+    "measure",
+]

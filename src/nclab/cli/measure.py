@@ -1,0 +1,45 @@
+"""``nclab measure``: collapse metrics of a feature file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from nclab.cli.app import app, console, err_console
+from nclab.io import load_npz, write_json
+from nclab.metrics import METRIC_NAMES, CollapseMetrics, measure
+
+
+@app.command("measure")
+def measure_command(
+    file: Path = typer.Argument(..., help="A .npz with 'features' (N x d), 'labels' (N,), "
+                                          "and optionally 'weight' (C x d) and 'bias' (C,)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON here."),
+    weighted_mean: bool = typer.Option(
+        False, "--weighted-mean", help="Use the sample-weighted global mean instead of the "
+                                       "average of class means."),
+) -> None:
+    """Print every Neural Collapse metric of a feature file."""
+    arrays = load_npz(file, required=("features", "labels"))
+    result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
+                     arrays.get("bias"), weighted_mean=weighted_mean)
+    console.print(metrics_table(result, title=str(file)))
+    for note in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    if json_out is not None:
+        write_json(json_out, {"file": str(file), **result.to_dict()})
+        console.print(f"wrote {json_out}")
+
+
+def metrics_table(result: CollapseMetrics, title: str = "") -> Table:
+    """A two-column rich table of the metric values (n/a where not computed)."""
+    table = Table(title=f"{title}  (N={result.num_samples}, C={result.num_classes}, "
+                        f"d={result.dim})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in METRIC_NAMES:
+        value = getattr(result, name)
+        table.add_row(name, "n/a" if value is None else f"{value:.6g}")
+    return table

@@ -1,0 +1,64 @@
+"""all_reduce() over a real 2-process gloo group gives the statistics of the whole data."""
+
+import os
+import socket
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from reference import gaussian_classes
+
+from nclab import CollapseStats, DecisionStats, NCInputError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        H, y = gaussian_classes(np.random.default_rng(0), sizes=[30, 5, 60, 12, 1, 44])
+        # uneven shards; rank 1 never sees class 4
+        shard = slice(0, 50) if rank == 0 else slice(50, None)
+        Hs, ys = H[shard], y[shard]
+        if rank == 1:
+            Hs, ys = Hs[ys != 4], ys[ys != 4]
+        stats = CollapseStats(6).update(Hs, ys).all_reduce()
+        W = np.arange(60.0).reshape(6, 10) % 7
+        decisions = DecisionStats.from_stats(stats, W).update(Hs, ys).all_reduce()
+        state = {k: v.numpy() for k, v in stats.state_dict().items()}
+        state["decisions"] = np.array(decisions.compute())
+        np.savez(os.path.join(out, f"rank{rank}.npz"), **state)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_gloo_all_reduce(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    H, y = gaussian_classes(np.random.default_rng(0), sizes=[30, 5, 60, 12, 1, 44])
+    keep = np.ones(len(y), bool)
+    keep[50:] = y[50:] != 4
+    H, y = H[keep], y[keep]
+    whole = CollapseStats(6).update(H, y)
+    W = np.arange(60.0).reshape(6, 10) % 7
+    expected_decisions = DecisionStats.from_stats(whole, W).update(H, y).compute()
+    for rank in range(2):
+        got = np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False)
+        np.testing.assert_array_equal(got["counts"], whole.counts)
+        np.testing.assert_allclose(got["means"], whole.means, rtol=1e-12)
+        np.testing.assert_allclose(got["spread"], whole.spread, rtol=1e-10)
+        np.testing.assert_allclose(got["scatter"], whole.scatter, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(got["decisions"], expected_decisions)
+
+
+def test_all_reduce_without_process_group_is_a_clear_error():
+    import pytest
+
+    assert not dist.is_initialized()
+    with pytest.raises(NCInputError, match="init_process_group"):
+        CollapseStats(2).update(torch.ones(2, 2), [0, 1]).all_reduce()
