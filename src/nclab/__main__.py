@@ -1,0 +1,5 @@
+"""``python -m nclab`` runs the command line."""
+
+from nclab.cli import main
+
+main()
