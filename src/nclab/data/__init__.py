@@ -12,6 +12,11 @@ from typing import Any
 
 from nclab.data import synthetic
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
+from nclab.data.cifar import cifar10, cifar100
+from nclab.data.idx import fashionmnist, kmnist, mnist
+from nclab.data.npz import npz
+from nclab.data.stl10 import stl10
+from nclab.data.svhn import svhn
 from nclab.errors import NCInputError
 
 #: name -> (builder, needs_root). Builders with needs_root read files under ``root``.
@@ -19,6 +24,14 @@ DATASETS: dict[str, tuple[Callable[..., DatasetSplits], bool]] = {
     "mnist1d": (synthetic.mnist1d, False),
     "digits": (synthetic.digits, False),
     "gaussian": (synthetic.gaussian, False),
+    "mnist": (mnist, True),
+    "fashionmnist": (fashionmnist, True),
+    "kmnist": (kmnist, True),
+    "cifar10": (cifar10, True),
+    "cifar100": (cifar100, True),
+    "svhn": (svhn, True),
+    "stl10": (stl10, True),
+    "npz": (npz, True),
 }
 
 
