@@ -40,7 +40,7 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
             "and y (Nx1)"
         ) from None
     if "X" not in arrays or "y" not in arrays:
-        found = ", ".join(k for k in arrays if not k.startswith("__")) or "none"
+        found = ", ".join(name for name, _, _ in scipy.io.whosmat(path)) or "none"
         raise NCInputError(f"{path}: expected arrays X and y; found {found}")
     images, labels = arrays["X"], arrays["y"]
     if images.ndim != 4 or images.shape[:3] != (32, 32, 3) or images.dtype != np.uint8:
