@@ -88,7 +88,7 @@ def cifar10(root: Path) -> DatasetSplits:
     """
     files = locate("cifar10", root, CIFAR10_TRAIN + ("test_batch.bin",),
                    ("cifar-10-batches-bin", ""),
-                   note="the binary version: extract cifar-10-binary.tar.gz there")
+                   note="the binary version: tar xzf cifar-10-binary.tar.gz -C {root}")
     folder = files["test_batch.bin"].parent
     names = read_names(folder / "batches.meta.txt", 10) or CIFAR10_NAMES
     train = [files[f] for f in CIFAR10_TRAIN]
@@ -109,7 +109,7 @@ def cifar100(root: Path, label: str = "fine") -> DatasetSplits:
     if label not in CIFAR100_LABELS:
         raise NCInputError(f"cifar100: label must be 'fine' or 'coarse'; got {label!r}")
     files = locate("cifar100", root, ("train.bin", "test.bin"), ("cifar-100-binary", ""),
-                   note="the binary version: extract cifar-100-binary.tar.gz there")
+                   note="the binary version: tar xzf cifar-100-binary.tar.gz -C {root}")
     index, num_classes = CIFAR100_LABELS[label]
     names = read_names(files["train.bin"].parent / f"{label}_label_names.txt", num_classes)
     return _splits("cifar100", [files["train.bin"]], [files["test.bin"]], 2, index,

@@ -46,7 +46,8 @@ def locate(
         Endings each file may carry, in order of preference (``("", ".gz")`` takes a
         plain file over its gzip-compressed copy).
     note : str
-        Appended to the "put these files there" message (where the files come from).
+        Appended to the "put these files there" message (where the files come from);
+        ``{root}`` in it stands for ``root``.
 
     Returns
     -------
@@ -56,7 +57,7 @@ def locate(
     shown = [name + ("[" + "|".join(s for s in suffixes if s) + "]" if any(suffixes) else "")
              for name in files]
     places = " or ".join(str(root / folder) if folder else str(root) for folder in folders)
-    where = f"put {_listing(shown)} in {places}" + (f" ({note})" if note else "")
+    where = f"put {_listing(shown)} in {places}" + (f" ({note.format(root=root)})" if note else "")
     if not root.exists():
         raise NCInputError(f"{dataset}: folder {root} does not exist; {where}")
     if not root.is_dir():

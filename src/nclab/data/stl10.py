@@ -51,7 +51,7 @@ def stl10(root: Path) -> DatasetSplits:
     ``root/stl10_binary`` or ``root``; class names from ``class_names.txt`` when present.
     """
     files = locate("stl10", root, FILES, ("stl10_binary", ""),
-                   note="extract stl10_binary.tar.gz there")
+                   note="tar xzf stl10_binary.tar.gz -C {root}")
     names = read_names(files["train_y.bin"].parent / "class_names.txt", 10) or NAMES
     return DatasetSplits(
         read_split(files["train_X.bin"], files["train_y.bin"], names),
