@@ -306,6 +306,11 @@ def test_truncated_gzip_and_wrong_magic_and_count_mismatch(tmp_path):
     one_line_error("holds 6 images but .* holds 5 labels", load_dataset, "mnist", tmp_path / "b")
     idx_file(labels, (6,), [0, 1, 2, 3, 4, 200])
     one_line_error("label 200 outside 0..9", load_dataset, "mnist", tmp_path / "b")
+    write_idx(tmp_path / "c")
+    write_idx(tmp_path / "d", rows=3, cols=4)
+    (tmp_path / "d/t10k-images-idx3-ubyte").replace(tmp_path / "c/t10k-images-idx3-ubyte")
+    one_line_error(r"training images are \(4, 3\), test images \(3, 4\)", load_dataset,
+                   "mnist", tmp_path / "c")
 
 
 def test_truncated_cifar_batch(tmp_path):
@@ -441,3 +446,18 @@ def test_registry_lists_every_file_loader_as_needing_a_root():
     for name in ("mnist", "fashionmnist", "kmnist", "cifar10", "cifar100", "svhn", "stl10",
                  "npz"):
         assert DATASETS[name][1] is True
+
+
+def test_root_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_idx(tmp_path / "data")
+    assert len(load_dataset("mnist", "~/data").train) == 6
+
+
+def test_unknown_options_list_the_ones_a_dataset_takes(tmp_path):
+    one_line_error("dataset 'mnist' has no option label; its options: none", load_dataset,
+                   "mnist", tmp_path, label="coarse")
+    one_line_error("dataset 'cifar100' has no option extra; its options: label", load_dataset,
+                   "cifar100", tmp_path, extra=True)
+    one_line_error("'gaussian' has no option colour; its options: num_classes, dim",
+                   load_dataset, "gaussian", colour=1)

@@ -6,6 +6,7 @@ entry point; ``DATASETS`` lists the names.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,17 @@ def load_dataset(
     if name not in DATASETS:
         raise NCInputError(f"unknown dataset '{name}'; choose from: {', '.join(sorted(DATASETS))}")
     builder, needs_root = DATASETS[name]
+    accepted = list(inspect.signature(builder).parameters)[1 if needs_root else 0:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise NCInputError(
+            f"dataset '{name}' has no option {', '.join(unknown)}; its options: "
+            f"{', '.join(accepted) or 'none'}"
+        )
     if needs_root:
         if root is None:
             raise NCInputError(f"dataset '{name}' is read from files: give its folder (--root)")
-        splits = builder(Path(root), **options)
+        splits = builder(Path(root).expanduser(), **options)
     else:
         splits = builder(**options)
     if classes is not None or per_class is not None or per_class_test is not None:

@@ -77,7 +77,13 @@ def load_idx(root: Path, name: str, folder: str, names: tuple[str, ...]) -> Data
     """
     required = [f for pair in SPLIT_FILES.values() for f in pair]
     files = locate(name, root, required, ("", "raw", folder, f"{folder}/raw"), ("", ".gz"))
-    return DatasetSplits(_split(files, "train", name, names), _split(files, "test", name, names))
+    train, test = _split(files, "train", name, names), _split(files, "test", name, names)
+    if train.input_shape != test.input_shape:
+        raise NCInputError(
+            f"{name}: training images are {train.input_shape[1:]}, test images "
+            f"{test.input_shape[1:]} ({files['t10k-images-idx3-ubyte']})"
+        )
+    return DatasetSplits(train, test)
 
 
 def mnist(root: Path) -> DatasetSplits:
