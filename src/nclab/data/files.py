@@ -18,10 +18,6 @@ import numpy as np
 from nclab.errors import NCInputError
 
 
-def _listing(names: Sequence[str]) -> str:
-    return ", ".join(names)
-
-
 def locate(
     dataset: str,
     root: Path,
@@ -57,7 +53,7 @@ def locate(
     shown = [name + ("[" + "|".join(s for s in suffixes if s) + "]" if any(suffixes) else "")
              for name in files]
     places = " or ".join(str(root / folder) if folder else str(root) for folder in folders)
-    where = f"put {_listing(shown)} in {places}" + (f" ({note.format(root=root)})" if note else "")
+    where = f"put {', '.join(shown)} in {places}" + (f" ({note.format(root=root)})" if note else "")
     if not root.exists():
         raise NCInputError(f"{dataset}: folder {root} does not exist; {where}")
     if not root.is_dir():
@@ -74,7 +70,7 @@ def locate(
     folder, found = best
     missing = [s for name, s in zip(files, shown, strict=True) if name not in found]
     raise NCInputError(
-        f"{dataset}: {folder} lacks {_listing(missing)} (it has {_listing(list(found))}); {where}"
+        f"{dataset}: {folder} lacks {', '.join(missing)} (it has {', '.join(found)}); {where}"
     )
 
 
