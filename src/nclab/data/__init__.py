@@ -6,12 +6,18 @@ entry point; ``DATASETS`` lists the names.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nclab.data import synthetic
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
+from nclab.data.cifar import cifar10, cifar100
+from nclab.data.idx import fashionmnist, kmnist, mnist
+from nclab.data.npz import npz
+from nclab.data.stl10 import stl10
+from nclab.data.svhn import svhn
 from nclab.errors import NCInputError
 
 #: name -> (builder, needs_root). Builders with needs_root read files under ``root``.
@@ -19,6 +25,14 @@ DATASETS: dict[str, tuple[Callable[..., DatasetSplits], bool]] = {
     "mnist1d": (synthetic.mnist1d, False),
     "digits": (synthetic.digits, False),
     "gaussian": (synthetic.gaussian, False),
+    "mnist": (mnist, True),
+    "fashionmnist": (fashionmnist, True),
+    "kmnist": (kmnist, True),
+    "cifar10": (cifar10, True),
+    "cifar100": (cifar100, True),
+    "svhn": (svhn, True),
+    "stl10": (stl10, True),
+    "npz": (npz, True),
 }
 
 
@@ -50,10 +64,17 @@ def load_dataset(
     if name not in DATASETS:
         raise NCInputError(f"unknown dataset '{name}'; choose from: {', '.join(sorted(DATASETS))}")
     builder, needs_root = DATASETS[name]
+    accepted = list(inspect.signature(builder).parameters)[1 if needs_root else 0:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise NCInputError(
+            f"dataset '{name}' has no option {', '.join(unknown)}; its options: "
+            f"{', '.join(accepted) or 'none'}"
+        )
     if needs_root:
         if root is None:
             raise NCInputError(f"dataset '{name}' is read from files: give its folder (--root)")
-        splits = builder(Path(root), **options)
+        splits = builder(Path(root).expanduser(), **options)
     else:
         splits = builder(**options)
     if classes is not None or per_class is not None or per_class_test is not None:

@@ -1,0 +1,142 @@
+"""Any data set saved by ``numpy.savez``: the escape hatch for everything else.
+
+The file holds either ``x_train``, ``y_train``, ``x_test``, ``y_test`` or just ``x`` and
+``y`` (then split at random under a seed), and optionally ``class_names`` (1-D strings).
+It is read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nclab.data.base import DatasetSplits, from_numpy
+from nclab.data.files import to_unit_float
+from nclab.errors import NCInputError
+from nclab.io import load_npz
+
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+CHANNELS = ("first", "last", "none")
+
+
+def _samples(path: Path, key: str, x: np.ndarray, channels: str) -> np.ndarray:
+    """``x`` as float32 with channels first; integer pixels 0..255 are divided by 255."""
+    if x.ndim < 2 or (channels == "last" and x.ndim < 3):
+        raise NCInputError(
+            f"{path}: {key} has shape {x.shape}; expected (N, ...)"
+            + (" with channels last, at least 3 axes" if channels == "last" else "")
+        )
+    if x.dtype == np.bool_:
+        x = x.astype(np.float32)
+    elif np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise NCInputError(
+                f"{path}: {key} holds integers outside 0..255; save 8-bit pixels as uint8 "
+                "or samples as floats"
+            )
+        x = to_unit_float(x)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)  # floats are taken as they are: they may be features
+        if not np.isfinite(x).all():
+            raise NCInputError(f"{path}: {key} holds NaN or infinite values")
+    else:
+        raise NCInputError(f"{path}: {key} has type {x.dtype}; expected numbers")
+    if channels == "last":
+        x = np.moveaxis(x, -1, 1)
+    elif channels == "none":
+        x = x[:, None]
+    return x
+
+
+def _labels(path: Path, key: str, y: np.ndarray, count: int) -> np.ndarray:
+    if y.size != count or (y.ndim == 2 and y.shape[1] != 1) or y.ndim > 2:
+        raise NCInputError(f"{path}: {key} has shape {y.shape}; expected ({count},)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise NCInputError(f"{path}: {key} has type {y.dtype}; expected integer labels")
+    y = y.reshape(-1).astype(np.int64)
+    if y.size and y.min() < 0:
+        raise NCInputError(f"{path}: {key} holds negative labels")
+    return y
+
+
+def _split_arrays(
+    path: Path, arrays: dict[str, np.ndarray], test_fraction: float, seed: int,
+) -> dict[str, np.ndarray]:
+    """The arrays of SPLIT_KEYS as stored, or drawn at random from x and y."""
+    present = [k for k in SPLIT_KEYS if k in arrays]
+    if present:
+        missing = [k for k in SPLIT_KEYS if k not in arrays]
+        if missing:
+            raise NCInputError(f"{path} has {', '.join(present)} but lacks {', '.join(missing)}")
+        return {k: arrays[k] for k in SPLIT_KEYS}
+    if "x" not in arrays or "y" not in arrays:
+        raise NCInputError(
+            f"{path}: expected arrays x_train, y_train, x_test, y_test, or x and y; found "
+            f"{', '.join(sorted(arrays)) or 'nothing'}"
+        )
+    if not 0 < test_fraction < 1:
+        raise NCInputError(f"npz: test_fraction must lie in (0, 1); got {test_fraction}")
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) < 2:
+        raise NCInputError(
+            f"{path}: x has shape {x.shape} and y {y.shape}; expected N >= 2 samples and "
+            "N labels"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = len(x) - max(1, round(len(x) * test_fraction))
+    train, test = order[:cut], order[cut:]
+    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+
+
+def npz(
+    root: Path, channels: str = "first", test_fraction: float = 0.2, seed: int = 0,
+) -> DatasetSplits:
+    """A data set from one ``.npz`` file (``root`` is the file itself).
+
+    Parameters
+    ----------
+    root : Path
+        The ``.npz`` file.
+    channels : {"first", "last", "none"}
+        How samples are stored: ``(N, C, ...)`` (kept), ``(N, ..., C)`` (moved to
+        ``(N, C, ...)``), or ``(N, ...)`` without a channel axis (given one: ``(N, 1, ...)``).
+    test_fraction, seed : float, int
+        Used only when the file holds ``x`` and ``y``: the share of samples drawn for the
+        test split, and the seed of that draw.
+
+    Integer samples must be 8-bit pixels (0..255) and are divided by 255; float samples
+    are kept as they are. Labels are integers >= 0; the number of classes is one more
+    than the largest label, or the length of ``class_names`` when the file has it.
+    """
+    if channels not in CHANNELS:
+        raise NCInputError(f"npz: channels must be one of {', '.join(CHANNELS)}; got {channels!r}")
+    if root.is_dir():
+        found = ", ".join(sorted(p.name for p in root.glob("*.npz"))) or "no .npz file"
+        raise NCInputError(f"npz: {root} is a folder ({found}); give the .npz file itself")
+    arrays = load_npz(root)
+    split = _split_arrays(root, arrays, test_fraction, seed)
+    key = {k: k if k in arrays else k[0] for k in SPLIT_KEYS}  # "x" / "y" when split here
+    x_train = _samples(root, key["x_train"], split["x_train"], channels)
+    x_test = _samples(root, key["x_test"], split["x_test"], channels)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise NCInputError(
+            f"{root}: train samples have shape {x_train.shape[1:]}, test samples "
+            f"{x_test.shape[1:]}"
+        )
+    y_train = _labels(root, key["y_train"], split["y_train"], len(x_train))
+    y_test = _labels(root, key["y_test"], split["y_test"], len(x_test))
+    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    names = None
+    if "class_names" in arrays:
+        names = tuple(str(n) for n in np.atleast_1d(arrays["class_names"]).tolist())
+        if len(names) < num_classes:
+            raise NCInputError(
+                f"{root}: class_names lists {len(names)} names but labels reach "
+                f"{num_classes - 1}"
+            )
+        num_classes = len(names)
+    return DatasetSplits(
+        from_numpy(x_train, y_train, "npz", num_classes, names),
+        from_numpy(x_test, y_test, "npz", num_classes, names),
+    )
