@@ -191,7 +191,7 @@ def test_state_dict_round_trip_through_torch_save(tmp_path):
 @pytest.mark.parametrize("call,match", [
     (lambda H, Y, W: measure_regression(H, Y[:-1], W), "targets has 39 rows"),
     (lambda H, Y, W: measure_regression(H, Y, W[:, :-1]), r"weight must have shape \(n, d\)"),
-    (lambda H, Y, W: measure_regression(H, Y, W, gamma=5.0), r"gamma must lie in \(0, lambda_min\)"),
+    (lambda H, Y, W: measure_regression(H, Y, W, gamma=5.0), r"gamma must lie in \(0, lambda"),
     (lambda H, Y, W: measure_regression(H, Y, W, gamma="best"), "gamma must be a number"),
     (lambda H, Y, W: measure_regression(H, np.where(np.arange(40)[:, None] == 7, np.nan, Y), W),
      "targets contain NaN or inf .first at row 7."),
