@@ -17,7 +17,7 @@ from rich.table import Table
 
 from nclab.cli.app import app, console, err_console
 from nclab.errors import NCInputError
-from nclab.io import load_npz, write_json
+from nclab.io import load_npz, write_atomic, write_json
 from nclab.regression import RegressionMetrics, measure_regression
 
 regress_app = typer.Typer(
@@ -30,7 +30,7 @@ app.add_typer(regress_app, name="regress")
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-                    console=err_console, transient=True)
+                    console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 def _fmt(value: float | None) -> str:
@@ -63,6 +63,9 @@ def ufm_command(
     seed: int = typer.Option(0, help="Seed of the targets and of the solver's start."),
     steps: int = typer.Option(50_000, help="Most gradient steps per solve."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
+    save: Path | None = typer.Option(
+        None, help="Folder to write each solution to, as ufm_<lH>_<lW>.npz with features, "
+                   "targets, weight, bias (readable by 'nclab regress measure')."),
 ) -> None:
     """Solve the regression UFM by gradient descent and compare with its closed form."""
     from nclab.ufm.regression import closed_form, optimal_loss, solve
@@ -93,6 +96,8 @@ def ufm_command(
                         / max(np.linalg.norm(reference), np.finfo(float).tiny))
             if not reference.any():
                 gap = float(np.linalg.norm(solution.gram))  # W* = 0: absolute distance
+        if save is not None:
+            _save_solution(save / f"ufm_{lambda_h:g}_{lambda_w:g}.npz", solution, targets)
         gamma = solution.c if solution.regime == "collapse" else "search"
         metrics = solution.metrics(targets, gamma=gamma)
         rows.append({"lambda_H": lambda_h, "lambda_W": lambda_w, "c": solution.c,
@@ -110,6 +115,15 @@ def ufm_command(
         write_json(json_out, {"eigenvalues": eigenvalues.tolist(), "dim": dim,
                               "samples": samples, "results": rows})
         console.print(f"wrote {json_out}")
+
+
+def _save_solution(path: Path, solution, targets: np.ndarray) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, features=solution.features, targets=targets, weight=solution.weight,
+             bias=solution.bias)
+    write_atomic(path, buffer.getvalue())
 
 
 def _parse_pair(pair: str) -> tuple[float, float]:
