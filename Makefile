@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 $(BIN)/nclab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,mujoco]"
 	touch $@
 
 demo: $(BIN)/nclab

@@ -1,0 +1,597 @@
+"""Neural regression collapse (SPEC section 5): streaming statistics and NRC1-NRC3.
+
+One pass over (features h_i in R^d, targets y_i in R^n) keeps, in float64:
+
+- the count, mean and centred scatter of the stacked vector z_i = [h_i, y_i]
+  (feature PCA, target covariance Sigma, and the cross moments behind MSE and R^2);
+- the count, mean and centred scatter of the normalized features h~_i = h_i/||h_i||
+  (NRC1 and NRC2 project these).
+
+Memory is O((d + n)^2), independent of the number of samples. Partial statistics merge
+exactly with the pairwise update of Chan, Golub & LeVeque (SPEC section 1), and
+``all_reduce()`` merges every rank of a ``torch.distributed`` group at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from nclab import distributed
+from nclab._validate import _to_numpy64, as_features, ensure_finite
+from nclab.errors import NCInputError
+
+#: The NRC metrics of SPEC section 5, in SPEC order.
+NRC_NAMES = ("nrc1", "nrc2", "nrc3")
+#: Points of the first, coarse grid of the gamma search on (0, lambda_min).
+GAMMA_GRID = 256
+
+
+class _Moments:
+    """Count, mean and centred scatter of vectors of one dimension, in float64 on the CPU."""
+
+    def __init__(self, dim: int) -> None:
+        self.count = 0
+        self.mean = torch.zeros(dim, dtype=torch.float64)
+        self.scatter = torch.zeros(dim, dim, dtype=torch.float64)
+
+    def batch(self, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(count, mean, scatter) of a batch; the product runs on x's device and dtype.
+
+        A reference point close to the data (the running mean, or the batch's first row)
+        is subtracted first, so a float32 product loses nothing to the size of the mean.
+        """
+        shift = self.mean.to(device=x.device, dtype=x.dtype) if self.count else x[0]
+        residual = x - shift
+        sums = residual.sum(dim=0)
+        gram = residual.T @ residual
+        gram = (gram + gram.T) / 2  # low-precision products are not exactly symmetric
+        sums, gram, shift = (t.to(device="cpu", dtype=torch.float64) for t in (sums, gram, shift))
+        offset = sums / len(x)
+        return len(x), shift + offset, gram - len(x) * torch.outer(offset, offset)
+
+    def merge(self, count: int, mean: torch.Tensor, scatter: torch.Tensor) -> None:
+        if count == 0:
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        self.scatter += scatter + (self.count * count / total) * torch.outer(delta, delta)
+        self.mean += delta * (count / total)
+        self.count = total
+
+    def about(self, origin: torch.Tensor) -> torch.Tensor:
+        """Scatter about ``origin`` instead of the own mean (exact shift of the moments)."""
+        delta = self.mean - origin if self.count else torch.zeros_like(origin)
+        return self.scatter + self.count * torch.outer(delta, delta)
+
+
+class RegressionStats:
+    """One-pass statistics of regression features and targets, accumulated in float64.
+
+    Parameters
+    ----------
+    dim : int, optional
+        Feature dimension d; taken from the first batch when omitted.
+    target_dim : int, optional
+        Target dimension n; taken from the first batch when omitted.
+
+    Notes
+    -----
+    Features with norm zero have no direction: they count in the PCA, the target
+    statistics and the MSE, but are left out of the normalized moments (NRC1, NRC2);
+    ``zero_features`` says how many there were.
+
+    Examples
+    --------
+    >>> stats = RegressionStats()
+    >>> for features, targets in batches:                        # doctest: +SKIP
+    ...     stats.update(features, targets)
+    >>> compute_regression_metrics(stats, weight=W, bias=b)       # doctest: +SKIP
+    """
+
+    def __init__(self, dim: int | None = None, target_dim: int | None = None) -> None:
+        self.dim: int | None = None
+        self.target_dim: int | None = None
+        if (dim is None) != (target_dim is None):
+            raise NCInputError("give both dim and target_dim, or neither")
+        if dim is not None and target_dim is not None:
+            self._allocate(int(dim), int(target_dim))
+
+    def _allocate(self, dim: int, target_dim: int) -> None:
+        if dim < 1 or target_dim < 1:
+            raise NCInputError(
+                f"feature and target dimensions must be >= 1; got d={dim}, n={target_dim}"
+            )
+        self.dim, self.target_dim = dim, target_dim
+        self._joint = _Moments(dim + target_dim)
+        self._unit = _Moments(dim)
+
+    def _check_dims(self, dim: int, target_dim: int, what: str) -> None:
+        if self.dim is None:
+            self._allocate(dim, target_dim)
+        elif (dim, target_dim) != (self.dim, self.target_dim):
+            raise NCInputError(
+                f"{what} has (d, n) = ({dim}, {target_dim}); "
+                f"these statistics have ({self.dim}, {self.target_dim})"
+            )
+
+    # ------------------------------------------------------------------ accumulation
+    def update(self, features: Any, targets: Any) -> RegressionStats:
+        """Add a batch.
+
+        Parameters
+        ----------
+        features : array or tensor of shape (b, d)
+            Any float dtype, any device; the batch products run there (half precision is
+            promoted to float32).
+        targets : array or tensor of shape (b, n) or (b,)
+            Real targets; a 1-D array is one target column (n = 1).
+
+        Returns
+        -------
+        self
+        """
+        h = as_features(features, check_finite=False)  # checked on the batch sums instead
+        y = as_targets(targets, h.shape[0])
+        dtype = torch.promote_types(h.dtype, y.dtype)
+        h, y = h.to(dtype), y.to(device=h.device, dtype=dtype)
+        self._check_dims(h.shape[1], y.shape[1], "this batch")
+        if h.shape[0] == 0:
+            return self
+        joint = self._joint.batch(torch.cat([h, y], dim=1))
+        if not bool(torch.isfinite(joint[2]).all()):
+            ensure_finite(h)  # NaN or inf reach every sum: find the row only on this path
+            ensure_finite(y, "targets")
+        self._joint.merge(*joint)
+        norms = torch.linalg.vector_norm(h, dim=1)
+        nonzero = norms > 0
+        if bool(nonzero.any()):
+            unit = h[nonzero] / norms[nonzero, None]
+            self._unit.merge(*self._unit.batch(unit))
+        return self
+
+    def merge(self, other: RegressionStats) -> RegressionStats:
+        """Fold the statistics of ``other`` (another part of the data) into these."""
+        if not isinstance(other, RegressionStats):
+            raise NCInputError(f"can only merge RegressionStats; got {type(other).__name__}")
+        if other.dim is None or other.target_dim is None:
+            return self
+        self._check_dims(other.dim, other.target_dim, "the other statistics")
+        for mine, theirs in ((self._joint, other._joint), (self._unit, other._unit)):
+            mine.merge(theirs.count, theirs.mean.clone(), theirs.scatter.clone())
+        return self
+
+    def all_reduce(self) -> RegressionStats:
+        """Replace these statistics by those of the union over every rank, in place.
+
+        Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU). Each rank
+        sends its moments about the global means: the exact pairwise merge of all ranks.
+        """
+        distributed.require_process_group()
+        shape = torch.tensor([self.dim or 0, self.target_dim or 0])
+        dim, target_dim = (int(v) for v in distributed.all_reduce(shape, op="max"))
+        if dim == 0:
+            return self
+        self._check_dims(dim, target_dim, "another rank's statistics")
+        parts = (self._joint, self._unit)
+        first = distributed.all_reduce(torch.cat([
+            torch.cat([torch.tensor([float(m.count)], dtype=torch.float64), m.mean * m.count])
+            for m in parts
+        ]))
+        means, counts, at = [], [], 0
+        for m in parts:
+            count, k = first[at], len(m.mean)
+            counts.append(int(torch.round(count)))
+            means.append(first[at + 1 : at + 1 + k] / max(float(count), 1.0))
+            at += 1 + k
+        second = distributed.all_reduce(
+            torch.cat([m.about(mean).ravel() for m, mean in zip(parts, means, strict=True)])
+        )
+        at = 0
+        for m, mean, count in zip(parts, means, counts, strict=True):
+            k = len(mean)
+            m.count, m.mean, m.scatter = count, mean, second[at : at + k * k].reshape(k, k)
+            at += k * k
+        return self
+
+    # ------------------------------------------------------------------ derived quantities
+    @property
+    def num_samples(self) -> int:
+        return 0 if self.dim is None else self._joint.count
+
+    @property
+    def zero_features(self) -> int:
+        """How many features had norm zero (left out of NRC1 and NRC2)."""
+        return 0 if self.dim is None else self._joint.count - self._unit.count
+
+    def feature_mean(self) -> np.ndarray:
+        """Mean of h, shape (d,)."""
+        return self._joint.mean[: self.dim].numpy()
+
+    def target_mean(self) -> np.ndarray:
+        """ybar, shape (n,)."""
+        return self._joint.mean[self.dim :].numpy()
+
+    def feature_covariance(self) -> np.ndarray:
+        """(1/M) sum (h_i - hbar)(h_i - hbar)^T, shape (d, d)."""
+        d = self.dim
+        return self._joint.scatter[:d, :d].numpy() / self.num_samples
+
+    def target_covariance(self) -> np.ndarray:
+        """Sigma = (1/M) sum (y_i - ybar)(y_i - ybar)^T, shape (n, n)."""
+        d = self.dim
+        return self._joint.scatter[d:, d:].numpy() / self.num_samples
+
+    def joint_covariance(self) -> np.ndarray:
+        """Covariance of z = [h, y], shape (d + n, d + n)."""
+        return self._joint.scatter.numpy() / self.num_samples
+
+    def unit_second_moment(self) -> np.ndarray:
+        """(1/M') sum h~_i h~_i^T over the M' nonzero features (not centred), (d, d)."""
+        unit = self._unit
+        if unit.count == 0:
+            raise NCInputError("every feature vector is zero: normalized features are undefined")
+        mean = unit.mean.numpy()
+        return unit.scatter.numpy() / unit.count + np.outer(mean, mean)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors only, so that ``torch.load(..., weights_only=True)`` reads it back."""
+        state = {"dim": torch.tensor(self.dim or 0),
+                 "target_dim": torch.tensor(self.target_dim or 0)}
+        if self.dim is not None:
+            for name, m in (("joint", self._joint), ("unit", self._unit)):
+                state[f"{name}_count"] = torch.tensor(m.count)
+                state[f"{name}_mean"] = m.mean.clone()
+                state[f"{name}_scatter"] = m.scatter.clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> RegressionStats:
+        dim, target_dim = int(state["dim"]), int(state["target_dim"])
+        if dim == 0:
+            self.dim = self.target_dim = None
+            return self
+        self._allocate(dim, target_dim)
+        for name, m in (("joint", self._joint), ("unit", self._unit)):
+            mean = torch.as_tensor(state[f"{name}_mean"], dtype=torch.float64)
+            scatter = torch.as_tensor(state[f"{name}_scatter"], dtype=torch.float64)
+            if mean.shape != m.mean.shape or scatter.shape != m.scatter.shape:
+                raise NCInputError(
+                    f"state entry '{name}' has shapes {tuple(mean.shape)}, "
+                    f"{tuple(scatter.shape)}; expected {tuple(m.mean.shape)}, "
+                    f"{tuple(m.scatter.shape)}"
+                )
+            m.count, m.mean, m.scatter = int(state[f"{name}_count"]), mean.clone(), scatter.clone()
+        return self
+
+    def __repr__(self) -> str:
+        return (f"RegressionStats(dim={self.dim}, target_dim={self.target_dim}, "
+                f"num_samples={self.num_samples})")
+
+
+def as_targets(targets: Any, num_samples: int) -> torch.Tensor:
+    """Return ``targets`` as a 2-D floating tensor (1-D input becomes one column)."""
+    y = torch.from_numpy(np.asarray(targets)) if not torch.is_tensor(targets) else targets
+    y = y.detach()
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise NCInputError(f"targets must be 1-D or 2-D (M x n); got shape {tuple(y.shape)}")
+    if y.shape[0] != num_samples:
+        raise NCInputError(f"targets has {y.shape[0]} rows but features has {num_samples}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise NCInputError(f"targets must be real numbers; got dtype {y.dtype}")
+    if not torch.is_floating_point(y):
+        y = y.to(torch.float64)
+    elif y.dtype in (torch.float16, torch.bfloat16):
+        y = y.to(torch.float32)
+    return y
+
+
+# ---------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class RegressionMetrics:
+    """NRC1-NRC3 (SPEC section 5) and the fit of the linear head, by SPEC name.
+
+    ``nrc2``, ``mse`` and ``r2`` need the weight W (and bias b); ``nrc3`` needs W, n >= 2
+    and a target covariance of full rank. Absent metrics are None and ``warnings`` says why.
+    ``gamma`` is the gamma of NRC3, given or found by the grid search (``gamma_searched``).
+    ``explained_variance_ratio`` holds the top principal components of the centred
+    features, largest first; ``top_n_explained`` is the sum of the first n of them.
+    """
+
+    nrc1: float | None = None
+    nrc2: float | None = None
+    nrc3: float | None = None
+    gamma: float | None = None
+    gamma_searched: bool = False
+    mse: float | None = None
+    r2: float | None = None
+    explained_variance_ratio: tuple[float, ...] = ()
+    top_n_explained: float | None = None
+    lambda_min: float | None = None
+    lambda_max: float | None = None
+    num_samples: int = 0
+    dim: int = 0
+    target_dim: int = 0
+    zero_features: int = 0
+    centred_pca: bool = True
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; non-finite values become None."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+        out["explained_variance_ratio"] = list(self.explained_variance_ratio)
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def compute_regression_metrics(
+    stats: RegressionStats,
+    weight: Any = None,
+    bias: Any = None,
+    *,
+    gamma: float | str | None = "search",
+    centred_pca: bool = True,
+    components: int | None = None,
+) -> RegressionMetrics:
+    """Compute NRC1-NRC3, the explained variance, MSE and R^2.
+
+    Parameters
+    ----------
+    stats : RegressionStats
+    weight : array of shape (n, d), optional
+        Last-layer weight W.
+    bias : array of shape (n,), optional
+        Last-layer bias b (zero when omitted).
+    gamma : float, "search" or None
+        NRC3's gamma: a value in (0, lambda_min), ``"search"`` for the minimizing gamma on
+        that interval, or None to skip NRC3. With singular target covariance an explicit
+        float is an error and ``"search"`` leaves nrc3 None with a warning.
+    centred_pca : bool
+        Principal directions of the centred features (SPEC); False uses the uncentred
+        second moment of h instead, as some public code does.
+    components : int, optional
+        How many explained-variance ratios to report; default min(d, max(10, n + 1)).
+
+    Returns
+    -------
+    RegressionMetrics
+    """
+    if stats.dim is None or stats.num_samples == 0:
+        raise NCInputError("no samples were seen: nothing to measure")
+    d, n = stats.dim, stats.target_dim
+    w, b = as_regressor(weight, bias, n, d)
+    notes: list[str] = []
+    if stats.zero_features:
+        notes.append(f"{stats.zero_features} feature vectors are zero and were left out of "
+                     "nrc1 and nrc2 (no direction)")
+    if n >= d:
+        notes.append(f"n={n} >= d={d}: the top-n principal subspace is all of R^d, so nrc1 is 0 "
+                     "trivially; nrc3 cannot reach 0 when n > d (rank W W^T <= d)")
+    values: dict[str, Any] = {}
+    ratios, directions = _principal_components(stats, centred_pca)
+    k = min(d, components if components is not None else max(10, n + 1))
+    values["explained_variance_ratio"] = tuple(float(r) for r in ratios[:k])
+    values["top_n_explained"] = float(ratios[: min(n, d)].sum())
+    if stats._unit.count:
+        unit = stats.unit_second_moment()
+        values["nrc1"] = _residual_energy(unit, directions[:, min(n, d):])
+        if w is not None:
+            values["nrc2"] = _residual_energy(unit, _row_space_complement(w))
+    else:
+        notes.append("every feature vector is zero: nrc1 and nrc2 are undefined")
+    sigma = stats.target_covariance()
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    values["lambda_min"], values["lambda_max"] = float(eigenvalues[0]), float(eigenvalues[-1])
+    if w is not None:
+        values["mse"], values["r2"] = _fit(stats, w, b, notes)
+        if gamma is not None:
+            values.update(_nrc3(sigma, stats.target_mean(), w, gamma, notes))
+    return RegressionMetrics(
+        **values, num_samples=stats.num_samples, dim=d, target_dim=n,
+        zero_features=stats.zero_features, centred_pca=centred_pca, warnings=tuple(notes),
+    )
+
+
+def as_regressor(weight: Any, bias: Any, n: int, d: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Return (W, b) as float64 arrays of shapes (n, d) and (n,); b is zero when omitted."""
+    if weight is None:
+        if bias is not None:
+            raise NCInputError("bias given without weight")
+        return None, np.zeros(n)
+    w = _to_numpy64(weight)
+    if w.ndim == 1 and n == 1:
+        w = w[None]
+    if w.shape != (n, d):
+        raise NCInputError(f"weight must have shape (n, d) = ({n}, {d}); got {w.shape}")
+    if not np.isfinite(w).all():
+        raise NCInputError("weight contains NaN or inf")
+    b = np.zeros(n) if bias is None else _to_numpy64(bias).reshape(-1)
+    if b.shape != (n,):
+        raise NCInputError(f"bias must have shape (n,) = ({n},); got {np.shape(bias)}")
+    if not np.isfinite(b).all():
+        raise NCInputError("bias contains NaN or inf")
+    return w, b
+
+
+def _principal_components(stats: RegressionStats, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Explained-variance ratios (d,) and directions (d, d, as columns), largest first."""
+    moment = stats.feature_covariance()
+    if not centred:
+        mean = stats.feature_mean()
+        moment = moment + np.outer(mean, mean)
+    eigenvalues, vectors = np.linalg.eigh(moment)
+    eigenvalues, vectors = np.clip(eigenvalues[::-1], 0, None), vectors[:, ::-1]
+    total = eigenvalues.sum()
+    ratios = eigenvalues / total if total > 0 else np.zeros_like(eigenvalues)
+    return ratios, vectors
+
+
+def _residual_energy(second_moment: np.ndarray, complement: np.ndarray) -> float:
+    """Mean squared norm of the part of h~ in span(complement): Tr(B^T S B).
+
+    Summing over an orthonormal basis B of the complement (instead of 1 - Tr(P S)) keeps
+    the small values of a collapsed model accurate to rounding.
+    """
+    if complement.shape[1] == 0:
+        return 0.0
+    return float(max(np.einsum("ij,ik,kj->", complement, second_moment, complement), 0.0))
+
+
+def _row_space_complement(w: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (d, d - rank W) of the orthogonal complement of W's row space."""
+    _, s, vt = np.linalg.svd(w, full_matrices=True)
+    tol = max(w.shape) * np.finfo(float).eps * (s[0] if len(s) else 0.0)
+    rank = int((s > tol).sum())
+    return vt[rank:].T
+
+
+def _fit(
+    stats: RegressionStats, w: np.ndarray, b: np.ndarray, notes: list[str]
+) -> tuple[float, float]:
+    """MSE (mean over samples and outputs) and R^2 (uniform average over outputs).
+
+    The residual r = W h + b - y is linear in z = [h, y], so its second moment follows from
+    the joint mean and covariance. For a constant target column R^2 is 1 when it is fitted
+    exactly and 0 otherwise, as in scikit-learn.
+    """
+    n = len(b)
+    a = np.hstack([w, -np.eye(n)])
+    offset = a @ stats._joint.mean.numpy() + b
+    residual = a @ stats.joint_covariance() @ a.T + np.outer(offset, offset)
+    per_output = np.clip(np.diag(residual), 0, None)
+    variance = np.diag(stats.target_covariance())
+    tiny = _constant_columns(stats.target_covariance(), stats.target_mean())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(tiny, np.where(per_output <= 0, 1.0, 0.0), 1 - per_output / variance)
+    if tiny.any():
+        notes.append(f"R^2 of constant target columns {np.flatnonzero(tiny).tolist()} is 1 if "
+                     "fitted exactly, else 0")
+    return float(per_output.mean()), float(r2.mean())
+
+
+def _constant_columns(sigma: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Mask (n,) of the target columns that are constant up to rounding.
+
+    A column counts as constant when its variance is below rounding of its own size, or
+    below 1e-12 of the largest column variance (then Sigma is singular in practice).
+    """
+    variance = np.diag(sigma)
+    rounding = (64 * np.finfo(float).eps * np.abs(mean)) ** 2
+    return (variance <= rounding) | (variance <= 1e-12 * variance.max())
+
+
+def _nrc3(
+    sigma: np.ndarray, mean: np.ndarray, w: np.ndarray, gamma: float | str, notes: list[str]
+) -> dict[str, Any]:
+    n = len(sigma)
+    explicit = not isinstance(gamma, str)
+    if isinstance(gamma, str) and gamma != "search":
+        raise NCInputError(f"gamma must be a number, 'search' or None; got '{gamma}'")
+    if n == 1:
+        notes.append("nrc3 is not reported for n = 1 (it is 0 trivially)")
+        return {}
+    problem = _singular_targets(sigma, mean)
+    if problem:
+        if explicit:
+            raise NCInputError(f"nrc3 needs a full-rank target covariance: {problem}")
+        notes.append(f"nrc3 not computed: {problem}")
+        return {}
+    eigenvalues, vectors = np.linalg.eigh(sigma)
+    gram = w @ w.T
+    norm = np.linalg.norm(gram)
+    if norm == 0:
+        if explicit:
+            raise NCInputError("nrc3 is undefined for W = 0")
+        notes.append("nrc3 not computed: W = 0")
+        return {}
+    # In Sigma's eigenbasis A_gamma is diagonal: NRC3 = 2 - 2 <diag(B), a> / ||a||.
+    diagonal = np.einsum("ji,jk,ki->i", vectors, gram / norm, vectors)
+    roots = np.sqrt(eigenvalues)
+
+    def nrc3(g: float) -> float:
+        a = roots - math.sqrt(g)
+        return float(max(2 - 2 * diagonal @ a / np.linalg.norm(a), 0.0))
+
+    lam_min = float(eigenvalues[0])
+    if explicit:
+        g = float(gamma)
+        if not 0 < g < lam_min:
+            raise NCInputError(f"gamma must lie in (0, lambda_min) = (0, {lam_min:.6g}); got {g}")
+        return {"nrc3": nrc3(g), "gamma": g, "gamma_searched": False}
+    return {**_search_gamma(nrc3, lam_min), "gamma_searched": True}
+
+
+def _search_gamma(nrc3: Any, lam_min: float) -> dict[str, float]:
+    """Grid search on (0, lambda_min), then a bounded refinement around the best point."""
+    grid = lam_min * np.linspace(0, 1, GAMMA_GRID + 2)[1:-1]
+    values = np.array([nrc3(g) for g in grid])
+    best = int(values.argmin())
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    if best == 0:
+        lo = grid[0] * 1e-6
+    refined = minimize_scalar(nrc3, bounds=(lo, hi), method="bounded",
+                              options={"xatol": lam_min * 1e-12})
+    if refined.fun <= values[best]:
+        return {"nrc3": float(refined.fun), "gamma": float(refined.x)}
+    return {"nrc3": float(values[best]), "gamma": float(grid[best])}
+
+
+def _singular_targets(sigma: np.ndarray, mean: np.ndarray) -> str:
+    """Why Sigma is not of full rank, naming the columns; empty when it is."""
+    constant = np.flatnonzero(_constant_columns(sigma, mean))
+    if constant.size:
+        cols = ", ".join(str(int(c)) for c in constant)
+        verb = "columns {} are" if constant.size > 1 else "column {} is"
+        return (f"target {verb.format(cols)} constant "
+                f"(variance {np.diag(sigma)[constant[0]]:.3g}); drop or perturb it")
+    eigenvalues, vectors = np.linalg.eigh(sigma)
+    if eigenvalues[0] <= 1e-12 * eigenvalues[-1]:
+        involved = np.flatnonzero(np.abs(vectors[:, 0]) > 1e-6)
+        cols = ", ".join(str(int(c)) for c in involved)
+        return (f"target columns {cols} are linearly dependent "
+                f"(lambda_min = {eigenvalues[0]:.3g})")
+    return ""
+
+
+def measure_regression(
+    features: Any,
+    targets: Any,
+    weight: Any = None,
+    bias: Any = None,
+    *,
+    gamma: float | str | None = "search",
+    centred_pca: bool = True,
+    batch_size: int = 65_536,
+) -> RegressionMetrics:
+    """NRC metrics of in-memory features in one call.
+
+    Parameters
+    ----------
+    features : array or tensor of shape (M, d)
+    targets : array or tensor of shape (M, n) or (M,)
+    weight : array of shape (n, d), optional
+    bias : array of shape (n,), optional
+    gamma, centred_pca
+        As in :func:`compute_regression_metrics`.
+    batch_size : int
+        Rows per streamed batch.
+    """
+    x = as_features(features)
+    y = as_targets(targets, x.shape[0])
+    ensure_finite(y, "targets")
+    if x.shape[0] == 0:
+        raise NCInputError("features has no rows")
+    stats = RegressionStats()
+    for start in range(0, len(x), batch_size):
+        stats.update(x[start : start + batch_size], y[start : start + batch_size])
+    return compute_regression_metrics(stats, weight, bias, gamma=gamma, centred_pca=centred_pca)

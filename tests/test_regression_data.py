@@ -1,0 +1,113 @@
+"""Regression data: the teacher network, the .npz format, and MuJoCo imitation data (tiny)."""
+
+import numpy as np
+import pytest
+
+from nclab import NCInputError
+from nclab.data.regression_base import load_regression, make_regression_data
+from nclab.data.teacher import teacher
+
+
+def test_teacher_imposes_the_target_covariance_exactly():
+    cov = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    data = teacher(500, input_dim=7, target_dim=3, target_cov=cov, seed=3)
+    assert data.x.shape == (400, 7) and data.y.shape == (400, 3)
+    assert data.x_test.shape == (100, 7) and data.target_dim == 3
+    np.testing.assert_allclose(np.cov(data.y.T, bias=True), cov, atol=1e-5)
+    assert abs(data.y.mean(0)).max() < 1e-5
+    # the test targets come from the same fixed function: similar covariance, not equal
+    test_cov = np.cov(data.y_test.T, bias=True)
+    assert np.abs(test_cov - cov).max() < 0.6
+    again = teacher(500, input_dim=7, target_dim=3, target_cov=cov, seed=3)
+    np.testing.assert_array_equal(again.y_test, data.y_test)
+    spectrum = teacher(300, target_dim=2, target_cov=[3.0, 0.3], seed=0)
+    np.testing.assert_allclose(np.cov(spectrum.y.T, bias=True), np.diag([3.0, 0.3]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"target_cov": [[1.0, 2.0], [2.0, 1.0]], "target_dim": 2}, "positive semi-definite"),
+    ({"target_cov": [1.0, 2.0], "target_dim": 3}, r"target_cov must have shape"),
+    ({"num_samples": 4, "target_dim": 3}, "need more than n=3 training samples"),
+    ({"input_dim": 0}, "input_dim must be an integer >= 1"),
+])
+def test_teacher_bad_input(kwargs, match):
+    with pytest.raises(NCInputError, match=match):
+        teacher(**kwargs)
+
+
+def test_npz_round_trip_and_split(tmp_path):
+    rng = np.random.default_rng(0)
+    data = make_regression_data(rng.normal(size=(50, 4)), rng.normal(size=50), name="toy",
+                                test_fraction=0.2, seed=1)
+    assert data.y.shape == (40, 1) and data.y_test.shape == (10, 1)
+    data.save(tmp_path / "toy.npz")
+    back = load_regression(tmp_path / "toy.npz")
+    np.testing.assert_array_equal(back.x_test, data.x_test)
+    np.testing.assert_array_equal(back.y, data.y)
+    np.savez(tmp_path / "xy.npz", x=rng.normal(size=(30, 3)), y=rng.normal(size=(30, 2)))
+    split = load_regression(tmp_path / "xy.npz", test_fraction=0.5)
+    assert len(split.x) == 15 and len(split.x_test) == 15 and split.target_dim == 2
+
+
+@pytest.mark.parametrize("arrays,match", [
+    ({"x": np.ones((5, 2))}, "has no array named 'y'"),
+    ({"x": np.ones((5, 2)), "y": np.ones(4)}, "x has 5 rows but y has 4"),
+    ({"x": np.ones(5), "y": np.ones(5)}, r"x must be a real array of shape \(N, ...\)"),
+    ({"x": np.ones((5, 2)), "y": np.array([1.0, np.inf, 0, 0, 0])},
+     r"y contains NaN or inf \(first at row 1\)"),
+    ({"x": np.ones((5, 2)), "y": np.ones(5), "x_test": np.ones((2, 2))}, "give both x_test"),
+])
+def test_bad_npz_is_one_clear_line(tmp_path, arrays, match):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(NCInputError, match=match) as info:
+        load_regression(tmp_path / "bad.npz")
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- MuJoCo
+def test_reacher_expert_beats_random_and_data_is_deterministic():
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gymnasium")
+    from nclab.data.imitation import imitation_data
+
+    data = imitation_data("reacher", 60, eval_episodes=3, seed=0)
+    assert data.x.shape == (48, 10) and data.y.shape == (48, 2) and data.x_test.shape == (12, 10)
+    assert np.abs(data.y).max() <= 1.0
+    info = data.info
+    assert info["expert_return"] > info["random_return"] + 20
+    again = imitation_data("reacher", 60, eval_episodes=1, seed=0)
+    np.testing.assert_array_equal(again.x, data.x)
+
+
+def test_swimmer_expert_swims():
+    pytest.importorskip("mujoco")
+    from nclab.data.imitation import SwimmerExpert, episode_returns, imitation_data, make_env
+
+    data = imitation_data("swimmer", 20, eval_episodes=1, seed=0)
+    assert data.x.shape == (16, 8) and data.y.shape == (16, 2)
+    env = make_env("swimmer")
+    expert = episode_returns(env, SwimmerExpert(), 1, seed=7)
+    random = episode_returns(env, None, 1, seed=7)
+    assert expert[0] > 150 and expert[0] > random[0] + 100
+
+
+def test_hopper_policy_search_saves_and_reuses_the_policy(tmp_path):
+    pytest.importorskip("mujoco")
+    from nclab.data.imitation import LinearPolicy, imitation_data
+
+    policy_file = tmp_path / "hopper_policy.npz"
+    first = imitation_data("hopper", 30, eval_episodes=1, noise=0.0,
+                           policy_file=policy_file, search_iterations=1)
+    assert policy_file.exists() and first.y.shape == (24, 3) and first.x.shape[1] == 11
+    policy = LinearPolicy.load(policy_file)
+    np.testing.assert_allclose(first.y, np.stack([policy(s) for s in first.x]), atol=1e-6)
+    second = imitation_data("hopper", 30, eval_episodes=1, noise=0.0, policy_file=policy_file)
+    np.testing.assert_array_equal(second.y, first.y)
+
+
+def test_unknown_task_is_a_clear_error():
+    pytest.importorskip("mujoco")
+    from nclab.data.imitation import imitation_data
+
+    with pytest.raises(NCInputError, match="unknown task 'walker'"):
+        imitation_data("walker")
