@@ -585,7 +585,8 @@ def _nc1(features: Any, labels: Any, num_classes: int,
     if num_classes < 2:
         return None, f"{which}_nc1 is undefined with a single class"
     try:
-        return measure(features, labels, num_classes=num_classes).nc1, None
+        with np.errstate(divide="ignore", invalid="ignore"):  # only nc1 is kept; cdnv may be 0/0
+            return measure(features, labels, num_classes=num_classes).nc1, None
     except NCInputError as err:  # degenerate features: report, keep the recovery numbers
         return None, f"{which}_nc1 is undefined: {err}"
 

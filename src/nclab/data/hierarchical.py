@@ -24,12 +24,14 @@ def hierarchical(
     ``y mod num_coarse``, so the coarse map is the ``mod`` pairing
     (``hierarchical_coarse_map``).
 
-    Superclass centres are ``coarse_separation / sqrt(2)`` times random unit vectors, so
-    two centres are about ``coarse_separation`` apart; each fine mean is its centre plus
-    ``fine_separation / sqrt(2)`` times a random unit vector, so two sub-clusters of one
-    superclass are about ``fine_separation`` apart. Samples add isotropic noise of standard
-    deviation ``noise`` per dimension. ``fine_separation=0`` makes the sub-clusters of a
-    superclass the same distribution: no method can recover them (chance level).
+    The superclass centres are the vertices of a randomly rotated regular simplex with
+    edge ``coarse_separation``; the sub-cluster means of each superclass are the vertices
+    of another randomly rotated regular simplex with edge ``fine_separation``, centred on
+    its superclass centre. So any two superclass centres are exactly
+    ``coarse_separation`` apart and any two sub-cluster means of one superclass exactly
+    ``fine_separation`` apart. Samples add isotropic Gaussian noise of standard deviation
+    ``noise`` per dimension. ``fine_separation=0`` makes the sub-clusters of a superclass
+    the same distribution: no method can tell them apart (chance level).
 
     Returns
     -------
@@ -39,11 +41,15 @@ def hierarchical(
     """
     _check(num_coarse, fine_per_coarse, dim, per_class, test_per_class,
            coarse_separation, fine_separation, noise)
+    if dim < max(num_coarse, fine_per_coarse):
+        raise NCInputError(f"dim must be >= num_coarse and >= fine_per_coarse to place the "
+                           f"simplices; got dim={dim}")
     rng = np.random.default_rng(seed)
     num_fine = num_coarse * fine_per_coarse
-    centres = _random_directions(rng, num_coarse, dim) * coarse_separation / np.sqrt(2)
-    offsets = _random_directions(rng, num_fine, dim) * fine_separation / np.sqrt(2)
-    means = centres[np.arange(num_fine) % num_coarse] + offsets
+    centres = _simplex(rng, num_coarse, dim, coarse_separation)
+    means = np.empty((num_fine, dim))
+    for s in range(num_coarse):
+        means[s::num_coarse] = centres[s] + _simplex(rng, fine_per_coarse, dim, fine_separation)
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.repeat(np.arange(num_fine), n)
@@ -61,9 +67,11 @@ def hierarchical_coarse_map(num_coarse: int = 5, fine_per_coarse: int = 2) -> np
     return np.arange(num_coarse * fine_per_coarse, dtype=np.int64) % num_coarse
 
 
-def _random_directions(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
-    v = rng.normal(size=(count, dim))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+def _simplex(rng: np.random.Generator, count: int, dim: int, edge: float) -> np.ndarray:
+    """``count`` points in R^dim, centred at 0, every pair exactly ``edge`` apart."""
+    basis, _ = np.linalg.qr(rng.normal(size=(dim, count)))  # random orthonormal columns
+    centred = np.eye(count) - 1.0 / count  # rows e_i - mean: pairwise distance sqrt(2)
+    return centred @ basis.T * (edge / np.sqrt(2))
 
 
 def _check(num_coarse: int, fine_per_coarse: int, dim: int, per_class: int,
