@@ -70,6 +70,8 @@ def test_explicit_map_from_dict_sequence_and_text():
     assert by_dict == by_list == by_text == by_position
     assert by_dict.members(1) == (0, 2) and by_dict.num_coarse == 2
     assert parse_coarse_map("3:0,0:1") == {3: 0, 0: 1}
+    assert CoarseLabeling.create("random", 10, 5, seed=3) == CoarseLabeling.random(10, 5, 3)
+    assert CoarseLabeling.create("mod", 10, 5) == CoarseLabeling.mod(10, 5)
 
 
 def test_map_missing_fine_classes_is_refused_with_them_named():
@@ -87,6 +89,7 @@ def test_map_missing_fine_classes_is_refused_with_them_named():
     (lambda: CoarseLabeling.mod(3, 4), "num_coarse <= num_fine"),
     (lambda: CoarseLabeling.create("stripes", 4, 2), "choose from: mod, random, explicit"),
     (lambda: CoarseLabeling.create("mod", 4), "needs the number of superclasses"),
+    (lambda: CoarseLabeling.create("mod", 4, 2, mapping="0,0,1,1"), "exactly when"),
     (lambda: parse_coarse_map("0:1,0:0"), "appears twice"),
     (lambda: parse_coarse_map("0-1"), "expected fine:superclass"),
 ])
@@ -175,6 +178,8 @@ def test_separable_sub_clusters_are_recovered(separable):
     assert np.trace(result.train_confusion) / len(train.y) == result.train_accuracy
     assert sum(np.trace(r.test_confusion) for r in result.superclasses) == np.trace(
         result.test_confusion)
+    assert np.mean(result.test_recovered == separable.test.y.numpy()) == result.test_accuracy
+    assert "test_recovered" not in result.to_dict()
     fine_of_0 = [0, 4, 8]
     np.testing.assert_array_equal(result.superclasses[0].train_confusion,
                                   result.train_confusion[np.ix_(fine_of_0, fine_of_0)])
@@ -239,6 +244,7 @@ def test_test_samples_are_assigned_within_their_predicted_superclass():
     model = SuperclassClustering(threads=1).fit(x_train, y_train, labeling.coarse(y_train))
     recovered = model.predict(x_test, [0, 1])
     assert recovered[0] == 0 and recovered[1] == 2  # nearest of superclass 1's centres
+    assert result.test_recovered.tolist() == [0, 2]
     assert result.test_accuracy == 0.5 and result.test_coarse_accuracy == 0.5
     assert result.superclasses[0].test_misrouted == 1
     assert result.test_confusion[0, 2] == 1 and result.test_confusion[0, 0] == 1

@@ -1,28 +1,14 @@
-"""Fine-grained structure under collapse (SPEC section 6, Yang, Steinhardt & Hu 2023).
-
-Train on coarse labels that merge fine classes; then, inside each superclass, cluster the
-penultimate training features with k-means (k = number of fine classes in it), match the
-clusters to the fine labels by the Hungarian assignment on the training set, and give each
-test sample the fine label of the nearest cluster centre of its PREDICTED superclass.
-
-- ``CoarseLabeling``: which fine classes make each superclass (``mod``, ``random``, or an
-  explicit map), and ``coarsen`` / ``coarsen_splits`` to relabel data sets.
-- ``SuperclassClustering``: the estimator (``fit`` on training features, ``predict``).
-- ``recover_fine_labels``: fit + predict on train and test in one call, with the coarse
-  ``nc1`` at the same features, returned as a ``FineRecovery`` (``to_dict()`` for JSON).
-"""
+"""Fine-label recovery: k-means inside each superclass, Hungarian matching, scoring."""
 
 from __future__ import annotations
 
 import math
-import re
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
@@ -30,221 +16,9 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from nclab._validate import as_features, as_labels
-from nclab.data.base import ArrayDataset, DatasetSplits
 from nclab.errors import NCInputError
+from nclab.finegrained.labeling import CoarseLabeling, short_list
 from nclab.metrics import measure
-
-PAIRINGS = ("mod", "random", "explicit")
-
-
-# --------------------------------------------------------------------------- labelings
-
-
-@dataclass(frozen=True)
-class CoarseLabeling:
-    """A map from K fine classes onto K' superclasses, every superclass non-empty.
-
-    Build it with ``CoarseLabeling.mod``, ``.random``, ``.from_map`` or ``.create``.
-
-    Attributes
-    ----------
-    fine_to_coarse : tuple of int, length K
-        The superclass of each fine class.
-    num_coarse : int
-        K'.
-    pairing : str
-        How it was made: ``"mod"``, ``"random"`` or ``"explicit"``.
-    """
-
-    fine_to_coarse: tuple[int, ...]
-    num_coarse: int
-    pairing: str = "explicit"
-    _table: np.ndarray = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        table = np.asarray(self.fine_to_coarse, dtype=np.int64)
-        empty = sorted(set(range(self.num_coarse)) - set(table.tolist()))
-        if empty:
-            raise NCInputError(f"superclasses {empty} have no fine classes "
-                               f"(num_coarse={self.num_coarse})")
-        object.__setattr__(self, "_table", table)
-
-    # ---- constructors
-    @classmethod
-    def mod(cls, num_fine: int, num_coarse: int) -> CoarseLabeling:
-        """Fine class y -> superclass y mod K'."""
-        _check_sizes(num_fine, num_coarse)
-        return cls(tuple(y % num_coarse for y in range(num_fine)), num_coarse, "mod")
-
-    @classmethod
-    def random(cls, num_fine: int, num_coarse: int, seed: int = 0) -> CoarseLabeling:
-        """A seeded random partition into K' groups whose sizes differ by at most one."""
-        _check_sizes(num_fine, num_coarse)
-        order = np.random.default_rng(seed).permutation(num_fine)
-        table = np.empty(num_fine, dtype=np.int64)
-        table[order] = np.arange(num_fine) % num_coarse  # deal the shuffled classes round-robin
-        return cls(tuple(table.tolist()), num_coarse, "random")
-
-    @classmethod
-    def from_map(
-        cls, mapping: Mapping[int, int] | Sequence[int] | np.ndarray, num_fine: int | None = None,
-        num_coarse: int | None = None,
-    ) -> CoarseLabeling:
-        """An explicit map: ``{fine: superclass}`` or a sequence whose entry y is y's superclass.
-
-        ``num_fine`` (K) defaults to the largest fine class + 1, ``num_coarse`` (K') to the
-        largest superclass + 1. Every fine class 0..K-1 must be mapped: the missing ones are
-        named in the error.
-        """
-        pairs = _map_pairs(mapping)
-        if not pairs:
-            raise NCInputError("the coarse map is empty")
-        num_fine = max(pairs) + 1 if num_fine is None else num_fine
-        num_coarse = max(pairs.values()) + 1 if num_coarse is None else num_coarse
-        _check_sizes(num_fine, num_coarse)
-        missing = [y for y in range(num_fine) if y not in pairs]
-        if missing:
-            raise NCInputError(f"the coarse map does not cover fine classes {_short(missing)} "
-                               f"(it must map every class 0..{num_fine - 1})")
-        extra = sorted(y for y in pairs if not 0 <= y < num_fine)
-        if extra:
-            raise NCInputError(f"the coarse map names fine classes {_short(extra)} outside "
-                               f"0..{num_fine - 1}")
-        bad = sorted({s for s in pairs.values() if not 0 <= s < num_coarse})
-        if bad:
-            raise NCInputError(f"the coarse map uses superclasses {_short(bad)} outside "
-                               f"0..{num_coarse - 1}")
-        return cls(tuple(pairs[y] for y in range(num_fine)), num_coarse, "explicit")
-
-    @classmethod
-    def create(
-        cls, pairing: str, num_fine: int, num_coarse: int | None = None, *, seed: int = 0,
-        mapping: Mapping[int, int] | Sequence[int] | str | None = None,
-    ) -> CoarseLabeling:
-        """One entry point for a command line: ``pairing`` is one of ``PAIRINGS``.
-
-        ``mapping`` (explicit only) may be a string, see ``parse_coarse_map``.
-        """
-        if pairing not in PAIRINGS:
-            raise NCInputError(f"unknown pairing '{pairing}'; choose from: {', '.join(PAIRINGS)}")
-        if (pairing == "explicit") != (mapping is not None):
-            raise NCInputError("give a coarse map exactly when the pairing is 'explicit'")
-        if pairing == "explicit":
-            if isinstance(mapping, str):
-                mapping = parse_coarse_map(mapping)
-            return cls.from_map(mapping, num_fine, num_coarse)
-        if num_coarse is None:
-            raise NCInputError(f"pairing '{pairing}' needs the number of superclasses")
-        if pairing == "mod":
-            return cls.mod(num_fine, num_coarse)
-        return cls.random(num_fine, num_coarse, seed)
-
-    # ---- queries
-    @property
-    def num_fine(self) -> int:
-        """K, the number of fine classes."""
-        return len(self.fine_to_coarse)
-
-    def coarse(self, y_fine: Any) -> Any:
-        """Superclass of each fine label; a tensor for a tensor, else a numpy array.
-
-        Parameters
-        ----------
-        y_fine : array or tensor of shape (N,), int, values in 0..K-1
-        """
-        y = as_labels(y_fine, len(y_fine), self.num_fine)
-        if torch.is_tensor(y_fine):
-            return torch.from_numpy(self._table).to(y.device)[y]
-        return self._table[y.numpy()]
-
-    def members(self, superclass: int) -> tuple[int, ...]:
-        """The fine classes of ``superclass``, in increasing order."""
-        if not 0 <= superclass < self.num_coarse:
-            raise NCInputError(f"superclass {superclass} out of range 0..{self.num_coarse - 1}")
-        return tuple(int(y) for y in np.flatnonzero(self._table == superclass))
-
-    def coarsen(self, dataset: ArrayDataset) -> ArrayDataset:
-        """The same samples (shared, not copied) with superclass labels.
-
-        The fine labels stay in ``dataset.y``, in the same order. Class names, when the
-        data set has them, are the joined fine names (``"0+5"``).
-        """
-        if dataset.num_classes != self.num_fine:
-            raise NCInputError(f"{dataset.name}: the coarse map is for {self.num_fine} fine "
-                               f"classes; the data set has {dataset.num_classes}")
-        names = None
-        if dataset.class_names:
-            names = tuple("+".join(dataset.class_names[y] for y in self.members(s))
-                          for s in range(self.num_coarse))
-        return replace(dataset, y=self.coarse(dataset.y), num_classes=self.num_coarse,
-                       name=f"{dataset.name}/coarse{self.num_coarse}", class_names=names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"pairing": self.pairing, "num_fine": self.num_fine,
-                "num_coarse": self.num_coarse, "fine_to_coarse": list(self.fine_to_coarse)}
-
-
-@dataclass(frozen=True)
-class CoarseSplits(DatasetSplits):
-    """Train and test splits with superclass labels; ``fine`` keeps the fine-labelled ones.
-
-    ``train`` / ``test`` are the coarse data sets (what a coarse model trains on); the
-    samples are the same objects, in the same order, as in ``fine.train`` / ``fine.test``.
-    """
-
-    fine: DatasetSplits
-    labeling: CoarseLabeling
-
-
-def coarsen_splits(splits: DatasetSplits, labeling: CoarseLabeling) -> CoarseSplits:
-    """Relabel both splits with ``labeling``; the fine splits stay reachable as ``.fine``."""
-    return CoarseSplits(labeling.coarsen(splits.train), labeling.coarsen(splits.test),
-                        fine=splits, labeling=labeling)
-
-
-def parse_coarse_map(text: str) -> dict[int, int]:
-    """Parse ``"0:0,1:0,2:1,3:1"`` (fine:superclass pairs) or ``"0,0,1,1"`` (by position)."""
-    items = [item.strip() for item in text.split(",")]
-    if not text.strip() or any(not item for item in items):
-        raise NCInputError(f"cannot read coarse map '{text}': use '0:0,1:0,2:1' or '0,0,1'")
-    if all(re.fullmatch(r"\d+", item) for item in items):
-        return {y: int(s) for y, s in enumerate(items)}
-    pairs: dict[int, int] = {}
-    for item in items:
-        match = re.fullmatch(r"(\d+)\s*:\s*(\d+)", item)
-        if match is None:
-            raise NCInputError(f"cannot read '{item}' in the coarse map: expected fine:superclass")
-        fine, coarse = int(match[1]), int(match[2])
-        if fine in pairs:
-            raise NCInputError(f"fine class {fine} appears twice in the coarse map")
-        pairs[fine] = coarse
-    return pairs
-
-
-def _map_pairs(mapping: Mapping[int, int] | Sequence[int] | np.ndarray) -> dict[int, int]:
-    items = mapping.items() if isinstance(mapping, Mapping) else enumerate(np.asarray(mapping))
-    pairs = {}
-    for fine, coarse in items:
-        if int(fine) != fine or int(coarse) != coarse:
-            raise NCInputError(f"the coarse map must hold integers; got {fine}: {coarse}")
-        pairs[int(fine)] = int(coarse)
-    return pairs
-
-
-def _check_sizes(num_fine: int, num_coarse: int) -> None:
-    if num_coarse < 1 or num_fine < num_coarse:
-        raise NCInputError(f"need 1 <= num_coarse <= num_fine; got num_coarse={num_coarse}, "
-                           f"num_fine={num_fine}")
-
-
-def _short(values: list[int], limit: int = 20) -> str:
-    """``[1, 2, 3]``, cut after ``limit`` values so that a message stays one short line."""
-    if len(values) <= limit:
-        return f"[{', '.join(str(v) for v in values)}]"
-    return f"[{', '.join(str(v) for v in values[:limit])}, ...] ({len(values)} in all)"
-
-
-# --------------------------------------------------------------------------- matching
 
 
 def match_clusters(clusters: Any, fine: Any, classes: Sequence[int]) -> np.ndarray:
@@ -420,7 +194,7 @@ class SuperclassRecovery:
     test_confusion: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items()}
+        out = dict(self.__dict__)
         out["fine_classes"] = list(self.fine_classes)
         out["train_confusion"] = self.train_confusion.tolist()
         out["test_confusion"] = self.test_confusion.tolist()
@@ -438,7 +212,7 @@ class FineRecovery:
         None without test samples).
     test_coarse_accuracy : float or None
         Fraction of test samples whose predicted superclass is right: an upper bound on
-        ``test_accuracy`` for superclasses with more than one fine class.
+        ``test_accuracy`` (a misrouted sample cannot get its fine label).
     chance_accuracy : float
         Accuracy of a uniform guess among the fine classes of the true superclass (training
         set): what recovery from features without fine structure approaches.
@@ -449,6 +223,8 @@ class FineRecovery:
     superclasses : tuple of SuperclassRecovery
     train_confusion, test_confusion : ndarray (K, K)
         Fine confusion counts, rows true, columns recovered.
+    train_recovered, test_recovered : ndarray (N,), (M,)
+        The recovered fine label of every sample (for plots; left out of ``to_dict``).
     """
 
     train_accuracy: float
@@ -465,6 +241,8 @@ class FineRecovery:
     superclasses: tuple[SuperclassRecovery, ...]
     train_confusion: np.ndarray
     test_confusion: np.ndarray
+    train_recovered: np.ndarray = field(repr=False)
+    test_recovered: np.ndarray = field(repr=False)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -484,6 +262,7 @@ class FineRecovery:
         out["train_confusion"] = self.train_confusion.tolist()
         out["test_confusion"] = self.test_confusion.tolist()
         out["warnings"] = list(self.warnings)
+        del out["train_recovered"], out["test_recovered"]
         return out
 
 
@@ -559,7 +338,8 @@ def recover_fine_labels(
         num_fine=labeling.num_fine, num_coarse=labeling.num_coarse,
         num_train=len(y_train), num_test=len(y_test), labeling=labeling,
         superclasses=per_super, train_confusion=train_confusion,
-        test_confusion=test_confusion, warnings=tuple(notes),
+        test_confusion=test_confusion, train_recovered=model.train_recovered_,
+        test_recovered=recovered_test, warnings=tuple(notes),
     )
 
 
@@ -611,10 +391,11 @@ def _consistent_labeling(fine: np.ndarray, coarse: np.ndarray,
     seen, count = np.unique(pairs[:, 0], return_counts=True)
     if (count > 1).any():
         split = seen[count > 1].tolist()
-        raise NCInputError(f"fine classes {_short(split)} appear under more than one superclass")
+        raise NCInputError(f"fine classes {short_list(split)} appear under more than one "
+                           "superclass")
     absent = sorted(set(range(int(seen.max()) + 1)) - set(seen.tolist()))
     if absent:
-        raise NCInputError(f"fine classes {_short(absent)} have no training samples: pass the "
+        raise NCInputError(f"fine classes {short_list(absent)} have no training samples: pass the "
                            "labeling to say which superclass they belong to")
     return CoarseLabeling.from_map({int(y): int(s) for y, s in pairs})
 
