@@ -87,6 +87,7 @@ def test_map_missing_fine_classes_is_refused_with_them_named():
     (lambda: CoarseLabeling.from_map([0, 1, 5], num_coarse=2), r"superclasses \[5\] outside"),
     (lambda: CoarseLabeling.from_map({0: 0, 1: 1, 2: 0, 7: 0}, num_fine=3), r"fine classes \[7\]"),
     (lambda: CoarseLabeling.mod(3, 4), "num_coarse <= num_fine"),
+    (lambda: CoarseLabeling((0, 1, 3), 2), r"superclasses \[3\] outside 0..1"),
     (lambda: CoarseLabeling.create("stripes", 4, 2), "choose from: mod, random, explicit"),
     (lambda: CoarseLabeling.create("mod", 4), "needs the number of superclasses"),
     (lambda: CoarseLabeling.create("mod", 4, 2, mapping="0,0,1,1"), "exactly when"),

@@ -40,6 +40,11 @@ class CoarseLabeling:
 
     def __post_init__(self) -> None:
         table = np.asarray(self.fine_to_coarse, dtype=np.int64)
+        _check_sizes(len(table), self.num_coarse)
+        outside = sorted({s for s in table.tolist() if not 0 <= s < self.num_coarse})
+        if outside:
+            raise NCInputError(f"the coarse map uses superclasses {short_list(outside)} outside "
+                               f"0..{self.num_coarse - 1}")
         empty = sorted(set(range(self.num_coarse)) - set(table.tolist()))
         if empty:
             raise NCInputError(f"superclasses {empty} have no fine classes "
@@ -87,10 +92,6 @@ class CoarseLabeling:
         if extra:
             raise NCInputError(f"the coarse map names fine classes {short_list(extra)} outside "
                                f"0..{num_fine - 1}")
-        bad = sorted({s for s in pairs.values() if not 0 <= s < num_coarse})
-        if bad:
-            raise NCInputError(f"the coarse map uses superclasses {short_list(bad)} outside "
-                               f"0..{num_coarse - 1}")
         return cls(tuple(pairs[y] for y in range(num_fine)), num_coarse, "explicit")
 
     @classmethod
