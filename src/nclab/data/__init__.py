@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nclab.data import synthetic
+from nclab.data import hierarchical, synthetic
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.cifar import cifar10, cifar100
 from nclab.data.idx import fashionmnist, kmnist, mnist
@@ -25,6 +25,7 @@ DATASETS: dict[str, tuple[Callable[..., DatasetSplits], bool]] = {
     "mnist1d": (synthetic.mnist1d, False),
     "digits": (synthetic.digits, False),
     "gaussian": (synthetic.gaussian, False),
+    "hierarchical": (hierarchical.hierarchical, False),
     "mnist": (mnist, True),
     "fashionmnist": (fashionmnist, True),
     "kmnist": (kmnist, True),
