@@ -1,0 +1,133 @@
+"""Batched full-batch gradient descent with a per-problem backtracking step.
+
+Every unconstrained features model of :mod:`nclab.ufm` is solved for many random starts
+at once: the variables carry a leading batch axis S (one problem per seed), and each
+problem keeps its own step size. A step is accepted when it satisfies the Armijo
+condition (or, once changes of f are below its rounding, when it shrinks the gradient); a
+rejected step leaves that problem where it was and halves its step, an accepted one lets
+the step grow again. The objective never increases (up to rounding).
+
+A model plugs in through the :class:`Problem` protocol, so that the same loop serves the
+Euclidean models (a plain gradient step) and the sphere model (tangent projection and
+normalization retraction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+Params = tuple[torch.Tensor, ...]
+
+#: Armijo constant: a step must achieve this fraction of the first-order decrease.
+ARMIJO = 1e-4
+#: Accepted steps grow by this factor, rejected ones shrink by BACKTRACK.
+GROW, BACKTRACK = 1.5, 0.5
+
+
+class Problem(Protocol):
+    """What :func:`descend` needs of a model; every tensor has a leading batch axis S."""
+
+    def value_and_grad(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """Objective (S,) and its Euclidean gradient, one tensor per variable."""
+
+    def direction(self, params: Params, grads: Params) -> Params:
+        """The descent direction: minus the (preconditioned, Riemannian) gradient."""
+
+    def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
+        """The point reached from ``params`` along ``direction`` scaled by ``step`` (S,)."""
+
+    def grad_norm(self, params: Params, grads: Params) -> torch.Tensor:
+        """Norm (S,) of the (Riemannian) gradient: the stopping test and the report."""
+
+
+@dataclass
+class DescentTrace:
+    """What happened during :func:`descend`.
+
+    Attributes
+    ----------
+    objective : Tensor of shape (T + 1, S)
+        Objective at the start and after every iteration (rejected steps repeat the value).
+    grad_norm : Tensor of shape (T + 1, S)
+    step : Tensor of shape (S,)
+        The step size each problem ended with.
+    iterations : int
+        T, the number of iterations run.
+    """
+
+    objective: torch.Tensor
+    grad_norm: torch.Tensor
+    step: torch.Tensor
+    iterations: int
+
+
+def descend(
+    problem: Problem,
+    params: Params,
+    *,
+    steps: int,
+    lr: float,
+    grad_tol: float = 0.0,
+    callback: Callable[[int], None] | None = None,
+) -> tuple[Params, DescentTrace]:
+    """Run backtracking gradient descent on a batch of S problems.
+
+    Parameters
+    ----------
+    problem : Problem
+    params : tuple of Tensors, each of shape (S, ...)
+        Starting point; not modified.
+    steps : int
+        Maximum number of iterations.
+    lr : float
+        Initial step size of every problem.
+    grad_tol : float
+        Stop once every problem's gradient norm is at most this.
+    callback : callable, optional
+        Called with the iteration number after every iteration (for progress bars).
+
+    Returns
+    -------
+    params : tuple of Tensors
+        The final point.
+    trace : DescentTrace
+    """
+    value, grads = problem.value_and_grad(params)
+    norm = problem.grad_norm(params, grads)
+    step = torch.full_like(value, float(lr))
+    values, norms = [value], [norm]
+    iteration = 0
+    while iteration < steps and not bool((norm <= grad_tol).all()):
+        iteration += 1
+        direction = problem.direction(params, grads)
+        slope = sum(torch.sum(d * g, dim=tuple(range(1, g.ndim))) for d, g in
+                    zip(direction, grads, strict=True))
+        trial = problem.retract(params, direction, step)
+        trial_value, trial_grads = problem.value_and_grad(trial)
+        trial_norm = problem.grad_norm(trial, trial_grads)
+        # Once the change of f is below its rounding, the Armijo test is a coin toss:
+        # a step is accepted there when it shrinks the gradient instead.
+        change = trial_value - value
+        rounding = 64 * torch.finfo(value.dtype).eps * value.abs().clamp_min(1.0)
+        accept = torch.where(change.abs() > rounding, change <= ARMIJO * step * slope,
+                             trial_norm < norm)
+        accept &= trial_value.isfinite()
+        params = tuple(_where(accept, t, p) for t, p in zip(trial, params, strict=True))
+        grads = tuple(_where(accept, t, g) for t, g in zip(trial_grads, grads, strict=True))
+        value = torch.where(accept, trial_value, value)
+        norm = torch.where(accept, trial_norm, norm)
+        step = torch.where(accept, step * GROW, step * BACKTRACK)
+        values.append(value)
+        norms.append(norm)
+        if callback is not None:
+            callback(iteration)
+    trace = DescentTrace(torch.stack(values), torch.stack(norms), step, iteration)
+    return params, trace
+
+
+def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
