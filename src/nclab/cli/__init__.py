@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from nclab.cli import measure as _measure  # noqa: F401  (registers the command)
+from nclab.cli import ufm as _ufm  # noqa: F401
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError
 
