@@ -26,6 +26,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from nclab.errors import NCInputError
+from nclab.ufm.optim import one_thread_if_small
 from nclab.ufm.sphere import SphereUFM, normalize_rows, project_tangent
 
 #: Above this many tangent dimensions, ``method="auto"`` uses Lanczos.
@@ -164,6 +165,12 @@ def probe(ufm: SphereUFM, weight: torch.Tensor, features: torch.Tensor, *, k: in
     LandscapeProbe
     """
     weight, features = _check_point(ufm, weight, features)
+    with one_thread_if_small(weight.numel() + features.numel()):
+        return _probe(ufm, weight, features, k, method)
+
+
+def _probe(ufm: SphereUFM, weight: torch.Tensor, features: torch.Tensor, k: int, method: str
+           ) -> LandscapeProbe:
     hessian = _RiemannianHessian(ufm, weight, features)
     k = min(int(k), hessian.size)
     if method == "auto":
