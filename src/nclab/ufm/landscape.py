@@ -105,6 +105,7 @@ class _RiemannianHessian:
         self.value = float(value.detach())
         self.grad = grad
         self.normal = torch.sum(self.point * grad, dim=-1)  # x_j^T nabla_j f
+        self._grad_vjp = None
 
     def _objective(self, x: torch.Tensor) -> torch.Tensor:
         return self.ufm.objective(x[: self.num_classes], x[self.num_classes:])
@@ -117,14 +118,14 @@ class _RiemannianHessian:
         return float(torch.linalg.vector_norm(project_tangent(self.point, self.grad)))
 
     def _hvp(self, ambient: torch.Tensor) -> torch.Tensor:
-        """nabla^2 f [v] for a batch of ambient directions (B, R, d), exact."""
-        def grad_fn(x: torch.Tensor) -> torch.Tensor:
-            return torch.func.grad(self._objective)(x)
+        """nabla^2 f [v] for a batch of ambient directions (B, R, d), exact.
 
-        def single(v: torch.Tensor) -> torch.Tensor:
-            return torch.func.jvp(grad_fn, (self.point,), (v,))[1]
-
-        return torch.func.vmap(single)(ambient)
+        Reverse over reverse: the vector-Jacobian product of the gradient map, which is
+        the Hessian-vector product because the Hessian is symmetric.
+        """
+        if self._grad_vjp is None:
+            _, self._grad_vjp = torch.func.vjp(torch.func.grad(self._objective), self.point)
+        return torch.func.vmap(lambda v: self._grad_vjp(v)[0])(ambient)
 
     def matmat(self, coords: torch.Tensor) -> torch.Tensor:
         """Hess f applied to tangent coordinates (B, R (d-1)) -> (B, R (d-1))."""
@@ -140,6 +141,24 @@ class _RiemannianHessian:
         columns = [self.matmat(eye[i: i + chunk]) for i in range(0, self.size, chunk)]
         matrix = torch.cat(columns)
         return (matrix + matrix.T) / 2
+
+
+def riemannian_hessian(ufm: SphereUFM, weight: torch.Tensor, features: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Riemannian Hessian at (W, H) as a dense matrix in tangent coordinates.
+
+    Returns
+    -------
+    matrix : Tensor of shape (m, m), m = (K + N)(d - 1)
+        Symmetric; coordinate block j (length d - 1) belongs to row j of [W; H].
+    basis : Tensor of shape (K + N, d, d - 1)
+        Orthonormal tangent bases: the tangent vector with coordinates c is
+        xi_j = basis[j] @ c_j.
+    """
+    weight, features = _check_point(ufm, weight, features)
+    with one_thread_if_small(weight.numel() + features.numel()):
+        hessian = _RiemannianHessian(ufm, weight, features)
+        return hessian.dense(), hessian.basis
 
 
 def probe(ufm: SphereUFM, weight: torch.Tensor, features: torch.Tensor, *, k: int = 20,
