@@ -128,8 +128,7 @@ def _runs(model, solution: UFMSolution, tol: float, probe_hessian: bool) -> list
             "metrics": None,
         }
         if model.per_class > 1:
-            with np.errstate(invalid="ignore"):  # cdnv divides 0 by 0 on masked diagonals
-                record["metrics"] = solution.metrics(i).to_dict()
+            record["metrics"] = solution.metrics(i).to_dict()
         if probe_hessian:
             result = probe(model, solution.weight[i], solution.features[i], k=200)
             record["probe"] = {**result.to_dict(), "zero_modes": result.zero_modes(1e-8)}

@@ -29,6 +29,7 @@ from nclab.ufm._base import (
     check_sizes,
     class_labels,
     cross_entropy,
+    own_class_entries,
     random_normal,
     solve,
 )
@@ -156,14 +157,14 @@ class RegularizedUFM:
         """f and its gradient (dW, dH, db) at ``params = (W, H, b)``."""
         weight, features, bias = params
         logits = features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
-        labels = self.labels(weight.device)
+        num = logits.shape[-2]
         if self.loss == "ce":
-            value, dlogits = cross_entropy(logits, labels)
+            value, dlogits = cross_entropy(logits, self.per_class)
         else:
-            residual = logits.clone()
-            residual[..., torch.arange(len(labels), device=labels.device), labels] -= 1.0
-            value = residual.square().sum(dim=(-2, -1)) / (2 * len(labels))
-            dlogits = residual / len(labels)
+            residual = logits
+            own_class_entries(residual, self.per_class).sub_(1.0)  # logits is a fresh tensor
+            value = residual.square().sum(dim=(-2, -1)) / (2 * num)
+            dlogits = residual / num
         value = value + 0.5 * (self.lambda_w * weight.square().sum(dim=(-2, -1))
                                + self.lambda_h * features.square().sum(dim=(-2, -1))
                                + self.lambda_b * bias.square().sum(dim=-1))

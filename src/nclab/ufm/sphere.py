@@ -102,13 +102,13 @@ class SphereUFM:
     def objective(self, weight: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """f(W, H) for W (..., K, d) and H (..., N, d); returns shape (...)."""
         logits = self.tau * features @ weight.transpose(-1, -2)
-        return cross_entropy_value(logits, self.labels(weight.device))
+        return cross_entropy_value(logits, self.per_class)
 
     def value_and_grad(self, params: Params) -> tuple[torch.Tensor, Params]:
         """f and its Euclidean gradient (dW, dH) at ``params = (W, H)``."""
         weight, features = params
         logits = self.tau * features @ weight.transpose(-1, -2)
-        value, dlogits = cross_entropy(logits, self.labels(weight.device))
+        value, dlogits = cross_entropy(logits, self.per_class)
         grad_w = self.tau * dlogits.transpose(-1, -2) @ features
         grad_h = self.tau * dlogits @ weight
         return value, (grad_w, grad_h)
