@@ -173,15 +173,16 @@ class RegularizedUFM:
         grad_b = dlogits.sum(dim=-2) + self.lambda_b * bias
         return value, (grad_w, grad_h, grad_b)
 
+    def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """f and its gradient, for :func:`nclab.ufm.optim.descend`."""
+        return self.value_and_grad(params)
+
     def direction(self, params: Params, grads: Params) -> Params:
         return tuple(-g for g in grads)
 
     def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
-        return tuple(x + step.view(-1, *([1] * (x.ndim - 1))) * v
+        return tuple(torch.addcmul(x, step.view(-1, *([1] * (x.ndim - 1))), v)
                      for x, v in zip(params, direction, strict=True))
-
-    def grad_norm(self, params: Params, grads: Params) -> torch.Tensor:
-        return sum(g.square().flatten(1).sum(dim=1) for g in grads).sqrt()
 
     def random_start(self, seeds: Sequence[int], device: torch.device | str = "cpu",
                      dtype: torch.dtype = torch.float64) -> Params:

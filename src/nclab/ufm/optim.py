@@ -54,17 +54,17 @@ def one_thread_if_small(size: int) -> Iterator[None]:
 class Problem(Protocol):
     """What :func:`descend` needs of a model; every tensor has a leading batch axis S."""
 
-    def value_and_grad(self, params: Params) -> tuple[torch.Tensor, Params]:
-        """Objective (S,) and its Euclidean gradient, one tensor per variable."""
+    def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """Objective (S,) and its gradient in the model's geometry (Riemannian on a manifold).
+
+        Its norm, in the plain metric, is the stopping test and the reported gradient norm.
+        """
 
     def direction(self, params: Params, grads: Params) -> Params:
-        """The descent direction: minus the (preconditioned, Riemannian) gradient."""
+        """The descent direction (minus the gradient, possibly preconditioned)."""
 
     def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
         """The point reached from ``params`` along ``direction`` scaled by ``step`` (S,)."""
-
-    def grad_norm(self, params: Params, grads: Params) -> torch.Tensor:
-        """Norm (S,) of the (Riemannian) gradient: the stopping test and the report."""
 
 
 @dataclass
@@ -125,8 +125,8 @@ def descend(
 
 def _descend(problem: Problem, params: Params, steps: int, lr: float, grad_tol: float,
              callback: Callable[[int], None] | None) -> tuple[Params, DescentTrace]:
-    value, grads = problem.value_and_grad(params)
-    norm = problem.grad_norm(params, grads)
+    value, grads = problem.evaluate(params)
+    norm = _norm(grads)
     step = torch.full_like(value, lr)
     values, norms = [value], [norm]
     iteration = 0
@@ -136,8 +136,8 @@ def _descend(problem: Problem, params: Params, steps: int, lr: float, grad_tol: 
         slope = sum(torch.sum(d * g, dim=tuple(range(1, g.ndim))) for d, g in
                     zip(direction, grads, strict=True))
         trial = problem.retract(params, direction, step)
-        trial_value, trial_grads = problem.value_and_grad(trial)
-        trial_norm = problem.grad_norm(trial, trial_grads)
+        trial_value, trial_grads = problem.evaluate(trial)
+        trial_norm = _norm(trial_grads)
         # Once the change of f is below its rounding, the Armijo test is a coin toss:
         # a step is accepted there when it shrinks the gradient instead.
         change = trial_value - value
@@ -145,8 +145,11 @@ def _descend(problem: Problem, params: Params, steps: int, lr: float, grad_tol: 
         accept = torch.where(change.abs() > rounding, change <= ARMIJO * step * slope,
                              trial_norm < norm)
         accept &= trial_value.isfinite()
-        params = tuple(_where(accept, t, p) for t, p in zip(trial, params, strict=True))
-        grads = tuple(_where(accept, t, g) for t, g in zip(trial_grads, grads, strict=True))
+        if bool(accept.all()):
+            params, grads = trial, trial_grads
+        else:
+            params = tuple(_where(accept, t, p) for t, p in zip(trial, params, strict=True))
+            grads = tuple(_where(accept, t, g) for t, g in zip(trial_grads, grads, strict=True))
         value = torch.where(accept, trial_value, value)
         norm = torch.where(accept, trial_norm, norm)
         step = torch.where(accept, step * GROW, step * BACKTRACK)
@@ -156,6 +159,11 @@ def _descend(problem: Problem, params: Params, steps: int, lr: float, grad_tol: 
             callback(iteration)
     trace = DescentTrace(torch.stack(values), torch.stack(norms), step, iteration)
     return params, trace
+
+
+def _norm(tensors: Params) -> torch.Tensor:
+    """Plain norm (S,) of a tuple of batched tensors."""
+    return sum(t.square().flatten(1).sum(dim=1) for t in tensors).sqrt()
 
 
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ def normalize_rows(x: torch.Tensor) -> torch.Tensor:
 
 def project_tangent(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """P_x(g) = g - (x^T g) x, row by row, for unit rows ``x``."""
-    return g - torch.sum(x * g, dim=-1, keepdim=True) * x
+    return torch.addcmul(g, torch.sum(x * g, dim=-1, keepdim=True), x, value=-1.0)
 
 
 class SphereUFM:
@@ -107,31 +107,29 @@ class SphereUFM:
     def value_and_grad(self, params: Params) -> tuple[torch.Tensor, Params]:
         """f and its Euclidean gradient (dW, dH) at ``params = (W, H)``."""
         weight, features = params
-        logits = self.tau * features @ weight.transpose(-1, -2)
+        scaled = self.tau * weight
+        logits = features @ scaled.transpose(-1, -2)
         value, dlogits = cross_entropy(logits, self.per_class)
-        grad_w = self.tau * dlogits.transpose(-1, -2) @ features
-        grad_h = self.tau * dlogits @ weight
+        grad_w = self.tau * (dlogits.transpose(-1, -2) @ features)
+        grad_h = dlogits @ scaled
         return value, (grad_w, grad_h)
 
     def riemannian_grad(self, weight: torch.Tensor, features: torch.Tensor) -> Params:
         """The Riemannian gradient (P_W dW, P_H dH) in the plain product metric."""
-        _, (grad_w, grad_h) = self.value_and_grad((weight, features))
-        return project_tangent(weight, grad_w), project_tangent(features, grad_h)
+        return self.evaluate((weight, features))[1]
+
+    def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """f and its Riemannian gradient, for :func:`nclab.ufm.optim.descend`."""
+        value, grads = self.value_and_grad(params)
+        return value, tuple(project_tangent(x, g) for x, g in zip(params, grads, strict=True))
 
     def direction(self, params: Params, grads: Params) -> Params:
-        weight, features = params
-        return (-project_tangent(weight, grads[0]),
-                -self.per_class * project_tangent(features, grads[1]))
+        return -grads[0], -self.per_class * grads[1]
 
     def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
         scale = step.view(-1, 1, 1)
-        return tuple(normalize_rows(x + scale * v) for x, v in zip(params, direction,
-                                                                   strict=True))
-
-    def grad_norm(self, params: Params, grads: Params) -> torch.Tensor:
-        total = sum(project_tangent(x, g).square().sum(dim=(-2, -1))
-                    for x, g in zip(params, grads, strict=True))
-        return total.sqrt()
+        return tuple(normalize_rows(torch.addcmul(x, scale, v))
+                     for x, v in zip(params, direction, strict=True))
 
     def random_start(self, seeds: Sequence[int], device: torch.device | str = "cpu",
                      dtype: torch.dtype = torch.float64) -> Params:
