@@ -72,3 +72,12 @@ def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "ufm.json").exists()
+
+
+def test_heavy_decay_reports_the_vanishing_minimizer(tmp_path, capsys):
+    code, out, _ = run_cli(["ufm", "-K", 5, "-d", 6, "-n", 2, "--lambda-w", 0.3, "--lambda-h",
+                            0.3, "--seeds", 2, "--out", tmp_path], capsys)
+    assert code == 0 and "the minimizer is W = H = 0" in " ".join(out.split())
+    data = read_json(tmp_path)
+    assert data["f_star"] == pytest.approx(1.6094379124341003)  # log 5: all logits zero
+    assert data["fraction_reached"] == 1.0

@@ -128,7 +128,10 @@ def _runs(model, solution: UFMSolution, tol: float, probe_hessian: bool) -> list
             "metrics": None,
         }
         if model.per_class > 1:
-            record["metrics"] = solution.metrics(i).to_dict()
+            try:
+                record["metrics"] = solution.metrics(i).to_dict()
+            except NCInputError as exc:  # e.g. W = H = 0, the minimizer under heavy decay
+                record["metrics_error"] = str(exc)
         if probe_hessian:
             result = probe(model, solution.weight[i], solution.features[i], k=200)
             record["probe"] = {**result.to_dict(), "zero_modes": result.zero_modes(1e-8)}
@@ -159,15 +162,17 @@ def _tables(runs: list[dict]) -> list[Table]:
             row += [f"{run['probe']['min_eigenvalue']:.2e}",
                     f"{run['probe']['zero_modes']}/{run['probe']['symmetry_modes']}"]
         tables[0].add_row(*row)
-    if runs[0]["metrics"] is not None:
+    if any(run["metrics"] is not None for run in runs):
         tables.append(_new_table("collapse metrics of each run", ["seed", *SHOWN_METRICS]))
         for run in runs:
-            tables[1].add_row(str(run["seed"]), *(_fmt(run["metrics"][m]) for m in SHOWN_METRICS))
+            metrics = run["metrics"] or {}
+            tables[1].add_row(str(run["seed"]), *(_fmt(metrics.get(m)) for m in SHOWN_METRICS))
     return tables
 
 
 def _new_table(title: str, columns: list[str], caption: str | None = None) -> Table:
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     for name in columns:
         table.add_column(name, justify="right")
     return table
@@ -199,6 +204,18 @@ def _summary(model, solution: UFMSolution, runs: list[dict], tol: float) -> dict
         if bound is not None:
             lines.append(f"the ETF value {bound:.12f} is a lower bound that no point attains")
         fields.update(best_objective=float(objective[best]), fraction_at_best=count / len(runs))
+    if isinstance(model, RegularizedUFM) and model.num_classes * model.gamma >= 1:
+        lines.append(f"K sqrt(n lambda_W lambda_H) = {model.num_classes * model.gamma:.3g} >= 1: "
+                     "the minimizer is W = H = 0; the metrics below describe a vanishing point")
+    measured = [run["metrics"] for run in runs if run["metrics"] is not None]
+    if measured:
+        worst = {name: max((m[name] for m in measured if m[name] is not None), default=None)
+                 for name in SHOWN_METRICS}
+        lines.append("largest over the runs: " + ", ".join(
+            f"{name} {_fmt(value)}" for name, value in worst.items()))
+        fields["largest_metrics"] = worst
+    errors = sorted({run["metrics_error"] for run in runs if "metrics_error" in run})
+    lines += [f"collapse metrics not computed: {message}" for message in errors]
     weight = solution.weight[best]
     cos = classifier_cosines(weight)
     distinct = np.unique(np.round(cos.numpy(), 6))
