@@ -10,7 +10,7 @@ import torch
 
 from nclab.errors import NCInputError
 from nclab.metrics import CollapseMetrics, measure
-from nclab.ufm.optim import DescentTrace, Params, descend
+from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 
 def check_sizes(num_classes: int, dim: int, per_class: int) -> tuple[int, int, int]:
@@ -144,7 +144,7 @@ class UFMSolution:
         bias = None if self.bias is None else self.bias[run].cpu()
         # With exactly collapsed classes geometry.cdnv divides 0 by 0 on the diagonal of
         # its pair tiles, entries it then masks out: silence that spurious warning only.
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), one_thread_if_small(self.features[run].numel()):
             return measure(self.features[run].cpu(), self.labels.cpu(), self.weight[run].cpu(),
                            bias)
 
