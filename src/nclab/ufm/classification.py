@@ -10,9 +10,10 @@ and H is N x d. Solved by full-batch gradient descent in float64.
 
 Global minimizers (d >= K - 1, gamma = sqrt(n lambda_W lambda_H) with K gamma < 1): the
 rows of W form a simplex ETF of norm a, h_{k,i} = (s/a) w_k, a^2 K lambda_W = s^2 N
-lambda_H, b = 0 for cross-entropy and b = 1/(K (1 + lambda_b)) 1 for the squared error;
-the logit scale t = a s solves a one-dimensional problem (see
-:attr:`RegularizedUFM.optimal_value`). When K gamma >= 1 the minimizer is W = H = 0.
+lambda_H, b = 0 for cross-entropy and b = 1/(K (1 + lambda_b)) 1 for the squared error
+(which also needs lambda_b/(1 + lambda_b) <= K gamma); the logit scale t = a s solves a
+one-dimensional problem (see :attr:`RegularizedUFM.optimal_value`). When K gamma >= 1
+the minimizer is W = H = 0.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RegularizedUFM:
     loss : {"ce", "mse"}
         Cross-entropy, or (1/2) ||W h + b - e_k||^2 with e_k the one-hot target.
     lambda_w, lambda_h : float
-        Weight decay on W and H, > 0 (without it there is no minimizer).
+        Weight decay on W and H, > 0 (without them cross-entropy has no minimizer).
     lambda_b : float
         Weight decay on b, >= 0.
 

@@ -6,8 +6,8 @@ plain product metric of SPEC section 4:
     grad f    = P_x(nabla f),                      row by row,
     Hess f[xi] = P_x(nabla^2 f[xi]) - (x^T nabla f) xi,   row by row, for tangent xi.
 
-Hessian-vector products are exact (torch autograd, double backward). In an orthonormal
-basis of the tangent space the Riemannian Hessian is the symmetric matrix
+Hessian-vector products are exact (torch autograd, reverse over reverse), on the CPU. In
+an orthonormal basis of the tangent space the Riemannian Hessian is the symmetric matrix
 U^T (nabla^2 f) U - diag(x_j^T nabla_j f), whose smallest eigenvalues are computed either
 densely or with Lanczos (scipy ``eigsh``) for large problems.
 
@@ -59,6 +59,7 @@ class LandscapeProbe:
 
     @property
     def min_eigenvalue(self) -> float:
+        """The smallest eigenvalue of the Riemannian Hessian."""
         return float(self.eigenvalues[0])
 
     def zero_modes(self, tol: float = 1e-8) -> int:
@@ -66,6 +67,7 @@ class LandscapeProbe:
         return int(np.sum(np.abs(self.eigenvalues) <= tol))
 
     def to_dict(self) -> dict:
+        """JSON-ready dict."""
         return {"objective": self.objective, "grad_norm": self.grad_norm,
                 "min_eigenvalue": self.min_eigenvalue,
                 "eigenvalues": self.eigenvalues.tolist(), "dimension": self.dimension,
@@ -194,6 +196,8 @@ def _probe(ufm: SphereUFM, weight: torch.Tensor, features: torch.Tensor, k: int,
     k = min(int(k), hessian.size)
     if method == "auto":
         method = "dense" if hessian.size <= DENSE_LIMIT else "lanczos"
+    if method == "lanczos" and k >= hessian.size - 1:
+        method = "dense"  # eigsh needs k < dimension; the full spectrum is dense anyway
     if method == "dense":
         eigenvalues = torch.linalg.eigvalsh(hessian.dense())[:k].numpy()
     elif method == "lanczos":
@@ -298,6 +302,3 @@ def grouped_point(ufm: SphereUFM, groups: int, rotation: torch.Tensor | None = N
     vectors = simplex_etf(groups, ufm.dim).repeat_interleave(k // groups, dim=0)
     return _place(ufm, vectors, 1.0, rotation)
 
-
-#: The constructors by name: name -> (function, keyword arguments it takes).
-CRITICAL_POINTS = {"etf": etf_point, "grouped": grouped_point, "flipped": flipped_point}
