@@ -90,7 +90,7 @@ def cdnv(means: np.ndarray, variances: np.ndarray, block: int = DEFAULT_BLOCK) -
         for i, j in risky:
             diff = centred[rows.start + i] - centred[cols.start + j]
             dist[i, j] = diff @ diff
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # masked-out diagonal: 0/0
             ratio = (variances[rows, None] + variances[None, cols]) / (2 * dist)
         total += ratio[mask].sum()
     return float(total / (len(means) * (len(means) - 1) / 2))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from nclab.cli import measure as _measure  # noqa: F401  (registers the command)
-from nclab.cli import regress as _regress  # noqa: F401  (registers the command)
+# importing a command module registers its command on ``app``
+from nclab.cli import measure, regress, ufm  # noqa: F401
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError
 

@@ -1,0 +1,209 @@
+"""The regularized unconstrained features model of classification (Zhu et al., 2021).
+
+    f(W, H, b) = (1/N) sum_{k,i} L(W h_{k,i} + b, k)
+                 + (lambda_W/2) ||W||_F^2 + (lambda_H/2) ||H||_F^2 + (lambda_b/2) ||b||^2
+
+with L the cross-entropy (Zhu et al., 2021) or half the squared error to the one-hot
+target (Zhou et al., 2022), K classes, n features per class (N = K n), dimension d. Note
+that, as in those papers, the penalty on H is not divided by N. W is K x d (row k is w_k)
+and H is N x d. Solved by full-batch gradient descent in float64.
+
+Global minimizers (d >= K - 1, gamma = sqrt(n lambda_W lambda_H) with K gamma < 1): the
+rows of W form a simplex ETF of norm a, h_{k,i} = (s/a) w_k, a^2 K lambda_W = s^2 N
+lambda_H, b = 0 for cross-entropy and b = 1/(K (1 + lambda_b)) 1 for the squared error
+(which also needs lambda_b/(1 + lambda_b) <= K gamma); the logit scale t = a s solves a
+one-dimensional problem (see :attr:`RegularizedUFM.optimal_value`). When K gamma >= 1
+the minimizer is W = H = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from nclab.errors import NCInputError
+from nclab.ufm._base import (
+    UFMSolution,
+    check_nonnegative,
+    check_sizes,
+    class_labels,
+    cross_entropy,
+    own_class_entries,
+    random_normal,
+    solve,
+)
+from nclab.ufm.optim import Params
+
+LOSSES = ("ce", "mse")
+
+
+class RegularizedUFM:
+    """Unconstrained features model with weight decay on W, H and b.
+
+    Parameters
+    ----------
+    num_classes : int
+        K >= 2.
+    dim : int
+        d >= 1. For d < K - 1 no simplex ETF exists (see ``optimal_value``).
+    per_class : int
+        n features per class, N = K n.
+    loss : {"ce", "mse"}
+        Cross-entropy, or (1/2) ||W h + b - e_k||^2 with e_k the one-hot target.
+    lambda_w, lambda_h : float
+        Weight decay on W and H, > 0 (without them cross-entropy has no minimizer).
+    lambda_b : float
+        Weight decay on b, >= 0.
+
+    Examples
+    --------
+    >>> ufm = RegularizedUFM(num_classes=10, dim=16, per_class=5, lambda_w=5e-3, lambda_h=5e-3)
+    >>> solution = ufm.solve(seeds=range(10))              # doctest: +SKIP
+    """
+
+    def __init__(self, num_classes: int, dim: int, per_class: int = 1, *, loss: str = "ce",
+                 lambda_w: float = 5e-3, lambda_h: float = 5e-3, lambda_b: float = 5e-3) -> None:
+        self.num_classes, self.dim, self.per_class = check_sizes(num_classes, dim, per_class)
+        if loss not in LOSSES:
+            raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+        self.loss = loss
+        self.lambda_w = check_nonnegative("lambda_w", lambda_w, positive=True)
+        self.lambda_h = check_nonnegative("lambda_h", lambda_h, positive=True)
+        self.lambda_b = check_nonnegative("lambda_b", lambda_b)
+
+    def __repr__(self) -> str:
+        return (f"RegularizedUFM(num_classes={self.num_classes}, dim={self.dim}, "
+                f"per_class={self.per_class}, loss={self.loss!r}, lambda_w={self.lambda_w:g}, "
+                f"lambda_h={self.lambda_h:g}, lambda_b={self.lambda_b:g})")
+
+    @property
+    def num_samples(self) -> int:
+        """N = K n."""
+        return self.num_classes * self.per_class
+
+    def labels(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Labels (N,) of the rows of H."""
+        return class_labels(self.num_classes, self.per_class, device)
+
+    @property
+    def gamma(self) -> float:
+        """sqrt(n lambda_W lambda_H): the price of the logit scale t = a s in f."""
+        return math.sqrt(self.per_class * self.lambda_w * self.lambda_h)
+
+    @property
+    def logit_scale(self) -> float:
+        """t* = a s = ||w_k|| ||h_{k,i}|| at the global minimizer (d >= K - 1).
+
+        A sample's logit is t* for its own class and -t*/(K-1) for the others (plus b);
+        t* = 0 when K gamma >= 1, where the minimizer is W = H = 0.
+        """
+        k, gamma = self.num_classes, self.gamma
+        if k * gamma >= 1:
+            return 0.0
+        if self.loss == "ce":
+            ratio = (k - 1) * gamma  # = q/(1+q) at the optimum, q = (K-1) exp(-t K/(K-1))
+            return (k - 1) / k * math.log((k - 1) * (1 - ratio) / ratio)
+        return (k - 1) / k * (1 - k * gamma)
+
+    @property
+    def optimal_value(self) -> float | None:
+        """The global minimum f*, or None where it is not known in closed form.
+
+        Notes
+        -----
+        On the ETF family the objective is g(t) + K gamma t plus a bias term, with
+        gamma = sqrt(n lambda_W lambda_H) and t = a s:
+
+        - cross-entropy: g(t) = log(1 + (K-1) exp(-t K/(K-1))), b = 0; the minimum over
+          t is the global one for d >= K - 1 (Zhu et al., 2021, Theorem 3.1). None for
+          d < K - 1.
+        - squared error: g(t) = (K-1)/(2K) (t K/(K-1) - 1)^2 and b = 1/(K(1+lambda_b)) 1
+          adds lambda_b/(2K(1+lambda_b)). In Z = H W^T the problem is a nuclear-norm
+          regularized least squares (lambda_W ||W||^2/2 + lambda_H ||H||^2/2 >=
+          sqrt(lambda_W lambda_H) ||Z||_*) whose KKT conditions the centred ETF meets
+          iff lambda_b/(1+lambda_b) <= K gamma; None otherwise. For lambda_b = 0 the
+          bias absorbs the mean target and the bound holds for every d: for d < K - 1
+          the minimizer keeps d of the K - 1 equal singular values of the centred
+          targets (no ETF). For d < K - 1 and lambda_b > 0: None (not proven).
+        """
+        k = self.num_classes
+        if self.loss == "ce":
+            if self.dim < k - 1:
+                return None
+            t = self.logit_scale
+            return math.log1p((k - 1) * math.exp(-t * k / (k - 1))) + k * self.gamma * t
+        return self._mse_optimum()
+
+    def _mse_optimum(self) -> float | None:
+        k, n, lambda_b = self.num_classes, self.per_class, self.lambda_b
+        if lambda_b / (1 + lambda_b) > k * self.gamma or (self.dim < k - 1 and lambda_b > 0):
+            return None
+        # The centred one-hot targets have K-1 singular values sqrt(n); the optimum
+        # soft-thresholds them by N sqrt(lambda_W lambda_H) and keeps at most d of them.
+        sigma = math.sqrt(n)
+        kept = max(sigma * (1 - k * self.gamma), 0.0)
+        rank = min(self.dim, k - 1)
+        loss = ((k - 1 - rank) * sigma**2 + rank * (sigma - kept) ** 2) / (2 * k * n)
+        price = math.sqrt(self.lambda_w * self.lambda_h)
+        return loss + price * rank * kept + lambda_b / (2 * k * (1 + lambda_b))
+
+    def objective(self, weight: torch.Tensor, features: torch.Tensor, bias: torch.Tensor
+                  ) -> torch.Tensor:
+        """f(W, H, b) for W (..., K, d), H (..., N, d), b (..., K); returns shape (...)."""
+        return self.value_and_grad((weight, features, bias))[0]
+
+    def value_and_grad(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """f and its gradient (dW, dH, db) at ``params = (W, H, b)``."""
+        weight, features, bias = params
+        logits = features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
+        num = logits.shape[-2]
+        if self.loss == "ce":
+            value, dlogits = cross_entropy(logits, self.per_class)
+        else:
+            residual = logits
+            own_class_entries(residual, self.per_class).sub_(1.0)  # logits is a fresh tensor
+            value = residual.square().sum(dim=(-2, -1)) / (2 * num)
+            dlogits = residual / num
+        value = value + 0.5 * (self.lambda_w * weight.square().sum(dim=(-2, -1))
+                               + self.lambda_h * features.square().sum(dim=(-2, -1))
+                               + self.lambda_b * bias.square().sum(dim=-1))
+        grad_w = dlogits.transpose(-1, -2) @ features + self.lambda_w * weight
+        grad_h = dlogits @ weight + self.lambda_h * features
+        grad_b = dlogits.sum(dim=-2) + self.lambda_b * bias
+        return value, (grad_w, grad_h, grad_b)
+
+    def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
+        """f and its gradient, for :func:`nclab.ufm.optim.descend`."""
+        return self.value_and_grad(params)
+
+    def direction(self, params: Params, grads: Params) -> Params:
+        return tuple(-g for g in grads)
+
+    def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
+        return tuple(torch.addcmul(x, step.view(-1, *([1] * (x.ndim - 1))), v)
+                     for x, v in zip(params, direction, strict=True))
+
+    def random_start(self, seeds: Sequence[int], device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float64) -> Params:
+        """Gaussian starts with rows of expected norm 1; b = 0."""
+        k, num = self.num_classes, self.num_samples
+        draws = random_normal(seeds, (k + num, self.dim), dtype, device) / math.sqrt(self.dim)
+        bias = torch.zeros(len(seeds), k, dtype=dtype, device=device)
+        return draws[:, :k], draws[:, k:], bias
+
+    def solve(self, seeds: Sequence[int] = (0,), *, steps: int = 5000, lr: float = 1.0,
+              grad_tol: float = 1e-10, device: torch.device | str = "cpu",
+              start: Params | None = None, callback: Callable[[int], None] | None = None
+              ) -> UFMSolution:
+        """Full-batch gradient descent from one random start per seed, all runs batched.
+
+        Parameters and result as in :meth:`nclab.ufm.SphereUFM.solve`; ``start`` is
+        (W, H, b) of shapes (S, K, d), (S, N, d), (S, K).
+        """
+        seeds = [int(s) for s in seeds]
+        if start is None:
+            start = self.random_start(seeds, device)
+        return solve(self, start, seeds, self.labels(device), steps=steps, lr=lr,
+                     grad_tol=grad_tol, optimal_value=self.optimal_value, callback=callback)

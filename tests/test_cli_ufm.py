@@ -1,0 +1,83 @@
+"""``nclab ufm`` end to end: tables, JSON, figure, and one-line errors."""
+
+import json
+
+import pytest
+
+from nclab.cli import main
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def read_json(folder):
+    return json.loads((folder / "ufm.json").read_text())
+
+
+def test_normalized_runs_reach_f_star(tmp_path, capsys):
+    code, out, _ = run_cli(["ufm", "--normalized", "-K", 4, "-d", 5, "-n", 3, "--seeds", 4,
+                            "--tau", 3, "--probe", "--out", tmp_path], capsys)
+    assert code == 0
+    assert "reached within 1e-06 by 4/4 random starts (100%)" in out
+    data = read_json(tmp_path)
+    assert data["model"] == "SphereUFM" and data["config"]["tau"] == 3.0
+    assert data["fraction_reached"] == 1.0 and len(data["runs"]) == 4
+    for run in data["runs"]:
+        assert abs(run["gap"]) < 1e-6 and run["metrics"]["etf_error_weights"] < 1e-4
+        assert run["probe"]["zero_modes"] == run["probe"]["symmetry_modes"] == 9
+        assert run["probe"]["min_eigenvalue"] > -1e-8
+    assert data["best_geometry"]["distinct_cosines"] == pytest.approx([-1 / 3], abs=1e-6)
+    assert (tmp_path / "convergence.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_regularized_mse_low_dimension_has_a_closed_form(tmp_path, capsys):
+    _, _, _ = run_cli(["ufm", "-K", 5, "-d", 2, "-n", 2, "--loss", "mse", "--lambda-b", 0,
+                            "--lambda-w", 0.02, "--lambda-h", 0.02, "--seeds", 2,
+                            "--out", tmp_path], capsys)
+    data = read_json(tmp_path)
+    assert data["f_star"] is not None and data["fraction_reached"] == 1.0
+    assert data["runs"][0]["metrics"]["etf_meaningful"] is False
+
+
+def test_low_dimension_without_closed_form_reports_the_best_run(tmp_path, capsys):
+    code, out, _ = run_cli(["ufm", "--normalized", "-K", 6, "-d", 2, "-n", 1, "--seeds", 3,
+                            "--out", tmp_path], capsys)
+    assert "f* unknown (d < K - 1: no simplex ETF)" in out
+    data = read_json(tmp_path)
+    assert data["f_star"] is None and data["runs"][0]["gap"] is None
+    assert data["fraction_at_best"] == 1.0
+    assert data["best_objective"] > 0.1  # above the ETF value, which no point attains
+    assert data["runs"][0]["metrics"] is None  # n = 1: within-class metrics undefined
+    # The hexagon: cosines cos(2 pi j / 6).
+    assert data["best_geometry"]["distinct_cosines"] == pytest.approx([-1, -0.5, 0.5], abs=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--normalized", "--loss", "mse"], "cross-entropy"),
+    (["--tau", "2"], "--tau applies to --normalized"),
+    (["--normalized", "--lambda-w", "1e-3"], "no weight decay"),
+    (["--probe"], "--probe needs --normalized"),
+    (["-K", "1"], "num_classes"),
+    (["--loss", "hinge"], "loss must be"),
+    (["--seeds", "0"], "--seeds"),
+    (["--lambda-h", "0"], "lambda_h"),
+    (["--device", "gpu7"], "not a torch device"),
+])
+def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
+    code, out, err = run_cli(["ufm", *args, "--out", tmp_path], capsys)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "ufm.json").exists()
+
+
+def test_heavy_decay_reports_the_vanishing_minimizer(tmp_path, capsys):
+    code, out, _ = run_cli(["ufm", "-K", 5, "-d", 6, "-n", 2, "--lambda-w", 0.3, "--lambda-h",
+                            0.3, "--seeds", 2, "--out", tmp_path], capsys)
+    assert code == 0 and "the minimizer is W = H = 0" in " ".join(out.split())
+    data = read_json(tmp_path)
+    assert data["f_star"] == pytest.approx(1.6094379124341003)  # log 5: all logits zero
+    assert data["fraction_reached"] == 1.0
