@@ -40,6 +40,19 @@ def model_options(name: str) -> list[str]:
     return [p for p in params if p not in fixed]
 
 
+def check_model(name: str, options: dict[str, Any]) -> None:
+    """Raise NCInputError, listing the choices, for an unknown model or option."""
+    if name not in MODELS:
+        raise NCInputError(f"unknown model '{name}'; choose from: {', '.join(MODELS)}")
+    accepted = model_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise NCInputError(
+            f"model '{name}' has no option {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        )
+
+
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> Network:
@@ -61,18 +74,10 @@ def build_model(
     Network
         Its last ``nn.Linear`` is ``.classifier``.
     """
-    if name not in MODELS:
-        raise NCInputError(f"unknown model '{name}'; choose from: {', '.join(MODELS)}")
-    accepted = model_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise NCInputError(
-            f"model '{name}' has no option {', '.join(unknown)}; "
-            f"it accepts: {', '.join(accepted) or 'none'}"
-        )
+    check_model(name, options)
     if int(num_classes) < 1:
         raise NCInputError(f"num_classes must be >= 1; got {num_classes}")
     return MODELS[name](tuple(int(s) for s in input_shape), int(num_classes), **options)
 
 
-__all__ = ["MODELS", "Network", "build_model", "model_options"]
+__all__ = ["MODELS", "Network", "build_model", "check_model", "model_options"]

@@ -22,7 +22,6 @@ class Panel:
     log: bool = True
 
 
-TRAIN_TEST = ("train", "test")
 PANELS = (
     Panel("error", (("train_error", "train"), ("test_error", "test")), log=False),
     Panel("NC1: Tr(Σ_W Σ_B⁺)/C", (("train_nc1", "train"), ("test_nc1", "test"))),
@@ -59,8 +58,11 @@ def collapse_panel(runs: Sequence[RunRecord], path: str | os.PathLike,
                        for i, run in enumerate(runs)]
             fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 6),
                        fontsize=10)
-        if title:
-            fig.suptitle(title, fontsize=12)
+        onsets = ", ".join(f"{run.label}: {run.tpt_onset}" if len(runs) > 1 else str(run.tpt_onset)
+                           for run in runs if run.tpt_onset is not None)
+        note = f"dotted line: TPT onset, the first epoch with zero training error ({onsets})" \
+            if onsets else "the training error never reached zero (no TPT)"
+        fig.suptitle(f"{title}\n{note}" if title else note, fontsize=11)
         save_png(fig, path)
 
 
@@ -76,17 +78,20 @@ def _draw(ax: Axes, panel: Panel, runs: Sequence[RunRecord]) -> None:
                 continue
             ax.plot(epochs, values, color=color(k if single else r),
                     linestyle="-" if single else _STYLES[k % 2], marker=_MARKERS[k % 2],
-                    markevery=max(1, len(values) // 25), label=label if (single or r == 0)
-                    else None)
-        onset_label = f"TPT onset (epoch {run.tpt_onset})" if single else None
-        mark_epoch(ax, run.tpt_onset, onset_label, colour="0.35" if single else color(r))
+                    markevery=max(1, len(values) // 25), label=label if single else None)
+        mark_epoch(ax, run.tpt_onset, colour="0.35" if single else color(r))
+    if not single:  # the runs are told apart by colour (figure legend), the curves by style
+        ax.legend(handles=[Line2D([], [], color="0.3", linestyle=_STYLES[k % 2],
+                                  marker=_MARKERS[k % 2], label=label)
+                           for k, (_, label) in enumerate(panel.curves)], loc="best")
     ax.set_title(panel.title)
     ax.set_xlabel("epoch")
+    ax.set_xscale("log")  # the logged epochs are log-spaced
     if panel.log:
         ax.set_yscale("log")
     else:
         ax.set_ylim(bottom=0)
-    if ax.get_legend_handles_labels()[0]:
+    if single and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best")
 
 
@@ -101,6 +106,7 @@ def nc1_figure(runs: Sequence[RunRecord], path: str | os.PathLike) -> None:
             mark_epoch(ax, run.tpt_onset, f"TPT onset, {run.label} (epoch {run.tpt_onset})"
                        if run.tpt_onset is not None else None, colour=color(r))
         ax.set_yscale("log")
+        ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("NC1 (train)")
         ax.set_title("within-class variability collapse: NC1 = Tr(Σ_W Σ_B⁺)/C")

@@ -15,7 +15,7 @@ from torch import nn
 
 from nclab.data import DATASETS, DatasetSplits, load_dataset
 from nclab.errors import NCInputError
-from nclab.models import MODELS, build_model
+from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 
 
@@ -38,9 +38,7 @@ class Task:
         if self.config.dataset not in DATASETS:
             raise NCInputError(f"unknown dataset '{self.config.dataset}'; "
                                f"choose from: {', '.join(sorted(DATASETS))}")
-        if self.config.model not in MODELS:
-            raise NCInputError(f"unknown model '{self.config.model}'; "
-                               f"choose from: {', '.join(MODELS)}")
+        check_model(self.config.model, self.config.model_options)
 
     def load_data(self) -> DatasetSplits:
         """The train and test splits: objects with ``.x`` and ``.y`` tensors."""

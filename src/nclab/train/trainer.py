@@ -323,6 +323,7 @@ class Trainer:
         summary: dict[str, Any] = {
             "status": "complete", "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
             "time_s": round(state.elapsed, 3), "run_dir": str(self.run.path),
+            "world_size": self.world, "device": str(self.device),
         }
         if rows:
             last = rows[-1]
