@@ -7,7 +7,8 @@ import pytest
 import torch
 from train_helpers import TINY_ARGS, nclab_command, rows
 
-ARGS = [*TINY_ARGS, "--epochs", "40", "--log-points", "40", "--no-report"]
+ARGS = [*TINY_ARGS, "--epochs", "40", "--log-points", "40", "--checkpoint-every", "1",
+        "--no-report"]
 
 
 def run_to_end(run_dir, *extra):

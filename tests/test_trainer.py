@@ -96,7 +96,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     task = PoisonAfter(TINY, step=2 * steps_per_epoch + 2)  # inside epoch 3
     with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 3: stopped; the last "
                                                r"good checkpoint \(epoch 2\) is kept"):
-        Trainer(TINY, tmp_path, progress=False, task=task).fit()
+        Trainer(TINY, tmp_path, progress=False, task=task, checkpoint_every=1).fit()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_epoch"] == 3
@@ -119,11 +119,11 @@ class WeightNorm:
 
 def test_extra_evaluators_add_columns(tmp_path):
     extra = WeightNorm()
-    config = TINY.updated(epochs=4, log_points=2, evaluators=())
+    config = TINY.updated(log_points=2, evaluators=())
     Trainer(config, tmp_path, progress=False, evaluators=[extra]).fit()
     logged = rows(tmp_path)
     onset = logged[-1]["tpt_onset"]
-    assert [r["epoch"] for r in logged] == sorted({1, 4, onset})  # the onset is logged too
+    assert [r["epoch"] for r in logged] == sorted({1, 12, onset})  # the onset is logged too
     assert [c.epoch for c in extra.contexts] == [r["epoch"] for r in logged]
     assert set(extra.contexts[0].loaders) == {"train", "test"}
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)

@@ -29,5 +29,5 @@ def demo_command(
                   f"(lr {c.lr}, momentum {c.momentum}, weight decay {c.weight_decay}); "
                   f"output in {run_dir}", highlight=False)
     resume = RunDir(run_dir).read_config() is not None
-    run_training(DEMO_CONFIG, run_dir, resume=resume, device=device, checkpoint_every=1,
+    run_training(DEMO_CONFIG, run_dir, resume=resume, device=device, checkpoint_every=None,
                  progress=progress, threads=threads, report=True)

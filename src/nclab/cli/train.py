@@ -59,7 +59,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def run_training(config: TrainConfig, run_dir: Path, *, resume: bool, device: str,
-                 checkpoint_every: int, progress: bool, threads: int | None,
+                 checkpoint_every: int | None, progress: bool, threads: int | None,
                  report: bool) -> dict[str, Any]:
     """Train, then (on rank 0) print the outcome and write the report."""
     if threads is not None:
@@ -124,7 +124,8 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir "
                                                         "from its last checkpoint."),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda, cuda:1..."),
-    checkpoint_every: int = typer.Option(1, help="Checkpoint every this many epochs."),
+    checkpoint_every: int = typer.Option(None, help="Checkpoint every this many epochs "
+                                                    "(default: every 30 s, and at the end)."),
     threads: int = typer.Option(None, help="CPU threads of torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the "

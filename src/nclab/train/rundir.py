@@ -1,9 +1,10 @@
 """The files of a run directory, each written so that a crash never leaves half of one.
 
     config.json      the TrainConfig (compared on --resume)
-    checkpoint.pt    model + optimizer + progress, replaced atomically after each epoch
-    metrics.jsonl    one JSON object per logged epoch (the source of truth)
-    metrics.csv      the same rows as a table, rewritten atomically
+    checkpoint.pt    model, optimizer, progress and every row logged so far; replaced
+                     atomically (and flushed to disk) at each checkpoint
+    metrics.jsonl    one JSON object per logged epoch
+    metrics.csv      the same rows as a table
     summary.json     written when the run ends (complete, or diverged)
 """
 
@@ -31,6 +32,10 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _csv_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    return {key: "" if row.get(key) is None else row[key] for key in columns}
 
 
 class RunDir:
@@ -92,17 +97,25 @@ class RunDir:
         return rows
 
     def append_row(self, row: dict[str, Any], previous: list[dict[str, Any]]) -> None:
-        """Append ``row`` to metrics.jsonl (flushed to disk) and rewrite metrics.csv."""
+        """Append ``row`` to metrics.jsonl and metrics.csv.
+
+        No fsync: the checkpoint holds every row logged before it, and a resumed run
+        rewrites both files from it, so these appends need not survive a crash.
+        """
         row = {key: _clean(value) for key, value in row.items()}
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.file(METRICS_JSONL), "a") as handle:
             handle.write(json.dumps(row, allow_nan=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self._write_csv([*previous, row])
+        if previous and list(previous[0]) == list(row) and self.file(METRICS_CSV).is_file():
+            with open(self.file(METRICS_CSV), "a") as handle:
+                csv.DictWriter(handle, fieldnames=list(row), lineterminator="\n").writerow(
+                    _csv_row(row, list(row)))
+        else:  # first row, or new columns: write the whole table
+            self._write_csv([*previous, row])
 
     def reset_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Replace both logs by ``rows`` (on resume: drop rows past the checkpoint)."""
+        """Replace both logs by ``rows`` (on resume: the rows the checkpoint holds)."""
+        rows = [{key: _clean(value) for key, value in row.items()} for row in rows]
         lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
         write_atomic(self.file(METRICS_JSONL), lines)
         self._write_csv(rows)
@@ -113,7 +126,7 @@ class RunDir:
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+            writer.writerow(_csv_row(row, columns))
         write_atomic(self.file(METRICS_CSV), text.getvalue())
 
     # ------------------------------------------------------------------ summary

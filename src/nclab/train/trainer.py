@@ -7,11 +7,12 @@ statistics are all-reduced, and rank 0 writes the files.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,6 +32,10 @@ from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task, make_task
 
 CHECKPOINT_FORMAT = 1
+#: Without ``checkpoint_every``, a checkpoint is written when this long has passed since
+#: the last one: writing and flushing one after every short epoch can cost more than the
+#: epoch itself, and a resumed run is the same at any checkpoint.
+CHECKPOINT_SECONDS = 30.0
 
 
 class TrainingDiverged(NCInputError):
@@ -43,9 +48,10 @@ class _Progress:
 
     epoch: int = 0
     tpt_onset: int | None = None
-    rows: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     saved_epoch: int | None = None
+    saved_at: float = field(default_factory=time.monotonic)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -69,8 +75,10 @@ class Trainer:
         ``"auto"`` picks CUDA when available.
     progress : bool or rich Console
         Show a progress bar (on rank 0), on the given console if one is passed.
-    checkpoint_every : int
-        Save a checkpoint every this many epochs (and at the last one).
+    checkpoint_every : int, optional
+        Save a checkpoint every this many epochs; by default whenever
+        ``CHECKPOINT_SECONDS`` have passed since the last one. Always after the last
+        epoch.
     evaluators : sequence of Evaluator, optional
         Run at every logged epoch after those named in ``config.evaluators``.
     task : Task, optional
@@ -89,11 +97,11 @@ class Trainer:
         *,
         device: str | torch.device = "auto",
         progress: bool | Console = True,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | None = None,
         evaluators: Sequence[Evaluator] = (),
         task: Task | None = None,
     ) -> None:
-        if checkpoint_every < 1:
+        if checkpoint_every is not None and checkpoint_every < 1:
             raise NCInputError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
         self.config = config
         self.run = RunDir(run_dir)
@@ -156,8 +164,8 @@ class Trainer:
         self._barrier()
         if self.rank == 0:
             self.run.write_config(given)
-            rows = self.run.read_rows()[: checkpoint["rows"] if checkpoint else 0]
-            self.run.reset_rows(rows)  # drops rows logged after the checkpoint
+            # rows logged after the checkpoint are dropped: the resumed run redoes them
+            self.run.reset_rows(json.loads(checkpoint["rows"]) if checkpoint else [])
         self._barrier()
         return checkpoint
 
@@ -181,7 +189,6 @@ class Trainer:
             "test": EvalBatches(x_test, y_test, cfg.eval_batch_size, self.rank, self.world),
         }
         log_epochs = set(log_spaced_epochs(cfg.epochs, cfg.log_points))
-        rows = self.run.read_rows() if self.rank == 0 else []
 
         with self._progress_bar(state.epoch) as (bar, task_id):
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -201,13 +208,12 @@ class Trainer:
                 if row is not None:
                     row["time_s"] = round(state.elapsed, 3)
                     if self.rank == 0:
-                        self.run.append_row(row, rows)
-                        rows.append(row)
-                    state.rows += 1
-                if self.rank == 0 and (epoch % self.checkpoint_every == 0 or epoch == cfg.epochs):
+                        self.run.append_row(row, state.rows)
+                    state.rows.append(row)
+                if self.rank == 0 and self._checkpoint_due(epoch, state):
                     self._save(optimizer, state)
-                bar.update(task_id, advance=1, status=_status(running_loss, state, rows))
-        summary = self._summary(state, rows)
+                bar.update(task_id, advance=1, status=_status(running_loss, state))
+        summary = self._summary(state)
         if self.rank == 0:
             self.run.write_summary(summary)
         return summary
@@ -282,6 +288,13 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
+    def _checkpoint_due(self, epoch: int, state: _Progress) -> bool:
+        if epoch == self.config.epochs:
+            return True
+        if self.checkpoint_every is not None:
+            return epoch % self.checkpoint_every == 0
+        return time.monotonic() - state.saved_at >= CHECKPOINT_SECONDS
+
     def _save(self, optimizer: torch.optim.Optimizer, state: _Progress) -> None:
         checkpoint = {
             "format": CHECKPOINT_FORMAT,
@@ -289,14 +302,14 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "epoch": state.epoch,
             "tpt_onset": -1 if state.tpt_onset is None else state.tpt_onset,
-            "rows": state.rows,
+            "rows": json.dumps(state.rows),
             "elapsed": state.elapsed,
             "rng_cpu": torch.get_rng_state(),
         }
         if self.device.type == "cuda":
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         self.run.save_checkpoint(checkpoint)
-        state.saved_epoch = state.epoch
+        state.saved_epoch, state.saved_at = state.epoch, time.monotonic()
 
     def _restore(self, checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer) -> _Progress:
         self.model.load_state_dict(checkpoint["model"])
@@ -306,7 +319,7 @@ class Trainer:
             torch.cuda.set_rng_state(checkpoint["rng_cuda"].cpu(), self.device)
         onset = int(checkpoint["tpt_onset"])
         epoch = int(checkpoint["epoch"])
-        return _Progress(epoch, None if onset < 0 else onset, int(checkpoint["rows"]),
+        return _Progress(epoch, None if onset < 0 else onset, json.loads(checkpoint["rows"]),
                          float(checkpoint["elapsed"]), saved_epoch=epoch)
 
     def _diverged(self, epoch: int, loss: float, state: _Progress) -> None:
@@ -319,7 +332,8 @@ class Trainer:
         raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch}: stopped; "
                                f"{kept} (try a lower lr)")
 
-    def _summary(self, state: _Progress, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def _summary(self, state: _Progress) -> dict[str, Any]:
+        rows = state.rows
         summary: dict[str, Any] = {
             "status": "complete", "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
             "time_s": round(state.elapsed, 3), "run_dir": str(self.run.path),
@@ -362,10 +376,10 @@ class _ProgressBar:
         self.bar.__exit__(*exc)
 
 
-def _status(loss: float, state: _Progress, rows: list[dict[str, Any]]) -> str:
+def _status(loss: float, state: _Progress) -> str:
     parts = [f"loss {loss:.3g}"]
-    if rows:
-        last = rows[-1]
+    if state.rows:
+        last = state.rows[-1]
         parts.append(f"train err {last['train_error']:.3g}")
         if last.get("train_nc1") is not None:
             parts.append(f"nc1 {last['train_nc1']:.3g}")
