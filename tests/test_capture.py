@@ -132,3 +132,14 @@ def test_features_on_an_nclab_model_match_its_body():
     assert_matches_reference(got, h, y, model.classifier.weight.detach(),
                              model.classifier.bias.detach())
     assert np.isfinite(got.nc1)
+
+
+def test_features_returns_what_the_classifier_receives():
+    torch.manual_seed(4)
+    model = TwoHeads()
+    x, y = data()
+    h, labels = nclab.capture.features(model, batches(x, y), classifier="head")
+    with torch.no_grad():
+        expected = model.encoder(x)
+    torch.testing.assert_close(h, expected)
+    assert torch.equal(labels, y)

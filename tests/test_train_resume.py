@@ -7,20 +7,19 @@ import pytest
 import torch
 from train_helpers import TINY_ARGS, nclab_command, rows
 
-ARGS = [*TINY_ARGS, "--epochs", "40", "--log-points", "40", "--checkpoint-every", "1",
+EPOCHS = 24
+ARGS = [*TINY_ARGS, "--epochs", EPOCHS, "--log-points", EPOCHS, "--checkpoint-every", "1",
         "--no-report"]
 
 
-def run_to_end(run_dir, *extra):
-    process = nclab_command("train", *ARGS, "--run-dir", run_dir, *extra)
+def finish(process):
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     return out
 
 
-def kill_after_rows(run_dir, count):
-    """Start a run and SIGKILL it once ``count`` epochs are logged (one row per epoch)."""
-    process = nclab_command("train", *ARGS, "--run-dir", run_dir)
+def kill_after_rows(process, run_dir, count):
+    """SIGKILL a run once ``count`` epochs are logged (one row per epoch)."""
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
@@ -35,18 +34,19 @@ def kill_after_rows(run_dir, count):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
-    run_to_end(tmp_path / "whole")
-    expected = rows(tmp_path / "whole")
-    assert len(expected) == 40
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = nclab_command("train", *ARGS, "--run-dir", whole)
+    kill_after_rows(nclab_command("train", *ARGS, "--run-dir", killed), killed, 5)
+    finish(uninterrupted)
+    expected = rows(whole)
+    assert len(expected) == EPOCHS
 
-    killed = tmp_path / "killed"
-    kill_after_rows(killed, 5)
     assert not (killed / "summary.json").exists()
     done = torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"]
-    assert 1 <= done < 40
-    assert rows(killed)[:done] == expected[:done]  # rows past the checkpoint are redone
+    assert 1 <= done < EPOCHS
+    assert rows(killed)[:done] == expected[:done]
 
-    out = run_to_end(killed, "--resume")
-    assert "trained 40 epochs" in out
-    assert rows(killed) == expected
-    assert (killed / "metrics.csv").read_text().count("\n") == 41
+    out = finish(nclab_command("train", *ARGS, "--run-dir", killed, "--resume"))
+    assert f"trained {EPOCHS} epochs" in out
+    assert rows(killed) == expected  # rows logged past the checkpoint were redone
+    assert (killed / "metrics.csv").read_text().count("\n") == EPOCHS + 1

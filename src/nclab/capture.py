@@ -11,7 +11,8 @@ passes its own shard and the statistics are summed with ``all_reduce``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,30 +181,21 @@ def track(
     device = torch.device(device) if device is not None else _model_device(model)
     sync = distributed.is_initialized() if sync is None else sync
 
-    was_training = model.training
-    handles = [model.get_submodule(name).register_forward_pre_hook(capture.hook)
-               for name, capture in captures.items()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            cache = _first_pass(model, loader, captures, head, num_classes, device, cache_bytes)
-            if sync:
-                for capture in captures.values():
-                    capture.stats.all_reduce()
-            decisions = DecisionStats.from_stats(captures[head].stats, weight, bias)
-            if cache is None:
-                if iter(loader) is loader:
-                    raise NCInputError("the features exceed cache_bytes and the loader is a "
-                                       "one-shot iterator: pass a re-iterable loader")
-                cache = _feature_batches(model, loader, captures[head], device)
-            for h, y in cache:
-                decisions.update(h, y)
-            if sync:
-                decisions.all_reduce()
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    with _hooked(model, captures):
+        cache = _first_pass(model, loader, captures, head, num_classes, device, cache_bytes)
+        if sync:
+            for capture in captures.values():
+                capture.stats.all_reduce()
+        decisions = DecisionStats.from_stats(captures[head].stats, weight, bias)
+        if cache is None:
+            if iter(loader) is loader:
+                raise NCInputError("the features exceed cache_bytes and the loader is a "
+                                   "one-shot iterator: pass a re-iterable loader")
+            cache = _feature_batches(model, loader, captures[head], device)
+        for h, y in cache:
+            decisions.update(h, y)
+        if sync:
+            decisions.all_reduce()
 
     results = {}
     for name, capture in captures.items():
@@ -213,6 +205,53 @@ def track(
         else:
             results[name] = compute_metrics(capture.stats, weighted_mean=weighted_mean)
     return results[head] if layers is None else results
+
+
+@contextmanager
+def _hooked(model: nn.Module, captures: dict[str, _Capture]) -> Iterator[None]:
+    """Eval mode, no gradients, forward pre-hooks on the captured layers; all undone after."""
+    was_training = model.training
+    handles = [model.get_submodule(name).register_forward_pre_hook(capture.hook)
+               for name, capture in captures.items()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
+def features(
+    model: nn.Module,
+    loader: Iterable[Any],
+    classifier: str | nn.Linear | None = None,
+    *,
+    device: torch.device | str | None = None,
+    spatial: str = "mean",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features the classifier receives, for every sample of ``loader``.
+
+    For analyses that need the samples themselves (clustering, probes); the metrics of
+    :func:`track` never store them. Arguments as in :func:`track`.
+
+    Returns
+    -------
+    features : Tensor of shape (N, d)
+        On the device where the model computed them.
+    labels : Tensor of shape (N,)
+    """
+    if spatial not in _SPATIAL:
+        raise NCInputError(f"spatial must be one of {', '.join(_SPATIAL)}; got '{spatial}'")
+    head = find_classifier(model, classifier)
+    capture = _Capture(head, spatial)
+    device = torch.device(device) if device is not None else _model_device(model)
+    with _hooked(model, {head: capture}):
+        pairs = list(_feature_batches(model, loader, capture, device))
+    if not pairs:
+        raise NCInputError("the loader yielded no batches")
+    return torch.cat([h for h, _ in pairs]), torch.cat([y for _, y in pairs])
 
 
 def _run(model: nn.Module, inputs: Any, targets: Any, device: torch.device) -> torch.Tensor:
@@ -251,8 +290,11 @@ def _first_pass(
 
 def _feature_batches(
     model: nn.Module, loader: Iterable[Any], capture: _Capture, device: torch.device
-) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Run the model over ``loader`` again, yielding the hooked features batch by batch."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Run the model over ``loader``, yielding the hooked features batch by batch."""
     for inputs, targets in _batches(loader):
         y = _run(model, inputs, targets, device)
+        if capture.batch is None:
+            raise NCInputError(f"layer '{capture.name}' was not called by the forward pass")
         yield capture.batch, y
+        capture.batch = None

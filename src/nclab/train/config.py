@@ -41,7 +41,8 @@ class TrainConfig:
     eval_batch_size
         Batch size of the evaluation passes.
     evaluators
-        Names in ``nclab.train.EVALUATORS`` run at every logged epoch.
+        Names in ``nclab.train.EVALUATORS`` run at every logged epoch; None: the task's
+        defaults (``"collapse"``, every SPEC metric, for classification).
     options
         Settings of extensions (tasks, evaluators, model transforms) that have no field
         of their own, such as ``{"tau": 10.0}``; saved and compared like the rest.
@@ -67,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     log_points: int = 50
     eval_batch_size: int = 1024
-    evaluators: tuple[str, ...] = ("collapse",)
+    evaluators: tuple[str, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -43,6 +43,10 @@ class EvalContext:
     distributed : bool
         True under torch.distributed: combine per-rank results (all_reduce) so that
         every rank returns the values of the whole data set.
+    task : Task
+        The training task (targets, loss; a task may carry extra labels).
+    data : DatasetSplits
+        The whole data set as loaded by the task (not sharded).
     """
 
     model: nn.Module
@@ -52,6 +56,8 @@ class EvalContext:
     config: TrainConfig
     device: torch.device
     distributed: bool = False
+    task: Any = None
+    data: Any = None
 
 
 class Evaluator(Protocol):
@@ -92,9 +98,12 @@ EVALUATORS: dict[str, Callable[[TrainConfig], Evaluator]] = {
 }
 
 
-def make_evaluators(config: TrainConfig) -> list[Evaluator]:
-    unknown = [name for name in config.evaluators if name not in EVALUATORS]
+def make_evaluators(config: TrainConfig, defaults: tuple[str, ...] = ("collapse",)
+                    ) -> list[Evaluator]:
+    """The evaluators named in ``config.evaluators`` (``defaults`` when it is None)."""
+    names = defaults if config.evaluators is None else config.evaluators
+    unknown = [name for name in names if name not in EVALUATORS]
     if unknown:
         raise NCInputError(f"unknown evaluator {', '.join(unknown)}; "
                            f"choose from: {', '.join(EVALUATORS)}")
-    return [EVALUATORS[name](config) for name in config.evaluators]
+    return [EVALUATORS[name](config) for name in names]

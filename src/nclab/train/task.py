@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nclab.capture import find_classifier
 from nclab.data import DATASETS, DatasetSplits, load_dataset
 from nclab.errors import NCInputError
 from nclab.models import build_model, check_model
@@ -29,6 +30,8 @@ class Task:
 
     #: False for tasks without a classification error (regression): no TPT onset then.
     has_error_rate = True
+    #: Evaluators run at the logged epochs when the config names none.
+    default_evaluators: tuple[str, ...] = ("collapse",)
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -55,12 +58,17 @@ class Task:
         return build_model(self.config.model, data.input_shape, self.num_outputs(data),
                            **self.config.model_options)
 
+    def classifier(self, model: nn.Module) -> str:
+        """Name of the layer whose input is the tracked feature (the last nn.Linear)."""
+        return find_classifier(model)
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss SUMMED over the batch (the trainer divides by the batch size)."""
         raise NotImplementedError
 
     def errors(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Number of wrong predictions in the batch (a 0-d tensor)."""
+        """Number of wrong predictions in the batch (a 0-d tensor); only called when
+        ``has_error_rate``."""
         raise NotImplementedError
 
     def after_step(self, model: nn.Module) -> None:
@@ -77,6 +85,10 @@ class ClassificationTask(Task):
         if self.config.loss not in self.LOSSES:
             raise NCInputError(f"unknown loss '{self.config.loss}'; "
                                f"choose from: {', '.join(self.LOSSES)}")
+
+    def classifier(self, model: nn.Module) -> str:
+        """Name of the layer whose input is the tracked feature (the last nn.Linear)."""
+        return find_classifier(model)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "ce":

@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nclab import distributed
-from nclab.capture import find_classifier
 from nclab.errors import NCInputError
 from nclab.train.batches import EvalBatches, TrainBatches
 from nclab.train.config import TrainConfig, config_diff
@@ -109,7 +108,7 @@ class Trainer:
         self.progress = progress
         self.checkpoint_every = checkpoint_every
         self.task = task if task is not None else make_task(config)
-        self.evaluators = [*make_evaluators(config), *evaluators]
+        self.evaluators = [*make_evaluators(config, self.task.default_evaluators), *evaluators]
         self.rank, self.world = 0, 1
 
     # ------------------------------------------------------------------ public
@@ -173,11 +172,12 @@ class Trainer:
     def _fit(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.config
         data = self.task.load_data()
+        self.data = data
         x_train, y_train = data.train.x.to(self.device), data.train.y.to(self.device)
         x_test, y_test = data.test.x.to(self.device), data.test.y.to(self.device)
         torch.manual_seed(cfg.seed)
         self.model = self.task.build_model(data).to(self.device)
-        classifier = find_classifier(self.model)
+        classifier = self.task.classifier(self.model)
         optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         state = _Progress()
@@ -235,18 +235,20 @@ class Trainer:
             total += loss_sum.detach()
         return float(self._all_reduce(total)) / len(batches.y)
 
-    def _error_pass(self, batches: EvalBatches) -> tuple[float, float]:
-        """(mean loss, error rate) of the model in eval mode over a whole split."""
+    def _error_pass(self, batches: EvalBatches) -> tuple[float, float | None]:
+        """(mean loss, error rate) of the model in eval mode over a whole split; the
+        error rate is None for tasks without one."""
         self.model.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for x, y in batches:
                 out = self.model(x)
                 totals[0] += self.task.loss(out, y)
-                totals[1] += self.task.errors(out, y)
+                if self.task.has_error_rate:
+                    totals[1] += self.task.errors(out, y)
                 totals[2] += len(y)
         loss, errors, count = self._all_reduce(totals).tolist()
-        return loss / count, errors / count
+        return loss / count, errors / count if self.task.has_error_rate else None
 
     def _evaluate(self, epoch: int, lr: float, running_loss: float, log_epochs: set[int],
                   state: _Progress, batches: dict[str, EvalBatches],
@@ -273,7 +275,7 @@ class Trainer:
             "test_loss": test[0], "test_error": test[1], "tpt_onset": state.tpt_onset,
         }
         context = EvalContext(self.model, batches, classifier, epoch, self.config,
-                              self.device, self.world > 1)
+                              self.device, self.world > 1, self.task, self.data)
         for evaluator in self.evaluators:
             row.update(evaluator(context))
         return row
@@ -380,7 +382,8 @@ def _status(loss: float, state: _Progress) -> str:
     parts = [f"loss {loss:.3g}"]
     if state.rows:
         last = state.rows[-1]
-        parts.append(f"train err {last['train_error']:.3g}")
+        if last.get("train_error") is not None:
+            parts.append(f"train err {last['train_error']:.3g}")
         if last.get("train_nc1") is not None:
             parts.append(f"nc1 {last['train_nc1']:.3g}")
     if state.tpt_onset is not None:
