@@ -62,3 +62,19 @@ def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
 def test_resume_needs_a_run_dir(capsys):
     code, _, err = run_cli(["train", "--resume"], capsys)
     assert code == 2 and "--resume needs the --run-dir" in err
+
+
+def test_demo_trains_reports_and_reruns(tmp_path, capsys, monkeypatch):
+    import nclab.cli.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_CONFIG", TINY)  # the real demo takes minutes
+    run_dir = tmp_path / "demo"
+    code, out, err = run_cli(["demo", "--run-dir", run_dir, "--no-progress"], capsys)
+    assert code in (0, None), err
+    last = out.strip().splitlines()[-1]
+    assert last == f"report: {run_dir / 'report.html'}"
+    assert "TPT onset: epoch" in out
+    code, again, _ = run_cli(["demo", "--run-dir", run_dir, "--no-progress"], capsys)
+    assert code in (0, None)
+    assert again.strip().splitlines()[-1] == last  # a finished demo is not retrained
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_done"] == TINY.epochs

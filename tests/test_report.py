@@ -31,7 +31,7 @@ def test_report_writes_html_and_figures(two_runs, capsys):
     run_dir = two_runs[0]
     code, out, _ = run_cli(["report", run_dir], capsys)
     assert code in (0, None)
-    assert f"report: {run_dir / 'report.html'}" in out.replace("\n", "")
+    assert f"report: {run_dir / 'report.html'}" in out.splitlines()
     html = (run_dir / "report.html").read_text()
     for name in ("collapse.png", "nc1.png"):
         data = (run_dir / name).read_bytes()

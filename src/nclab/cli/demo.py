@@ -24,10 +24,11 @@ def demo_command(
     An interrupted demo continues from its checkpoint when run again.
     """
     c = DEMO_CONFIG
-    console.print(f"nclab demo: {c.model} {c.model_options} on {c.dataset} "
-                  f"({c.per_class} samples per class), {c.epochs} epochs of SGD "
-                  f"(lr {c.lr}, momentum {c.momentum}, weight decay {c.weight_decay}); "
-                  f"output in {run_dir}", highlight=False)
+    widths = "-".join(str(w) for w in c.model_options["widths"])
+    console.print(f"nclab demo: MNIST-1D ({c.per_class} training samples per class), "
+                  f"MLP {widths} with batch norm, {c.loss.upper()} loss, {c.epochs} epochs of "
+                  f"SGD (lr {c.lr}, momentum {c.momentum}, weight decay {c.weight_decay}) "
+                  f"-> {run_dir}", highlight=False)
     resume = RunDir(run_dir).read_config() is not None
     run_training(DEMO_CONFIG, run_dir, resume=resume, device=device, checkpoint_every=None,
                  progress=progress, threads=threads, report=True)

@@ -16,7 +16,8 @@ def report_command(
     out: Path = typer.Option(None, help="Output folder (default: the run directory)."),
 ) -> None:
     """Write report.html and the collapse figures of one run."""
-    console.print(f"report: {write_report(run_dir, out)}", highlight=False)
+    path = write_report(run_dir, out)
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -27,5 +28,5 @@ def compare_command(
                                                "(repeatable; default: folder names)."),
 ) -> None:
     """Overlay the collapse curves of several runs (compare.png, compare.html)."""
-    console.print(f"comparison: {write_comparison(run_dirs, out, label or None)}",
-                  highlight=False)
+    path = write_comparison(run_dirs, out, label or None)
+    console.print(f"comparison: {path}", highlight=False, soft_wrap=True)

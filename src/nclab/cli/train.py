@@ -72,7 +72,8 @@ def run_training(config: TrainConfig, run_dir: Path, *, resume: bool, device: st
     if int(os.environ.get("RANK", "0")) == 0:
         print_summary(summary)
         if report:
-            console.print(f"report: {write_report(run_dir)}", highlight=False)
+            path = write_report(run_dir)
+            console.print(f"report: {path}", highlight=False, soft_wrap=True)
     return summary
 
 

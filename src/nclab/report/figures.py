@@ -102,7 +102,11 @@ def nc1_figure(runs: Sequence[RunRecord], path: str | os.PathLike) -> None:
         for r, run in enumerate(runs):
             epochs, values = run.series("train_nc1")
             keep = values > 0
-            ax.plot(epochs[keep], values[keep], color=color(r), marker="o", label=run.label)
+            label = run.label
+            at_onset = run.value_at("train_nc1", run.tpt_onset)
+            if at_onset and len(values) and values[-1] > 0:
+                label += f" ({at_onset / values[-1]:.0f}x smaller at the end than at the onset)"
+            ax.plot(epochs[keep], values[keep], color=color(r), marker="o", label=label)
             mark_epoch(ax, run.tpt_onset, f"TPT onset, {run.label} (epoch {run.tpt_onset})"
                        if run.tpt_onset is not None else None, colour=color(r))
         ax.set_yscale("log")
