@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from nclab.cli import kernel as _kernel  # noqa: F401  (registers the command)
 from nclab.cli import measure as _measure  # noqa: F401  (registers the command)
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError

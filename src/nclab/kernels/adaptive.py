@@ -1,0 +1,374 @@
+"""The adaptive kernel of Seroussi, Naveh & Ringel (2023): equations of state (SPEC 3).
+
+A two-layer network f(x) = sum_c a_c phi(w_c . x), with priors w_c ~ N(0, sigma_w^2/d0 I)
+and a_c ~ N(0, sigma_a^2/h), fitted to targets y with noise sigma^2. Integrating out the
+read-out and treating each w_c as Gaussian with covariance Sigma gives the kernel
+
+    Q(Sigma)(x, x') = sigma_a^2 Kact(x^T Sigma x', x^T Sigma x, x'^T Sigma x')
+
+and the self-consistency ("equations of state")
+
+    t = (Qbar + sigma^2 I)^-1 y,       A = t t^T - k (Qbar + sigma^2 I)^-1
+    Sigma^-1 = (d0/sigma_w^2) I - (1/h) d/dSigma Tr[A Q(Sigma)]
+
+with Qbar = Q(Sigma) held fixed in the derivative and k the number of outputs (columns
+of y). As h -> infinity, Sigma -> sigma_w^2 I/d0 and Q is the NNGP. The labels enter
+only through t, so permuting them changes the solution.
+
+The gradient is analytic. With s_ij = x_i^T Sigma x_j and Price's theorem
+(dKact/dk12 = Kdot, dKact/dk11 = ``dvar``):
+
+    d/dSigma Tr[A Q] = sigma_a^2 X^T (A o Kdot + diag(2 (A o Dvar) 1)) X
+
+for erf and ReLU alike.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nclab._validate import as_labels
+from nclab.errors import NCInputError
+from nclab.kernels._arrays import as_inputs, like_input, positive
+from nclab.kernels.closed_form import DualActivation, get_activation
+from nclab.kernels.data import class_targets
+
+Tensor = torch.Tensor
+
+
+#: Read-out prior scale of Kothapalli & Tirer's experiments: sigma_a^2 = 1/128.
+DEFAULT_SIGMA_A = 128**-0.5
+
+
+class Diverged(ArithmeticError):
+    """The equations of state have no positive-definite Sigma at this width."""
+
+
+# ----------------------------------------------------------------------------- formulas
+def pre_activation_covariance(x: Tensor, sigma: Tensor) -> Tensor:
+    """S = X Sigma X^T, (N, N): the covariance of w.x_i and w.x_j for w ~ N(0, Sigma)."""
+    return (x @ sigma) @ x.T
+
+
+def adaptive_q(x: Tensor, sigma: Tensor, dual: DualActivation, sigma_a: float = 1.0) -> Tensor:
+    """Q(Sigma): sigma_a^2 Kact of the pre-activation covariance X Sigma X^T, (N, N)."""
+    return _q_of(pre_activation_covariance(x, sigma), dual, sigma_a)
+
+
+def eos_gradient(
+    x: Tensor, sigma: Tensor, a: Tensor, dual: DualActivation, sigma_a: float = 1.0
+) -> Tensor:
+    """d/dSigma Tr[A Q(Sigma)] for a symmetric A, shape (d0, d0).
+
+    Parameters
+    ----------
+    x : tensor of shape (N, d0)
+    sigma : tensor of shape (d0, d0), symmetric positive definite
+    a : tensor of shape (N, N), symmetric
+    dual : DualActivation
+    sigma_a : float
+    """
+    return _gradient_of(x, pre_activation_covariance(x, sigma), a, dual, sigma_a)
+
+
+def _q_of(s: Tensor, dual: DualActivation, sigma_a: float) -> Tensor:
+    var = torch.diagonal(s)
+    return sigma_a**2 * dual.kact(s, var[:, None], var[None, :])
+
+
+def _gradient_of(x: Tensor, s: Tensor, a: Tensor, dual: DualActivation, sigma_a: float) -> Tensor:
+    var = torch.diagonal(s)
+    k11, k22 = var[:, None], var[None, :]
+    # d s_ij / d Sigma = x_i x_j^T; s_ii enters Q_ij through both variances, hence the 2.
+    weights = a * dual.kdot(s, k11, k22)
+    weights.diagonal().add_(2 * (a * dual.dvar(s, k11, k22)).sum(dim=1))
+    return sigma_a**2 * (x.T @ (weights @ x))
+
+
+@dataclass(frozen=True)
+class EquationsOfState:
+    """The fixed-point map Sigma -> F(Sigma) of the adaptive kernel at one data set.
+
+    Attributes
+    ----------
+    x : tensor of shape (N, d0), float64
+    targets : tensor of shape (N, k), float64
+    dual : DualActivation
+    sigma_w, sigma_a : float
+        Prior scales of the first-layer weights (variance sigma_w^2/d0) and of the
+        read-out (variance sigma_a^2/h).
+    noise : float
+        sigma^2, the ridge / observation noise of the Gaussian process.
+    """
+
+    x: Tensor
+    targets: Tensor
+    dual: DualActivation
+    sigma_w: float = 1.0
+    sigma_a: float = 1.0
+    noise: float = 1e-2
+
+    @property
+    def dim(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def prior(self) -> Tensor:
+        """Sigma of the NNGP limit: sigma_w^2 I / d0."""
+        return self.sigma_w**2 / self.dim * torch.eye(self.dim, dtype=torch.float64)
+
+    def kernel(self, sigma: Tensor) -> Tensor:
+        """Q(Sigma), (N, N)."""
+        return adaptive_q(self.x, sigma, self.dual, self.sigma_a)
+
+    def source(self, sigma: Tensor) -> Tensor:
+        """A = t t^T - k (Q + sigma^2 I)^-1 at Qbar = Q(Sigma), (N, N)."""
+        return self._source_of(_q_of(pre_activation_covariance(self.x, sigma), self.dual,
+                                     self.sigma_a))
+
+    def _source_of(self, q: Tensor) -> Tensor:
+        q.diagonal().add_(self.noise)
+        chol, info = torch.linalg.cholesky_ex(q)
+        if int(info):
+            raise Diverged("Q + sigma^2 I is not positive definite")
+        inverse = torch.cholesky_inverse(chol)
+        t = inverse @ self.targets
+        return t @ t.T - self.targets.shape[1] * inverse
+
+    def update(self, sigma: Tensor, width: float) -> Tensor:
+        """F(Sigma) = [(d0/sigma_w^2) I - (1/h) d/dSigma Tr(A Q(Sigma))]^-1.
+
+        Raises Diverged when the bracket is not positive definite.
+        """
+        s = pre_activation_covariance(self.x, sigma)
+        a = self._source_of(_q_of(s, self.dual, self.sigma_a))
+        gradient = _gradient_of(self.x, s, a, self.dual, self.sigma_a)
+        precision = torch.linalg.inv(self.prior) - gradient / width
+        precision = (precision + precision.T) / 2
+        chol, info = torch.linalg.cholesky_ex(precision)
+        if int(info) or not bool(torch.isfinite(chol).all()):
+            raise Diverged(f"Sigma^-1 is not positive definite at width {width:.4g}")
+        return torch.cholesky_inverse(chol)
+
+    def residual(self, sigma: Tensor, width: float) -> Tensor:
+        """(Sigma - F(Sigma)) in units of the prior variance sigma_w^2/d0."""
+        sigma = (sigma + sigma.T) / 2
+        return (sigma - self.update(sigma, width)) * (self.dim / self.sigma_w**2)
+
+
+# ----------------------------------------------------------------------------- solver
+@dataclass
+class AdaptiveKernelResult:
+    """Solution of the equations of state, with how it was reached.
+
+    Attributes
+    ----------
+    status : {'converged', 'diverged', 'not_converged'}
+        'diverged': no positive-definite Sigma exists along the annealing path (the
+        equations of state blow up); 'not_converged': Newton-Krylov stopped without
+        reaching the tolerance. ``sigma`` and ``kernel`` then hold the last converged
+        width's solution and ``width_reached`` says which width that was.
+    sigma : ndarray or tensor of shape (d0, d0)
+    kernel : ndarray or tensor of shape (N, N)
+        Q(Sigma) at ``width_reached``.
+    width : float
+        Target width h.
+    width_reached : float
+        Smallest width solved (inf when not even the first annealing step converged).
+    residual : float
+        Max-abs residual of the last solve, in units of sigma_w^2/d0.
+    evaluations : int
+        Evaluations of F in total.
+    path : list of dict
+        One entry per annealing step: width, status, residual, evaluations.
+    message : str
+    """
+
+    status: str
+    sigma: Any
+    kernel: Any
+    width: float
+    width_reached: float
+    residual: float
+    evaluations: int
+    path: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+
+def adaptive_kernel(
+    x: Any,
+    labels: Any = None,
+    *,
+    targets: Any = None,
+    width: float = 500.0,
+    activation: str = "erf",
+    sigma_w: float = 1.0,
+    sigma_a: float = DEFAULT_SIGMA_A,
+    noise: float = 1e-6,
+    start_width: float | None = None,
+    anneal_steps: int = 2,
+    max_refinements: int = 6,
+    tol: float = 1e-6,
+    max_iter: int = 15,
+) -> AdaptiveKernelResult:
+    """Solve the equations of state by Newton-Krylov, annealing h down to ``width``.
+
+    The path starts at the NNGP solution Sigma = sigma_w^2 I/d0 (h = infinity) and
+    solves at ``anneal_steps`` widths geometrically spaced from ``start_width`` down to
+    ``width``, each from a guess extrapolated linearly in 1/h from the two previous
+    solutions. A width that fails (Sigma^-1 not positive definite, or no convergence)
+    is retried through the geometric middle of it and the last solved width.
+
+    Parameters
+    ----------
+    x : array or tensor of shape (N, d0)
+    labels : array or tensor of shape (N,), optional
+        Integer classes; the targets are +-1 for two classes, one-hot otherwise.
+    targets : array or tensor of shape (N,) or (N, k), optional
+        Regression targets instead of ``labels``.
+    width : float
+        Hidden width h of the target network.
+    activation : {'erf', 'relu'}
+    sigma_w, sigma_a : float
+        Prior scales of the first layer (variance sigma_w^2/d0) and of the read-out
+        (variance sigma_a^2/h). Defaults: 1 and 1/sqrt(128), as in Kothapalli & Tirer.
+    noise : float
+        sigma^2 of the Gaussian process (default 1e-6).
+    start_width : float, optional
+        First width of the annealing path; default 10 * width.
+    anneal_steps : int
+        Widths on the planned path, ``width`` included.
+    max_refinements : int
+        Extra widths inserted after failures, at most.
+    tol : float
+        Max-abs residual, in units of sigma_w^2/d0, that counts as converged.
+    max_iter : int
+        Newton iterations per width.
+
+    Returns
+    -------
+    AdaptiveKernelResult
+        ``status`` is 'converged' only when the target width itself was solved.
+    """
+    system, as_numpy = _system(x, labels, targets, activation, sigma_w, sigma_a, noise)
+    width = positive(width, "width")
+    start = positive(start_width if start_width is not None else 10 * width, "start_width")
+    if start < width:
+        raise NCInputError(f"start_width ({start}) must be >= width ({width})")
+    if int(anneal_steps) < 1 or int(max_refinements) < 0 or int(max_iter) < 1:
+        raise NCInputError("anneal_steps and max_iter must be >= 1, max_refinements >= 0")
+    pending = [float(w) for w in np.geomspace(width, start, int(anneal_steps))]
+    solved: list[tuple[float, Tensor]] = [(math.inf, system.prior)]
+    path: list[dict[str, Any]] = []
+    status, message, residual, refinements = "converged", "", 0.0, 0
+    while pending:
+        target = pending[-1]
+        step = _newton_krylov(system, _extrapolate(solved, target), target, tol, max_iter)
+        if step["status"] == "diverged" and step["evaluations"] == 1 and len(solved) > 1:
+            # the extrapolated guess left the domain: start from the last solution instead
+            step = _newton_krylov(system, solved[-1][1], target, tol, max_iter)
+        path.append({k: v for k, v in step.items() if k != "sigma"})
+        if step["status"] == "converged":
+            solved.append((target, step["sigma"]))
+            residual = step["residual"]
+            pending.pop()
+            continue
+        if refinements >= max_refinements:
+            status, message, residual = step["status"], step["message"], step["residual"]
+            break
+        refinements += 1
+        last = solved[-1][0]
+        pending.append(math.sqrt(last * target) if math.isfinite(last) else 10 * target)
+    reached, sigma = solved[-1]
+    return AdaptiveKernelResult(
+        status, like_input(sigma, as_numpy), like_input(system.kernel(sigma), as_numpy),
+        width, reached, float(residual), sum(p["evaluations"] for p in path), path, message,
+    )
+
+
+def _extrapolate(solved: list[tuple[float, Tensor]], width: float) -> Tensor:
+    """Sigma at ``width`` extrapolated linearly in 1/h from the last two solutions."""
+    if len(solved) < 2:
+        return solved[-1][1]
+    (w1, s1), (w2, s2) = solved[-2], solved[-1]
+    u1, u2, u = 1 / w1, 1 / w2, 1 / width
+    guess = s2 + (s2 - s1) * ((u - u2) / (u2 - u1))
+    if float(torch.linalg.eigvalsh(guess)[0]) <= 0:
+        return s2
+    return guess
+
+
+def _system(
+    x: Any, labels: Any, targets: Any, activation: str, sigma_w: float, sigma_a: float,
+    noise: float,
+) -> tuple[EquationsOfState, bool]:
+    xt, as_numpy = as_inputs(x, "x")
+    if (labels is None) == (targets is None):
+        raise NCInputError("give exactly one of labels and targets")
+    if targets is None:
+        y = as_labels(labels, xt.shape[0], None)
+        num_classes = int(y.max()) + 1
+        if num_classes < 2:
+            raise NCInputError("labels hold a single class: there is nothing to fit")
+        targets = class_targets(y.numpy(), num_classes)
+    tt = targets.detach() if torch.is_tensor(targets) else torch.from_numpy(np.asarray(targets))
+    tt = tt.to(torch.float64)
+    tt = tt[:, None] if tt.ndim == 1 else tt
+    if tt.ndim != 2 or tt.shape[0] != xt.shape[0] or not bool(torch.isfinite(tt).all()):
+        raise NCInputError(f"targets must be finite with {xt.shape[0]} rows; got shape "
+                           f"{tuple(tt.shape)}")
+    system = EquationsOfState(
+        xt.cpu(), tt.cpu(), get_activation(activation), positive(sigma_w, "sigma_w"),
+        positive(sigma_a, "sigma_a"), positive(noise, "noise"),
+    )
+    return system, as_numpy
+
+
+def _newton_krylov(
+    system: EquationsOfState, sigma: Tensor, width: float, tol: float, max_iter: int
+) -> dict[str, Any]:
+    """One annealing step: Newton-Krylov on Sigma - F(Sigma) from ``sigma``."""
+    import scipy.optimize  # slow to import; only solving needs it
+
+    calls = [0]
+    last = [math.inf]
+
+    def residual(flat: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        value = system.residual(torch.from_numpy(flat), width).numpy()
+        last[0] = float(np.abs(value).max())
+        return value
+
+    step: dict[str, Any] = {"width": width, "evaluations": 0, "residual": math.inf}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            solution = scipy.optimize.newton_krylov(
+                residual, sigma.numpy(), f_tol=tol, maxiter=max_iter, method="lgmres",
+                inner_maxiter=30,
+            )
+        solution = torch.from_numpy(np.asarray(solution))
+        solution = (solution + solution.T) / 2
+        final = residual(solution.numpy())
+        step.update(status="converged", sigma=solution, residual=float(np.abs(final).max()),
+                    message="")
+    except Diverged as exc:
+        step.update(status="diverged", message=str(exc))
+    except scipy.optimize.NoConvergence:
+        step.update(status="not_converged", residual=last[0],
+                    message=f"Newton-Krylov did not reach tol={tol:g} in {max_iter} iterations "
+                            f"at width {width:.4g} (residual {last[0]:.3g})")
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        step.update(status="not_converged", message=f"Newton-Krylov failed: {exc}")
+    step["evaluations"] = calls[0]
+    return step
