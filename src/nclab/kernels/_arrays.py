@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -54,3 +56,18 @@ def positive(value: float, name: str, allow_zero: bool = False) -> float:
 def like_input(t: torch.Tensor, as_numpy: bool) -> np.ndarray | torch.Tensor:
     """Hand ``t`` back as the kind of array the caller gave."""
     return t.cpu().numpy() if as_numpy else t
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with at most ``count`` torch intra-op threads, then restore.
+
+    Factorizations of a few hundred rows gain nothing from threads, and on a busy
+    machine the synchronization makes them several times slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(count, before)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

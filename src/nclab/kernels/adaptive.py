@@ -35,7 +35,7 @@ import torch
 
 from nclab._validate import as_labels
 from nclab.errors import NCInputError
-from nclab.kernels._arrays import as_inputs, like_input, positive
+from nclab.kernels._arrays import as_inputs, like_input, positive, torch_threads
 from nclab.kernels.closed_form import DualActivation, get_activation
 from nclab.kernels.data import class_targets
 
@@ -44,6 +44,8 @@ Tensor = torch.Tensor
 
 #: Read-out prior scale of Kothapalli & Tirer's experiments: sigma_a^2 = 1/128.
 DEFAULT_SIGMA_A = 128**-0.5
+# Below this many samples the solver runs on one thread (see torch_threads).
+_THREADED_SIZE = 512
 
 
 class Diverged(ArithmeticError):
@@ -267,7 +269,16 @@ def adaptive_kernel(
         raise NCInputError(f"start_width ({start}) must be >= width ({width})")
     if int(anneal_steps) < 1 or int(max_refinements) < 0 or int(max_iter) < 1:
         raise NCInputError("anneal_steps and max_iter must be >= 1, max_refinements >= 0")
-    pending = [float(w) for w in np.geomspace(width, start, int(anneal_steps))]
+    with torch_threads(1 if system.x.shape[0] < _THREADED_SIZE else torch.get_num_threads()):
+        return _anneal(system, as_numpy, width, start, int(anneal_steps), int(max_refinements),
+                       tol, int(max_iter))
+
+
+def _anneal(
+    system: EquationsOfState, as_numpy: bool, width: float, start: float, anneal_steps: int,
+    max_refinements: int, tol: float, max_iter: int,
+) -> AdaptiveKernelResult:
+    pending = [float(w) for w in np.geomspace(width, start, anneal_steps)]
     solved: list[tuple[float, Tensor]] = [(math.inf, system.prior)]
     path: list[dict[str, Any]] = []
     status, message, residual, refinements = "converged", "", 0.0, 0

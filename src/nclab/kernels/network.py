@@ -6,7 +6,7 @@ The network is the one whose infinite-width kernels ``closed_form`` computes, in
     z = sigma_w W1 x / sqrt(d0) + sigma_b b1,    f(x) = sigma_w W2 phi(z) / sqrt(h) + sigma_b b2
 
 It is trained on the mean squared error (1/2N) sum_i ||f(x_i) - y_i||^2 by full-batch
-gradient descent (torch's SGD on the whole training set) with weight decay, and the NC1
+gradient descent (torch's SGD update on the whole training set) with weight decay, and the NC1
 of its hidden features phi(z) (``feature_nc1``, equal to ``nc1_trace`` of
 ``nclab.measure``) is recorded along the
 way at logarithmically spaced steps.
@@ -23,11 +23,13 @@ import torch
 
 from nclab._validate import as_labels
 from nclab.errors import NCInputError
-from nclab.kernels._arrays import as_inputs, positive
+from nclab.kernels._arrays import as_inputs, positive, torch_threads
 from nclab.kernels.data import class_targets
 from nclab.kernels.nc1 import feature_nc1
 
 _ACTIVATIONS = {"erf": torch.erf, "relu": torch.relu}
+# Below this many hidden activations (N x h) a step runs on one thread (see torch_threads).
+_THREADED_SIZE = 1 << 18
 
 
 class TwoLayerNetwork(torch.nn.Module):
@@ -163,12 +165,18 @@ def train_network(
     generator = torch.Generator().manual_seed(int(seed))
     net = TwoLayerNetwork(xt.shape[1], width, targets.shape[1], activation, sigma_w, sigma_b,
                           generator).to(dtype)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay)
+    small = xt.shape[0] * int(width) < _THREADED_SIZE
+    with torch_threads(1 if small else torch.get_num_threads()):
+        return _train(net, xt, y, targets, int(steps), int(records), lr, weight_decay)
+
+
+def _train(net: TwoLayerNetwork, xt: torch.Tensor, y: torch.Tensor, targets: torch.Tensor,
+           steps: int, records: int, lr: float, weight_decay: float) -> TrainingResult:
     marks = set(np.unique(np.geomspace(1, steps, records).round().astype(int)).tolist())
     history: dict[str, list[float]] = {"step": [], "loss": [], "nc1": []}
     diverged = False
-    for step in range(int(steps) + 1):
-        optimizer.zero_grad(set_to_none=True)
+    for step in range(steps + 1):
+        net.zero_grad(set_to_none=True)
         loss = 0.5 * ((net(xt) - targets) ** 2).sum(dim=1).mean()
         value = loss.item()
         if not math.isfinite(value):
@@ -180,11 +188,22 @@ def train_network(
         if step == steps:
             break
         loss.backward()
-        optimizer.step()
+        _descend(net, lr, weight_decay)
     with torch.no_grad():
         accuracy = _accuracy(net(xt), y)
     return TrainingResult(history["nc1"][-1], history["nc1"][0], history["loss"][-1], accuracy,
                           diverged, history)
+
+
+@torch.no_grad()
+def _descend(net: TwoLayerNetwork, lr: float, weight_decay: float) -> None:
+    """One step of torch's SGD without momentum: p -= lr (grad + weight_decay p).
+
+    Written out because constructing torch.optim.SGD imports torch._dynamo, which costs
+    seconds in every fresh worker process.
+    """
+    for param in net.parameters():
+        param.add_(param.grad + weight_decay * param, alpha=-lr)
 
 
 def _record(history: dict[str, list[float]], step: int, loss: float, nc1: float) -> None:

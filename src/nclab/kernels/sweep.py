@@ -16,11 +16,10 @@ and ``plot_sweep`` draws the figures. Tasks run in worker processes, one thread 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from nclab.errors import NCInputError
 from nclab.io import write_json
+from nclab.kernels._arrays import torch_threads
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A, adaptive_kernel
 from nclab.kernels.closed_form import ACTIVATIONS, two_layer_kernels
 from nclab.kernels.data import d1
@@ -240,7 +240,7 @@ def run_sweep(
             on_task(task, len(state.records), total)
 
     if workers <= 1 or len(todo) <= 1:
-        with _single_thread_here():
+        with torch_threads(1):
             for task in todo:
                 finished(task, run_task(config, *task))
     else:
@@ -267,16 +267,6 @@ def _run_pool(config: SweepConfig, todo: list[tuple[int, int, int]], workers: in
 def _single_thread() -> None:
     # the tasks are many small factorizations: threads only add synchronization
     torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _single_thread_here() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _config_dict(config: SweepConfig) -> dict[str, Any]:
