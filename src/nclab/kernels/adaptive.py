@@ -12,7 +12,9 @@ and the self-consistency ("equations of state")
     Sigma^-1 = (d0/sigma_w^2) I - (1/h) d/dSigma Tr[A Q(Sigma)]
 
 with Qbar = Q(Sigma) held fixed in the derivative and k the number of outputs (columns
-of y). As h -> infinity, Sigma -> sigma_w^2 I/d0 and Q is the NNGP. The labels enter
+of y). As h -> infinity, Sigma -> sigma_w^2 I/d0 and Q is the NNGP. (An optional
+first-layer bias is the weight of a constant input: x gets a column of ones and the
+prior a sigma_b^2 entry; SPEC's equations are the case sigma_b = 0.) The labels enter
 only through t, so permuting them changes the solution.
 
 The gradient is analytic. With s_ij = x_i^T Sigma x_j and Price's theorem
@@ -44,6 +46,8 @@ Tensor = torch.Tensor
 
 #: Read-out prior scale of Kothapalli & Tirer's experiments: sigma_a^2 = 1/128.
 DEFAULT_SIGMA_A = 128**-0.5
+# Residual returned where a trial Sigma has no kernel (not positive semi-definite).
+_FAR = 1e30
 # Below this many samples the solver runs on one thread (see torch_threads).
 _THREADED_SIZE = 512
 
@@ -88,8 +92,10 @@ def _gradient_of(x: Tensor, s: Tensor, a: Tensor, dual: DualActivation, sigma_a:
     var = torch.diagonal(s)
     k11, k22 = var[:, None], var[None, :]
     # d s_ij / d Sigma = x_i x_j^T; s_ii enters Q_ij through both variances, hence the 2.
-    weights = a * dual.kdot(s, k11, k22)
-    weights.diagonal().add_(2 * (a * dual.dvar(s, k11, k22)).sum(dim=1))
+    kdot, dvar = dual.partials(s, k11, k22)
+    diagonal = 2 * (dvar.mul_(a)).sum(dim=1)
+    weights = kdot.mul_(a)
+    weights.diagonal().add_(diagonal)
     return sigma_a**2 * (x.T @ (weights @ x))
 
 
@@ -107,6 +113,10 @@ class EquationsOfState:
         read-out (variance sigma_a^2/h).
     noise : float
         sigma^2, the ridge / observation noise of the Gaussian process.
+    sigma_b : float
+        Prior scale of a first-layer bias (0: none, as in SPEC). A bias is the weight of
+        a constant input: the inputs get a column of ones, Sigma an extra row and column,
+        and the prior variance of that weight is sigma_b^2.
     """
 
     x: Tensor
@@ -115,24 +125,41 @@ class EquationsOfState:
     sigma_w: float = 1.0
     sigma_a: float = 1.0
     noise: float = 1e-2
+    sigma_b: float = 0.0
+    inputs: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        inputs = self.x
+        if self.sigma_b > 0:
+            inputs = torch.cat([inputs, torch.ones_like(inputs[:, :1])], dim=1)
+        object.__setattr__(self, "inputs", inputs)
 
     @property
     def dim(self) -> int:
+        """d0, the input dimension (without the bias column)."""
         return self.x.shape[1]
 
     @property
+    def prior_variances(self) -> Tensor:
+        """Diagonal of the prior covariance: sigma_w^2/d0 per input (and sigma_b^2)."""
+        variances = torch.full((self.inputs.shape[1],), self.sigma_w**2 / self.dim,
+                               dtype=torch.float64)
+        if self.sigma_b > 0:
+            variances[-1] = self.sigma_b**2
+        return variances
+
+    @property
     def prior(self) -> Tensor:
-        """Sigma of the NNGP limit: sigma_w^2 I / d0."""
-        return self.sigma_w**2 / self.dim * torch.eye(self.dim, dtype=torch.float64)
+        """Sigma of the NNGP limit: sigma_w^2 I / d0 (bordered by sigma_b^2)."""
+        return torch.diag(self.prior_variances)
 
     def kernel(self, sigma: Tensor) -> Tensor:
         """Q(Sigma), (N, N)."""
-        return adaptive_q(self.x, sigma, self.dual, self.sigma_a)
+        return adaptive_q(self.inputs, sigma, self.dual, self.sigma_a)
 
     def source(self, sigma: Tensor) -> Tensor:
         """A = t t^T - k (Q + sigma^2 I)^-1 at Qbar = Q(Sigma), (N, N)."""
-        return self._source_of(_q_of(pre_activation_covariance(self.x, sigma), self.dual,
-                                     self.sigma_a))
+        return self._source_of(self.kernel(sigma))
 
     def _source_of(self, q: Tensor) -> Tensor:
         q.diagonal().add_(self.noise)
@@ -141,27 +168,48 @@ class EquationsOfState:
             raise Diverged("Q + sigma^2 I is not positive definite")
         inverse = torch.cholesky_inverse(chol)
         t = inverse @ self.targets
-        return t @ t.T - self.targets.shape[1] * inverse
+        # t t^T - k R, built in place on R: N x N temporaries cost as much as the algebra
+        return inverse.mul_(-self.targets.shape[1]).addmm_(t, t.T)
+
+    def precision(self, sigma: Tensor, width: float) -> Tensor:
+        """(d0/sigma_w^2) I - (1/h) d/dSigma Tr(A Q(Sigma)): the right side for Sigma^-1."""
+        s = pre_activation_covariance(self.inputs, sigma)
+        a = self._source_of(_q_of(s, self.dual, self.sigma_a))
+        gradient = _gradient_of(self.inputs, s, a, self.dual, self.sigma_a)
+        precision = torch.diag(1 / self.prior_variances) - gradient / width
+        return (precision + precision.T) / 2
 
     def update(self, sigma: Tensor, width: float) -> Tensor:
         """F(Sigma) = [(d0/sigma_w^2) I - (1/h) d/dSigma Tr(A Q(Sigma))]^-1.
 
         Raises Diverged when the bracket is not positive definite.
         """
-        s = pre_activation_covariance(self.x, sigma)
-        a = self._source_of(_q_of(s, self.dual, self.sigma_a))
-        gradient = _gradient_of(self.x, s, a, self.dual, self.sigma_a)
-        precision = torch.linalg.inv(self.prior) - gradient / width
-        precision = (precision + precision.T) / 2
-        chol, info = torch.linalg.cholesky_ex(precision)
+        chol, info = torch.linalg.cholesky_ex(self.precision(sigma, width))
         if int(info) or not bool(torch.isfinite(chol).all()):
             raise Diverged(f"Sigma^-1 is not positive definite at width {width:.4g}")
         return torch.cholesky_inverse(chol)
 
     def residual(self, sigma: Tensor, width: float) -> Tensor:
-        """(Sigma - F(Sigma)) in units of the prior variance sigma_w^2/d0."""
+        """Sigma - F(Sigma) in units of the prior: entry ij divided by sqrt(p_i p_j)."""
         sigma = (sigma + sigma.T) / 2
-        return (sigma - self.update(sigma, width)) * (self.dim / self.sigma_w**2)
+        return (sigma - self.update(sigma, width)) * self._unit
+
+    def stationarity(self, sigma: Tensor, width: float) -> Tensor:
+        """Sigma P(Sigma) Sigma - Sigma, in prior units, with P = ``precision``.
+
+        It is Sigma P (Sigma - F(Sigma)): the same roots as ``residual`` (for a positive-
+        definite Sigma) and the same Jacobian at a root, since P Sigma = I there. Unlike
+        the residual it needs no inverse, so it is defined where the bracket is not
+        positive definite: a Newton trial step that wanders there is pulled back by the
+        line search instead of ending the solve.
+        """
+        sigma = (sigma + sigma.T) / 2
+        return (sigma @ self.precision(sigma, width) @ sigma - sigma) * self._unit
+
+    @property
+    def _unit(self) -> Tensor:
+        scale = torch.rsqrt(self.prior_variances)
+        return torch.outer(scale, scale)
 
 
 # ----------------------------------------------------------------------------- solver
@@ -176,7 +224,7 @@ class AdaptiveKernelResult:
         equations of state blow up); 'not_converged': Newton-Krylov stopped without
         reaching the tolerance. ``sigma`` and ``kernel`` then hold the last converged
         width's solution and ``width_reached`` says which width that was.
-    sigma : ndarray or tensor of shape (d0, d0)
+    sigma : ndarray or tensor of shape (d0, d0), or (d0 + 1, d0 + 1) with a bias
     kernel : ndarray or tensor of shape (N, N)
         Q(Sigma) at ``width_reached``.
     width : float
@@ -217,10 +265,11 @@ def adaptive_kernel(
     sigma_w: float = 1.0,
     sigma_a: float = DEFAULT_SIGMA_A,
     noise: float = 1e-6,
+    sigma_b: float = 0.0,
     start_width: float | None = None,
     anneal_steps: int = 2,
     max_refinements: int = 6,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     max_iter: int = 15,
 ) -> AdaptiveKernelResult:
     """Solve the equations of state by Newton-Krylov, annealing h down to ``width``.
@@ -246,6 +295,10 @@ def adaptive_kernel(
         (variance sigma_a^2/h). Defaults: 1 and 1/sqrt(128), as in Kothapalli & Tirer.
     noise : float
         sigma^2 of the Gaussian process (default 1e-6).
+    sigma_b : float
+        Prior scale of a first-layer bias; 0 (the default, SPEC's equations) means none.
+        With a bias, ``sigma`` has an extra last row and column for it, and the NNGP
+        limit is ``nngp_hidden(x, sigma_w=sigma_w, sigma_b=sigma_b)`` times sigma_a^2.
     start_width : float, optional
         First width of the annealing path; default 10 * width.
     anneal_steps : int
@@ -262,7 +315,7 @@ def adaptive_kernel(
     AdaptiveKernelResult
         ``status`` is 'converged' only when the target width itself was solved.
     """
-    system, as_numpy = _system(x, labels, targets, activation, sigma_w, sigma_a, noise)
+    system, as_numpy = _system(x, labels, targets, activation, sigma_w, sigma_a, noise, sigma_b)
     width = positive(width, "width")
     start = positive(start_width if start_width is not None else 10 * width, "start_width")
     if start < width:
@@ -321,7 +374,7 @@ def _extrapolate(solved: list[tuple[float, Tensor]], width: float) -> Tensor:
 
 def _system(
     x: Any, labels: Any, targets: Any, activation: str, sigma_w: float, sigma_a: float,
-    noise: float,
+    noise: float, sigma_b: float = 0.0,
 ) -> tuple[EquationsOfState, bool]:
     xt, as_numpy = as_inputs(x, "x")
     if (labels is None) == (targets is None):
@@ -341,6 +394,7 @@ def _system(
     system = EquationsOfState(
         xt.cpu(), tt.cpu(), get_activation(activation), positive(sigma_w, "sigma_w"),
         positive(sigma_a, "sigma_a"), positive(noise, "noise"),
+        positive(sigma_b, "sigma_b", allow_zero=True),
     )
     return system, as_numpy
 
@@ -348,38 +402,54 @@ def _system(
 def _newton_krylov(
     system: EquationsOfState, sigma: Tensor, width: float, tol: float, max_iter: int
 ) -> dict[str, Any]:
-    """One annealing step: Newton-Krylov on Sigma - F(Sigma) from ``sigma``."""
+    """One annealing step: Newton-Krylov on the equations of state from ``sigma``.
+
+    The root finder runs on ``stationarity`` (Sigma - F(Sigma) preconditioned by Sigma P,
+    defined everywhere); the solution is then checked on Sigma - F(Sigma) itself.
+    """
     import scipy.optimize  # slow to import; only solving needs it
 
     calls = [0]
-    last = [math.inf]
 
-    def residual(flat: np.ndarray) -> np.ndarray:
+    def equations(flat: np.ndarray) -> np.ndarray:
         calls[0] += 1
-        value = system.residual(torch.from_numpy(flat), width).numpy()
-        last[0] = float(np.abs(value).max())
-        return value
+        try:
+            value = system.stationarity(torch.from_numpy(flat), width).numpy()
+        except Diverged:  # Q + sigma^2 I singular: only at a Sigma far from positive
+            value = np.full_like(flat, np.nan)
+        # a trial Sigma that is not positive semi-definite has no kernel: push it back
+        return value if np.isfinite(value).all() else np.full_like(value, _FAR)
 
     step: dict[str, Any] = {"width": width, "evaluations": 0, "residual": math.inf}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             solution = scipy.optimize.newton_krylov(
-                residual, sigma.numpy(), f_tol=tol, maxiter=max_iter, method="lgmres",
+                equations, sigma.numpy(), f_tol=tol, maxiter=max_iter, method="lgmres",
                 inner_maxiter=30,
             )
-        solution = torch.from_numpy(np.asarray(solution))
-        solution = (solution + solution.T) / 2
-        final = residual(solution.numpy())
-        step.update(status="converged", sigma=solution, residual=float(np.abs(final).max()),
-                    message="")
-    except Diverged as exc:
-        step.update(status="diverged", message=str(exc))
-    except scipy.optimize.NoConvergence:
-        step.update(status="not_converged", residual=last[0],
-                    message=f"Newton-Krylov did not reach tol={tol:g} in {max_iter} iterations "
-                            f"at width {width:.4g} (residual {last[0]:.3g})")
+        candidate, failure = torch.from_numpy(np.asarray(solution)), None
+    except scipy.optimize.NoConvergence as exc:
+        candidate = torch.from_numpy(np.asarray(exc.args[0])) if exc.args else sigma
+        failure = f"Newton-Krylov did not reach tol={tol:g} in {max_iter} iterations"
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-        step.update(status="not_converged", message=f"Newton-Krylov failed: {exc}")
+        candidate, failure = sigma, f"Newton-Krylov failed: {exc}"
     step["evaluations"] = calls[0]
+    candidate = (candidate + candidate.T) / 2
+    try:
+        residual = float(system.residual(candidate, width).abs().max())
+    except Diverged as exc:
+        step.update(status="diverged", message=f"{exc} (Newton-Krylov ended outside the "
+                                               "positive-definite domain)")
+        return step
+    step["residual"] = residual
+    if failure is not None or not residual <= 10 * tol:
+        if float(torch.linalg.eigvalsh(candidate)[0]) <= 0:
+            step.update(status="diverged", message=f"Sigma lost positive definiteness at "
+                                                   f"width {width:.4g}")
+        else:
+            step.update(status="not_converged", message=f"{failure or 'no root'} at width "
+                                                        f"{width:.4g} (residual {residual:.3g})")
+        return step
+    step.update(status="converged", sigma=candidate, message="")
     return step

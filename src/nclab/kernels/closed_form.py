@@ -41,7 +41,9 @@ Tensor = torch.Tensor
 # ----------------------------------------------------------------------------- erf
 def erf_kact(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
     """E[erf(u) erf(v)] = (2/pi) arcsin(2 k12 / sqrt((1 + 2 k11)(1 + 2 k22)))."""
-    return (2 / math.pi) * torch.asin(2 * k12 / torch.sqrt((1 + 2 * k11) * (1 + 2 * k22)))
+    # the square roots are taken of the variances (vectors), not of the N x N products
+    scaled = (2 * k12) * torch.rsqrt(1 + 2 * k11) * torch.rsqrt(1 + 2 * k22)
+    return torch.asin_(scaled).mul_(2 / math.pi)
 
 
 def erf_kdot(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
@@ -51,13 +53,19 @@ def erf_kdot(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
 
 def erf_dvar(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
     """dKact/dk11 for erf: -k12 Kdot / (1 + 2 k11)."""
-    return -k12 * erf_kdot(k12, k11, k22) / (1 + 2 * k11)
+    return erf_partials(k12, k11, k22)[1]
+
+
+def erf_partials(k12: Tensor, k11: Tensor, k22: Tensor) -> tuple[Tensor, Tensor]:
+    """(Kdot, dKact/dk11) for erf, sharing the one N x N inverse square root."""
+    kdot = erf_kdot(k12, k11, k22)
+    return kdot, kdot * k12 * (-1 / (1 + 2 * k11))
 
 
 # ----------------------------------------------------------------------------- ReLU
 def _relu_angle(k12: Tensor, k11: Tensor, k22: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(sqrt(k11 k22), cos theta, theta); cos theta = 0 where a variance is zero."""
-    norm = torch.sqrt(k11 * k22)
+    norm = torch.sqrt(k11) * torch.sqrt(k22)
     cos = torch.where(norm > 0, k12 / torch.where(norm > 0, norm, 1.0), 0.0).clamp(-1.0, 1.0)
     return norm, cos, torch.acos(cos)
 
@@ -86,20 +94,27 @@ def relu_dvar(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
     return ratio * sin / (4 * math.pi)
 
 
+def relu_partials(k12: Tensor, k11: Tensor, k22: Tensor) -> tuple[Tensor, Tensor]:
+    """(Kdot, dKact/dk11) for ReLU."""
+    return relu_kdot(k12, k11, k22), relu_dvar(k12, k11, k22)
+
+
 @dataclass(frozen=True)
 class DualActivation:
-    """The closed forms of one activation: Kact, Kdot and dKact/dk11."""
+    """The closed forms of one activation: Kact, Kdot, dKact/dk11, and the last two
+    together (``partials``, sharing what they have in common)."""
 
     name: str
     kact: Callable[[Tensor, Tensor, Tensor], Tensor]
     kdot: Callable[[Tensor, Tensor, Tensor], Tensor]
     dvar: Callable[[Tensor, Tensor, Tensor], Tensor]
+    partials: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 #: The activations with closed forms.
 ACTIVATIONS: dict[str, DualActivation] = {
-    "erf": DualActivation("erf", erf_kact, erf_kdot, erf_dvar),
-    "relu": DualActivation("relu", relu_kact, relu_kdot, relu_dvar),
+    "erf": DualActivation("erf", erf_kact, erf_kdot, erf_dvar, erf_partials),
+    "relu": DualActivation("relu", relu_kact, relu_kdot, relu_dvar, relu_partials),
 }
 
 

@@ -159,7 +159,8 @@ def _nc1_fields(kernel: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def _adaptive(config: SweepConfig, x: np.ndarray, labels: np.ndarray, activation: str) -> dict:
     result = adaptive_kernel(x, labels, width=config.adaptive_width, activation=activation,
-                             sigma_w=config.sigma_w, sigma_a=config.sigma_a, noise=config.noise)
+                             sigma_w=config.sigma_w, sigma_a=config.sigma_a, noise=config.noise,
+                             sigma_b=config.sigma_b)
     out: dict[str, Any] = {
         "status": "ok" if result.converged else result.status,
         "width_reached": result.width_reached if math.isfinite(result.width_reached) else None,
@@ -168,7 +169,9 @@ def _adaptive(config: SweepConfig, x: np.ndarray, labels: np.ndarray, activation
     }
     if result.converged:
         out.update(_nc1_fields(result.kernel, labels))
-        out["sigma_top_eigenvalue"] = float(np.linalg.eigvalsh(result.sigma)[-1] * x.shape[1]
+        # largest eigenvalue of the weights' Sigma in units of the prior sigma_w^2/d0
+        weights = result.sigma[: x.shape[1], : x.shape[1]]
+        out["sigma_top_eigenvalue"] = float(np.linalg.eigvalsh(weights)[-1] * x.shape[1]
                                             / config.sigma_w**2)
     return out
 
