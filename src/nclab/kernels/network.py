@@ -71,12 +71,14 @@ class TwoLayerNetwork(torch.nn.Module):
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """phi(z): the hidden-layer features, (N, h)."""
-        z = self.sigma_w * x @ self.w1.T / math.sqrt(self.w1.shape[1]) + self.sigma_b * self.b1
+        # one fused multiply-add per layer: the scalings cost a pass over N x h each
+        z = torch.addmm(self.sigma_b * self.b1, x, self.w1.T,
+                        alpha=self.sigma_w / math.sqrt(self.w1.shape[1]))
         return _ACTIVATIONS[self.activation](z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hidden(x)
-        return self.sigma_w * h @ self.w2.T / math.sqrt(self.w2.shape[1]) + self.sigma_b * self.b2
+        return torch.addmm(self.sigma_b * self.b2, self.hidden(x), self.w2.T,
+                           alpha=self.sigma_w / math.sqrt(self.w2.shape[1]))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -136,6 +137,7 @@ def run_task(config: SweepConfig, n: int, d0: int, draw: int) -> dict[str, Any]:
     series: dict[str, Any] = {}
     for name in config.series:
         method, activation = split_series(name)
+        start = time.perf_counter()
         if method in ("nngp", "ntk"):
             if activation not in gram:
                 gram[activation] = two_layer_kernels(
@@ -147,6 +149,7 @@ def run_task(config: SweepConfig, n: int, d0: int, draw: int) -> dict[str, Any]:
             series[name] = _adaptive(config, x, labels, activation)
         else:
             series[name] = _network(config, x, labels, activation, seed)
+        series[name]["seconds"] = round(time.perf_counter() - start, 3)
     record["series"] = series
     return record
 
