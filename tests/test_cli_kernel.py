@@ -79,12 +79,17 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
     config = SweepConfig(sizes=(10,), dims=(1, 2), draws=2, series=("nngp-erf", "ntk-erf"))
     inline = run_sweep(config)
     pooled = run_sweep(config, workers=2)
-    assert pooled["records"] == inline["records"]
+
+    def values(document):  # everything but the wall times
+        return [{**r, "series": {k: {f: v for f, v in e.items() if f != "seconds"}
+                                 for k, e in r["series"].items()}} for r in document["records"]]
+
+    assert values(pooled) == values(inline) and len(values(inline)) == 4
 
 
 def test_divergence_is_counted_not_dropped():
-    config = SweepConfig(sizes=(24,), dims=(2,), draws=1, series=("adaptive-erf",),
-                         adaptive_width=5.0)
+    # overlapping classes (means +-0.2): the equations of state have no solution
+    config = SweepConfig(sizes=(24,), dims=(2,), draws=1, series=("adaptive-erf",), mean=0.2)
     document = run_sweep(config)
     entry = document["records"][0]["series"]["adaptive-erf"]
     row = document["summary"]["adaptive-erf"][0]
