@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,10 @@ def autograd_update(system: EquationsOfState, sigma: torch.Tensor, width: float)
     return torch.linalg.inv(torch.diag(1 / system.prior_variances) - leaf.grad / width)
 
 
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4096)
@@ -56,11 +61,20 @@ def main() -> None:
     parser.add_argument("--adaptive-n", type=int, default=1024)
     parser.add_argument("--adaptive-d", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--gram-only", action="store_true",
+                        help="Time two_layer_kernels alone (for large --n, e.g. 8192).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     x = np.random.default_rng(0).normal(size=(args.n, args.d))
+    if args.gram_only:
+        start = time.perf_counter()
+        grams = two_layer_kernels(x, get=("nngp_hidden", "nngp", "ntk"))
+        print(f"two_layer_kernels N={args.n}, d0={args.d}: {time.perf_counter() - start:.2f} s, "
+              f"{len(grams)} matrices of {args.n**2 * 8 / 2**20:.0f} MiB, peak resident "
+              f"memory {peak_mib():.0f} MiB")
+        return
     gram = best_time(lambda: two_layer_kernels(x, get=("nngp_hidden", "nngp", "ntk")), 2)
     product = best_time(lambda: x @ x.T, 2)
     plain = best_time(lambda: numpy_kernels(x), 2)
@@ -74,6 +88,7 @@ def main() -> None:
     print(f"    X X^T alone (floor)    {product:8.3f} s   ratio {gram / product:6.2f}x")
     print(f"    plain numpy, 2 kernels {plain:8.3f} s   ratio {gram / plain:6.2f}x  "
           f"(max difference {error:.1e})")
+    print(f"    peak resident memory so far {peak_mib():.0f} MiB")
 
     xa, ya = d1(args.adaptive_d).sample(args.adaptive_n, rng=0)
     start = time.perf_counter()

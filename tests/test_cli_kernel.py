@@ -8,7 +8,7 @@ import pytest
 from nclab.cli import main
 from nclab.errors import NCInputError
 from nclab.kernels import sweep as sweep_module
-from nclab.kernels.sweep import SweepConfig, run_sweep, run_task
+from nclab.kernels.sweep import SweepConfig, check_claim, run_sweep, run_task
 
 TINY = ["--sizes", "16,24", "--dims", "1,3", "--draws", "2", "--steps", "15",
         "--network-width", "32", "--workers", "1"]
@@ -36,6 +36,10 @@ def test_tiny_sweep_writes_every_value_and_figures(tmp_path, capsys):
     assert (tmp_path / "kernel_nc1.png").stat().st_size > 10_000
     assert (tmp_path / "kernel_nc1_relative.png").stat().st_size > 10_000
     assert "mean log10 NC1" in out and "adaptive-erf" in document["summary"]
+    report = (tmp_path / "kernel_summary.md").read_text()
+    assert "## N = 24" in report and "| NTK NC1 >= NNGP NC1 (erf) |" in report
+    adaptive = document["records"][0]["series"]["adaptive-erf"]
+    assert adaptive["path"][-1]["width"] == 500.0 and adaptive["seconds"] >= 0
     # every value in the JSON is what one task computes on its own
     config = SweepConfig(sizes=(16, 24), dims=(1, 3), draws=2, steps=15, network_width=32)
     record = document["records"][0]
@@ -120,3 +124,12 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert code == 2 and "--resume" in err
     code, _, err = run_cli(["kernel", "--out", tmp_path, "--resume", *TINY], capsys)
     assert code == 2 and "not a sweep checkpoint" in err
+
+
+def test_claims_are_counted_draw_by_draw():
+    records = [{"series": {"a": {"status": "ok", "nc1": 0.1}, "b": {"status": "ok", "nc1": 0.2}}},
+               {"series": {"a": {"status": "ok", "nc1": 0.3}, "b": {"status": "ok", "nc1": 0.2}}},
+               {"series": {"a": {"status": "diverged"}, "b": {"status": "ok", "nc1": 0.2}}}]
+    assert check_claim(records, "a", "b") == (1, 2)
+    assert check_claim(records, "b", "a") == (1, 2)
+    assert check_claim(records, "a", "missing") == (0, 0)

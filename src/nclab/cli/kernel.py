@@ -12,13 +12,15 @@ from rich.table import Table
 
 from nclab.cli.app import app, console
 from nclab.errors import NCInputError
+from nclab.io import write_atomic
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A
-from nclab.kernels.sweep import DEFAULT_SERIES, SweepConfig, run_sweep
+from nclab.kernels.sweep import DEFAULT_SERIES, SweepConfig, report_markdown, run_sweep
 
 #: The light sweep of ``--quick``; options given explicitly still win.
 QUICK = {"sizes": "128,256", "dims": "1,8,32", "draws": 3, "steps": 200}
 FULL = {"sizes": "128,256,512,1024", "dims": "1,2,8,32,128", "draws": 10, "steps": 500}
 JSON_NAME = "kernel_sweep.json"
+REPORT_NAME = "kernel_summary.md"
 
 
 @app.command("kernel")
@@ -87,9 +89,10 @@ def kernel_command(
     from nclab.kernels.plots import plot_sweep  # matplotlib is slow to import: only here
 
     figures = plot_sweep(document, out)
+    write_atomic(out / REPORT_NAME, report_markdown(document))
     console.print(summary_table(document))
     console.print(f"{len(document['records'])} tasks in {time.perf_counter() - start:.0f} s; "
-                  f"wrote {path}, {', '.join(str(f) for f in figures)}")
+                  f"wrote {path}, {out / REPORT_NAME}, {', '.join(str(f) for f in figures)}")
 
 
 def summary_table(document: dict) -> Table:

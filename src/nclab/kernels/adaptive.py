@@ -270,7 +270,7 @@ def adaptive_kernel(
     anneal_steps: int = 2,
     max_refinements: int = 4,
     tol: float = 1e-5,
-    max_iter: int = 15,
+    max_iter: int = 8,
 ) -> AdaptiveKernelResult:
     """Solve the equations of state by Newton-Krylov, annealing h down to ``width``.
 

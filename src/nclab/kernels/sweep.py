@@ -169,6 +169,8 @@ def _adaptive(config: SweepConfig, x: np.ndarray, labels: np.ndarray, activation
         "width_reached": result.width_reached if math.isfinite(result.width_reached) else None,
         "residual": result.residual if math.isfinite(result.residual) else None,
         "evaluations": result.evaluations, "message": result.message,
+        "path": [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                  for k, v in step.items()} for step in result.path],
     }
     if result.converged:
         out.update(_nc1_fields(result.kernel, labels))
@@ -340,3 +342,56 @@ def _reduce(group: list[dict[str, Any]], name: str) -> dict[str, Any]:
     failed = {k: v for k, v in statuses.items() if k != "ok"}
     return {"count": len(values), "failed": failed, "log10_nc1_mean": mean,
             "log10_nc1_std": std, "log10_relative_mean": rel_mean, "log10_relative_std": rel_std}
+
+
+# ----------------------------------------------------------------------------- report
+#: (lower, higher, claim) pairs checked draw by draw in the report, when both were run.
+CLAIMS = (
+    ("nngp-erf", "ntk-erf", "NTK NC1 >= NNGP NC1 (erf)"),
+    ("nngp-relu", "ntk-relu", "NTK NC1 >= NNGP NC1 (ReLU)"),
+    ("nngp-erf", "nngp-relu", "erf NNGP NC1 below ReLU NNGP NC1"),
+    ("ntk-erf", "ntk-relu", "erf NTK NC1 below ReLU NTK NC1"),
+    ("adaptive-erf", "nngp-erf", "adaptive kernel NC1 below NNGP NC1 (erf)"),
+    ("adaptive-erf", "network-erf", "adaptive kernel NC1 below trained network NC1 (erf)"),
+    ("network-erf", "nngp-erf", "trained network NC1 below NNGP NC1 (erf)"),
+)
+
+
+def check_claim(records: Iterable[dict[str, Any]], lower: str, higher: str,
+                rtol: float = 1e-9) -> tuple[int, int]:
+    """(draws where NC1[lower] <= NC1[higher] (1 + rtol), draws where both have a value)."""
+    held = total = 0
+    for record in records:
+        a, b = record["series"].get(lower, {}), record["series"].get(higher, {})
+        if a.get("status") == "ok" and b.get("status") == "ok":
+            total += 1
+            held += a["nc1"] <= b["nc1"] * (1 + rtol)
+    return held, total
+
+
+def report_markdown(document: dict[str, Any]) -> str:
+    """Mean +- std of log10 NC1 per N (a table each) and the claims, as markdown."""
+    config, summary, records = document["config"], document["summary"], document["records"]
+    names = list(summary)
+    lines = [f"# Kernel NC1 sweep: {len(records)} tasks, {config['draws']} draws per (N, d0)",
+             "", "mean ± std over draws of log10 NC1; `(k failed)` counts draws without a "
+             "value (adaptive kernel diverged or not converged, training diverged).", ""]
+    for n in config["sizes"]:
+        lines += [f"## N = {n}", "", "| d0 | " + " | ".join(names) + " |",
+                  "|---:|" + "---:|" * len(names)]
+        for d0 in config["dims"]:
+            cells = []
+            for name in names:
+                row = next(r for r in summary[name] if r["n"] == n and r["d0"] == d0)
+                mean, std = row["log10_nc1_mean"], row["log10_nc1_std"]
+                cell = "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+                failed = sum(row["failed"].values())
+                cells.append(cell + (f" ({failed} failed)" if failed else ""))
+            lines.append(f"| {d0} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Claims, draw by draw", "", "| claim | draws where it holds |", "|---|---:|"]
+    for lower, higher, claim in CLAIMS:
+        held, total = check_claim(records, lower, higher)
+        if total:
+            lines.append(f"| {claim} | {held} / {total} |")
+    return "\n".join(lines) + "\n"
