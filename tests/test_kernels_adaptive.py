@@ -174,3 +174,17 @@ def test_newton_on_sigma_minus_f_breaks_where_the_stationarity_form_converges():
     root = torch.from_numpy(result.sigma)
     assert float(system.residual(root, 500.0).abs().max()) < 1e-5
     assert float(system.stationarity(root, 500.0).abs().max()) < 1e-5
+
+
+def test_relu_needs_a_bias_to_collapse():
+    """Bias-free ReLU units are homogeneous and cannot fit +-1 along the class direction:
+    their adaptive kernel is less collapsed than the NNGP. With a bias it is more."""
+    x, y = d1(16).sample(64, rng=0)
+    plain = adaptive_kernel(x, y, width=500, activation="relu")
+    assert plain.converged
+    assert kernel_nc1(plain.kernel, y).nc1 > 2 * kernel_nc1(nngp_hidden(x, activation="relu"),
+                                                            y).nc1
+    biased = adaptive_kernel(x, y, width=500, activation="relu", sigma_b=1.0)
+    assert biased.converged and biased.sigma.shape == (17, 17)
+    reference = kernel_nc1(nngp_hidden(x, activation="relu", sigma_b=1.0), y).nc1
+    assert kernel_nc1(biased.kernel, y).nc1 < 0.8 * reference
