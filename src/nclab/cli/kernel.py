@@ -28,11 +28,11 @@ def kernel_command(
     out: Path = typer.Option(Path("kernel_sweep"), "--out", help="Folder for the JSON and the "
                                                                  "figures."),
     sizes: str | None = typer.Option(None, "--sizes", help="Sample sizes N, comma-separated "
-                                                           f"[default: {FULL['sizes']}]."),
+                                                           f"(default {FULL['sizes']})."),
     dims: str | None = typer.Option(None, "--dims", help="Input dimensions d0, comma-separated "
-                                                         f"[default: {FULL['dims']}]."),
+                                                         f"(default {FULL['dims']})."),
     draws: int | None = typer.Option(None, "--draws", help="Data draws per (N, d0) "
-                                                           f"[default: {FULL['draws']}]."),
+                                                           f"(default {FULL['draws']})."),
     series: str = typer.Option(",".join(DEFAULT_SERIES), "--series",
                                help="What to measure: <method>-<activation>, method in nngp, "
                                     "ntk, adaptive, network; activation erf or relu."),
@@ -44,11 +44,12 @@ def kernel_command(
     sigma_w: float = typer.Option(1.0, help="Weight scale of the kernels and the network."),
     sigma_b: float = typer.Option(0.0, help="Bias scale of the kernels and the network."),
     adaptive_width: float = typer.Option(500.0, help="Width h of the adaptive kernel."),
-    sigma_a: float = typer.Option(DEFAULT_SIGMA_A, help="Read-out scale of the adaptive kernel."),
+    sigma_a: float = typer.Option(DEFAULT_SIGMA_A, help="Read-out scale of the adaptive kernel "
+                                                               "(sigma_a^2 = 1/128)."),
     noise: float = typer.Option(1e-6, help="sigma^2 of the adaptive kernel."),
     network_width: int = typer.Option(500, help="Hidden width of the trained network."),
     lr: float = typer.Option(1.0, help="Learning rate of full-batch gradient descent."),
-    steps: int | None = typer.Option(None, help=f"Training steps [default: {FULL['steps']}]."),
+    steps: int | None = typer.Option(None, help=f"Training steps (default {FULL['steps']})."),
     weight_decay: float = typer.Option(1e-4, help="Weight decay of the network."),
     seed: int = typer.Option(0, help="Seed of every data draw and initialization."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Worker processes."),

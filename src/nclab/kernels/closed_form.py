@@ -41,14 +41,16 @@ Tensor = torch.Tensor
 # ----------------------------------------------------------------------------- erf
 def erf_kact(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
     """E[erf(u) erf(v)] = (2/pi) arcsin(2 k12 / sqrt((1 + 2 k11)(1 + 2 k22)))."""
-    # the square roots are taken of the variances (vectors), not of the N x N products
-    scaled = (2 * k12) * torch.rsqrt(1 + 2 * k11) * torch.rsqrt(1 + 2 * k22)
-    return torch.asin_(scaled).mul_(2 / math.pi)
+    # square roots of the variances (vectors), not of N x N products; one N x N buffer
+    scaled = k12 * (2 * torch.rsqrt(1 + 2 * k11))
+    return scaled.mul_(torch.rsqrt(1 + 2 * k22)).asin_().mul_(2 / math.pi)
 
 
 def erf_kdot(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
     """E[erf'(u) erf'(v)] = (4/pi) [(1 + 2 k11)(1 + 2 k22) - 4 k12^2]^(-1/2)."""
-    return (4 / math.pi) * torch.rsqrt((1 + 2 * k11) * (1 + 2 * k22) - 4 * k12 * k12)
+    # built in one N x N buffer: these matrices are memory-bound, every pass counts
+    bracket = ((1 + 2 * k11) * (1 + 2 * k22)).expand_as(k12).clone()
+    return bracket.addcmul_(k12, k12, value=-4).rsqrt_().mul_(4 / math.pi)
 
 
 def erf_dvar(k12: Tensor, k11: Tensor, k22: Tensor) -> Tensor:
@@ -192,15 +194,16 @@ def two_layer_kernels(
            for name in names}
     for start in range(0, a.shape[0], rows):
         block = slice(start, min(start + rows, a.shape[0]))
-        k0 = sigma_b**2 + scale * (a[block] @ b.T)
+        k0 = (a[block] @ b.T).mul_(scale).add_(sigma_b**2)
         k11, k22 = var_a[block, None], var_b[None, :]
         kact = dual.kact(k0, k11, k22)
         if "nngp_hidden" in out:
             out["nngp_hidden"][block] = kact
         if "nngp" in out:
-            out["nngp"][block] = sigma_b**2 + sigma_w**2 * kact
-        if "ntk" in out:
-            out["ntk"][block] = sigma_b**2 + sigma_w**2 * (kact + k0 * dual.kdot(k0, k11, k22))
+            torch.mul(kact, sigma_w**2, out=out["nngp"][block]).add_(sigma_b**2)
+        if "ntk" in out:  # sigma_b^2 + sigma_w^2 (Kact + K0 o Kdot), in the output's rows
+            theta = torch.addcmul(kact, k0, dual.kdot(k0, k11, k22), out=out["ntk"][block])
+            theta.mul_(sigma_w**2).add_(sigma_b**2)
     return {name: like_input(value, as_numpy) for name, value in out.items()}
 
 
