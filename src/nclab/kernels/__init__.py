@@ -33,7 +33,7 @@ from nclab.kernels.closed_form import (
     two_layer_kernels,
 )
 from nclab.kernels.data import GaussianClasses, class_targets, d1, separated_classes
-from nclab.kernels.nc1 import KernelNC1, kernel_nc1
+from nclab.kernels.nc1 import KernelNC1, feature_nc1, kernel_nc1
 from nclab.kernels.network import TrainingResult, TwoLayerNetwork, train_network
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "erf_dvar",
     "erf_kact",
     "erf_kdot",
+    "feature_nc1",
     "get_activation",
     "input_kernel",
     "kernel_nc1",

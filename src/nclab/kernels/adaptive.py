@@ -22,7 +22,9 @@ The gradient is analytic. With s_ij = x_i^T Sigma x_j and Price's theorem
 
     d/dSigma Tr[A Q] = sigma_a^2 X^T (A o Kdot + diag(2 (A o Dvar) 1)) X
 
-for erf and ReLU alike.
+for erf and ReLU alike. ``adaptive_kernel`` solves the equations by Newton-Krylov on
+Sigma P Sigma - Sigma (P the right-hand side above), which has the roots and, at a root,
+the Jacobian of Sigma - F(Sigma) without inverting P at every trial point.
 """
 
 from __future__ import annotations
@@ -232,9 +234,10 @@ class AdaptiveKernelResult:
     width_reached : float
         Smallest width solved (inf when not even the first annealing step converged).
     residual : float
-        Max-abs residual of the last solve, in units of sigma_w^2/d0.
+        Max-abs of Sigma - F(Sigma) at the last solve, in prior units (sigma_w^2/d0).
     evaluations : int
-        Evaluations of F in total.
+        Evaluations of the equations of state in total (each costs one Cholesky
+        factorization and inverse of an N x N matrix).
     path : list of dict
         One entry per annealing step: width, status, residual, evaluations.
     message : str
