@@ -111,6 +111,8 @@ def test_divergence_is_counted_not_dropped():
         (["--imbalance", "-1"], "imbalance"),
         (["--sizes", "5", "--imbalance", "9"], "fewer than 2 samples"),
         (["--workers", "0"], "--workers"),
+        (["--noise", "0"], "noise must be"),
+        (["--steps", "0"], "steps must be"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):

@@ -31,7 +31,7 @@ import torch
 
 from nclab.errors import NCInputError
 from nclab.io import write_json
-from nclab.kernels._arrays import torch_threads
+from nclab.kernels._arrays import positive, torch_threads
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A, adaptive_kernel
 from nclab.kernels.closed_form import ACTIVATIONS, two_layer_kernels
 from nclab.kernels.data import d1
@@ -94,6 +94,12 @@ class SweepConfig:
             raise NCInputError(f"imbalance must be > 0; got {self.imbalance}")
         if not self.series:
             raise NCInputError("no series to compute")
+        for name in ("std", "sigma_b", "weight_decay"):
+            positive(getattr(self, name), name, allow_zero=True)
+        for name in ("sigma_w", "adaptive_width", "sigma_a", "noise", "lr"):
+            positive(getattr(self, name), name)
+        if self.network_width < 1 or self.steps < 1 or self.mean == 0:
+            raise NCInputError("network width and steps must be >= 1 and mean != 0")
         for name in self.series:
             split_series(name)
         for size in self.sizes:
