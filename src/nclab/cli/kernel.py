@@ -1,0 +1,126 @@
+"""``nclab kernel``: the kernel-NC1 sweep of Kothapalli & Tirer on Gaussian data."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nclab.cli.app import app, console
+from nclab.errors import NCInputError
+from nclab.io import write_atomic
+from nclab.kernels.adaptive import DEFAULT_SIGMA_A
+from nclab.kernels.sweep import DEFAULT_SERIES, SweepConfig, report_markdown, run_sweep
+
+#: The light sweep of ``--quick``; options given explicitly still win.
+QUICK = {"sizes": "128,256", "dims": "1,8,32", "draws": 3, "steps": 200}
+FULL = {"sizes": "128,256,512,1024", "dims": "1,2,8,32,128", "draws": 10, "steps": 500}
+JSON_NAME = "kernel_sweep.json"
+REPORT_NAME = "kernel_summary.md"
+
+
+@app.command("kernel")
+def kernel_command(
+    out: Path = typer.Option(Path("kernel_sweep"), "--out", help="Folder for the JSON and the "
+                                                                 "figures."),
+    sizes: str | None = typer.Option(None, "--sizes", help="Sample sizes N, comma-separated "
+                                                           f"(default {FULL['sizes']})."),
+    dims: str | None = typer.Option(None, "--dims", help="Input dimensions d0, comma-separated "
+                                                         f"(default {FULL['dims']})."),
+    draws: int | None = typer.Option(None, "--draws", help="Data draws per (N, d0) "
+                                                           f"(default {FULL['draws']})."),
+    series: str = typer.Option(",".join(DEFAULT_SERIES), "--series",
+                               help="What to measure: <method>-<activation>, method in nngp, "
+                                    "ntk, adaptive, network; activation erf or relu."),
+    quick: bool = typer.Option(False, "--quick", help="Light sweep: N 128,256; d0 1,8,32; "
+                                                      "3 draws; 200 training steps."),
+    mean: float = typer.Option(2.0, help="D1 class means are +-mean in every coordinate."),
+    std: float = typer.Option(0.5, help="Within-class standard deviation."),
+    imbalance: float = typer.Option(1.0, help="Class-size ratio n0/n1 (1 = balanced)."),
+    sigma_w: float = typer.Option(1.0, help="Weight scale of the kernels and the network."),
+    sigma_b: float = typer.Option(0.0, help="Bias scale of the kernels and the network."),
+    adaptive_width: float = typer.Option(500.0, help="Width h of the adaptive kernel."),
+    sigma_a: float = typer.Option(DEFAULT_SIGMA_A, help="Read-out scale of the adaptive kernel "
+                                                               "(sigma_a^2 = 1/128)."),
+    noise: float = typer.Option(1e-6, help="sigma^2 of the adaptive kernel."),
+    network_width: int = typer.Option(500, help="Hidden width of the trained network."),
+    lr: float = typer.Option(1.0, help="Learning rate of full-batch gradient descent."),
+    steps: int | None = typer.Option(None, help=f"Training steps (default {FULL['steps']})."),
+    weight_decay: float = typer.Option(1e-4, help="Weight decay of the network."),
+    seed: int = typer.Option(0, help="Seed of every data draw and initialization."),
+    workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Worker processes."),
+    resume: bool = typer.Option(False, "--resume",
+                                help=f"Continue the sweep in --out/{JSON_NAME}."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing sweep."),
+) -> None:
+    """Sweep N and d0 on D1; write every NC1 value as JSON and plot them."""
+    preset = QUICK if quick else FULL
+    config = SweepConfig(
+        sizes=_ints(sizes or preset["sizes"], "--sizes"),
+        dims=_ints(dims or preset["dims"], "--dims"),
+        draws=draws if draws is not None else preset["draws"],
+        series=tuple(s.strip() for s in series.split(",") if s.strip()),
+        mean=mean, std=std, imbalance=imbalance, sigma_w=sigma_w, sigma_b=sigma_b,
+        adaptive_width=adaptive_width, sigma_a=sigma_a, noise=noise,
+        network_width=network_width, lr=lr,
+        steps=steps if steps is not None else preset["steps"], weight_decay=weight_decay,
+        seed=seed,
+    )
+    if workers < 1:
+        raise NCInputError(f"--workers must be >= 1; got {workers}")
+    path = out / JSON_NAME
+    if path.exists() and not (resume or overwrite):
+        raise NCInputError(f"{path} exists: pass --resume to continue it or --overwrite")
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("kernel sweep", total=len(config.tasks()))
+
+        def advance(task: tuple[int, int, int], done: int, total: int) -> None:
+            progress.update(bar, completed=done,
+                            description=f"N={task[0]} d0={task[1]} draw {task[2]}")
+
+        document = run_sweep(config, checkpoint=path, resume=resume, workers=workers,
+                             on_task=advance)
+    from nclab.kernels.plots import plot_sweep  # matplotlib is slow to import: only here
+
+    figures = plot_sweep(document, out)
+    write_atomic(out / REPORT_NAME, report_markdown(document))
+    console.print(summary_table(document))
+    console.print(f"{len(document['records'])} tasks in {time.perf_counter() - start:.0f} s; "
+                  f"wrote {path}, {out / REPORT_NAME}, {', '.join(str(f) for f in figures)}")
+
+
+def summary_table(document: dict) -> Table:
+    """mean log10 NC1 per (N, d0) and series; '!' marks draws that produced no value."""
+    summary = document["summary"]
+    table = Table(title="mean log10 NC1 over draws  (! = some draws failed, see JSON)")
+    table.add_column("N", justify="right")
+    table.add_column("d0", justify="right")
+    for name in summary:
+        table.add_column(name, justify="right")
+    first = next(iter(summary.values()))
+    for i, row in enumerate(first):
+        cells = []
+        for rows in summary.values():
+            entry = rows[i]
+            value = entry["log10_nc1_mean"]
+            text = "n/a" if value is None else f"{value:.3f}"
+            cells.append(text + ("!" if entry["failed"] else ""))
+        table.add_row(str(row["n"]), str(row["d0"]), *cells)
+    return table
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise NCInputError(f"{option} must be comma-separated integers; got '{text}'") from None
+    if not values:
+        raise NCInputError(f"{option} is empty")
+    return values
