@@ -89,9 +89,11 @@ class _Capture:
     stats: CollapseStats | None = None
     batch: torch.Tensor | None = None
 
-    def hook(self, _module: nn.Module, inputs: tuple[Any, ...]) -> None:
+    def hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         x = inputs[0].detach()
-        if x.ndim > 2:
+        # (n, channels, *positions) is reduced to (n, channels); a linear layer's input
+        # (n, ..., d) has its features last, and pooling tokens is the model's business
+        if x.ndim > 2 and not isinstance(module, nn.Linear):
             x = x.mean(dim=tuple(range(2, x.ndim))) if self.spatial == "mean" else x.flatten(1)
         if x.ndim != 2:
             raise NCInputError(f"the input of layer '{self.name}' has shape {tuple(x.shape)}; "

@@ -317,7 +317,7 @@ class Trainer:
             self.run.write_summary({"status": "diverged", "diverged_epoch": epoch,
                                     "epochs_done": state.epoch, "tpt_onset": state.tpt_onset})
         raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch}: stopped; "
-                               f"{kept} (try a lower lr)")
+                               f"{kept} (start again with a lower lr in a new run directory)")
 
     def _summary(self, state: _Progress) -> dict[str, Any]:
         rows = state.rows
