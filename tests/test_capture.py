@@ -143,3 +143,10 @@ def test_features_returns_what_the_classifier_receives():
         expected = model.encoder(x)
     torch.testing.assert_close(h, expected)
     assert torch.equal(labels, y)
+
+
+def test_token_inputs_of_a_linear_classifier_are_refused():
+    model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
+    x = torch.randn(8, 4, 6)  # (batch, tokens, features)
+    with pytest.raises(NCInputError, match=r"has shape \(8, 4, 5\); expected \(batch, "):
+        nclab.track(model, [(x, torch.arange(8) % 3)])

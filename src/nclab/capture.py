@@ -11,7 +11,7 @@ passes its own shard and the statistics are summed with ``all_reduce``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -89,9 +89,11 @@ class _Capture:
     stats: CollapseStats | None = None
     batch: torch.Tensor | None = None
 
-    def hook(self, _module: nn.Module, inputs: tuple[Any, ...]) -> None:
+    def hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         x = inputs[0].detach()
-        if x.ndim > 2:
+        # (n, channels, *positions) is reduced to (n, channels); a linear layer's input
+        # (n, ..., d) has its features last, and pooling tokens is the model's business
+        if x.ndim > 2 and not isinstance(module, nn.Linear):
             x = x.mean(dim=tuple(range(2, x.ndim))) if self.spatial == "mean" else x.flatten(1)
         if x.ndim != 2:
             raise NCInputError(f"the input of layer '{self.name}' has shape {tuple(x.shape)}; "
@@ -128,6 +130,7 @@ def track(
     spatial: str = "mean",
     cache_bytes: int = 1 << 30,
     sync: bool | None = None,
+    on_batch: Callable[[Any, torch.Tensor], None] | None = None,
 ) -> CollapseMetrics | dict[str, CollapseMetrics]:
     """Collapse metrics of the features that ``model`` feeds to its classifier.
 
@@ -159,6 +162,9 @@ def track(
     sync : bool, optional
         All-reduce over ``torch.distributed`` ranks; default: when a process group is
         initialized. Every rank must then call ``track`` with its own shard.
+    on_batch : callable, optional
+        Called as ``on_batch(outputs, labels)`` with the model's outputs for every batch
+        of the first pass, to compute a loss or an accuracy from the same forward pass.
 
     Returns
     -------
@@ -182,7 +188,8 @@ def track(
     sync = distributed.is_initialized() if sync is None else sync
 
     with _hooked(model, captures):
-        cache = _first_pass(model, loader, captures, head, num_classes, device, cache_bytes)
+        cache = _first_pass(model, loader, captures, head, num_classes, device, cache_bytes,
+                            on_batch)
         if sync:
             for capture in captures.values():
                 capture.stats.all_reduce()
@@ -254,21 +261,25 @@ def features(
     return torch.cat([h for h, _ in pairs]), torch.cat([y for _, y in pairs])
 
 
-def _run(model: nn.Module, inputs: Any, targets: Any, device: torch.device) -> torch.Tensor:
-    model(inputs.to(device, non_blocking=True))
-    return torch.as_tensor(targets).to(device, non_blocking=True)
+def _run(model: nn.Module, inputs: Any, targets: Any,
+         device: torch.device) -> tuple[Any, torch.Tensor]:
+    outputs = model(inputs.to(device, non_blocking=True))
+    return outputs, torch.as_tensor(targets).to(device, non_blocking=True)
 
 
 def _first_pass(
     model: nn.Module, loader: Iterable[Any], captures: dict[str, _Capture], head: str,
     num_classes: int, device: torch.device, cache_bytes: int,
+    on_batch: Callable[[Any, torch.Tensor], None] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """Stream every hooked layer into its CollapseStats; return the classifier features
     and labels while they fit in ``cache_bytes``, else None."""
     cache: list[tuple[torch.Tensor, torch.Tensor]] | None = []
     cached = 0
     for inputs, targets in _batches(loader):
-        y = _run(model, inputs, targets, device)
+        outputs, y = _run(model, inputs, targets, device)
+        if on_batch is not None:
+            on_batch(outputs, y)
         for capture in captures.values():
             if capture.batch is None:
                 raise NCInputError(f"layer '{capture.name}' was not called by the forward pass")
@@ -293,7 +304,7 @@ def _feature_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Run the model over ``loader``, yielding the hooked features batch by batch."""
     for inputs, targets in _batches(loader):
-        y = _run(model, inputs, targets, device)
+        _, y = _run(model, inputs, targets, device)
         if capture.batch is None:
             raise NCInputError(f"layer '{capture.name}' was not called by the forward pass")
         yield capture.batch, y

@@ -10,15 +10,16 @@ instances to :class:`Trainer` directly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from nclab import distributed
 from nclab.capture import track
 from nclab.errors import NCInputError
-from nclab.metrics import METRIC_NAMES
+from nclab.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
 
@@ -47,6 +48,9 @@ class EvalContext:
         The training task (targets, loss; a task may carry extra labels).
     data : DatasetSplits
         The whole data set as loaded by the task (not sharded).
+
+    Use :meth:`track` rather than calling ``nclab.track`` yourself: the pass over a
+    split is shared by every evaluator and by the trainer's loss and error columns.
     """
 
     model: nn.Module
@@ -58,6 +62,64 @@ class EvalContext:
     distributed: bool = False
     task: Any = None
     data: Any = None
+    _passes: dict[str, tuple[CollapseMetrics, float, float]] = field(default_factory=dict,
+                                                                      repr=False)
+
+    def track(self, split: str) -> CollapseMetrics:
+        """``nclab.track`` of the model on ``split`` (computed once per logged epoch)."""
+        return self._pass(split)[0]
+
+    def loss_and_error(self, split: str) -> tuple[float, float | None]:
+        """Mean loss and error rate of the model (eval mode) on ``split``; the error is
+        None for tasks without one. Classification takes both from the :meth:`track`
+        pass."""
+        if not self.task.has_error_rate:
+            return evaluate_loss(self.model, self.loaders[split], self.task, self.distributed)
+        return self._pass(split)[1:]
+
+    def _pass(self, split: str) -> tuple[CollapseMetrics, float, float]:
+        if split not in self._passes:
+            totals = LossTotals(self.task, self.device)
+            metrics = track(self.model, self.loaders[split], self.classifier,
+                            sync=self.distributed, on_batch=totals.add)
+            loss, error = totals.result(self.distributed)
+            self._passes[split] = (metrics, loss, error)
+        return self._passes[split]
+
+
+class LossTotals:
+    """Sums of the task's loss and errors over batches of model outputs."""
+
+    def __init__(self, task: Any, device: torch.device) -> None:
+        self.task = task
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)
+
+    def add(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.totals[0] += self.task.loss(outputs, targets)
+        if self.task.has_error_rate:
+            self.totals[1] += self.task.errors(outputs, targets)
+        self.totals[2] += len(targets)
+
+    def result(self, sync: bool = False) -> tuple[float, float | None]:
+        """(mean loss, error rate or None) over every batch added (and every rank)."""
+        totals = distributed.all_reduce(self.totals) if sync else self.totals.cpu()
+        loss, errors, count = totals.tolist()
+        return loss / count, errors / count if self.task.has_error_rate else None
+
+
+def evaluate_loss(model: nn.Module, batches: EvalBatches, task: Any,
+                  sync: bool = False) -> tuple[float, float | None]:
+    """(mean loss, error rate or None) of ``model`` in eval mode over ``batches``."""
+    was_training = model.training
+    model.eval()
+    totals = LossTotals(task, next(model.parameters()).device)
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                totals.add(model(x), y)
+    finally:
+        model.train(was_training)
+    return totals.result(sync)
 
 
 class Evaluator(Protocol):
@@ -73,21 +135,17 @@ class CollapseEvaluator:
     ----------
     splits : tuple of str
         Which splits to measure.
-    weighted_mean : bool
-        Use the sample-weighted global mean.
     """
 
     name = "collapse"
 
-    def __init__(self, splits: tuple[str, ...] = ("train", "test"),
-                 weighted_mean: bool = False) -> None:
-        self.splits, self.weighted_mean = splits, weighted_mean
+    def __init__(self, splits: tuple[str, ...] = ("train", "test")) -> None:
+        self.splits = splits
 
     def __call__(self, context: EvalContext) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for split in self.splits:
-            metrics = track(context.model, context.loaders[split], context.classifier,
-                            weighted_mean=self.weighted_mean, sync=context.distributed)
+            metrics = context.track(split)
             row.update({f"{split}_{name}": getattr(metrics, name) for name in METRIC_NAMES})
         return row
 

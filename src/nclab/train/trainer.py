@@ -25,7 +25,7 @@ from nclab import distributed
 from nclab.errors import NCInputError
 from nclab.train.batches import EvalBatches, TrainBatches
 from nclab.train.config import TrainConfig, config_diff
-from nclab.train.evaluators import EvalContext, Evaluator, make_evaluators
+from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss, make_evaluators
 from nclab.train.rundir import RunDir
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task, make_task
@@ -235,21 +235,6 @@ class Trainer:
             total += loss_sum.detach()
         return float(self._all_reduce(total)) / len(batches.y)
 
-    def _error_pass(self, batches: EvalBatches) -> tuple[float, float | None]:
-        """(mean loss, error rate) of the model in eval mode over a whole split; the
-        error rate is None for tasks without one."""
-        self.model.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        with torch.no_grad():
-            for x, y in batches:
-                out = self.model(x)
-                totals[0] += self.task.loss(out, y)
-                if self.task.has_error_rate:
-                    totals[1] += self.task.errors(out, y)
-                totals[2] += len(y)
-        loss, errors, count = self._all_reduce(totals).tolist()
-        return loss / count, errors / count if self.task.has_error_rate else None
-
     def _evaluate(self, epoch: int, lr: float, running_loss: float, log_epochs: set[int],
                   state: _Progress, batches: dict[str, EvalBatches],
                   classifier: str) -> dict[str, Any] | None:
@@ -258,24 +243,24 @@ class Trainer:
         Until the TPT onset is found, the training error is measured after every epoch;
         the onset epoch is always logged.
         """
-        logged = epoch in log_epochs
-        train = None
-        if self.task.has_error_rate and (state.tpt_onset is None or logged):
-            train = self._error_pass(batches["train"])
-            if state.tpt_onset is None and train[1] == 0:
-                state.tpt_onset = epoch
-                logged = True
-        if not logged:
-            return None
-        train = train or self._error_pass(batches["train"])
-        test = self._error_pass(batches["test"])
+        seeking_onset = self.task.has_error_rate and state.tpt_onset is None
+        if epoch not in log_epochs:
+            if not seeking_onset:
+                return None
+            _, error = evaluate_loss(self.model, batches["train"], self.task, self.world > 1)
+            if error != 0:
+                return None
+        context = EvalContext(self.model, batches, classifier, epoch, self.config,
+                              self.device, self.world > 1, self.task, self.data)
+        train = context.loss_and_error("train")
+        test = context.loss_and_error("test")
+        if seeking_onset and train[1] == 0:
+            state.tpt_onset = epoch
         row: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss_running": running_loss,
             "train_loss": train[0], "train_error": train[1],
             "test_loss": test[0], "test_error": test[1], "tpt_onset": state.tpt_onset,
         }
-        context = EvalContext(self.model, batches, classifier, epoch, self.config,
-                              self.device, self.world > 1, self.task, self.data)
         for evaluator in self.evaluators:
             row.update(evaluator(context))
         return row
@@ -332,7 +317,7 @@ class Trainer:
             self.run.write_summary({"status": "diverged", "diverged_epoch": epoch,
                                     "epochs_done": state.epoch, "tpt_onset": state.tpt_onset})
         raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch}: stopped; "
-                               f"{kept} (try a lower lr)")
+                               f"{kept} (start again with a lower lr in a new run directory)")
 
     def _summary(self, state: _Progress) -> dict[str, Any]:
         rows = state.rows

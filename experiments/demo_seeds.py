@@ -1,0 +1,50 @@
+"""How much NC1 falls after the TPT onset in the demo's run, over several seeds.
+
+Run:  python experiments/demo_seeds.py [--seeds 0 1 2] [--out runs/demo-seeds]
+      python experiments/demo_seeds.py --loss ce --weight-decay 1e-3 --epochs 900
+
+Trains the `nclab demo` configuration once per seed (the seed draws the initialization
+and the sample order; the data set is the same), optionally with another loss, weight
+decay or number of epochs, and prints, for each, the TPT onset, train NC1 at the onset,
+its smallest and its last value, their ratio and the final test error. A last value far
+above the smallest one means that the collapse was undone during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from nclab.report import load_run
+from nclab.train import Trainer
+from nclab.train.demo import DEMO_CONFIG, DEMO_THREADS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--loss", default=DEMO_CONFIG.loss)
+    parser.add_argument("--weight-decay", type=float, default=DEMO_CONFIG.weight_decay)
+    parser.add_argument("--epochs", type=int, default=DEMO_CONFIG.epochs)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo-seeds"))
+    args = parser.parse_args()
+    torch.set_num_threads(DEMO_THREADS)
+    base = DEMO_CONFIG.updated(loss=args.loss, weight_decay=args.weight_decay,
+                               epochs=args.epochs)
+    tag = f"{args.loss}-wd{args.weight_decay:g}-{args.epochs}"
+    print(f"{tag}\n{'seed':>4} {'TPT onset':>9} {'NC1 at onset':>12} {'smallest':>9} "
+          f"{'at end':>9} {'drop':>6} {'test error':>10}")
+    for seed in args.seeds:
+        run_dir = args.out / f"{tag}-seed{seed}"
+        resume = (run_dir / "config.json").is_file()
+        s = Trainer(base.updated(seed=seed), run_dir, progress=False).fit(resume=resume)
+        smallest = min(load_run(run_dir).series("train_nc1")[1])
+        print(f"{seed:>4} {s['tpt_onset']:>9} {s['nc1_at_onset']:>12.4g} {smallest:>9.4g} "
+              f"{s['nc1_final']:>9.4g} {s['nc1_drop']:>5.0f}x {s['final']['test_error']:>10.3f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
