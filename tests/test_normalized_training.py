@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from nclab.train.normalized import (
     SphereClassifier,
     normalize_features,
 )
-from nclab.train.normcompare import comparison_configs, epochs_to_reach
+from nclab.train.normcompare import compare_normalized, comparison_configs, epochs_to_reach
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -222,15 +223,23 @@ def test_epochs_to_reach_is_the_first_logged_epoch_below():
         assert epochs_to_reach(record, threshold) == expected
 
 
-def test_the_two_configs_differ_only_in_the_last_layer_constraint():
-    configs = comparison_configs(TINY.updated(weight_decay=1e-3), tau=TAU, weight_decay=5e-3)
-    diff = config_diff(configs["regularized"].to_dict(), configs["normalized"].to_dict())
+def test_the_configs_differ_only_in_the_last_layer_constraint():
+    configs = comparison_configs(TINY.updated(weight_decay=1e-3), taus=[TAU, 3],
+                                 weight_decays=[5e-3, 5e-4])
+    assert list(configs) == ["normalized-tau12.5", "normalized-tau3", "regularized-wd0.005",
+                             "regularized-wd0.0005"]
+    regularized, normalized = configs["regularized-wd0.005"], configs["normalized-tau12.5"]
+    diff = config_diff(regularized.to_dict(), normalized.to_dict())
     assert [line.split(":")[0] for line in diff] == ["options", "task", "weight_decay"]
-    assert configs["regularized"].weight_decay == 5e-3
-    assert configs["normalized"].weight_decay == 0 and configs["normalized"].options == {
-        "tau": TAU}
-    with pytest.raises(NCInputError, match="needs a weight decay > 0"):
-        comparison_configs(TINY, tau=TAU, weight_decay=0.0)
+    assert regularized.weight_decay == 5e-3 and regularized.task == "classification"
+    assert normalized.weight_decay == 0 and normalized.options == {"tau": TAU}
+    assert configs["normalized-tau3"].options == {"tau": 3.0}
+    for taus, decays, message in [([TAU], [0.0], "needs a weight decay > 0"),
+                                  ([], [5e-4], "at least one tau"),
+                                  ([3, 3.0], [5e-4], "given twice"),
+                                  ([-1], [5e-4], "tau must be a finite number > 0")]:
+        with pytest.raises(NCInputError, match=message):
+            comparison_configs(TINY, taus=taus, weight_decays=decays)
 
 
 def test_normcompare_cli_trains_both_plots_and_resumes(tmp_path, capsys):
@@ -242,7 +251,9 @@ def test_normcompare_cli_trains_both_plots_and_resumes(tmp_path, capsys):
     code, out, err = run_cli(args, capsys)
     assert code in (0, None), err
     result = json.loads((tmp_path / "normcompare.json").read_text())
-    assert set(result["runs"]) == {"normalized", "regularized"} and result["tau"] == TAU
+    names = ["normalized-tau12.5", "regularized-wd0.0005"]  # the default weight decay
+    assert list(result["runs"]) == names
+    assert result["runs"][names[0]]["tau"] == TAU
     for name, run in result["runs"].items():
         logged = rows(tmp_path / name)
         assert [r["epoch"] for r in logged] == list(range(1, 7))  # every epoch by default
@@ -253,12 +264,26 @@ def test_normcompare_cli_trains_both_plots_and_resumes(tmp_path, capsys):
                  if v < 0.5]
         assert run["epochs_to_threshold"] == (below[0] if below else None)
         shown = "not reached" if not below else f"epoch {below[0]}"
-        assert f"{name}: train nc1 < 0.5: {shown};" in out
+        assert re.search(rf"^{re.escape(name)}:\s+train nc1 < 0.5: {shown};", out, re.M), out
     png = (tmp_path / "normcompare.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    before = rows(tmp_path / "normalized")
+    before = rows(tmp_path / names[0])
     code, _, err = run_cli(args, capsys)  # finished runs are resumed, not redone
     assert code in (0, None), err
-    assert rows(tmp_path / "normalized") == before
-    code, _, err = run_cli([*args[:-2], "--tau", "3", "--out", tmp_path], capsys)
-    assert code == 2 and "refusing to resume" in err
+    assert rows(tmp_path / names[0]) == before
+    code, _, err = run_cli([*args, "--epochs", "7"], capsys)
+    assert code == 2 and "refusing to resume" in err and "epochs: 6 -> 7" in err
+
+
+def test_a_diverged_run_is_reported_and_the_others_still_run(tmp_path):
+    # lr 1e3 blows the biased classifier up in epoch 1; the normalized logits are
+    # bounded by tau, so that run survives
+    base = TINY.updated(epochs=3, lr=1e3, log_points=3)
+    for _ in range(2):  # the second call finds the diverged run and does not retry it
+        result = compare_normalized(base, tmp_path, taus=[TAU], weight_decays=[5e-4],
+                                    progress=False)
+        normalized, regularized = result["runs"].values()
+        assert normalized["status"] == "complete" and normalized["final"]["epoch"] == 3
+        assert regularized["status"] == "diverged" and regularized["final"] is None
+        assert "epoch 1" in regularized["message"]
+    assert (tmp_path / "normcompare.png").is_file()

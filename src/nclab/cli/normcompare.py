@@ -22,15 +22,22 @@ def _fmt(value: float | None) -> str:
 def print_result(result: dict) -> None:
     """One line per run: when train nc1 fell below the threshold, then the last epoch."""
     threshold = result["threshold"]
+    width = max(map(len, result["runs"]))
     for name, run in result["runs"].items():
+        if run["final"] is None:
+            console.print(f"{name + ':':<{width + 1}} {run['message']}", highlight=False,
+                          soft_wrap=True)
+            continue
         final, reached = run["final"], run["epochs_to_threshold"]
         when = "not reached" if reached is None else f"epoch {reached}"
         console.print(
-            f"{name}: train nc1 < {threshold:g}: {when}; TPT onset: {run['tpt_onset']}; "
+            f"{name + ':':<{width + 1}} train nc1 < {threshold:g}: {when}; "
+            f"TPT onset: {run['tpt_onset']}; "
             f"epoch {final['epoch']}: train nc1 {_fmt(final['train_nc1'])}, "
             f"etf_error_means {_fmt(final['train_etf_error_means'])}, "
             f"wh_duality {_fmt(final['train_wh_duality'])}, "
-            f"test error {_fmt(final['test_error'])} ({_fmt(run['time_s'])} s)",
+            f"test error {_fmt(final['test_error'])} ({_fmt(run['time_s'])} s)"
+            + ("; DIVERGED" if run["status"] == "diverged" else ""),
             highlight=False, soft_wrap=True)
 
 
@@ -51,8 +58,10 @@ def normcompare_command(
                                               "multiplied by --lr-gamma (default 0.333,0.667)."),
     lr_gamma: float = typer.Option(0.1, help="LR factor at each milestone."),
     seed: int = typer.Option(0, help="Seed of initialization and sample order."),
-    tau: float = typer.Option(DEFAULT_TAU, help="Inverse temperature of the normalized run."),
-    weight_decay: float = typer.Option(5e-4, help="Weight decay of the regularized run."),
+    tau: str = typer.Option(f"{DEFAULT_TAU:g}", help="Inverse temperature of the normalized "
+                                                     "run; a list (3,5,10) for one run each."),
+    weight_decay: str = typer.Option("5e-4", help="Weight decay of the regularized run; a "
+                                                  "list for one run each."),
     normalized_weight_decay: float = typer.Option(0.0, help="Weight decay of the normalized "
                                                             "run."),
     threshold: float = typer.Option(1e-2, help="Report the first epoch with train nc1 below "
@@ -60,12 +69,16 @@ def normcompare_command(
     log_points: int = typer.Option(None, help="Logged epochs (default: every epoch)."),
     out: Path = typer.Option(Path("runs/normcompare"), help="Output folder: the two runs, "
                                                             f"{RESULT_JSON}, {FIGURE_PNG}."),
+    json_path: Path = typer.Option(None, "--json",
+                                   help=f"Result file (default OUT/{RESULT_JSON})."),
+    figure: Path = typer.Option(None, help=f"Figure file (default OUT/{FIGURE_PNG})."),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda..."),
     threads: int = typer.Option(None, help="CPU threads of torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Train with normalized features (CE, tau) and with weight decay (CE + wd) on the same
-    data, model and budget; plot nc1, etf_error_means and wh_duality against epoch.
+    data, model and budget; plot nc1, etf_error_means and wh_duality against epoch, and
+    report the first epoch with train nc1 below --threshold.
 
     Run again with the same options to continue interrupted runs.
     """
@@ -91,9 +104,12 @@ def normcompare_command(
                       + (f", tau {config.options['tau']:g}" if "tau" in config.options else ""),
                       highlight=False)
 
-    result = compare_normalized(base, out, tau=tau, weight_decay=weight_decay,
+    result = compare_normalized(base, out, taus=parse_list(tau, float, "--tau"),
+                                weight_decays=parse_list(weight_decay, float, "--weight-decay"),
                                 normalized_weight_decay=normalized_weight_decay,
                                 threshold=threshold, device=device,
-                                progress=console if progress else False, on_run=heading)
+                                progress=console if progress else False, on_run=heading,
+                                json_path=json_path, figure_path=figure)
     print_result(result)
-    console.print(f"results: {out / RESULT_JSON}\nfigure: {out / FIGURE_PNG}", highlight=False)
+    console.print(f"results: {json_path or out / RESULT_JSON}\n"
+                  f"figure: {figure or out / FIGURE_PNG}", highlight=False)
