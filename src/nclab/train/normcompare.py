@@ -187,7 +187,7 @@ def _empty_result(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
 
 def _run_result(run: RunRecord, threshold: float) -> dict[str, Any]:
     last = run.rows[-1]
-    keys = ["train_error", "test_error", "train_loss",
+    keys = ["train_error", "test_error", "train_loss", "train_etf_error_weights",
             *[f"{split}_{name}" for split in ("train", "test") for name, _ in CURVES]]
     curves = {"epoch": [row["epoch"] for row in run.rows]}
     curves.update({f"train_{name}": [row.get(f"train_{name}") for row in run.rows]
@@ -229,7 +229,7 @@ def comparison_figure(runs: dict[str, RunRecord], path: str | os.PathLike,
     colour per run, normalized runs solid and regularized runs dashed; a dot where nc1
     first falls below the threshold (dotted grey line)."""
     with figure_style():
-        fig, axes = panel_grid(len(CURVES), ncols=len(CURVES), size=(4.2, 3.3))
+        fig, axes = panel_grid(len(CURVES), ncols=len(CURVES), size=(4.4, 3.7))
         handles = []
         for r, run in enumerate(runs.values()):
             style = "-" if _is_normalized(run) else "--"
@@ -243,16 +243,13 @@ def comparison_figure(runs: dict[str, RunRecord], path: str | os.PathLike,
                              color=color(r), markersize=6, zorder=3)
             handles.append(Line2D([], [], color=color(r), linestyle=style,
                                   label=run_label(run, threshold)))
-        axes[0].axhline(threshold, color="0.4", linestyle=":", linewidth=1.2)
-        axes[0].annotate(f"nc1 = {threshold:g}", (0.02, threshold), xycoords=("axes fraction",
-                         "data"), textcoords="offset points", xytext=(0, 3), color="0.3",
-                         fontsize=8.5)
+        axes[0].axhline(threshold, color="0.4", linestyle=":", linewidth=1.3)
         first = next(iter(runs.values())).config
         drops = _lr_drop_epochs(first)
         for ax, (_, title) in zip(axes, CURVES, strict=True):
             for epoch in drops:
                 ax.axvline(epoch, color="0.55", linestyle="-.", linewidth=1.0, zorder=0)
-            ax.set_title(title)
+            ax.set_title(title if ax is not axes[0] else f"{title}; dotted: {threshold:g}")
             ax.set_xlabel("epoch")
             ax.set_yscale("log")
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
