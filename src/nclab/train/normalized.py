@@ -3,8 +3,8 @@
 The network's features h are L2-normalized, and the logits are ``tau * W (h / ||h||)``
 with no bias, the rows of W being renormalized to unit norm after every optimizer step
 (Euclidean step, then the retraction ``w -> w / ||w||`` of the sphere). Select it with
-``TrainConfig(task="normalized", options={"tau": 10.0})`` or ``nclab train
---normalize-features --tau 10``.
+``TrainConfig(task="normalized", options={"tau": 5.0})`` or ``nclab train
+--normalize-features --tau 5``.
 
 Which features are tracked: the normalization is a module at the end of the network's
 body, so the classifier's input, which :func:`nclab.track` hooks, is ``h / ||h||`` (unit
@@ -34,8 +34,9 @@ from nclab.train.task import TASKS, ClassificationTask
 #: Name of the task in ``nclab.train.TASKS``.
 NORMALIZED_TASK = "normalized"
 #: Inverse temperature used by ``nclab train --normalize-features`` without ``--tau``
-#: (Yaras et al. train with tau of order 10).
-DEFAULT_TAU = 10.0
+#: and by ``nclab normcompare``: on MNIST-1D the collapse is fastest for tau of 3-5 and
+#: stalls at tau = 10 (docs/normalized_training.md); tune it per problem.
+DEFAULT_TAU = 5.0
 
 
 class FeatureNormalization(nn.Module):
