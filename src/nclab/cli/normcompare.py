@@ -52,7 +52,7 @@ def normcompare_command(
     model_opt: list[str] = typer.Option(None, help="Model option KEY=VALUE (repeatable)."),
     epochs: int = typer.Option(100, help="Epochs of each run."),
     batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(0.05, help="Learning rate of both runs."),
+    lr: float = typer.Option(0.05, help="Learning rate of every run."),
     momentum: float = typer.Option(0.9, help="SGD momentum."),
     milestones: str = typer.Option(None, help="Fractions of the run after which the lr is "
                                               "multiplied by --lr-gamma (default 0.333,0.667)."),
@@ -63,11 +63,11 @@ def normcompare_command(
     weight_decay: str = typer.Option("5e-4", help="Weight decay of the regularized run; a "
                                                   "list for one run each."),
     normalized_weight_decay: float = typer.Option(0.0, help="Weight decay of the normalized "
-                                                            "run."),
+                                                            "runs."),
     threshold: float = typer.Option(1e-2, help="Report the first epoch with train nc1 below "
                                                "this."),
     log_points: int = typer.Option(None, help="Logged epochs (default: every epoch)."),
-    out: Path = typer.Option(Path("runs/normcompare"), help="Output folder: the two runs, "
+    out: Path = typer.Option(Path("runs/normcompare"), help="Output folder: one folder per run, "
                                                             f"{RESULT_JSON}, {FIGURE_PNG}."),
     json_path: Path = typer.Option(None, "--json",
                                    help=f"Result file (default OUT/{RESULT_JSON})."),
