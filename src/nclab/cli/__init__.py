@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 
 # importing a command module registers its command(s) on ``app``
-from nclab.cli import demo, kernel, measure, regress, report, train, ufm  # noqa: F401
+from nclab.cli import (  # noqa: F401
+    demo, kernel, measure, normcompare, regress, report, train, ufm,
+)
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError
 

@@ -14,6 +14,7 @@ from nclab.cli.app import app, console
 from nclab.errors import NCInputError
 from nclab.report import write_report
 from nclab.train import TrainConfig, Trainer
+from nclab.train.normalized import DEFAULT_TAU, check_normalization_flags, normalization_changes
 from nclab.train.rundir import RunDir
 
 
@@ -55,7 +56,8 @@ def build_config(run_dir: Path | None, resume: bool, given: dict[str, Any]) -> T
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{config.dataset}-{config.model}-{config.loss}-seed{config.seed}"
+    task = "" if config.task == "classification" else f"-{config.task}"
+    return Path("runs") / f"{config.dataset}-{config.model}-{config.loss}{task}-seed{config.seed}"
 
 
 def run_training(config: TrainConfig, run_dir: Path, *, resume: bool, device: str,
@@ -120,6 +122,12 @@ def train_command(
     evaluators: str = typer.Option(None, help="Evaluators run at logged epochs (default "
                                               "collapse)."),
     opt: list[str] = typer.Option(None, help="Extension option KEY=VALUE (repeatable)."),
+    normalize_features: bool = typer.Option(
+        False, "--normalize-features", help="L2-normalize the features and scale them by "
+        "--tau before a bias-free classifier whose rows are renormalized to unit norm after "
+        "each step (SPEC section 4); the tracked features are h/||h||."),
+    tau: float = typer.Option(None, help="Inverse temperature of --normalize-features "
+                                         f"(default {DEFAULT_TAU:g})."),
     run_dir: Path = typer.Option(None, help="Output folder (default runs/DATASET-MODEL-LOSS-"
                                             "seedSEED)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir "
@@ -150,9 +158,11 @@ def train_command(
         "evaluators": parse_list(evaluators, str, "--evaluators"),
         "options": parse_pairs(opt, "--opt") or None,
     }
+    given.update(normalization_changes(normalize_features, tau, given["options"], resume))
     if resume and run_dir is None:
         raise NCInputError("--resume needs the --run-dir of the run to continue")
     config = build_config(run_dir, resume, given)
+    check_normalization_flags(config, tau)
     run_training(config, run_dir or default_run_dir(config), resume=resume, device=device,
                  checkpoint_every=checkpoint_every, progress=progress, threads=threads,
                  report=report)

@@ -1,0 +1,191 @@
+"""Training with normalized features and classifier (SPEC section 4, "In training").
+
+The network's features h are L2-normalized, and the logits are ``tau * W (h / ||h||)``
+with no bias, the rows of W being renormalized to unit norm after every optimizer step
+(Euclidean step, then the retraction ``w -> w / ||w||`` of the sphere). Select it with
+``TrainConfig(task="normalized", options={"tau": 5.0})`` or ``nclab train
+--normalize-features --tau 5``.
+
+Which features are tracked: the normalization is a module at the end of the network's
+body, so the classifier's input, which :func:`nclab.track` hooks, is ``h / ||h||`` (unit
+norm: the features on the sphere of SPEC section 4), and W is the unit-row classifier.
+The inverse temperature is applied by the classifier (``tau * W x`` equals
+``W (tau x)``: the logits are those of SPEC section 4). Every collapse metric is
+invariant to a common scale of the features, so placing ``tau`` on either side of
+``W`` gives the same nc1, etf_error_means and wh_duality; the unit-norm choice makes
+the tracked features directly comparable with the UFM on the sphere.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nclab.data import DatasetSplits
+from nclab.errors import NCInputError
+from nclab.models.base import Network
+from nclab.train.config import TrainConfig
+from nclab.train.task import TASKS, ClassificationTask
+
+#: Name of the task in ``nclab.train.TASKS``.
+NORMALIZED_TASK = "normalized"
+#: Inverse temperature used by ``nclab train --normalize-features`` without ``--tau``
+#: and by ``nclab normcompare``: on MNIST-1D the collapse is fastest for tau of 3-5 and
+#: stalls at tau = 10 (docs/normalized_training.md); tune it per problem.
+DEFAULT_TAU = 5.0
+
+
+class FeatureNormalization(nn.Module):
+    """Row-wise L2 normalization ``h -> h / max(||h||, eps)`` of a batch (n, d)."""
+
+    def __init__(self, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(h, dim=1, eps=self.eps)
+
+
+class SphereClassifier(nn.Linear):
+    """Bias-free linear classifier with unit-norm rows and inverse temperature ``tau``.
+
+    ``forward(x) = tau * x W^T``. The rows of W start at unit norm;
+    :meth:`renormalize` puts them back after an optimizer step.
+
+    Parameters
+    ----------
+    in_features : int
+        Feature dimension d.
+    out_features : int
+        Number of classes C.
+    tau : float
+        Inverse temperature, > 0.
+    """
+
+    def __init__(self, in_features: int, out_features: int, tau: float) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        self.tau = check_tau(tau)
+        self.renormalize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tau * F.linear(x, self.weight)
+
+    @torch.no_grad()
+    def renormalize(self) -> None:
+        """Project every row of W back onto the unit sphere."""
+        self.weight.copy_(F.normalize(self.weight, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, tau={self.tau:g}"
+
+
+def check_tau(tau: Any) -> float:
+    """``tau`` as a float, or NCInputError unless it is a finite number > 0."""
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise NCInputError(f"tau must be a number > 0; got {tau!r}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise NCInputError(f"tau must be a finite number > 0; got {tau}")
+    return float(tau)
+
+
+def normalize_features(model: Network, tau: float) -> Network:
+    """Make ``model`` a normalized-feature network, in place.
+
+    The body becomes ``Sequential(body, FeatureNormalization())`` and the classifier a
+    :class:`SphereClassifier` (its rows: those of the old weight, normalized; no bias).
+
+    Parameters
+    ----------
+    model : Network
+        Any ``nclab.models`` network (``body`` then ``classifier``).
+    tau : float
+        Inverse temperature.
+
+    Returns
+    -------
+    Network
+        The same object.
+    """
+    if not isinstance(model, Network):
+        raise NCInputError(f"feature normalization needs an nclab Network (body, classifier); "
+                           f"got {type(model).__name__}")
+    old = model.classifier
+    classifier = SphereClassifier(old.in_features, old.out_features, tau)
+    with torch.no_grad():
+        classifier.weight.copy_(old.weight)
+    classifier.renormalize()
+    model.body = nn.Sequential(model.body, FeatureNormalization())
+    model.classifier = classifier
+    return model
+
+
+class NormalizedTask(ClassificationTask):
+    """Cross-entropy on ``tau * W (h / ||h||)``; W's rows renormalized after each step.
+
+    Reads ``config.options["tau"]``.
+    """
+
+    LOSSES = ("ce",)
+
+    def check(self) -> None:
+        if self.config.loss not in self.LOSSES:
+            raise NCInputError(f"--normalize-features trains with the cross-entropy loss "
+                               f"(SPEC section 4); got loss '{self.config.loss}'")
+        super().check()
+        if "tau" not in self.config.options:
+            raise NCInputError("the normalized task needs the inverse temperature: "
+                               "options={'tau': ...} (--tau on the command line)")
+        check_tau(self.config.options["tau"])
+
+    @property
+    def tau(self) -> float:
+        return float(self.config.options["tau"])
+
+    def build_model(self, data: DatasetSplits) -> nn.Module:
+        return normalize_features(super().build_model(data), self.tau)
+
+    def after_step(self, model: nn.Module) -> None:
+        for module in model.modules():
+            if isinstance(module, SphereClassifier):
+                module.renormalize()
+
+
+TASKS[NORMALIZED_TASK] = NormalizedTask
+
+
+def normalized_config(config: TrainConfig, tau: float = DEFAULT_TAU) -> TrainConfig:
+    """``config`` switched to normalized-feature training with inverse temperature ``tau``."""
+    return config.updated(task=NORMALIZED_TASK,
+                          options={**config.options, "tau": check_tau(tau)})
+
+
+def normalization_changes(normalize: bool, tau: float | None, options: dict[str, Any] | None,
+                          resume: bool) -> dict[str, Any]:
+    """The config changes of the ``--normalize-features`` / ``--tau`` flags of a command.
+
+    ``--normalize-features`` sets the task; ``--tau`` (or, on a new run, the default
+    ``DEFAULT_TAU``) goes into ``options``. A resumed run keeps its stored tau unless
+    ``--tau`` is given (and a different one is then refused as a config change).
+    """
+    changes: dict[str, Any] = {}
+    options = dict(options or {})
+    if tau is not None:
+        options["tau"] = check_tau(tau)
+    elif normalize and not resume and "tau" not in options:
+        options["tau"] = DEFAULT_TAU
+    if normalize:
+        changes["task"] = NORMALIZED_TASK
+    if options:
+        changes["options"] = options
+    return changes
+
+
+def check_normalization_flags(config: TrainConfig, tau: float | None) -> None:
+    """Refuse ``--tau`` on a run that does not normalize its features."""
+    if tau is not None and config.task != NORMALIZED_TASK:
+        raise NCInputError("--tau is the inverse temperature of --normalize-features: "
+                           "pass both")
