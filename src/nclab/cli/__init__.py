@@ -6,7 +6,14 @@ import sys
 
 # importing a command module registers its command(s) on ``app``
 from nclab.cli import (  # noqa: F401
-    demo, kernel, measure, normcompare, regress, report, train, ufm,
+    demo,
+    kernel,
+    measure,
+    normcompare,
+    regress,
+    report,
+    train,
+    ufm,
 )
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError
