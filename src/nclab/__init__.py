@@ -1,5 +1,6 @@
 """nclab: measure, reproduce and explain Neural Collapse."""
 
+from nclab.capture import track
 from nclab.errors import NCInputError
 from nclab.metrics import CollapseMetrics, compute_metrics, measure
 from nclab.stats import CollapseStats, DecisionStats
@@ -13,4 +14,5 @@ __all__ = [
     "NCInputError",
     "compute_metrics",
     "measure",
+    "track",
 ]

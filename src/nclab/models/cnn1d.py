@@ -1,0 +1,42 @@
+"""A small 1-D convolutional network suited to MNIST-1D's (1, 40) sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from nclab.errors import NCInputError
+from nclab.models import layers
+from nclab.models.base import Network
+
+
+def cnn1d(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: Sequence[int] = (32, 64, 64),
+    hidden: int = 256,
+    batch_norm: bool = True,
+) -> Network:
+    """Strided 1-D convolutions, then one hidden fully connected layer.
+
+    Each convolution (kernel 5 for the first, 3 after) halves the length while it is at
+    least 2; the flattened maps feed a ReLU layer of width ``hidden`` whose output is the
+    feature h. Keeping position information (flatten rather than global pooling) matters
+    on MNIST-1D, whose digits are placed at random offsets but keep their shape.
+    """
+    if len(input_shape) != 2:
+        raise NCInputError(
+            f"model 'cnn1d' needs inputs of shape (channels, length); got {tuple(input_shape)}"
+        )
+    body: list[nn.Module] = []
+    c_in, length = input_shape
+    for i, c_out in enumerate(int(c) for c in channels):
+        stride = 2 if length >= 2 else 1
+        body.append(layers.conv(1, c_in, c_out, kernel=5 if i == 0 else 3, stride=stride))
+        if batch_norm:
+            body.append(layers.batch_norm(1, c_out))
+        body.append(nn.ReLU())
+        c_in, length = c_out, (length + stride - 1) // stride
+    body += [nn.Flatten(), nn.Linear(c_in * length, hidden), nn.ReLU()]
+    return Network(nn.Sequential(*body), hidden, num_classes)

@@ -1,0 +1,64 @@
+"""`nclab train` on the command line: options, resume, and one-line errors."""
+
+import json
+
+import pytest
+from torch_threads import one_thread  # noqa: F401
+from train_helpers import TINY, TINY_ARGS
+
+from nclab.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_train_resume_and_refusals(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(["train", *TINY_ARGS, "--epochs", "5", "--log-points", "4",
+                              "--run-dir", run_dir],
+                             capsys)
+    assert code in (0, None), err
+    assert "trained 5 epochs" in out and "report: " in out
+    stored = json.loads((run_dir / "config.json").read_text())
+    expected = {**TINY.to_dict(), "epochs": 5}
+    assert stored == expected  # every option reached the config
+    # resuming needs no options: they come from the run dir
+    code, out, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--no-progress",
+                              "--no-report", "--threads", "1"], capsys)
+    assert code in (0, None), err
+    assert "trained 5 epochs" in out
+    code, _, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--lr", "0.2",
+                            "--widths", "64", "--no-progress"], capsys)
+    assert code == 2
+    assert err.startswith("error: refusing to resume") and err.count("\n") == 1
+    assert "lr: 0.05 -> 0.2" in err and "model_options: " in err
+    code, _, err = run_cli(["train", *TINY_ARGS, "--run-dir", run_dir], capsys)
+    assert code == 2 and "already holds a run: pass --resume" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'; choose from: "),
+    (["--model", "resnet7"], "unknown model 'resnet7'; choose from: mlp, cnn1d, vgg11"),
+    (["--loss", "hinge"], "unknown loss 'hinge'; choose from: ce, mse"),
+    (["--classes", "0,x"], "--classes expects a comma-separated list of int"),
+    (["--data-opt", "num_samples"], "--data-opt expects KEY=VALUE"),
+    (["--model-opt", "depth=3"], "model 'mlp' has no option depth"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
+    code, _, err = run_cli(["train", "--run-dir", tmp_path / "r", "--no-progress",
+                            "--epochs", "1", *args], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_resume_needs_a_run_dir(capsys):
+    code, _, err = run_cli(["train", "--resume"], capsys)
+    assert code == 2 and "--resume needs the --run-dir" in err
