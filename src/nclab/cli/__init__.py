@@ -7,6 +7,7 @@ import sys
 from nclab.cli import demo, report, train  # noqa: F401  (register train, report, compare, demo)
 from nclab.cli import measure as _measure  # noqa: F401  (registers the command)
 from nclab.cli import regress as _regress  # noqa: F401  (registers the command)
+from nclab.cli import regress_train as _regress_train  # noqa: F401  (regress train, sweep)
 from nclab.cli.app import app, err_console
 from nclab.errors import NCInputError
 

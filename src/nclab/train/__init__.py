@@ -3,12 +3,13 @@
 ``Trainer(TrainConfig(...), run_dir).fit()`` trains with Papyan et al.'s recipe and logs
 the collapse metrics at log-spaced epochs. Extension points (see docs/training.md):
 ``TASKS`` (targets, loss, error, per-step hooks), ``EVALUATORS`` (what is measured at
-the logged epochs).
+the logged epochs). Regression (SPEC section 5) is one such task: ``regression_config``.
 """
 
 from nclab.train.batches import EvalBatches, TrainBatches, epoch_order
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EVALUATORS, CollapseEvaluator, EvalContext, Evaluator
+from nclab.train.regression import NRCEvaluator, RegressionTask, regression_config
 from nclab.train.rundir import RunDir
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import TASKS, ClassificationTask, Task, make_task
@@ -19,4 +20,6 @@ __all__ = [
     "EvalContext", "Evaluator", "RunDir", "Task", "TrainBatches", "TrainConfig", "Trainer",
     "TrainingDiverged", "config_diff", "epoch_order", "learning_rate", "log_spaced_epochs",
     "make_task", "resolve_device", "train",
+    # regression (registers the task "regression" and the evaluator "nrc")
+    "NRCEvaluator", "RegressionTask", "regression_config",
 ]

@@ -267,10 +267,12 @@ class Trainer:
             return None
         train = train or self._error_pass(batches["train"])
         test = self._error_pass(batches["test"])
+        errors = self.task.has_error_rate
         row: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss_running": running_loss,
-            "train_loss": train[0], "train_error": train[1],
-            "test_loss": test[0], "test_error": test[1], "tpt_onset": state.tpt_onset,
+            "train_loss": train[0], "train_error": train[1] if errors else None,
+            "test_loss": test[0], "test_error": test[1] if errors else None,
+            "tpt_onset": state.tpt_onset,
         }
         context = EvalContext(self.model, batches, classifier, epoch, self.config,
                               self.device, self.world > 1)
@@ -342,6 +344,9 @@ class Trainer:
         if rows:
             last = rows[-1]
             summary["final"] = last
+            for evaluator in self.evaluators:  # results that need every logged row
+                if hasattr(evaluator, "summarize"):
+                    summary.update(evaluator.summarize(rows))
             onset = next((r for r in rows if r["epoch"] == state.tpt_onset), None)
             if onset is not None and "train_nc1" in onset:
                 summary["nc1_at_onset"] = onset["train_nc1"]
@@ -380,7 +385,8 @@ def _status(loss: float, state: _Progress) -> str:
     parts = [f"loss {loss:.3g}"]
     if state.rows:
         last = state.rows[-1]
-        parts.append(f"train err {last['train_error']:.3g}")
+        if last.get("train_error") is not None:
+            parts.append(f"train err {last['train_error']:.3g}")
         if last.get("train_nc1") is not None:
             parts.append(f"nc1 {last['train_nc1']:.3g}")
     if state.tpt_onset is not None:
