@@ -15,6 +15,7 @@ import torch
 import typer
 from rich import box
 from rich.table import Table
+from threadpoolctl import threadpool_limits
 
 from nclab.cli.app import console
 from nclab.cli.regress import _fmt, regress_app
@@ -89,10 +90,16 @@ def regression_run_config(run_dir: Path | None, resume: bool,
 
 
 def set_threads(threads: int | None) -> None:
+    """Limit torch and the BLAS of numpy (the NRC eigendecompositions) to ``threads``.
+
+    On a few busy cores a multi-threaded 256 x 256 eigendecomposition spin-waits for its
+    other threads and runs about ten times slower than on one.
+    """
     if threads is not None:
         if threads < 1:
             raise NCInputError(f"--threads must be >= 1; got {threads}")
         torch.set_num_threads(threads)
+        threadpool_limits(threads)
 
 
 def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Table:
