@@ -59,7 +59,8 @@ def test_task_trains_and_logs_nrc(trained):
     for row in rows:
         assert row["train_error"] is None and row["tpt_onset"] is None  # no error rate
         assert row["train_loss"] == pytest.approx(row["train_mse"], rel=1e-5)
-        for key in ("train_nrc1", "train_nrc2", "test_nrc1", "test_nrc2"):
+        for key in ("train_nrc1", "train_nrc2", "test_nrc1", "test_nrc2",
+                    "train_nrc1_centred", "train_nrc2_centred"):
             assert 0 <= row[key] <= 1, key
         assert np.asarray(row["head_gram"]).shape == (2, 2)
     np.testing.assert_allclose(rows[0]["target_cov"], [[1, 0], [0, 0.3]], atol=1e-5)
@@ -101,6 +102,9 @@ def test_evaluator_equals_a_pass_by_hand(trained, data_file):
         reference = nrc_reference(features, y, W)  # brute force, sklearn PCA
         assert last[f"{split}_nrc1"] == pytest.approx(reference["nrc1"], rel=1e-4)
         assert last[f"{split}_nrc2"] == pytest.approx(reference["nrc2"], rel=1e-4)
+        centred = nrc_reference(features - features.mean(axis=0), y, W)
+        assert last[f"{split}_nrc1_centred"] == pytest.approx(centred["nrc1"], rel=1e-4)
+        assert last[f"{split}_nrc2_centred"] == pytest.approx(centred["nrc2"], rel=1e-4)
     # NRC3: gamma searched on the final W (a fine brute-force grid agrees)
     best, gamma = nrc3_grid_minimum(W, arrays["y"], points=1000)
     assert summary["nrc3"]["nrc3"][-1] == pytest.approx(best, rel=1e-3, abs=1e-7)
@@ -156,7 +160,7 @@ def test_sweep_command_writes_json_and_figures(tmp_path, capsys):
     out = tmp_path / "sweep"
     code, text, _ = run_cli(["regress", "sweep", "teacher", "--out", out,
                              "--weight-decays", "0,0.01", *SWEEP_ARGS], capsys)
-    assert code == 0 and "wd 0.01" in text
+    assert code == 0 and "wd 0.01" in text and "centred" in text
     result = json.loads((out / "sweep.json").read_text())
     assert [run["weight_decay"] for run in result["runs"]] == [0.0, 0.01]
     assert result["data"]["spec"]["dataset"] == "teacher"

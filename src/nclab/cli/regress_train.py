@@ -103,19 +103,27 @@ def set_threads(threads: int | None) -> None:
 
 
 def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Table:
-    """NRC values at the first and last logged epochs (and their ratio), and the fit."""
+    """Train NRC values at the last logged epoch, ÷ first / last (the drop), and the fit.
+
+    Two rows per run: the features h/||h|| of SPEC, and the centred features.
+    """
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
                   pad_edge=False)
-    for column in ("run", "nrc1", "nrc2", "nrc3", "gamma", "test mse", "R^2"):
+    for column in ("run", "features", "nrc1", "nrc2", "nrc3", "R^2"):
         table.add_column(column, justify="right", no_wrap=True)
     for label, out in outcomes:
-        first, last, drop = out["first"], out["last"], out["drop"]
-        cells = [f"{_fmt(first[key])} → {_fmt(last[key])}\n÷ {_fmt(drop[name])}"
-                 for key, name in (("train_nrc1", "nrc1"), ("train_nrc2", "nrc2"),
-                                   ("nrc3", "nrc3"))]
-        table.add_row(label, *cells, _fmt(out["gamma"]), _fmt(last["test_mse"]),
-                      _fmt(last["train_r2"]))
+        table.add_row(label, "h/|h|", _change(out, "nrc1"), _change(out, "nrc2"),
+                      _change(out, "nrc3"), _fmt(out["last"]["train_r2"]))
+        table.add_row("", "centred", _change(out, "nrc1_centred"),
+                      _change(out, "nrc2_centred"), f"γ = {_fmt(out['gamma'])}", "",
+                      end_section=True)
     return table
+
+
+def _change(outcome: dict[str, Any], name: str) -> str:
+    """``last ÷ratio``: the last logged value of a training-set metric, and first / last."""
+    key = name if name == "nrc3" else f"train_{name}"
+    return f"{_fmt(outcome['last'][key])} ÷{_fmt(outcome['drop'][name])}"
 
 
 @regress_app.command("train")
@@ -152,8 +160,9 @@ def train_command(
         return
     outcome = regression_outcome(load_run(run_dir))
     console.print(outcome_table([(f"wd {config.weight_decay:g}", outcome)],
-                                f"{data}: train NRC at epochs {outcome['first_epoch']} → "
-                                f"{outcome['last_epoch']} ({summary['time_s']:.0f} s)"))
+                                f"{data}: NRC (train) at epoch {outcome['last_epoch']}, "
+                                f"÷ drop since epoch {outcome['first_epoch']} "
+                                f"({summary['time_s']:.0f} s)"))
     console.print(f"report: {write_report(run_dir)}", highlight=False)
     if json_out is not None:
         write_json(json_out, {"run_dir": str(run_dir), "config": config.to_dict(), **outcome})
@@ -193,6 +202,7 @@ def sweep_command(
     result = sweep_weight_decay(config, values, out, on_run=announce, device=device,
                                 progress=console if progress else False)
     console.print(outcome_table([(f"wd {run['weight_decay']:g}", run) for run in result["runs"]],
-                                f"{data}: train NRC at the first → last logged epoch"))
+                                f"{data}: NRC (train) at the last epoch, ÷ drop since the "
+                                "first"))
     console.print(f"wrote {out / SWEEP_JSON}, {out / result['figure']}, "
                   f"{out / result['gamma_figure']}", highlight=False)

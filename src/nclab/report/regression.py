@@ -30,12 +30,17 @@ from nclab.train.regression import nrc3_history, nrc_drops
 NRC_PNG, GAMMA_PNG = "nrc.png", "gamma.png"
 
 NRC_PANELS = (
-    Panel("NRC1: off the top-n PCA subspace", (("train_nrc1", "train"), ("test_nrc1", "test"))),
-    Panel("NRC2: off the row space of W", (("train_nrc2", "train"), ("test_nrc2", "test"))),
+    Panel("NRC1 (train): off the top-n PCA subspace",
+          (("train_nrc1", "h/‖h‖ (SPEC)"), ("train_nrc1_centred", "centred h"))),
+    Panel("NRC2 (train): off the row space of W",
+          (("train_nrc2", "h/‖h‖ (SPEC)"), ("train_nrc2_centred", "centred h"))),
     Panel(r"NRC3: $WW^\top$ vs $\Sigma^{1/2} - \gamma^{1/2} I$",
           (("nrc3", "γ of the final W"),)),
 )
 LOSS_PANEL = Panel("MSE", (("train_mse", "train"), ("test_mse", "test")))
+#: Values reported at the first and last logged epochs.
+OUTCOME_KEYS = ("train_nrc1", "train_nrc2", "nrc3", "train_nrc1_centred", "train_nrc2_centred",
+                "test_nrc1", "test_nrc2", "train_mse", "test_mse", "train_r2", "test_r2")
 
 
 def with_nrc3(run: RunRecord) -> tuple[RunRecord, dict[str, Any]]:
@@ -91,8 +96,7 @@ def regression_outcome(run: RunRecord) -> dict[str, Any]:
     """The numbers a regression run is judged by: first and last NRC values, drops, fit."""
     run, history = with_nrc3(run)
     first, last = run.rows[0], run.rows[-1]
-    keys = ("train_nrc1", "train_nrc2", "nrc3", "test_nrc1", "test_nrc2", "train_mse",
-            "test_mse", "train_r2", "test_r2")
+    keys = OUTCOME_KEYS
     return {
         "first_epoch": first["epoch"], "last_epoch": last["epoch"],
         "first": {key: first.get(key) for key in keys},
@@ -115,10 +119,8 @@ def write_regression_report(run_dir: str | os.PathLike,
     nrc_figure([run], out / NRC_PNG, title=title, loss=True)
     gamma_figure([run], out / GAMMA_PNG)
     outcome = regression_outcome(run)
-    names = ("train_nrc1", "train_nrc2", "nrc3", "test_nrc1", "test_nrc2", "train_mse",
-             "test_mse", "train_r2", "test_r2")
     rows = [(name, outcome["first"][name], outcome["last"][name],
-             outcome["drop"].get(name.removeprefix("train_"))) for name in names]
+             outcome["drop"].get(name.removeprefix("train_"))) for name in OUTCOME_KEYS]
     headline = [("status", _status(run)),
                 ("γ of NRC3 (searched on the final W)", outcome["gamma"]),
                 ("λ_min of Σ", outcome["lambda_min"])]

@@ -185,11 +185,12 @@ class RegressionTask(Task):
 
 # ---------------------------------------------------------------------------- evaluator
 def regression_stats(model: nn.Module, loader: Iterable[tuple[Any, Any]], classifier: str,
-                     sync: bool = False) -> RegressionStats:
+                     sync: bool = False, shift: Any = None) -> RegressionStats:
     """RegressionStats of the input of ``model``'s layer ``classifier`` and the targets.
 
     Runs ``model`` over ``loader`` in eval mode without gradients (its mode is restored);
-    with ``sync`` the statistics of every rank are all-reduced.
+    with ``sync`` the statistics of every rank are all-reduced. ``shift`` (d,) is
+    subtracted from every feature first (to measure centred features).
     """
     stats = RegressionStats()
     captured: list[torch.Tensor] = []
@@ -202,7 +203,10 @@ def regression_stats(model: nn.Module, loader: Iterable[tuple[Any, Any]], classi
             for x, y in loader:
                 captured.clear()
                 model(x)
-                stats.update(captured[-1].flatten(1), y)
+                features = captured[-1].flatten(1)
+                if shift is not None:
+                    features = features - torch.as_tensor(shift, device=features.device)
+                stats.update(features, y)
     finally:
         handle.remove()
         model.train(was_training)
@@ -218,6 +222,13 @@ class NRCEvaluator:
     ``{split}_top_n_explained``, ``head_gram`` (W W^T, n x n) and ``target_cov`` (the
     training targets' Sigma, n x n). NRC3 with SPEC's gamma is added by
     :meth:`summarize` at the end of the run.
+
+    ``{split}_nrc1_centred`` and ``{split}_nrc2_centred`` are NRC1 and NRC2 of the centred
+    features h_i - hbar (hbar: the split's feature mean; a second pass). SPEC normalizes
+    the uncentred h_i: for ReLU features, whose mean is large, and a head with a bias,
+    the mean direction stays outside W's row space (the bias absorbs it), so SPEC's NRC2
+    cannot fall far below the share of the mean in ||h||^2 even when the centred
+    features have collapsed (docs/regression.md shows a run).
 
     Parameters
     ----------
@@ -240,6 +251,12 @@ class NRCEvaluator:
             metrics = compute_regression_metrics(stats, weight, bias, gamma=None)
             row.update({f"{split}_{key}": getattr(metrics, key)
                         for key in ("nrc1", "nrc2", "mse", "r2", "top_n_explained")})
+            centred = compute_regression_metrics(
+                regression_stats(context.model, context.loaders[split], context.classifier,
+                                 sync=context.distributed, shift=stats.feature_mean()),
+                weight, gamma=None)
+            row.update({f"{split}_{key}_centred": getattr(centred, key)
+                        for key in ("nrc1", "nrc2")})
             if split == "train":
                 row["target_cov"] = stats.target_covariance().tolist()
         w = weight.to(torch.float64).cpu()
@@ -297,10 +314,11 @@ def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
 
 def nrc_drops(rows: list[dict[str, Any]], nrc3: dict[str, Any],
               split: str = "train") -> dict[str, float | None]:
-    """First logged value / last logged value of NRC1, NRC2 (``split``) and NRC3."""
+    """First logged value / last logged value of NRC1, NRC2 (``split``; SPEC and centred)
+    and NRC3."""
     first, last = rows[0], rows[-1]
-    pairs = {"nrc1": (first.get(f"{split}_nrc1"), last.get(f"{split}_nrc1")),
-             "nrc2": (first.get(f"{split}_nrc2"), last.get(f"{split}_nrc2"))}
+    pairs = {name: (first.get(f"{split}_{name}"), last.get(f"{split}_{name}"))
+             for name in ("nrc1", "nrc2", "nrc1_centred", "nrc2_centred")}
     values = nrc3.get("nrc3") or [None]
     pairs["nrc3"] = (values[0], values[-1])
     return {name: a / b if a is not None and b else None for name, (a, b) in pairs.items()}

@@ -31,8 +31,8 @@ from nclab.train.trainer import Trainer
 DATA_NPZ, DATA_JSON = "data.npz", "data.json"
 SWEEP_JSON, SWEEP_PNG, GAMMA_PNG = "sweep.json", "sweep.png", "gamma.png"
 #: Row columns kept per epoch in sweep.json (NRC3 is added from the logged W W^T).
-HISTORY_KEYS = ("train_nrc1", "train_nrc2", "nrc3", "test_nrc1", "test_nrc2", "train_mse",
-                "test_mse", "train_r2")
+HISTORY_KEYS = ("train_nrc1", "train_nrc2", "nrc3", "train_nrc1_centred", "train_nrc2_centred",
+                "test_nrc1", "test_nrc2", "train_mse", "test_mse", "train_r2")
 
 
 def run_label(weight_decay: float) -> str:
