@@ -279,7 +279,7 @@ def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
     gamma : float, optional
         Use this gamma instead of the search on the last row.
     curve_points : int
-        Points of the curve NRC3(gamma) of the last row, on (0, lambda_min).
+        Points of the curve NRC3(gamma) of the last row, log-spaced on (0, lambda_min).
 
     Returns
     -------
@@ -304,7 +304,9 @@ def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
     except NCInputError as exc:
         return {"warning": f"nrc3 not computed: {exc}"}
     lam_min = chosen["lambda_min"]
-    grid = lam_min * np.geomspace(1e-4, 1 - 1e-3, curve_points)
+    # from below the chosen gamma (it can sit near 0) up to lambda_min
+    grid = lam_min * np.geomspace(min(1e-4, 0.5 * chosen["gamma"] / lam_min), 1 - 1e-3,
+                                  curve_points)
     curve = nrc3_from_gram(sigma, last["head_gram"], grid)
     return {"gamma": chosen["gamma"], "gamma_epoch": last["epoch"],
             "gamma_searched": gamma is None, "lambda_min": lam_min,
