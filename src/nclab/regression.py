@@ -506,29 +506,81 @@ def _nrc3(
             raise NCInputError(f"nrc3 needs a full-rank target covariance: {problem}")
         notes.append(f"nrc3 not computed: {problem}")
         return {}
-    eigenvalues, vectors = np.linalg.eigh(sigma)
     gram = w @ w.T
-    norm = np.linalg.norm(gram)
-    if norm == 0:
+    if not np.linalg.norm(gram):
         if explicit:
             raise NCInputError("nrc3 is undefined for W = 0")
         notes.append("nrc3 not computed: W = 0")
         return {}
-    # In Sigma's eigenbasis A_gamma is diagonal: NRC3 = 2 - 2 <diag(B), a> / ||a||.
-    diagonal = np.einsum("ji,jk,ki->i", vectors, gram / norm, vectors)
-    roots = np.sqrt(eigenvalues)
-
-    def nrc3(g: float) -> float:
-        a = roots - math.sqrt(g)
-        return float(max(2 - 2 * diagonal @ a / np.linalg.norm(a), 0.0))
-
-    lam_min = float(eigenvalues[0])
+    nrc3, lam_min = _nrc3_function(sigma, gram)
     if explicit:
         g = float(gamma)
         if not 0 < g < lam_min:
             raise NCInputError(f"gamma must lie in (0, lambda_min) = (0, {lam_min:.6g}); got {g}")
         return {"nrc3": nrc3(g), "gamma": g, "gamma_searched": False}
     return {**_search_gamma(nrc3, lam_min), "gamma_searched": True}
+
+
+def _nrc3_function(sigma: np.ndarray, gram: np.ndarray) -> tuple[Any, float]:
+    """(gamma -> NRC3, lambda_min) for a fixed W W^T (nonzero) and Sigma (full rank)."""
+    eigenvalues, vectors = np.linalg.eigh(sigma)
+    # In Sigma's eigenbasis A_gamma is diagonal: NRC3 = 2 - 2 <diag(B), a> / ||a||.
+    diagonal = np.einsum("ji,jk,ki->i", vectors, gram / np.linalg.norm(gram), vectors)
+    roots = np.sqrt(eigenvalues)
+
+    def nrc3(g: float) -> float:
+        a = roots - math.sqrt(g)
+        return float(max(2 - 2 * diagonal @ a / np.linalg.norm(a), 0.0))
+
+    return nrc3, float(eigenvalues[0])
+
+
+def nrc3_from_gram(
+    sigma: Any, gram: Any, gamma: float | str | Any = "search"
+) -> dict[str, Any]:
+    """NRC3 from the n x n matrices alone: Sigma and W W^T (no features needed).
+
+    This is how a training log recomputes NRC3 at the gamma of the final W for every
+    epoch (SPEC section 5) from the ``W W^T`` it stored per epoch.
+
+    Parameters
+    ----------
+    sigma : array (n, n)
+        Target covariance, of full rank.
+    gram : array (n, n)
+        W W^T, nonzero.
+    gamma : float, "search" or array of floats
+        One gamma in (0, lambda_min); ``"search"`` for the minimizing one; or several
+        gammas (a curve of NRC3 against gamma).
+
+    Returns
+    -------
+    dict
+        ``nrc3`` (a float, or a list for several gammas), ``gamma`` and ``lambda_min``.
+    """
+    sigma, gram = _to_numpy64(sigma), _to_numpy64(gram)
+    n = len(sigma)
+    if sigma.shape != (n, n) or gram.shape != (n, n) or n < 2:
+        raise NCInputError(f"sigma and gram must be n x n with n >= 2; got {sigma.shape} and "
+                           f"{gram.shape}")
+    problem = _singular_targets(sigma, np.zeros(n))
+    if problem:
+        raise NCInputError(f"nrc3 needs a full-rank target covariance: {problem}")
+    if not np.linalg.norm(gram):
+        raise NCInputError("nrc3 is undefined for W = 0")
+    nrc3, lam_min = _nrc3_function(sigma, gram)
+    if isinstance(gamma, str):
+        if gamma != "search":
+            raise NCInputError(f"gamma must be a number, an array or 'search'; got '{gamma}'")
+        return {**_search_gamma(nrc3, lam_min), "lambda_min": lam_min}
+    gammas = np.asarray(gamma, dtype=np.float64)
+    if gammas.size == 0 or not ((gammas > 0) & (gammas < lam_min)).all():
+        raise NCInputError(f"gamma must lie in (0, lambda_min) = (0, {lam_min:.6g}); "
+                           f"got {gammas.tolist()}")
+    values = [nrc3(float(g)) for g in gammas.ravel()]
+    if gammas.ndim == 0:
+        return {"nrc3": values[0], "gamma": float(gammas), "lambda_min": lam_min}
+    return {"nrc3": values, "gamma": gammas.ravel().tolist(), "lambda_min": lam_min}
 
 
 def _search_gamma(nrc3: Any, lam_min: float) -> dict[str, float]:

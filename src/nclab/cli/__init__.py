@@ -11,6 +11,7 @@ from nclab.cli import (  # noqa: F401
     measure,
     normcompare,
     regress,
+    regress_train,
     report,
     train,
     ufm,

@@ -78,6 +78,8 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write report.html, collapse.png and nc1.png for one run; return the HTML path.
 
+    A regression run gets :func:`nclab.report.regression.write_regression_report`.
+
     Parameters
     ----------
     run_dir : path
@@ -86,6 +88,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         Output folder; default ``run_dir``.
     """
     run = load_run(run_dir)
+    if run.config.get("task") == "regression":
+        from nclab.report.regression import write_regression_report
+
+        return write_regression_report(run_dir, out)
     out = Path(out) if out is not None else run.path
     out.mkdir(parents=True, exist_ok=True)
     title = f"{run.label}: {run.config.get('model', '?')} on {run.config.get('dataset', '?')}"

@@ -4,13 +4,15 @@
 the collapse metrics at log-spaced epochs. Extension points (see docs/training.md):
 ``TASKS`` (targets, loss, error, per-step hooks), ``EVALUATORS`` (what is measured at
 the logged epochs). ``task="normalized"`` trains with normalized features (SPEC
-section 4; ``nclab.train.normalized``).
+section 4; ``nclab.train.normalized``); ``task="regression"`` trains regression heads
+with NRC metrics (SPEC section 5; ``regression_config``).
 """
 
 from nclab.train.batches import EvalBatches, TrainBatches, epoch_order
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EVALUATORS, CollapseEvaluator, EvalContext, Evaluator
 from nclab.train.normalized import NORMALIZED_TASK, NormalizedTask, normalized_config
+from nclab.train.regression import NRCEvaluator, RegressionTask, regression_config
 from nclab.train.rundir import RunDir
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import TASKS, ClassificationTask, Task, make_task
@@ -18,8 +20,8 @@ from nclab.train.trainer import Trainer, TrainingDiverged, resolve_device, train
 
 __all__ = [
     "EVALUATORS", "NORMALIZED_TASK", "TASKS", "ClassificationTask", "CollapseEvaluator",
-    "EvalBatches", "EvalContext", "Evaluator", "NormalizedTask", "RunDir", "Task",
-    "TrainBatches", "TrainConfig", "Trainer", "TrainingDiverged", "config_diff",
-    "epoch_order", "learning_rate", "log_spaced_epochs", "make_task", "normalized_config",
-    "resolve_device", "train",
+    "EvalBatches", "EvalContext", "Evaluator", "NRCEvaluator", "NormalizedTask",
+    "RegressionTask", "RunDir", "Task", "TrainBatches", "TrainConfig", "Trainer",
+    "TrainingDiverged", "config_diff", "epoch_order", "learning_rate", "log_spaced_epochs",
+    "make_task", "normalized_config", "regression_config", "resolve_device", "train",
 ]

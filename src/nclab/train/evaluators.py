@@ -2,7 +2,9 @@
 
 An evaluator is any callable ``evaluator(context) -> dict[str, float | None]`` with a
 ``name``; the trainer calls each one at every logged epoch and writes the returned
-values into that epoch's row of metrics.jsonl / metrics.csv. Register a new one in
+values into that epoch's row of metrics.jsonl / metrics.csv. An evaluator may also have
+``summarize(rows) -> dict``: called at the end with every logged row, its result goes
+into summary.json (for values that depend on the final epoch). Register a new one in
 ``EVALUATORS`` to make it selectable by name (``TrainConfig.evaluators``), or pass
 instances to :class:`Trainer` directly.
 """

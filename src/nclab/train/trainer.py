@@ -329,6 +329,9 @@ class Trainer:
         if rows:
             last = rows[-1]
             summary["final"] = last
+            for evaluator in self.evaluators:  # results that need every logged row
+                if hasattr(evaluator, "summarize"):
+                    summary.update(evaluator.summarize(rows))
             onset = next((r for r in rows if r["epoch"] == state.tpt_onset), None)
             if onset is not None and "train_nc1" in onset:
                 summary["nc1_at_onset"] = onset["train_nc1"]

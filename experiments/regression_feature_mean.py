@@ -1,0 +1,61 @@
+"""Why SPEC's NRC1/NRC2 stay high for a trained ReLU MLP: the feature mean.
+
+Loads the final model of a regression run directory, computes its training features and
+prints how much of ||h||^2 the feature mean carries, how much of the mean direction lies
+outside the row space of W, and NRC1/NRC2 of h/||h|| (SPEC) against those of the
+centred features (h - hbar)/||h - hbar||, plus the singular values of H.
+
+    python experiments/regression_feature_mean.py RUN_DIR [RUN_DIR ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from nclab.models import build_model
+from nclab.regression import measure_regression
+from nclab.train import TrainConfig
+from nclab.train.regression import RegressionTask
+from nclab.train.rundir import RunDir
+
+
+def analyse(run_dir: str) -> dict[str, float]:
+    run = RunDir(run_dir)
+    config = TrainConfig.from_dict(run.read_config())
+    data = RegressionTask(config).load_data()
+    model = build_model(config.model, data.input_shape, data.target_dim,
+                        **config.model_options)
+    model.load_state_dict(run.load_checkpoint()["model"])
+    model.eval()
+    with torch.no_grad():
+        h = model.body(data.train.x).double().numpy()
+    y = data.train.y.numpy()
+    w = model.classifier.weight.detach().double().numpy()
+    b = model.classifier.bias.detach().double().numpy()
+    mean = h.mean(axis=0)
+    row_space = np.linalg.svd(w, full_matrices=False)[2]
+    direction = mean / np.linalg.norm(mean)
+    spec = measure_regression(h, y, w, b, gamma=None)
+    centred = measure_regression(h - mean, y, w, b, gamma=None)
+    singular = np.linalg.svd(h, compute_uv=False)
+    return {
+        "mean_share_of_energy": float(mean @ mean / np.mean(np.sum(h * h, axis=1))),
+        "mean_direction_off_W": float(1 - np.sum((row_space @ direction) ** 2)),
+        "nrc1_spec": spec.nrc1, "nrc2_spec": spec.nrc2,
+        "nrc1_centred": centred.nrc1, "nrc2_centred": centred.nrc2,
+        "singular_values_of_H": [round(float(s), 4) for s in singular[:6] / singular[0]],
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    torch.set_num_threads(1)
+    for path in sys.argv[1:]:
+        result = analyse(path)
+        print(path)
+        for key, value in result.items():
+            print(f"  {key:22s} {value if isinstance(value, list) else f'{value:.4g}'}")

@@ -1,0 +1,143 @@
+"""Figures and the HTML report of regression runs (SPEC section 5), in the report style.
+
+- :func:`nrc_figure`: NRC1, NRC2 and NRC3 against epoch (log scales), one run or several
+  overlaid (a weight-decay sweep: one colour per run, train solid, test dashed).
+- :func:`gamma_figure`: NRC3 of the final W as a function of gamma, the chosen gamma marked.
+- :func:`write_regression_report`: report.html, nrc.png and gamma.png of one run.
+
+NRC3 is not a column of the logged rows: it is computed here from the logged W W^T and
+Sigma at the gamma of the last logged W (:func:`nclab.train.regression.nrc3_history`).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from matplotlib.lines import Line2D
+
+from nclab.io import write_atomic
+from nclab.report import REPORT_HTML, _page, _status, _table
+from nclab.report.figures import Panel, _draw
+from nclab.report.runs import RunRecord, load_run
+from nclab.report.style import color, figure_style, panel_grid, save_png
+from nclab.train.regression import nrc3_history, nrc_drops
+
+NRC_PNG, GAMMA_PNG = "nrc.png", "gamma.png"
+
+NRC_PANELS = (
+    Panel("NRC1 (train): off the top-n PCA subspace",
+          (("train_nrc1", "h/‖h‖ (SPEC)"), ("train_nrc1_centred", "centred h"))),
+    Panel("NRC2 (train): off the row space of W",
+          (("train_nrc2", "h/‖h‖ (SPEC)"), ("train_nrc2_centred", "centred h"))),
+    Panel(r"NRC3: $WW^\top$ vs $\Sigma^{1/2} - \gamma^{1/2} I$",
+          (("nrc3", "γ of the final W"),)),
+)
+LOSS_PANEL = Panel("MSE", (("train_mse", "train"), ("test_mse", "test")))
+#: Values reported at the first and last logged epochs.
+OUTCOME_KEYS = ("train_nrc1", "train_nrc2", "nrc3", "train_nrc1_centred", "train_nrc2_centred",
+                "test_nrc1", "test_nrc2", "train_mse", "test_mse", "train_r2", "test_r2")
+
+
+def with_nrc3(run: RunRecord) -> tuple[RunRecord, dict[str, Any]]:
+    """A copy of ``run`` whose rows have ``nrc3`` (SPEC's gamma), and that history."""
+    history = nrc3_history(run.rows)
+    values = dict(zip(history.get("epoch", []), history.get("nrc3", []), strict=True))
+    rows = [{**row, "nrc3": values.get(row["epoch"])} for row in run.rows]
+    return replace(run, rows=rows), history
+
+
+def nrc_figure(runs: Sequence[RunRecord], path: str | os.PathLike, title: str | None = None,
+               loss: bool = False) -> None:
+    """Save NRC1-NRC3 (and the MSE with ``loss``) against epoch as a PNG, log scales."""
+    runs = [with_nrc3(run)[0] for run in runs]
+    panels = (*NRC_PANELS, LOSS_PANEL) if loss else NRC_PANELS
+    with figure_style():
+        fig, axes = panel_grid(len(panels))
+        for ax, panel in zip(axes, panels, strict=True):
+            _draw(ax, panel, runs)
+        if len(runs) > 1:
+            handles = [Line2D([], [], color=color(i), label=run.label)
+                       for i, run in enumerate(runs)]
+            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 6),
+                       fontsize=10)
+        if title:
+            fig.suptitle(title, fontsize=11)
+        save_png(fig, path)
+
+
+def gamma_figure(runs: Sequence[RunRecord], path: str | os.PathLike) -> None:
+    """Save NRC3 of each run's final W against gamma in (0, lambda_min), log scales."""
+    with figure_style():
+        fig, (ax,) = panel_grid(1, size=(6.0, 4.0))
+        for r, run in enumerate(runs):
+            history = nrc3_history(run.rows)
+            if "curve" not in history:
+                continue
+            curve = history["curve"]
+            ax.plot(curve["gamma"], curve["nrc3"], color=color(r), label=run.label)
+            ax.plot([history["gamma"]], [history["nrc3"][-1]], color=color(r), marker="o",
+                    markersize=6, linestyle="none")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$\gamma$ (up to $\lambda_{\min}$ of $\Sigma$)")
+        ax.set_ylabel("NRC3 of the final W")
+        ax.set_title("NRC3 against γ at the last epoch (dot: the γ used)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+        save_png(fig, path)
+
+
+def regression_outcome(run: RunRecord) -> dict[str, Any]:
+    """The numbers a regression run is judged by: first and last NRC values, drops, fit."""
+    run, history = with_nrc3(run)
+    first, last = run.rows[0], run.rows[-1]
+    keys = OUTCOME_KEYS
+    return {
+        "first_epoch": first["epoch"], "last_epoch": last["epoch"],
+        "first": {key: first.get(key) for key in keys},
+        "last": {key: last.get(key) for key in keys},
+        "drop": nrc_drops(run.rows, history),
+        "gamma": history.get("gamma"), "lambda_min": history.get("lambda_min"),
+        "nrc3_warning": history.get("warning"),
+    }
+
+
+def write_regression_report(run_dir: str | os.PathLike,
+                            out: str | os.PathLike | None = None) -> Path:
+    """Write report.html, nrc.png and gamma.png for one regression run; return the HTML."""
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = run.config
+    title = (f"{run.label}: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
+             f"weight decay {cfg.get('weight_decay')}")
+    nrc_figure([run], out / NRC_PNG, title=title, loss=True)
+    gamma_figure([run], out / GAMMA_PNG)
+    outcome = regression_outcome(run)
+    rows = [(name, outcome["first"][name], outcome["last"][name],
+             outcome["drop"].get(name.removeprefix("train_"))) for name in OUTCOME_KEYS]
+    headline = [("status", _status(run)),
+                ("γ of NRC3 (searched on the final W)", outcome["gamma"]),
+                ("λ_min of Σ", outcome["lambda_min"])]
+    if outcome["nrc3_warning"]:
+        headline.append(("NRC3", outcome["nrc3_warning"]))
+    body = (
+        f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
+        + _table(("", ""), headline)
+        + f"<img src='{NRC_PNG}' alt='NRC curves'>"
+        + _table(("metric", f"epoch {outcome['first_epoch']}",
+                  f"epoch {outcome['last_epoch']}", "first / last"), rows)
+        + f"<img src='{GAMMA_PNG}' alt='NRC3 against gamma' style='max-width:600px'>"
+        + "<h2>Configuration</h2>"
+        + _table(("key", "value"), sorted(cfg.items()))
+        + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>; "
+          "NRC3 per epoch: <code>summary.json</code>.</p>"
+    )
+    path = out / REPORT_HTML
+    write_atomic(path, _page(f"nclab regression report: {title}", body))
+    return path
