@@ -3,9 +3,9 @@
 MNIST-1D, 100 training samples per class (the 1,000-sample balanced subset; the whole
 1,000-sample test split), a 3 x 256 ReLU MLP with batch normalization, squared-error
 loss to one-hot targets, SGD with momentum 0.9 and Papyan et al.'s schedule (lr / 10 at
-1/3 and 2/3 of the run). The weight decay is 2e-3 rather than 5e-4: the collapse
-proceeds at a rate set by lr x weight decay per step, and this run has 4,800 steps
-where Papyan et al.'s CIFAR runs have over 100,000. The batch-normalized network fits
+1/3 and 2/3 of the run). The weight decay is 2e-3 rather than 5e-4: weight decay acts
+on a time scale of (1 - momentum) / (lr x weight decay) steps, and this run has 4,800
+steps where Papyan et al.'s CIFAR runs have over 100,000. The batch-normalized network fits
 the training set within about 12 epochs, and NC1 then falls by more than two orders of
 magnitude (docs/training.md has the measured numbers).
 """
