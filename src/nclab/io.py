@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,20 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_ready(result: Any) -> dict[str, Any]:
+    """A result dataclass as plain JSON data: tuples become lists, NaN and inf become None."""
+    out = json.loads(json.dumps(asdict(result), allow_nan=True))
+    return {key: _finite_or_none(value) for key, value in out.items()}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 from nclab import geometry
 from nclab._validate import as_classifier, as_features, as_labels
 from nclab.errors import NCInputError
+from nclab.io import json_ready
 from nclab.stats import CollapseStats, DecisionStats
 
 #: Every metric of SPEC section 1, in SPEC order.
@@ -59,13 +60,7 @@ class CollapseMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; non-finite values become None."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                out[key] = None
-        out["empty_classes"] = list(self.empty_classes)
-        out["warnings"] = list(self.warnings)
-        return out
+        return json_ready(self)
 
 
 def compute_metrics(

@@ -15,7 +15,7 @@ exactly with the pairwise update of Chan, Golub & LeVeque (SPEC section 1), and
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from scipy.optimize import minimize_scalar
 from nclab import distributed
 from nclab._validate import _to_numpy64, as_features, ensure_finite
 from nclab.errors import NCInputError
+from nclab.io import json_ready
 
 #: The NRC metrics of SPEC section 5, in SPEC order.
 NRC_NAMES = ("nrc1", "nrc2", "nrc3")
@@ -325,13 +326,7 @@ class RegressionMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; non-finite values become None."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                out[key] = None
-        out["explained_variance_ratio"] = list(self.explained_variance_ratio)
-        out["warnings"] = list(self.warnings)
-        return out
+        return json_ready(self)
 
 
 def compute_regression_metrics(
