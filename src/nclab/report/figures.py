@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from nclab.report.runs import RunRecord
@@ -41,6 +42,20 @@ _STYLES = ("-", "--")
 _MARKERS = ("o", "s")
 
 
+def run_panels(panels: Sequence[Panel], runs: Sequence[RunRecord]) -> Figure:
+    """A figure with one panel per entry of ``panels`` drawn for ``runs`` and, for several
+    runs, a legend naming them (call inside ``figure_style()``)."""
+    fig, axes = panel_grid(len(panels))
+    for ax, panel in zip(axes, panels, strict=True):
+        _draw(ax, panel, runs)
+    if len(runs) > 1:
+        handles = [Line2D([], [], color=color(i), label=run.label)
+                   for i, run in enumerate(runs)]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 6),
+                   fontsize=10)
+    return fig
+
+
 def collapse_panel(runs: Sequence[RunRecord], path: str | os.PathLike,
                    title: str | None = None) -> None:
     """Save the panel of collapse curves of ``runs`` as a PNG.
@@ -50,14 +65,7 @@ def collapse_panel(runs: Sequence[RunRecord], path: str | os.PathLike,
     second), as the panel legends say. The TPT onset of each run is a dotted line.
     """
     with figure_style():
-        fig, axes = panel_grid(len(PANELS))
-        for ax, panel in zip(axes, PANELS, strict=True):
-            _draw(ax, panel, runs)
-        if len(runs) > 1:
-            handles = [Line2D([], [], color=color(i), label=run.label)
-                       for i, run in enumerate(runs)]
-            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 6),
-                       fontsize=10)
+        fig = run_panels(PANELS, runs)
         onsets = ", ".join(f"{run.label}: {run.tpt_onset}" if len(runs) > 1 else str(run.tpt_onset)
                            for run in runs if run.tpt_onset is not None)
         note = f"dotted line: TPT onset, the first epoch with zero training error ({onsets})" \

@@ -18,11 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from matplotlib.lines import Line2D
-
 from nclab.io import write_atomic
 from nclab.report import REPORT_HTML, _page, _status, _table
-from nclab.report.figures import Panel, _draw
+from nclab.report.figures import Panel, run_panels
 from nclab.report.runs import RunRecord, load_run
 from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train.regression import nrc3_history, nrc_drops
@@ -57,14 +55,7 @@ def nrc_figure(runs: Sequence[RunRecord], path: str | os.PathLike, title: str | 
     runs = [with_nrc3(run)[0] for run in runs]
     panels = (*NRC_PANELS, LOSS_PANEL) if loss else NRC_PANELS
     with figure_style():
-        fig, axes = panel_grid(len(panels))
-        for ax, panel in zip(axes, panels, strict=True):
-            _draw(ax, panel, runs)
-        if len(runs) > 1:
-            handles = [Line2D([], [], color=color(i), label=run.label)
-                       for i, run in enumerate(runs)]
-            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 6),
-                       fontsize=10)
+        fig = run_panels(panels, runs)
         if title:
             fig.suptitle(title, fontsize=11)
         save_png(fig, path)
