@@ -7,6 +7,7 @@ one pass. The second pass (:class:`DecisionStats`, for ``ncc_mismatch`` and
 ``accuracy``) reuses the captured features when they fit in ``cache_bytes`` and runs
 the model over the loader again otherwise. Under ``torch.distributed`` every rank
 passes its own shard and the statistics are summed with ``all_reduce``.
+``capture_features(model, loader)`` keeps the hooked features themselves instead.
 """
 
 from __future__ import annotations
@@ -213,6 +214,82 @@ def track(
         else:
             results[name] = compute_metrics(capture.stats, weighted_mean=weighted_mean)
     return results[head] if layers is None else results
+
+
+@dataclass
+class CapturedFeatures:
+    """The classifier input, labels and outputs of a model over a whole loader (CPU).
+
+    Attributes
+    ----------
+    features : Tensor of shape (N, d)
+        The input of the classifier layer (the feature h).
+    labels : Tensor of shape (N,)
+        The labels the loader yielded.
+    outputs : Tensor of shape (N, C)
+        The model's outputs (logits for a classifier).
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    outputs: torch.Tensor
+
+
+def capture_features(
+    model: nn.Module,
+    loader: Iterable[Any],
+    classifier: str | nn.Linear | None = None,
+    *,
+    device: torch.device | str | None = None,
+    spatial: str = "mean",
+) -> CapturedFeatures:
+    """Run ``model`` over ``loader`` and keep every classifier input, label and output.
+
+    The same forward pre-hook as :func:`track`, for the uses that need the features
+    themselves rather than their statistics (clustering, projections). Everything is
+    held in memory: meant for data sets that fit there. The model runs in eval mode
+    without gradients; its training mode is restored afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Its forward must return one tensor (the outputs).
+    loader : iterable of (inputs, labels)
+    classifier, device, spatial
+        As in :func:`track`.
+
+    Returns
+    -------
+    CapturedFeatures
+        CPU tensors, in the loader's order.
+    """
+    if spatial not in _SPATIAL:
+        raise NCInputError(f"spatial must be one of {', '.join(_SPATIAL)}; got '{spatial}'")
+    head = find_classifier(model, classifier)
+    capture = _Capture(head, spatial)
+    device = torch.device(device) if device is not None else _model_device(model)
+    parts: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] = ([], [], [])
+    was_training = model.training
+    handle = model.get_submodule(head).register_forward_pre_hook(capture.hook)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for inputs, targets in _batches(loader):
+                outputs = model(inputs.to(device, non_blocking=True))
+                if not torch.is_tensor(outputs):
+                    raise NCInputError("the model must return one tensor of outputs")
+                if capture.batch is None:
+                    raise NCInputError(f"layer '{head}' was not called by the forward pass")
+                for part, value in zip(parts, (capture.batch, torch.as_tensor(targets), outputs),
+                                       strict=True):
+                    part.append(value.cpu())
+                capture.batch = None
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if not parts[0]:
+        raise NCInputError("the loader yielded no batches")
+    return CapturedFeatures(*(torch.cat(part) for part in parts))
 
 
 def _run(model: nn.Module, inputs: Any, targets: Any, device: torch.device) -> torch.Tensor:

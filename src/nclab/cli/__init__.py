@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from nclab.cli import demo, report, train  # noqa: F401  (register train, report, compare, demo)
+from nclab.cli import finegrained as _finegrained  # noqa: F401  (registers the command)
 from nclab.cli import measure as _measure  # noqa: F401  (registers the command)
 from nclab.cli import regress as _regress  # noqa: F401  (registers the command)
 from nclab.cli.app import app, err_console

@@ -3,9 +3,11 @@
 ``Trainer(TrainConfig(...), run_dir).fit()`` trains with Papyan et al.'s recipe and logs
 the collapse metrics at log-spaced epochs. Extension points (see docs/training.md):
 ``TASKS`` (targets, loss, error, per-step hooks), ``EVALUATORS`` (what is measured at
-the logged epochs).
+the logged epochs). ``nclab.train.finegrained`` registers the task ``"coarse"`` and the
+evaluator ``"recovery"`` (SPEC section 6).
 """
 
+from nclab.train import finegrained  # noqa: F401  (registers "coarse", "recovery")
 from nclab.train.batches import EvalBatches, TrainBatches, epoch_order
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EVALUATORS, CollapseEvaluator, EvalContext, Evaluator

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -21,6 +21,10 @@ from nclab.errors import NCInputError
 from nclab.metrics import METRIC_NAMES
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from nclab.data import DatasetSplits
+    from nclab.train.task import Task
 
 
 @dataclass
@@ -43,6 +47,11 @@ class EvalContext:
     distributed : bool
         True under torch.distributed: combine per-rank results (all_reduce) so that
         every rank returns the values of the whole data set.
+    task : Task, optional
+        The run's task.
+    data : DatasetSplits, optional
+        The whole train and test splits as the task loaded them (on the CPU), with any
+        extra labels the task keeps (e.g. the fine labels of a coarse task).
     """
 
     model: nn.Module
@@ -52,6 +61,8 @@ class EvalContext:
     config: TrainConfig
     device: torch.device
     distributed: bool = False
+    task: Task | None = None
+    data: DatasetSplits | None = None
 
 
 class Evaluator(Protocol):

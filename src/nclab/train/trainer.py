@@ -172,7 +172,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def _fit(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.config
-        data = self.task.load_data()
+        data = self.data = self.task.load_data()
         x_train, y_train = data.train.x.to(self.device), data.train.y.to(self.device)
         x_test, y_test = data.test.x.to(self.device), data.test.y.to(self.device)
         torch.manual_seed(cfg.seed)
@@ -273,7 +273,7 @@ class Trainer:
             "test_loss": test[0], "test_error": test[1], "tpt_onset": state.tpt_onset,
         }
         context = EvalContext(self.model, batches, classifier, epoch, self.config,
-                              self.device, self.world > 1)
+                              self.device, self.world > 1, task=self.task, data=self.data)
         for evaluator in self.evaluators:
             row.update(evaluator(context))
         return row
