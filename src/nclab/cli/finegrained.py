@@ -48,8 +48,8 @@ def _projection(recovery: ModelRecovery, data: CoarseSplits, baseline: Trainer, 
     """PCA panels of one superclass's training features: coarse model, fine model."""
     labeling = data.labeling
     if not 0 <= superclass < labeling.num_coarse:
-        raise NCInputError(f"--superclass must lie in 0..{labeling.num_coarse - 1}; "
-                           f"got {superclass}")
+        raise NCInputError(f"--superclass must be a superclass, in 0..K'-1 (K' = "
+                           f"{labeling.num_coarse}); got {superclass}")
     members = np.asarray(labeling.members(superclass))
     rows = (data.train.y == superclass).numpy()
     fine = data.fine.train.y.numpy()[rows]
@@ -223,6 +223,10 @@ def finegrained_command(
         options["coarse_map"] = coarse_map
     if num_coarse is not None or pairing != "explicit":
         options["num_coarse"] = 5 if num_coarse is None else num_coarse
+    if superclass < 0 or superclass >= options.get("num_coarse", superclass + 1):
+        raise NCInputError(f"--superclass must be a superclass, in 0..K'-1 (K' = "
+                           f"{options.get('num_coarse', 'the number of superclasses')}); "
+                           f"got {superclass}")
     coarse_config, fine_config = comparison_configs(base, options)
     out = out or Path("runs") / f"finegrained-{dataset}-{model}-seed{seed}"
     summary = run_comparison(coarse_config, fine_config, out, superclass=superclass,
