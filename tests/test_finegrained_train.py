@@ -181,3 +181,16 @@ def test_cli_bad_input_gives_one_line_errors(args, message, tmp_path, capsys):
                            capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_cnn1d_global_pooling_option():
+    from nclab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn1d", (1, 40), 5, channels=(4, 8), hidden=6, pool="max").eval()
+    x = torch.randn(3, 1, 40)
+    assert model(x).shape == (3, 5)
+    # the pooled maps do not depend on the length: the same weights take longer inputs
+    assert model(torch.randn(3, 1, 64)).shape == (3, 5)
+    with pytest.raises(NCInputError, match="cnn1d pool must be one of flatten, max, mean"):
+        build_model("cnn1d", (1, 40), 5, pool="sum")
