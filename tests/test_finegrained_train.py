@@ -27,7 +27,7 @@ COARSE = TrainConfig(
 )
 #: The same tiny comparison on the command line.
 CLI_ARGS = ["--dataset", "hierarchical", "--data-opt", "dim=8", "--per-class", "30",
-            "--per-class-test", "10", "--model", "mlp", "--widths", "32", "--epochs", "6",
+            "--per-class-test", "10", "--model", "mlp", "--widths", "32", "--epochs", "4",
             "--batch-size", "32", "--log-points", "3", "--n-init", "3", "--no-progress"]
 
 

@@ -120,7 +120,9 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         "runs": {"coarse": str(out / "coarse"), "fine": str(out / "fine")},
     }
     write_json(out / RESULT_JSON, summary)
-    name = f"{coarse_config.model} on {coarse_config.dataset}"
+    settings = ", ".join(f"{key}={value}" for key, value in coarse_config.model_options.items())
+    name = (f"{coarse_config.model}{f' ({settings})' if settings else ''} on "
+            f"{coarse_config.dataset}")
     recovery_figure(coarse_rows, fine_rows, result.chance_accuracy, out / RECOVERY_PNG,
                     title=f"{name}: {result.num_fine} classes merged into "
                           f"{result.num_coarse} superclasses")
