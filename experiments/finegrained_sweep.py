@@ -50,6 +50,8 @@ VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
     "digits-mlp1-wd0": (DIGITS, {"model_options": {"widths": [256]}, "weight_decay": 0.0},
                         "mlp 1 x 256, no weight decay"),
     "digits-mlp1x1024": (DIGITS, {"model_options": {"widths": [1024]}}, "mlp 1 x 1024"),
+    "digits-mlp1x1024-200ep": (DIGITS, {"model_options": {"widths": [1024]}, "epochs": 200},
+                               "mlp 1 x 1024, 200 epochs"),
 }
 OPTIONS = {"coarse_pairing": "mod", "num_coarse": 5, "coarse_seed": 0, "recovery_n_init": 10,
            "recovery_threads": 1}
@@ -61,7 +63,8 @@ def run_variant(name: str, runs: Path) -> dict[str, Any]:
     result = run_comparison(coarse, fine, runs / name, superclass=0, resume=True,
                             device="cpu", progress=False)
     keep = ("recovered_test_accuracy", "recovered_train_accuracy", "baseline_test_accuracy",
-            "ratio", "coarse_test_accuracy", "coarse_nc1", "fine_nc1", "time_s")
+            "ratio", "coarse_test_accuracy", "coarse_train_error", "coarse_tpt_onset",
+            "coarse_nc1", "fine_nc1", "time_s")
     best = max(result["history"], key=lambda row: row["recovery_test_accuracy"] or 0)
     return {"variant": name, "what": what, "dataset": base.dataset, "model": coarse.model,
             "changes": changes, **{key: result[key] for key in keep},
@@ -73,13 +76,14 @@ def run_variant(name: str, runs: Path) -> dict[str, Any]:
 def show(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="fine-label recovery, 5 superclasses of 2 digits (test set)")
     for column in ("variant", "recovered", "baseline", "ratio", "superclass acc",
-                   "per superclass", "coarse nc1", "best (epoch)"):
+                   "per superclass", "TPT from", "coarse nc1", "best (epoch)"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
         table.add_row(r["variant"], f"{r['recovered_test_accuracy']:.3f}",
                       f"{r['baseline_test_accuracy']:.3f}", f"{r['ratio']:.3f}",
                       f"{r['coarse_test_accuracy']:.3f}",
                       " ".join(f"{a:.2f}" for a in r["per_superclass_test"]),
+                      str(r["coarse_tpt_onset"] or "never"),
                       f"{r['coarse_nc1']:.3g}",
                       f"{r['best_recovered_test']:.3f} ({r['best_epoch']})")
     console.print(table)
@@ -92,7 +96,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: one thread is fastest on shared cores
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 140))
     rows = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("variants", total=len(args.variants))

@@ -107,6 +107,9 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         "baseline_test_accuracy": baseline,
         "ratio": result.test_accuracy / baseline if baseline else None,
         "coarse_test_accuracy": result.test_coarse_accuracy,
+        "coarse_train_error": coarse_summary["final"]["train_error"],
+        "coarse_tpt_onset": coarse_summary["tpt_onset"],
+        "baseline_tpt_onset": fine_summary["tpt_onset"],
         "chance_accuracy": result.chance_accuracy,
         "coarse_nc1": result.coarse_nc1, "fine_nc1": result.fine_nc1,
         "baseline_nc1": fine_summary["final"].get("train_nc1"),
@@ -149,6 +152,8 @@ def print_result(summary: dict[str, Any], out: Path) -> None:
         ("fine-trained baseline accuracy", summary["baseline_test_accuracy"]),
         ("ratio recovered / baseline", summary["ratio"]),
         ("superclass accuracy (upper bound)", summary["coarse_test_accuracy"]),
+        ("superclass training error", summary["coarse_train_error"]),
+        ("first epoch with zero superclass training error", summary["coarse_tpt_onset"]),
         ("chance (1 / fine classes per superclass)", summary["chance_accuracy"]),
         ("recovered fine accuracy, train", summary["recovered_train_accuracy"]),
         ("NC1, coarse labels (coarse model, train)", summary["coarse_nc1"]),
@@ -156,7 +161,7 @@ def print_result(summary: dict[str, Any], out: Path) -> None:
         ("NC1, fine labels (fine model, train)", summary["baseline_nc1"]),
     ]
     for name, value in lines:
-        table.add_row(name, "n/a" if value is None else f"{value:.4g}")
+        table.add_row(name, "never" if value is None else f"{value:.4g}")
     console.print(table)
     for note in summary["recovery"]["warnings"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
