@@ -10,6 +10,13 @@ again with every variant collects the table. Results: docs/finegrained.md.
         --json docs/results/finegrained_sweep.json
 
 ``--variants NAME...`` runs a subset (for example, half in each of two processes).
+
+Each row also gives a linear probe: a logistic regression fitted, inside each superclass,
+on the coarse model's training features WITH the fine labels and scored on the test
+samples of that (true) superclass. It says whether the fine labels are still in the
+features at all, whatever k-means can find without labels. ``input recovery`` is the
+same k-means recovery on the raw inputs with the true superclasses: how much cluster
+structure by fine class the data set itself has.
 """
 
 from __future__ import annotations
@@ -22,10 +29,15 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from sklearn.linear_model import LogisticRegression
 
+from nclab.capture import capture_features
 from nclab.cli.finegrained import comparison_configs, run_comparison
+from nclab.data import load_dataset
+from nclab.finegrained import CoarseLabeling, recover_fine_labels
 from nclab.io import write_json
-from nclab.train import TrainConfig
+from nclab.train import TrainConfig, Trainer
+from nclab.train.batches import EvalBatches
 
 MNIST1D = TrainConfig(dataset="mnist1d", model="cnn1d", epochs=30, log_points=12)
 DIGITS = TrainConfig(dataset="digits", model="mlp", epochs=60, log_points=12)
@@ -57,6 +69,35 @@ OPTIONS = {"coarse_pairing": "mod", "num_coarse": 5, "coarse_seed": 0, "recovery
            "recovery_threads": 1}
 
 
+def linear_probe(config: TrainConfig, run_dir: Path) -> float:
+    """Fine accuracy of per-superclass logistic regressions on the coarse features (test)."""
+    trainer = Trainer(config, run_dir, device="cpu", progress=False)
+    trainer.fit(resume=True)  # a finished run: only loads the final model
+    data = trainer.data
+    h = {split: capture_features(trainer.model, EvalBatches(d.x, d.y, 1024)).features.numpy()
+         for split, d in (("train", data.train), ("test", data.test))}
+    correct = 0
+    for s in range(data.labeling.num_coarse):
+        train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
+        probe = LogisticRegression(max_iter=3000).fit(h["train"][train],
+                                                     data.fine.train.y.numpy()[train])
+        correct += int((probe.predict(h["test"][test])
+                        == data.fine.test.y.numpy()[test]).sum())
+    return correct / len(data.test.y)
+
+
+def input_recovery(dataset: str) -> float:
+    """Test accuracy of k-means recovery on the flattened inputs, true superclasses."""
+    data = load_dataset(dataset)
+    labeling = CoarseLabeling.create(OPTIONS["coarse_pairing"], data.num_classes,
+                                     OPTIONS["num_coarse"], seed=OPTIONS["coarse_seed"])
+    result = recover_fine_labels(data.train.x.flatten(1), data.train.y,
+                                 labeling.coarse(data.train.y), data.test.x.flatten(1),
+                                 labeling.coarse(data.test.y), data.test.y, labeling=labeling,
+                                 n_init=OPTIONS["recovery_n_init"], threads=1)
+    return result.test_accuracy
+
+
 def run_variant(name: str, runs: Path) -> dict[str, Any]:
     base, changes, what = VARIANTS[name]
     coarse, fine = comparison_configs(base.updated(**changes), OPTIONS)
@@ -70,13 +111,14 @@ def run_variant(name: str, runs: Path) -> dict[str, Any]:
             "changes": changes, **{key: result[key] for key in keep},
             "per_superclass_test": [s["test_accuracy"]
                                     for s in result["recovery"]["superclasses"]],
-            "best_epoch": best["epoch"], "best_recovered_test": best["recovery_test_accuracy"]}
+            "best_epoch": best["epoch"], "best_recovered_test": best["recovery_test_accuracy"],
+            "linear_probe_test": linear_probe(coarse, runs / name / "coarse")}
 
 
 def show(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="fine-label recovery, 5 superclasses of 2 digits (test set)")
     for column in ("variant", "recovered", "baseline", "ratio", "superclass acc",
-                   "per superclass", "TPT from", "coarse nc1", "best (epoch)"):
+                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
         table.add_row(r["variant"], f"{r['recovered_test_accuracy']:.3f}",
@@ -85,7 +127,8 @@ def show(rows: list[dict[str, Any]], console: Console) -> None:
                       " ".join(f"{a:.2f}" for a in r["per_superclass_test"]),
                       str(r["coarse_tpt_onset"] or "never"),
                       f"{r['coarse_nc1']:.3g}",
-                      f"{r['best_recovered_test']:.3f} ({r['best_epoch']})")
+                      f"{r['best_recovered_test']:.3f} ({r['best_epoch']})",
+                      f"{r['linear_probe_test']:.3f}")
     console.print(table)
 
 
@@ -96,7 +139,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: one thread is fastest on shared cores
-    console = Console(width=max(Console().width, 140))
+    console = Console(width=max(Console().width, 150))
     rows = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("variants", total=len(args.variants))
@@ -105,8 +148,11 @@ def main() -> None:
             rows.append(run_variant(name, args.runs))
             progress.advance(task)
     show(rows, console)
+    inputs = {name: input_recovery(name) for name in dict.fromkeys(r["dataset"] for r in rows)}
+    for name, value in inputs.items():
+        console.print(f"input recovery, {name}: {value:.3f}")
     if args.json:
-        write_json(args.json, {"options": OPTIONS, "rows": rows})
+        write_json(args.json, {"options": OPTIONS, "rows": rows, "input_recovery": inputs})
         console.print(f"wrote {args.json}")
 
 

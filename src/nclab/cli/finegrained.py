@@ -15,12 +15,17 @@ from nclab.capture import capture_features
 from nclab.cli.app import app, console
 from nclab.cli.train import parse_list, parse_pairs
 from nclab.errors import NCInputError
-from nclab.finegrained import CoarseSplits
+from nclab.finegrained import CoarseSplits, FineRecovery
 from nclab.io import write_json
 from nclab.report.finegrained import projection_figure, recovery_figure
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
-from nclab.train.finegrained import RECOVERY_COLUMNS, ModelRecovery, recover_from_model
+from nclab.train.finegrained import (
+    RECOVERY_COLUMNS,
+    ModelRecovery,
+    make_recovery_evaluator,
+    recover_from_model,
+)
 from nclab.train.rundir import RunDir
 
 RESULT_JSON, RECOVERY_PNG, PROJECTION_PNG = "finegrained.json", "recovery.png", "projection.png"
@@ -77,6 +82,11 @@ def _history(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
     return [{"epoch": row["epoch"], **{key: row.get(key) for key in keys}} for row in rows]
 
 
+def _logged_rows(trainer: Trainer) -> list[dict[str, Any]]:
+    """Every row the run logged (those of an earlier, resumed invocation included)."""
+    return trainer.run.read_rows()
+
+
 def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Path, *,
                    superclass: int, resume: bool, device: str, progress: bool) -> dict[str, Any]:
     """Train both runs under ``out``, recover, write the JSON and figures; return the JSON."""
@@ -90,17 +100,17 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
     fine, fine_summary = _train(fine_config, out / "fine",
                                 "[bold]2/2[/] training on fine labels (baseline)",
                                 resume=resume, device=device, progress=progress)
-    options = coarse_config.options
+    evaluator = make_recovery_evaluator(coarse_config)  # its n_init and threads
     with console.status("recovering the fine labels of the final model"):
         recovery = recover_from_model(coarse.model, coarse.data,
                                       batch_size=coarse_config.eval_batch_size,
-                                      n_init=options["recovery_n_init"], seed=coarse_config.seed,
-                                      threads=options["recovery_threads"])
+                                      n_init=evaluator.n_init, seed=coarse_config.seed,
+                                      threads=evaluator.threads)
         panels, projection = _projection(recovery, coarse.data, fine, superclass,
                                          coarse_config.eval_batch_size)
     result = recovery.result
     baseline = 1.0 - fine_summary["final"]["test_error"]
-    coarse_rows, fine_rows = coarse_summary_rows(coarse), coarse_summary_rows(fine)
+    coarse_rows, fine_rows = _logged_rows(coarse), _logged_rows(fine)
     summary = {
         "recovered_test_accuracy": result.test_accuracy,
         "recovered_train_accuracy": result.train_accuracy,
@@ -123,24 +133,25 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         "runs": {"coarse": str(out / "coarse"), "fine": str(out / "fine")},
     }
     write_json(out / RESULT_JSON, summary)
-    settings = ", ".join(f"{key}={value}" for key, value in coarse_config.model_options.items())
-    name = (f"{coarse_config.model}{f' ({settings})' if settings else ''} on "
-            f"{coarse_config.dataset}")
-    recovery_figure(coarse_rows, fine_rows, result.chance_accuracy, out / RECOVERY_PNG,
-                    title=f"{name}: {result.num_fine} classes merged into "
-                          f"{result.num_coarse} superclasses")
-    names = coarse.data.fine.train.class_names
-    members = projection["fine_classes"]
-    projection_figure(panels, [names[y] if names else str(y) for y in members],
-                      out / PROJECTION_PNG,
-                      title=f"{name}: penultimate training features of superclass "
-                            f"{superclass} (fine classes {members}), PCA; colour = fine label")
+    _figures(coarse_config, result, coarse_rows, fine_rows, panels,
+             coarse.data.fine.train.class_names, superclass, out)
     return summary
 
 
-def coarse_summary_rows(trainer: Trainer) -> list[dict[str, Any]]:
-    """Every row the run logged (a resumed run included)."""
-    return trainer.run.read_rows()
+def _figures(config: TrainConfig, result: FineRecovery, coarse_rows: list[dict[str, Any]],
+             fine_rows: list[dict[str, Any]], panels: list[tuple[str, Any, Any, Any]],
+             class_names: tuple[str, ...] | None, superclass: int, out: Path) -> None:
+    settings = ", ".join(f"{key}={value}" for key, value in config.model_options.items())
+    name = f"{config.model}{f' ({settings})' if settings else ''} on {config.dataset}"
+    recovery_figure(coarse_rows, fine_rows, result.chance_accuracy, out / RECOVERY_PNG,
+                    title=f"{name}: {result.num_fine} classes merged into "
+                          f"{result.num_coarse} superclasses")
+    members = result.labeling.members(superclass)
+    projection_figure(panels, [class_names[y] if class_names else str(y) for y in members],
+                      out / PROJECTION_PNG,
+                      title=f"{name}: penultimate training features of superclass "
+                            f"{superclass} (fine classes {list(members)}), PCA; "
+                            "colour = fine label")
 
 
 def print_result(summary: dict[str, Any], out: Path) -> None:
