@@ -149,9 +149,9 @@ def _figures(config: TrainConfig, result: FineRecovery, coarse_rows: list[dict[s
     members = result.labeling.members(superclass)
     projection_figure(panels, [class_names[y] if class_names else str(y) for y in members],
                       out / PROJECTION_PNG,
-                      title=f"{name}: penultimate training features of superclass "
-                            f"{superclass} (fine classes {list(members)}), PCA; "
-                            "colour = fine label")
+                      title=f"{name}: training features of superclass {superclass} "
+                            f"(fine classes {list(members)})\nfirst two principal "
+                            "components; colour = fine label")
 
 
 def print_result(summary: dict[str, Any], out: Path) -> None:
