@@ -92,7 +92,7 @@ def accuracy(model: MLP, data: ArrayDataset) -> float:
 
 def run_one(separation: float, args: argparse.Namespace, cfg: TrainConfig) -> dict:
     fine = hierarchical(num_coarse=5, fine_per_coarse=2, dim=args.dim,
-                        per_class=args.per_class, test_per_class=args.per_class,
+                        train_per_class=args.per_class, test_per_class=args.per_class,
                         coarse_separation=args.coarse_separation,
                         fine_separation=separation, noise=1.0, seed=args.seed)
     labeling = CoarseLabeling.from_map(hierarchical_coarse_map(5, 2))

@@ -138,11 +138,12 @@ def test_features_returns_what_the_classifier_receives():
     torch.manual_seed(4)
     model = TwoHeads()
     x, y = data()
-    h, labels = nclab.capture.features(model, batches(x, y), classifier="head")
+    got = nclab.capture.features(model, batches(x, y), classifier="head")
     with torch.no_grad():
         expected = model.encoder(x)
-    torch.testing.assert_close(h, expected)
-    assert torch.equal(labels, y)
+    torch.testing.assert_close(got.features, expected)
+    assert torch.equal(got.labels, y)
+    assert got.outputs is None  # the model returns two heads
 
 
 def test_token_inputs_of_a_linear_classifier_are_refused():

@@ -160,7 +160,7 @@ def test_matching_rejects_labels_outside_the_classes():
 
 @pytest.fixture(scope="module")
 def separable():
-    return hierarchical(num_coarse=4, fine_per_coarse=3, dim=16, per_class=80,
+    return hierarchical(num_coarse=4, fine_per_coarse=3, dim=16, train_per_class=80,
                         test_per_class=40, fine_separation=8.0, seed=1)
 
 
@@ -187,7 +187,7 @@ def test_separable_sub_clusters_are_recovered(separable):
 
 
 def test_identical_sub_clusters_give_chance():
-    splits = hierarchical(num_coarse=4, fine_per_coarse=2, dim=16, per_class=150,
+    splits = hierarchical(num_coarse=4, fine_per_coarse=2, dim=16, train_per_class=150,
                           test_per_class=150, fine_separation=0.0, seed=2)
     labeling = CoarseLabeling.mod(8, 4)
     result = _recover(splits, labeling)
@@ -200,7 +200,7 @@ def test_identical_sub_clusters_give_chance():
 def test_recovery_grows_with_the_separation_of_the_sub_clusters():
     labeling = CoarseLabeling.mod(6, 3)
     accuracy = [
-        _recover(hierarchical(3, 2, dim=8, per_class=100, test_per_class=100,
+        _recover(hierarchical(3, 2, dim=8, train_per_class=100, test_per_class=100,
                               fine_separation=sep, seed=3), labeling).test_accuracy
         for sep in (0.0, 2.0, 6.0)]
     assert accuracy[0] < accuracy[1] < accuracy[2]
@@ -292,7 +292,7 @@ def test_inferred_labeling_refuses_a_fine_class_under_two_superclasses():
 
 
 def test_hierarchical_data_has_the_known_structure():
-    splits = hierarchical(num_coarse=3, fine_per_coarse=2, dim=6, per_class=400,
+    splits = hierarchical(num_coarse=3, fine_per_coarse=2, dim=6, train_per_class=400,
                           test_per_class=5, coarse_separation=20.0, fine_separation=4.0,
                           noise=0.5, seed=4)
     assert splits.num_classes == 6 and splits.input_shape == (6,)
@@ -310,7 +310,7 @@ def test_hierarchical_data_has_the_known_structure():
     assert np.std(x[y == 0], axis=0) == pytest.approx([0.5] * 6, abs=0.07)
     coarse = hierarchical_coarse_map(3, 2)
     assert coarse.tolist() == [0, 1, 2, 0, 1, 2]
-    same = hierarchical(num_coarse=3, fine_per_coarse=2, dim=6, per_class=400,
+    same = hierarchical(num_coarse=3, fine_per_coarse=2, dim=6, train_per_class=400,
                         test_per_class=5, coarse_separation=20.0, fine_separation=4.0,
                         noise=0.5, seed=4)
     assert torch.equal(same.train.x, splits.train.x)

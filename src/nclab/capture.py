@@ -230,6 +230,26 @@ def _hooked(model: nn.Module, captures: dict[str, _Capture]) -> Iterator[None]:
         model.train(was_training)
 
 
+@dataclass
+class CapturedFeatures:
+    """The classifier input, labels and outputs of a model over a whole loader.
+
+    Attributes
+    ----------
+    features : Tensor of shape (N, d)
+        The input of the classifier layer (the feature h).
+    labels : Tensor of shape (N,)
+        The labels the loader yielded.
+    outputs : Tensor of shape (N, C) or None
+        The model's outputs (logits for a classifier); None when its forward returns
+        something other than one tensor (a tuple of heads, a dict).
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    outputs: torch.Tensor | None
+
+
 def features(
     model: nn.Module,
     loader: Iterable[Any],
@@ -237,28 +257,42 @@ def features(
     *,
     device: torch.device | str | None = None,
     spatial: str = "mean",
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> CapturedFeatures:
     """The features the classifier receives, for every sample of ``loader``.
 
-    For analyses that need the samples themselves (clustering, probes); the metrics of
-    :func:`track` never store them. Arguments as in :func:`track`.
+    For analyses that need the samples themselves (clustering, probes, projections);
+    the metrics of :func:`track` never store them. Everything is held in CPU memory:
+    meant for data sets that fit there. Arguments as in :func:`track`.
 
     Returns
     -------
-    features : Tensor of shape (N, d)
-        On the device where the model computed them.
-    labels : Tensor of shape (N,)
+    CapturedFeatures
+        Features, labels and model outputs as CPU tensors, in the loader's order.
     """
     if spatial not in _SPATIAL:
         raise NCInputError(f"spatial must be one of {', '.join(_SPATIAL)}; got '{spatial}'")
     head = find_classifier(model, classifier)
     capture = _Capture(head, spatial)
     device = torch.device(device) if device is not None else _model_device(model)
+    hs, ys, outs = [], [], []
     with _hooked(model, {head: capture}):
-        pairs = list(_feature_batches(model, loader, capture, device))
-    if not pairs:
+        for inputs, targets in _batches(loader):
+            outputs, y = _run(model, inputs, targets, device)
+            hs.append(_hooked_batch(capture).cpu())
+            ys.append(y.cpu())
+            outs.append(outputs.cpu() if torch.is_tensor(outputs) else None)
+    if not hs:
         raise NCInputError("the loader yielded no batches")
-    return torch.cat([h for h, _ in pairs]), torch.cat([y for _, y in pairs])
+    kept = None if any(out is None for out in outs) else torch.cat(outs)
+    return CapturedFeatures(torch.cat(hs), torch.cat(ys), kept)
+
+
+def _hooked_batch(capture: _Capture) -> torch.Tensor:
+    """The batch ``capture`` received in the forward pass just run; cleared for the next."""
+    if capture.batch is None:
+        raise NCInputError(f"layer '{capture.name}' was not called by the forward pass")
+    batch, capture.batch = capture.batch, None
+    return batch
 
 
 def _run(model: nn.Module, inputs: Any, targets: Any,
@@ -305,7 +339,4 @@ def _feature_batches(
     """Run the model over ``loader``, yielding the hooked features batch by batch."""
     for inputs, targets in _batches(loader):
         _, y = _run(model, inputs, targets, device)
-        if capture.batch is None:
-            raise NCInputError(f"layer '{capture.name}' was not called by the forward pass")
-        yield capture.batch, y
-        capture.batch = None
+        yield _hooked_batch(capture), y

@@ -7,6 +7,7 @@ import sys
 # importing a command module registers its command(s) on ``app``
 from nclab.cli import (  # noqa: F401
     demo,
+    finegrained,
     kernel,
     measure,
     normcompare,

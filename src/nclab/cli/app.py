@@ -1,7 +1,10 @@
 """The typer application every sub-command registers on."""
 
+from collections.abc import Iterable
+
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     name="nclab",
@@ -17,3 +20,14 @@ err_console = Console(stderr=True, soft_wrap=True)  # one message, one line
 @app.callback()
 def _root() -> None:
     """Measure, reproduce and explain Neural Collapse."""
+
+
+def value_table(title: str, rows: Iterable[tuple[str, float | None]], *, fmt: str = ".6g",
+                missing: str = "n/a", header: bool = True) -> Table:
+    """A two-column (name, value) table; ``missing`` stands for a value that is None."""
+    table = Table(title=title, show_header=header)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, missing if value is None else format(value, fmt))
+    return table

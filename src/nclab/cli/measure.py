@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console
+from nclab.cli.app import app, console, err_console, value_table
 from nclab.io import load_npz, write_json
 from nclab.metrics import METRIC_NAMES, CollapseMetrics, measure
 
@@ -35,11 +35,6 @@ def measure_command(
 
 def metrics_table(result: CollapseMetrics, title: str = "") -> Table:
     """A two-column rich table of the metric values (n/a where not computed)."""
-    table = Table(title=f"{title}  (N={result.num_samples}, C={result.num_classes}, "
-                        f"d={result.dim})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name in METRIC_NAMES:
-        value = getattr(result, name)
-        table.add_row(name, "n/a" if value is None else f"{value:.6g}")
-    return table
+    return value_table(f"{title}  (N={result.num_samples}, C={result.num_classes}, "
+                       f"d={result.dim})",
+                       ((name, getattr(result, name)) for name in METRIC_NAMES))

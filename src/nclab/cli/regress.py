@@ -15,7 +15,7 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console
+from nclab.cli.app import app, console, err_console, value_table
 from nclab.errors import NCInputError
 from nclab.io import load_npz, write_atomic, write_json
 from nclab.regression import RegressionMetrics, measure_regression
@@ -240,14 +240,11 @@ def measure_command(
 
 def regression_table(result: RegressionMetrics, title: str = "") -> Table:
     """A two-column table of the NRC metrics, the fit and the explained variance."""
-    table = Table(title=f"{title}  (M={result.num_samples}, d={result.dim}, "
-                        f"n={result.target_dim})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name in ("nrc1", "nrc2", "nrc3", "gamma", "mse", "r2", "top_n_explained",
-                 "lambda_min", "lambda_max"):
-        value = getattr(result, name)
-        table.add_row(name, "n/a" if value is None else f"{value:.6g}")
+    names = ("nrc1", "nrc2", "nrc3", "gamma", "mse", "r2", "top_n_explained",
+             "lambda_min", "lambda_max")
+    table = value_table(f"{title}  (M={result.num_samples}, d={result.dim}, "
+                        f"n={result.target_dim})",
+                        ((name, getattr(result, name)) for name in names))
     ratios = ", ".join(f"{r:.3g}" for r in result.explained_variance_ratio[:6])
     table.add_row("explained variance (top)", ratios)
     return table

@@ -14,7 +14,7 @@ from nclab.errors import NCInputError
 
 
 def hierarchical(
-    num_coarse: int = 5, fine_per_coarse: int = 2, dim: int = 32, per_class: int = 200,
+    num_coarse: int = 5, fine_per_coarse: int = 2, dim: int = 32, train_per_class: int = 200,
     test_per_class: int = 100, coarse_separation: float = 12.0, fine_separation: float = 6.0,
     noise: float = 1.0, seed: int = 0,
 ) -> DatasetSplits:
@@ -36,10 +36,10 @@ def hierarchical(
     Returns
     -------
     DatasetSplits
-        Train (``per_class`` per fine class) and test (``test_per_class``) splits, inputs
+        Train (``train_per_class`` per fine class) and test (``test_per_class``) splits, inputs
         of shape (dim,), ``num_classes = K``, class names ``"<superclass>.<sub-cluster>"``.
     """
-    _check(num_coarse, fine_per_coarse, dim, per_class, test_per_class,
+    _check(num_coarse, fine_per_coarse, dim, train_per_class, test_per_class,
            coarse_separation, fine_separation, noise)
     if dim < max(num_coarse, fine_per_coarse):
         raise NCInputError(f"dim must be >= num_coarse and >= fine_per_coarse to place the "
@@ -57,7 +57,7 @@ def hierarchical(
 
     names = tuple(f"{y % num_coarse}.{y // num_coarse}" for y in range(num_fine))
     return DatasetSplits(
-        from_numpy(*draw(per_class), "hierarchical", num_fine, names),
+        from_numpy(*draw(train_per_class), "hierarchical", num_fine, names),
         from_numpy(*draw(test_per_class), "hierarchical", num_fine, names),
     )
 
@@ -74,11 +74,11 @@ def _simplex(rng: np.random.Generator, count: int, dim: int, edge: float) -> np.
     return centred @ basis.T * (edge / np.sqrt(2))
 
 
-def _check(num_coarse: int, fine_per_coarse: int, dim: int, per_class: int,
+def _check(num_coarse: int, fine_per_coarse: int, dim: int, train_per_class: int,
            test_per_class: int, coarse_separation: float, fine_separation: float,
            noise: float) -> None:
     for name, value, low in (("num_coarse", num_coarse, 1), ("fine_per_coarse", fine_per_coarse, 1),
-                             ("dim", dim, 1), ("per_class", per_class, 1),
+                             ("dim", dim, 1), ("train_per_class", train_per_class, 1),
                              ("test_per_class", test_per_class, 0)):
         if int(value) != value or value < low:
             raise NCInputError(f"{name} must be an integer >= {low}; got {value}")

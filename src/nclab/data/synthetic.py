@@ -45,7 +45,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
 
 
 def gaussian(
-    num_classes: int = 10, dim: int = 32, per_class: int = 200, test_per_class: int = 100,
+    num_classes: int = 10, dim: int = 32, train_per_class: int = 200, test_per_class: int = 100,
     separation: float = 3.0, noise: float = 1.0, seed: int = 0,
 ) -> DatasetSplits:
     """A mixture of isotropic Gaussians with random means at distance ~``separation``.
@@ -62,6 +62,6 @@ def gaussian(
         return means[y] + noise * rng.normal(size=(len(y), dim)), y
 
     return DatasetSplits(
-        from_numpy(*draw(per_class), "gaussian", num_classes),
+        from_numpy(*draw(train_per_class), "gaussian", num_classes),
         from_numpy(*draw(test_per_class), "gaussian", num_classes),
     )

@@ -271,7 +271,7 @@ def adaptive_kernel(
     sigma_b: float = 0.0,
     start_width: float | None = None,
     anneal_steps: int = 2,
-    max_refinements: int = 4,
+    max_refinements: int = 8,
     tol: float = 1e-5,
     max_iter: int = 8,
 ) -> AdaptiveKernelResult:

@@ -10,6 +10,8 @@ from nclab.errors import NCInputError
 from nclab.models import layers
 from nclab.models.base import Network
 
+_POOLS = {"flatten": None, "max": nn.AdaptiveMaxPool1d, "mean": nn.AdaptiveAvgPool1d}
+
 
 def cnn1d(
     input_shape: tuple[int, ...],
@@ -17,6 +19,7 @@ def cnn1d(
     channels: Sequence[int] = (32, 64, 64),
     hidden: int = 256,
     batch_norm: bool = True,
+    pool: str = "flatten",
 ) -> Network:
     """Strided 1-D convolutions, then one hidden fully connected layer.
 
@@ -24,7 +27,13 @@ def cnn1d(
     least 2; the flattened maps feed a ReLU layer of width ``hidden`` whose output is the
     feature h. Keeping position information (flatten rather than global pooling) matters
     on MNIST-1D, whose digits are placed at random offsets but keep their shape.
+
+    ``pool="max"`` or ``"mean"`` replaces the flattening by a global max / average over
+    positions: features that do not depend on where the pattern sits. A network trained
+    on merged classes then keeps more of the fine classes apart (docs/finegrained.md).
     """
+    if pool not in _POOLS:
+        raise NCInputError(f"cnn1d pool must be one of {', '.join(_POOLS)}; got '{pool}'")
     if len(input_shape) != 2:
         raise NCInputError(
             f"model 'cnn1d' needs inputs of shape (channels, length); got {tuple(input_shape)}"
@@ -38,5 +47,8 @@ def cnn1d(
             body.append(layers.batch_norm(1, c_out))
         body.append(nn.ReLU())
         c_in, length = c_out, (length + stride - 1) // stride
+    if pool != "flatten":
+        body.append(_POOLS[pool](1))
+        length = 1
     body += [nn.Flatten(), nn.Linear(c_in * length, hidden), nn.ReLU()]
     return Network(nn.Sequential(*body), hidden, num_classes)

@@ -5,9 +5,12 @@ the collapse metrics at log-spaced epochs. Extension points (see docs/training.m
 ``TASKS`` (targets, loss, error, per-step hooks), ``EVALUATORS`` (what is measured at
 the logged epochs). ``task="normalized"`` trains with normalized features (SPEC
 section 4; ``nclab.train.normalized``); ``task="regression"`` trains regression heads
-with NRC metrics (SPEC section 5; ``regression_config``).
+with NRC metrics (SPEC section 5; ``regression_config``); ``task="coarse"`` trains on
+coarse labels and the evaluator ``"recovery"`` recovers the fine ones (SPEC section 6;
+``nclab.train.finegrained``).
 """
 
+from nclab.train import finegrained  # noqa: F401  (registers "coarse", "recovery")
 from nclab.train.batches import EvalBatches, TrainBatches, epoch_order
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EVALUATORS, CollapseEvaluator, EvalContext, Evaluator

@@ -1,0 +1,160 @@
+"""Fine-label recovery on MNIST-1D (1-D CNN) and scikit-learn digits (MLP): what helps.
+
+Each variant is one ``nclab finegrained`` comparison (a coarse run on 5 superclasses of
+2 digits, ``mod`` pairing, and a fine-label baseline of the same network and budget)
+with one setting changed from the base. Runs are kept under ``--runs`` and resumed, so
+an interrupted sweep continues, and a finished one is only re-read: running the script
+again with every variant collects the table. Results: docs/finegrained.md.
+
+    PYTHONPATH=src python experiments/finegrained_sweep.py \\
+        --json docs/results/finegrained_sweep.json
+
+``--variants NAME...`` runs a subset (for example, half in each of two processes).
+
+Each row also gives a linear probe: a logistic regression fitted, inside each superclass,
+on the coarse model's training features WITH the fine labels and scored on the test
+samples of that (true) superclass. It says whether the fine labels are still in the
+features at all, whatever k-means can find without labels. ``input recovery`` is the
+same k-means recovery on the raw inputs with the true superclasses: how much cluster
+structure by fine class the data set itself has.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sklearn.linear_model import LogisticRegression
+
+from nclab import capture
+from nclab.cli.finegrained import comparison_configs, run_comparison
+from nclab.data import load_dataset
+from nclab.finegrained import CoarseLabeling, recover_fine_labels
+from nclab.io import write_json
+from nclab.train import TrainConfig, Trainer
+from nclab.train.batches import EvalBatches
+
+MNIST1D = TrainConfig(dataset="mnist1d", model="cnn1d", epochs=30, log_points=12)
+DIGITS = TrainConfig(dataset="digits", model="mlp", epochs=60, log_points=12)
+
+#: name -> (base config, changes, what it tests)
+VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
+    "mnist1d": (MNIST1D, {}, "cnn1d as it is (flattened maps), 30 epochs"),
+    "mnist1d-wd5e-3": (MNIST1D, {"weight_decay": 5e-3}, "10x weight decay"),
+    "mnist1d-wd0": (MNIST1D, {"weight_decay": 0.0}, "no weight decay"),
+    "mnist1d-150ep": (MNIST1D, {"epochs": 150}, "5x longer"),
+    "mnist1d-lr0.01": (MNIST1D, {"lr": 0.01}, "5x smaller learning rate"),
+    "mnist1d-mse": (MNIST1D, {"loss": "mse"}, "squared loss"),
+    "mnist1d-hidden1024": (MNIST1D, {"model_options": {"hidden": 1024}}, "4x wider features"),
+    "mnist1d-max": (MNIST1D, {"model_options": {"pool": "max"}}, "global max pooling"),
+    "mnist1d-mean": (MNIST1D, {"model_options": {"pool": "mean"}}, "global average pooling"),
+    "mnist1d-max-wide": (MNIST1D, {"model_options": {"pool": "max",
+                                                     "channels": [64, 128, 128]}},
+                         "global max pooling, 2x channels"),
+    "digits-mlp3": (DIGITS, {}, "mlp 3 x 256 (the default mlp)"),
+    "digits-mlp2": (DIGITS, {"model_options": {"widths": [256, 256]}}, "mlp 2 x 256"),
+    "digits-mlp1": (DIGITS, {"model_options": {"widths": [256]}}, "mlp 1 x 256"),
+    "digits-mlp1-wd0": (DIGITS, {"model_options": {"widths": [256]}, "weight_decay": 0.0},
+                        "mlp 1 x 256, no weight decay"),
+    "digits-mlp1x1024": (DIGITS, {"model_options": {"widths": [1024]}}, "mlp 1 x 1024"),
+    "digits-mlp1x1024-200ep": (DIGITS, {"model_options": {"widths": [1024]}, "epochs": 200},
+                               "mlp 1 x 1024, 200 epochs"),
+}
+OPTIONS = {"coarse_pairing": "mod", "num_coarse": 5, "coarse_seed": 0, "recovery_n_init": 10,
+           "recovery_threads": 1}
+
+
+def linear_probe(config: TrainConfig, run_dir: Path) -> float:
+    """Fine accuracy of per-superclass logistic regressions on the coarse features (test)."""
+    trainer = Trainer(config, run_dir, device="cpu", progress=False)
+    trainer.fit(resume=True)  # a finished run: only loads the final model
+    data = trainer.data
+    h = {split: capture.features(trainer.model, EvalBatches(d.x, d.y, 1024)).features.numpy()
+         for split, d in (("train", data.train), ("test", data.test))}
+    correct = 0
+    for s in range(data.labeling.num_coarse):
+        train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
+        probe = LogisticRegression(max_iter=3000).fit(h["train"][train],
+                                                     data.fine.train.y.numpy()[train])
+        correct += int((probe.predict(h["test"][test])
+                        == data.fine.test.y.numpy()[test]).sum())
+    return correct / len(data.test.y)
+
+
+def input_recovery(dataset: str) -> float:
+    """Test accuracy of k-means recovery on the flattened inputs, true superclasses."""
+    data = load_dataset(dataset)
+    labeling = CoarseLabeling.create(OPTIONS["coarse_pairing"], data.num_classes,
+                                     OPTIONS["num_coarse"], seed=OPTIONS["coarse_seed"])
+    result = recover_fine_labels(data.train.x.flatten(1), data.train.y,
+                                 labeling.coarse(data.train.y), data.test.x.flatten(1),
+                                 labeling.coarse(data.test.y), data.test.y, labeling=labeling,
+                                 n_init=OPTIONS["recovery_n_init"], threads=1)
+    return result.test_accuracy
+
+
+def run_variant(name: str, runs: Path) -> dict[str, Any]:
+    base, changes, what = VARIANTS[name]
+    coarse, fine = comparison_configs(base.updated(**changes), OPTIONS)
+    result = run_comparison(coarse, fine, runs / name, superclass=0, resume=True,
+                            device="cpu", progress=False)
+    keep = ("recovered_test_accuracy", "recovered_train_accuracy", "baseline_test_accuracy",
+            "ratio", "coarse_test_accuracy", "coarse_train_error", "coarse_tpt_onset",
+            "coarse_nc1", "fine_nc1", "time_s")
+    best = max(result["history"], key=lambda row: row["recovery_test_accuracy"] or 0)
+    return {"variant": name, "what": what, "dataset": base.dataset, "model": coarse.model,
+            "changes": changes, **{key: result[key] for key in keep},
+            "per_superclass_test": [s["test_accuracy"]
+                                    for s in result["recovery"]["superclasses"]],
+            "best_epoch": best["epoch"], "best_recovered_test": best["recovery_test_accuracy"],
+            "linear_probe_test": linear_probe(coarse, runs / name / "coarse")}
+
+
+def show(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="fine-label recovery, 5 superclasses of 2 digits (test set)")
+    for column in ("variant", "recovered", "baseline", "ratio", "superclass acc",
+                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for r in rows:
+        table.add_row(r["variant"], f"{r['recovered_test_accuracy']:.3f}",
+                      f"{r['baseline_test_accuracy']:.3f}", f"{r['ratio']:.3f}",
+                      f"{r['coarse_test_accuracy']:.3f}",
+                      " ".join(f"{a:.2f}" for a in r["per_superclass_test"]),
+                      str(r["coarse_tpt_onset"] or "never"),
+                      f"{r['coarse_nc1']:.3g}",
+                      f"{r['best_recovered_test']:.3f} ({r['best_epoch']})",
+                      f"{r['linear_probe_test']:.3f}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--runs", type=Path, default=Path("runs/finegrained-sweep"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one thread is fastest on shared cores
+    console = Console(width=max(Console().width, 150))
+    rows = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("variants", total=len(args.variants))
+        for name in args.variants:
+            progress.update(task, description=name)
+            rows.append(run_variant(name, args.runs))
+            progress.advance(task)
+    show(rows, console)
+    inputs = {name: input_recovery(name) for name in dict.fromkeys(r["dataset"] for r in rows)}
+    for name, value in inputs.items():
+        console.print(f"input recovery, {name}: {value:.3f}")
+    if args.json:
+        write_json(args.json, {"options": OPTIONS, "rows": rows, "input_recovery": inputs})
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

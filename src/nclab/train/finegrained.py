@@ -1,0 +1,221 @@
+"""Training on coarse labels and recovering the fine ones (SPEC section 6) in the trainer.
+
+- ``CoarseTask`` (``TrainConfig.task = "coarse"``): loads the data set named by the
+  config, merges its classes into superclasses with a :class:`CoarseLabeling` and trains
+  on the superclass labels; the fine labels stay in ``data.fine``.
+- ``RecoveryEvaluator`` (``"recovery"`` in ``TrainConfig.evaluators``): at every logged
+  epoch, the classifier input of the whole train and test sets, the predicted
+  superclass of each test sample, and :func:`recover_fine_labels`.
+
+Settings in ``TrainConfig.options``:
+
+``coarse_pairing``
+    ``"mod"`` (default; fine class y -> y mod K'), ``"random"`` or ``"explicit"``.
+``num_coarse``
+    K', the number of superclasses (not needed with an explicit map).
+``coarse_map``
+    The explicit map: text ``"0:0,1:0,2:1"`` or ``"0,0,1"``, a list (entry y is the
+    superclass of y), or a dict ``{fine: superclass}``.
+``coarse_seed``
+    Seed of the ``random`` pairing (default 0), separate from the training seed so that
+    runs with different seeds share one pairing.
+``recovery_n_init``, ``recovery_threads``
+    k-means restarts per superclass (default 10) and its thread cap (default 1: on busy
+    cores more threads spin-wait, see ``SuperclassClustering``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from nclab import capture
+from nclab.capture import CapturedFeatures
+from nclab.data import DatasetSplits
+from nclab.errors import NCInputError
+from nclab.finegrained import (
+    PAIRINGS,
+    CoarseLabeling,
+    CoarseSplits,
+    FineRecovery,
+    coarsen_splits,
+    recover_fine_labels,
+)
+from nclab.train.batches import EvalBatches
+from nclab.train.config import TrainConfig
+from nclab.train.evaluators import EVALUATORS, EvalContext
+from nclab.train.task import TASKS, ClassificationTask
+
+#: The values each logged row gets from the recovery evaluator.
+RECOVERY_COLUMNS = ("recovery_train_accuracy", "recovery_test_accuracy", "coarse_nc1",
+                    "fine_nc1")
+
+
+def _int_option(options: dict[str, Any], key: str, default: int | None,
+                low: int = 1) -> int | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise NCInputError(f"option {key} must be an integer >= {low}; got {value!r}")
+    return value
+
+
+def _coarse_map(value: Any) -> str | list[int] | dict[int, int] | None:
+    """The ``coarse_map`` option as ``CoarseLabeling.create`` takes it.
+
+    A dict read back from a JSON config has string keys: they are turned into ints.
+    """
+    if value is None or isinstance(value, (str, list)):
+        return value
+    if isinstance(value, dict):
+        try:
+            return {int(fine): superclass for fine, superclass in value.items()}
+        except ValueError:
+            raise NCInputError(f"the coarse map's fine classes must be integers; got "
+                               f"{list(value)}") from None
+    raise NCInputError(f"option coarse_map must be text, a list or a dict; got {value!r}")
+
+
+def coarse_labeling(options: dict[str, Any], num_fine: int) -> CoarseLabeling:
+    """The :class:`CoarseLabeling` that ``options`` describe, for ``num_fine`` classes."""
+    pairing = options.get("coarse_pairing", "mod")
+    return CoarseLabeling.create(pairing, num_fine, _int_option(options, "num_coarse", None),
+                                 seed=_int_option(options, "coarse_seed", 0, low=0),
+                                 mapping=_coarse_map(options.get("coarse_map")))
+
+
+class CoarseTask(ClassificationTask):
+    """Classification on superclass labels; ``load_data`` returns :class:`CoarseSplits`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The data set is loaded as for classification (classes, per_class... apply to the
+        fine classes), then coarsened with the labeling of ``config.options``.
+    """
+
+    def check(self) -> None:
+        super().check()
+        options = self.config.options
+        pairing = options.get("coarse_pairing", "mod")
+        if pairing not in PAIRINGS:
+            raise NCInputError(f"unknown pairing '{pairing}'; choose from: {', '.join(PAIRINGS)}")
+        if (pairing == "explicit") != ("coarse_map" in options):
+            raise NCInputError("give a coarse map (option coarse_map) exactly when the "
+                               "pairing is 'explicit'")
+        if pairing != "explicit" and "num_coarse" not in options:
+            raise NCInputError(f"pairing '{pairing}' needs the number of superclasses "
+                               "(option num_coarse)")
+        _int_option(options, "num_coarse", None)
+        _int_option(options, "coarse_seed", 0, low=0)
+        _coarse_map(options.get("coarse_map"))
+
+    def load_data(self) -> CoarseSplits:
+        fine = super().load_data()
+        return coarsen_splits(fine, coarse_labeling(self.config.options, fine.num_classes))
+
+
+@dataclass(frozen=True)
+class ModelRecovery:
+    """Fine-label recovery from one model, with the features it used.
+
+    Attributes
+    ----------
+    result : FineRecovery
+    train, test : CapturedFeatures
+        Classifier inputs, COARSE labels and outputs of the train / test samples, in
+        the data set's order (the fine labels are ``data.fine.train.y`` etc.).
+    """
+
+    result: FineRecovery
+    train: CapturedFeatures
+    test: CapturedFeatures
+
+
+def recover_from_model(
+    model: nn.Module, data: CoarseSplits, classifier: str | None = None, *,
+    batch_size: int = 1024, n_init: int = 10, seed: int = 0, threads: int | None = 1,
+) -> ModelRecovery:
+    """Recover the fine labels from the classifier input of a model trained on ``data``.
+
+    The test samples are assigned within the superclass the model predicts (the argmax
+    of its outputs), as in SPEC section 6.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained on the coarse labels of ``data``; it stays on its device.
+    data : CoarseSplits
+    classifier : str, optional
+        The classifier layer (default: the model's last ``nn.Linear``).
+    batch_size, n_init, seed, threads
+        Batch size of the forward passes; k-means restarts, seed and thread cap.
+    """
+    train, test = (capture.features(model, EvalBatches(split.x, split.y, batch_size),
+                                    classifier) for split in (data.train, data.test))
+    if test.outputs is None:
+        raise NCInputError("the model must return one tensor of superclass scores")
+    if test.outputs.ndim != 2 or test.outputs.shape[1] != data.labeling.num_coarse:
+        raise NCInputError(f"the model has outputs of shape {tuple(test.outputs.shape[1:])}; "
+                           f"expected one score per superclass ({data.labeling.num_coarse})")
+    result = recover_fine_labels(
+        train.features, data.fine.train.y, data.train.y, test.features,
+        test.outputs.argmax(dim=1), data.fine.test.y, labeling=data.labeling,
+        n_init=n_init, seed=seed, threads=threads)
+    return ModelRecovery(result, train, test)
+
+
+def recovery_row(result: FineRecovery) -> dict[str, float | None]:
+    """The ``RECOVERY_COLUMNS`` of a logged row."""
+    return {"recovery_train_accuracy": result.train_accuracy,
+            "recovery_test_accuracy": result.test_accuracy,
+            "coarse_nc1": result.coarse_nc1, "fine_nc1": result.fine_nc1}
+
+
+def coarse_data(data: DatasetSplits | None) -> CoarseSplits:
+    """``data`` if it carries fine labels (a coarse task's data), else a clear error."""
+    if not isinstance(data, CoarseSplits):
+        raise NCInputError("the recovery evaluator needs fine labels: train with the coarse "
+                           "task (task='coarse')")
+    return data
+
+
+class RecoveryEvaluator:
+    """Fine-label recovery at each logged epoch: the ``RECOVERY_COLUMNS``.
+
+    Every rank computes it on the whole data set (k-means does not split over ranks),
+    so the values agree across ranks without communication.
+
+    Parameters
+    ----------
+    n_init : int
+        k-means restarts per superclass.
+    threads : int, optional
+        Thread cap of k-means.
+    """
+
+    name = "recovery"
+
+    def __init__(self, n_init: int = 10, threads: int | None = 1) -> None:
+        self.n_init, self.threads = n_init, threads
+
+    def __call__(self, context: EvalContext) -> dict[str, float | None]:
+        data = coarse_data(context.data)
+        recovery = recover_from_model(context.model, data, context.classifier,
+                                      batch_size=context.config.eval_batch_size,
+                                      n_init=self.n_init, seed=context.config.seed,
+                                      threads=self.threads)
+        return recovery_row(recovery.result)
+
+
+def make_recovery_evaluator(config: TrainConfig) -> RecoveryEvaluator:
+    options = config.options
+    return RecoveryEvaluator(n_init=_int_option(options, "recovery_n_init", 10),
+                             threads=_int_option(options, "recovery_threads", 1))
+
+
+TASKS["coarse"] = CoarseTask
+EVALUATORS["recovery"] = make_recovery_evaluator
