@@ -143,4 +143,4 @@ def test_bad_names_list_the_choices(tmp_path):
     with pytest.raises(NCInputError, match="lr_milestones are fractions"):
         TINY.updated(lr_milestones=(0.5, 2.0))
     with pytest.raises(NCInputError, match="dataset_options may not set per_class: it is a "):
-        TINY.updated(dataset_options={"per_class": 5})
+        Trainer(TINY.updated(dataset_options={"per_class": 5}), tmp_path, progress=False)

@@ -1,10 +1,14 @@
 """The typer application every sub-command registers on."""
 
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from nclab.io import write_json
 
 app = typer.Typer(
     name="nclab",
@@ -31,3 +35,13 @@ def value_table(title: str, rows: Iterable[tuple[str, float | None]], *, fmt: st
     for name, value in rows:
         table.add_row(name, missing if value is None else format(value, fmt))
     return table
+
+
+def show_result(table: Table, result: Any, file: Path, json_out: Path | None) -> None:
+    """Print a metrics table and the result's warnings; write it as JSON if asked."""
+    console.print(table)
+    for note in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    if json_out is not None:
+        write_json(json_out, {"file": str(file), **result.to_dict()})
+        console.print(f"wrote {json_out}")

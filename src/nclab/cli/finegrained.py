@@ -11,6 +11,7 @@ import typer
 from sklearn.decomposition import PCA
 
 from nclab import capture
+from nclab.cli import options
 from nclab.cli.app import app, console, value_table
 from nclab.cli.train import parse_list, parse_pairs
 from nclab.errors import NCInputError
@@ -181,9 +182,9 @@ def finegrained_command(
                                                 "labels)."),
     root: Path = typer.Option(None, help="Folder of a data set read from files."),
     classes: str = typer.Option(None, help="Keep these fine classes, e.g. 0,1,2,3."),
-    per_class: int = typer.Option(None, help="At most this many training samples per class."),
-    per_class_test: int = typer.Option(None, help="At most this many test samples per class."),
-    data_opt: list[str] = typer.Option(None, help="Data set option KEY=VALUE (repeatable)."),
+    per_class: int = options.PER_CLASS,
+    per_class_test: int = options.PER_CLASS_TEST,
+    data_opt: list[str] = options.DATA_OPT,
     pairing: str = typer.Option("mod", help="How fine classes form superclasses: mod "
                                             "(y -> y mod K'), random, explicit."),
     num_coarse: int = typer.Option(None, help="K', the number of superclasses (default 5; "
@@ -192,12 +193,12 @@ def finegrained_command(
                                               "'0,0,1,1'."),
     pairing_seed: int = typer.Option(0, help="Seed of --pairing random."),
     model: str = typer.Option("cnn1d", help="Network name (cnn1d for 1-D sequences, mlp...)."),
-    widths: str = typer.Option(None, help="MLP hidden widths, e.g. 256,256."),
-    model_opt: list[str] = typer.Option(None, help="Model option KEY=VALUE (repeatable)."),
+    widths: str = options.WIDTHS,
+    model_opt: list[str] = options.MODEL_OPT,
     epochs: int = typer.Option(30, help="Epochs of each of the two runs."),
-    batch_size: int = typer.Option(128, help="Batch size."),
+    batch_size: int = options.BATCH_SIZE,
     lr: float = typer.Option(0.05, help="Learning rate."),
-    momentum: float = typer.Option(0.9, help="SGD momentum."),
+    momentum: float = options.MOMENTUM,
     weight_decay: float = typer.Option(5e-4, help="Weight decay."),
     milestones: str = typer.Option(None, help="Fractions of the run after which the lr is "
                                               "divided by 10 (default 0.333,0.667)."),

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console, value_table
-from nclab.io import load_npz, write_json
+from nclab.cli.app import app, show_result, value_table
+from nclab.io import load_npz
 from nclab.metrics import METRIC_NAMES, CollapseMetrics, measure
 
 
@@ -25,12 +25,7 @@ def measure_command(
     arrays = load_npz(file, required=("features", "labels"))
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
                      arrays.get("bias"), weighted_mean=weighted_mean)
-    console.print(metrics_table(result, title=str(file)))
-    for note in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    if json_out is not None:
-        write_json(json_out, {"file": str(file), **result.to_dict()})
-        console.print(f"wrote {json_out}")
+    show_result(metrics_table(result, title=str(file)), result, file, json_out)
 
 
 def metrics_table(result: CollapseMetrics, title: str = "") -> Table:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
+from nclab.cli import options
 from nclab.cli.app import app, console
 from nclab.cli.train import parse_list, parse_pairs
 from nclab.errors import NCInputError
@@ -44,16 +45,16 @@ def print_result(result: dict) -> None:
 @app.command("normcompare")
 def normcompare_command(
     dataset: str = typer.Option("mnist1d", help="Data set name."),
-    per_class: int = typer.Option(None, help="At most this many training samples per class."),
-    per_class_test: int = typer.Option(None, help="At most this many test samples per class."),
-    data_opt: list[str] = typer.Option(None, help="Data set option KEY=VALUE (repeatable)."),
+    per_class: int = options.PER_CLASS,
+    per_class_test: int = options.PER_CLASS_TEST,
+    data_opt: list[str] = options.DATA_OPT,
     model: str = typer.Option("mlp", help="Network name."),
-    widths: str = typer.Option(None, help="MLP hidden widths, e.g. 256,256,256."),
-    model_opt: list[str] = typer.Option(None, help="Model option KEY=VALUE (repeatable)."),
+    widths: str = options.WIDTHS,
+    model_opt: list[str] = options.MODEL_OPT,
     epochs: int = typer.Option(100, help="Epochs of each run."),
-    batch_size: int = typer.Option(128, help="Batch size."),
+    batch_size: int = options.BATCH_SIZE,
     lr: float = typer.Option(0.05, help="Learning rate of every run."),
-    momentum: float = typer.Option(0.9, help="SGD momentum."),
+    momentum: float = options.MOMENTUM,
     milestones: str = typer.Option(None, help="Fractions of the run after which the lr is "
                                               "multiplied by --lr-gamma (default 0.333,0.667)."),
     lr_gamma: float = typer.Option(0.1, help="LR factor at each milestone."),

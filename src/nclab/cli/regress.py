@@ -15,7 +15,7 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console, value_table
+from nclab.cli.app import app, console, err_console, show_result, value_table
 from nclab.errors import NCInputError
 from nclab.io import load_npz, write_atomic, write_json
 from nclab.regression import RegressionMetrics, measure_regression
@@ -230,12 +230,7 @@ def measure_command(
     result = measure_regression(arrays["features"], arrays["targets"], arrays.get("weight"),
                                 arrays.get("bias"), gamma=_parse_gamma(gamma),
                                 centred_pca=not uncentred_pca)
-    console.print(regression_table(result, title=str(file)))
-    for note in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    if json_out is not None:
-        write_json(json_out, {"file": str(file), **result.to_dict()})
-        console.print(f"wrote {json_out}")
+    show_result(regression_table(result, title=str(file)), result, file, json_out)
 
 
 def regression_table(result: RegressionMetrics, title: str = "") -> Table:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import typer
 
+from nclab.cli import options
 from nclab.cli.app import app, console
 from nclab.errors import NCInputError
 from nclab.report import write_report
@@ -99,14 +100,13 @@ def train_command(
     dataset: str = typer.Option(None, help="Data set name (default mnist1d)."),
     root: Path = typer.Option(None, help="Folder of a data set read from files."),
     classes: str = typer.Option(None, help="Keep these classes, e.g. 0,1,2."),
-    per_class: int = typer.Option(None, help="At most this many training samples per class."),
-    per_class_test: int = typer.Option(None, help="At most this many test samples per class."),
-    data_opt: list[str] = typer.Option(None, help="Data set option KEY=VALUE (repeatable), "
-                                                  "e.g. num_samples=10000."),
+    per_class: int = options.PER_CLASS,
+    per_class_test: int = options.PER_CLASS_TEST,
+    data_opt: list[str] = options.DATA_OPT,
     model: str = typer.Option(None, help="Network name (default mlp)."),
-    widths: str = typer.Option(None, help="MLP hidden widths, e.g. 256,256,256."),
+    widths: str = options.WIDTHS,
     width: float = typer.Option(None, help="Width multiplier of vgg*/resnet*."),
-    model_opt: list[str] = typer.Option(None, help="Model option KEY=VALUE (repeatable)."),
+    model_opt: list[str] = options.MODEL_OPT,
     loss: str = typer.Option(None, help="ce or mse (default ce)."),
     epochs: int = typer.Option(None, help="Epochs (default 350)."),
     batch_size: int = typer.Option(None, help="Batch size (default 128)."),

@@ -8,9 +8,6 @@ from typing import Any
 
 from nclab.errors import NCInputError
 
-#: Keywords of ``load_dataset`` that the config sets itself (not via dataset_options).
-_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed"}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -75,7 +72,6 @@ class TrainConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        clashes = sorted(set(self.dataset_options) & _LOADER_FIELDS)
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1; got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}"),
@@ -88,8 +84,6 @@ class TrainConfig:
              f"lr_milestones are fractions of the run in (0, 1); got {list(self.lr_milestones)}"),
             (self.lr_gamma > 0, f"lr_gamma must be > 0; got {self.lr_gamma}"),
             (self.log_points >= 1, f"log_points must be >= 1; got {self.log_points}"),
-            (not clashes, f"dataset_options may not set {', '.join(clashes)}: "
-             "it is a field of the config itself"),
         ]
         for ok, message in checks:
             if not ok:

@@ -19,6 +19,9 @@ from nclab.errors import NCInputError
 from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 
+#: Keywords of ``load_dataset`` that the config sets itself (not via dataset_options).
+_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed"}
+
 
 class Task:
     """Base class of the training tasks. Subclasses override what differs.
@@ -42,6 +45,10 @@ class Task:
             raise NCInputError(f"unknown dataset '{self.config.dataset}'; "
                                f"choose from: {', '.join(sorted(DATASETS))}")
         check_model(self.config.model, self.config.model_options)
+        clashes = sorted(set(self.config.dataset_options) & _LOADER_FIELDS)
+        if clashes:
+            raise NCInputError(f"dataset_options may not set {', '.join(clashes)}: "
+                               "it is a field of the config itself")
 
     def load_data(self) -> DatasetSplits:
         """The train and test splits: objects with ``.x`` and ``.y`` tensors."""
