@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 
 from nclab import distributed
 from nclab._validate import _to_numpy64, as_features, ensure_finite
@@ -586,6 +585,8 @@ def _search_gamma(nrc3: Any, lam_min: float) -> dict[str, float]:
     lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     if best == 0:
         lo = grid[0] * 1e-6
+    from scipy.optimize import minimize_scalar  # slow to import; only a gamma search needs it
+
     refined = minimize_scalar(nrc3, bounds=(lo, hi), method="bounded",
                               options={"xatol": lam_min * 1e-12})
     if refined.fun <= values[best]:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 import typer
-from sklearn.decomposition import PCA
 
 from nclab import capture
 from nclab.cli import options
@@ -51,6 +50,8 @@ def _train(config: TrainConfig, run_dir: Path, heading: str, *, resume: bool, de
 def _projection(recovery: ModelRecovery, data: CoarseSplits, baseline: Trainer, superclass: int,
                 batch_size: int) -> tuple[list[tuple[str, Any, Any, Any]], dict[str, Any]]:
     """PCA panels of one superclass's training features: coarse model, fine model."""
+    from sklearn.decomposition import PCA  # slow to import: only when a figure is drawn
+
     labeling = data.labeling
     if not 0 <= superclass < labeling.num_coarse:
         raise NCInputError(f"--superclass must be a superclass, in 0..K'-1 (K' = "

@@ -9,11 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from nclab._validate import as_features, as_labels
 from nclab.errors import NCInputError
@@ -53,6 +48,8 @@ def match_clusters(clusters: Any, fine: Any, classes: Sequence[int]) -> np.ndarr
         raise NCInputError("cluster ids must lie in 0..k-1 and fine labels in the given classes")
     agreement = np.zeros((k, k), dtype=np.int64)
     np.add.at(agreement, (clusters, column), 1)
+    from scipy.optimize import linear_sum_assignment  # imported here: slow, rarely needed
+
     rows, cols = linear_sum_assignment(agreement, maximize=True)
     mapping = np.empty(k, dtype=np.int64)
     mapping[rows] = classes[cols]
@@ -133,6 +130,12 @@ class SuperclassClustering:
     def _kmeans(self, x: np.ndarray, k: int, superclass: int) -> tuple[np.ndarray, np.ndarray]:
         if k == 1:  # a single fine class: trivially recovered
             return x.mean(axis=0, keepdims=True), np.zeros(len(x), dtype=np.int64)
+        # imported here: scikit-learn takes seconds to import, and ``nclab.train``
+        # (which registers the recovery evaluator) is imported by every training command
+        from sklearn.cluster import KMeans
+        from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
+
         model = KMeans(k, n_init=self.n_init, max_iter=self.max_iter, random_state=self.seed)
         with warnings.catch_warnings(record=True) as caught, threadpool_limits(self.threads):
             warnings.simplefilter("always", ConvergenceWarning)
@@ -162,6 +165,8 @@ class SuperclassClustering:
         if x.shape[1] != dim:
             raise NCInputError(f"features have {x.shape[1]} dims; the clusters have {dim}")
         superclass = as_labels(superclass, len(x), self.labeling.num_coarse).numpy()
+        from scipy.spatial.distance import cdist
+
         out = np.empty(len(x), dtype=np.int64)
         for s, centres in self.centres_.items():
             rows = np.flatnonzero(superclass == s)
