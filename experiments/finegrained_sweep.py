@@ -9,7 +9,8 @@ again with every variant collects the table. Results: docs/finegrained.md.
     PYTHONPATH=src python experiments/finegrained_sweep.py \\
         --json docs/results/finegrained_sweep.json
 
-``--variants NAME...`` runs a subset (for example, half in each of two processes).
+``--variants NAME...`` runs a subset (for example, half in each of two processes); ``--json``
+then adds its rows to those already in the file.
 
 Each row also gives a linear probe: a logistic regression fitted, inside each superclass,
 on the coarse model's training features WITH the fine labels and scored on the test
@@ -22,6 +23,7 @@ structure by fine class the data set itself has.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,17 @@ VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
     "mnist1d-max-wide": (MNIST1D, {"model_options": {"pool": "max",
                                                      "channels": [64, 128, 128]}},
                          "global max pooling, 2x channels"),
+    "mnist1d-max-20k": (MNIST1D, {"model_options": {"pool": "max"},
+                                  "dataset_options": {"num_samples": 20000}},
+                        "global max pooling, 16,000 training sequences"),
+    "mnist1d-max-40k": (MNIST1D, {"model_options": {"pool": "max"},
+                                  "dataset_options": {"num_samples": 40000}},
+                        "global max pooling, 32,000 training sequences"),
+    "mnist1d-max-nohidden": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0}},
+                             "global max pooling, no hidden layer (h: 64 pooled channels)"),
+    "mnist1d-max-nohidden-256": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0,
+                                                             "channels": [32, 64, 256]}},
+                                 "global max pooling, no hidden layer, 256 last channels"),
     "digits-mlp3": (DIGITS, {}, "mlp 3 x 256 (the default mlp)"),
     "digits-mlp2": (DIGITS, {"model_options": {"widths": [256, 256]}}, "mlp 2 x 256"),
     "digits-mlp1": (DIGITS, {"model_options": {"widths": [256]}}, "mlp 1 x 256"),
@@ -100,7 +113,9 @@ def input_recovery(dataset: str) -> float:
 
 def run_variant(name: str, runs: Path) -> dict[str, Any]:
     base, changes, what = VARIANTS[name]
-    coarse, fine = comparison_configs(base.updated(**changes), OPTIONS)
+    config = base.updated(**changes)
+    # a variant's own options (a pairing, say) take precedence over the sweep's
+    coarse, fine = comparison_configs(config, {**OPTIONS, **config.options})
     result = run_comparison(coarse, fine, runs / name, superclass=0, resume=True,
                             device="cpu", progress=False)
     keep = ("recovered_test_accuracy", "recovered_train_accuracy", "baseline_test_accuracy",
@@ -152,8 +167,19 @@ def main() -> None:
     for name, value in inputs.items():
         console.print(f"input recovery, {name}: {value:.3f}")
     if args.json:
-        write_json(args.json, {"options": OPTIONS, "rows": rows, "input_recovery": inputs})
+        write_json(args.json, merged(args.json, rows, inputs))
         console.print(f"wrote {args.json}")
+
+
+def merged(path: Path, rows: list[dict[str, Any]], inputs: dict[str, float]) -> dict[str, Any]:
+    """The rows of this run added to those already in ``path`` (same variant: replaced),
+    in the order of ``VARIANTS``, so that subsets of the sweep can be run one at a time."""
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "input_recovery": {}}
+    by_name = {row["variant"]: row for row in old["rows"]} | {row["variant"]: row for row in rows}
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return {"options": OPTIONS,
+            "rows": sorted(by_name.values(), key=lambda row: order.get(row["variant"], len(order))),
+            "input_recovery": {**old["input_recovery"], **inputs}}
 
 
 if __name__ == "__main__":
