@@ -15,7 +15,10 @@ then adds its rows to those already in the file.
 Each row also gives a linear probe: a logistic regression fitted, inside each superclass,
 on the coarse model's training features WITH the fine labels and scored on the test
 samples of that (true) superclass. It says whether the fine labels are still in the
-features at all, whatever k-means can find without labels. ``input recovery`` is the
+features at all, whatever k-means can find without labels; ``l2 rec.`` is the recovery
+on L2-normalized features, and ``fine share`` the share of the within-superclass scatter
+that lies between the fine-class means (mean over superclasses; see ``feature_checks``).
+``input recovery`` is the
 same k-means recovery on the raw inputs with the true superclasses: how much cluster
 structure by fine class the data set itself has.
 """
@@ -27,6 +30,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
@@ -69,6 +73,15 @@ VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
     "mnist1d-max-nohidden-256": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0,
                                                              "channels": [32, 64, 256]}},
                                  "global max pooling, no hidden layer, 256 last channels"),
+    "mnist1d-max-hidden32": (MNIST1D, {"model_options": {"pool": "max", "hidden": 32}},
+                             "global max pooling, 8x narrower features (32)"),
+    **{f"mnist1d-max-random{seed}": (
+        MNIST1D, {"model_options": {"pool": "max"},
+                  "options": {"coarse_pairing": "random", "coarse_seed": seed}},
+        f"global max pooling, random pairing (seed {seed})") for seed in (0, 1, 2)},
+    **{f"mnist1d-max-seed{seed}": (MNIST1D, {"model_options": {"pool": "max"}, "seed": seed},
+                                   f"global max pooling, training seed {seed}")
+       for seed in (1, 2)},
     "digits-mlp3": (DIGITS, {}, "mlp 3 x 256 (the default mlp)"),
     "digits-mlp2": (DIGITS, {"model_options": {"widths": [256, 256]}}, "mlp 2 x 256"),
     "digits-mlp1": (DIGITS, {"model_options": {"widths": [256]}}, "mlp 1 x 256"),
@@ -82,21 +95,46 @@ OPTIONS = {"coarse_pairing": "mod", "num_coarse": 5, "coarse_seed": 0, "recovery
            "recovery_threads": 1}
 
 
-def linear_probe(config: TrainConfig, run_dir: Path) -> float:
-    """Fine accuracy of per-superclass logistic regressions on the coarse features (test)."""
+def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """What the final coarse features hold beyond what plain k-means recovers.
+
+    ``linear_probe_test``: test accuracy of per-superclass logistic regressions fitted with
+    the fine labels (true superclasses). ``l2_recovered_test``: the recovery of
+    ``recover_fine_labels`` (predicted superclasses) on L2-normalized features.
+    ``fine_variance_share``: per superclass, the share of the scatter of its training
+    features that lies between its fine-class means (the R^2 of the fine label; k-means
+    with k = 2 cuts along the direction of largest spread, so a small share means the
+    fine split is not what it finds). ``top_pc_share``: the share of the first principal
+    direction, for comparison.
+    """
     trainer = Trainer(config, run_dir, device="cpu", progress=False)
     trainer.fit(resume=True)  # a finished run: only loads the final model
     data = trainer.data
-    h = {split: capture.features(trainer.model, EvalBatches(d.x, d.y, 1024)).features.numpy()
-         for split, d in (("train", data.train), ("test", data.test))}
-    correct = 0
+    captured = {split: capture.features(trainer.model, EvalBatches(d.x, d.y, 1024))
+                for split, d in (("train", data.train), ("test", data.test))}
+    h = {split: c.features.double().numpy() for split, c in captured.items()}
+    fine = {"train": data.fine.train.y.numpy(), "test": data.fine.test.y.numpy()}
+    correct, shares, top = 0, [], []
     for s in range(data.labeling.num_coarse):
         train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
-        probe = LogisticRegression(max_iter=3000).fit(h["train"][train],
-                                                     data.fine.train.y.numpy()[train])
-        correct += int((probe.predict(h["test"][test])
-                        == data.fine.test.y.numpy()[test]).sum())
-    return correct / len(data.test.y)
+        probe = LogisticRegression(max_iter=3000).fit(h["train"][train], fine["train"][train])
+        correct += int((probe.predict(h["test"][test]) == fine["test"][test]).sum())
+        x = h["train"][train] - h["train"][train].mean(axis=0)
+        labels = fine["train"][train]
+        total = float((x**2).sum())
+        between = sum(float((labels == c).sum() * (x[labels == c].mean(axis=0) ** 2).sum())
+                      for c in np.unique(labels))
+        shares.append(between / total)
+        top.append(float(np.linalg.svd(x, compute_uv=False)[0] ** 2) / total)
+    unit = {split: v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+            for split, v in h.items()}
+    l2 = recover_fine_labels(unit["train"], fine["train"], data.train.y, unit["test"],
+                             captured["test"].outputs.argmax(dim=1), fine["test"],
+                             labeling=data.labeling, n_init=OPTIONS["recovery_n_init"],
+                             threads=1)
+    return {"linear_probe_test": correct / len(data.test.y),
+            "l2_recovered_test": l2.test_accuracy,
+            "fine_variance_share": shares, "top_pc_share": top}
 
 
 def input_recovery(dataset: str) -> float:
@@ -126,14 +164,16 @@ def run_variant(name: str, runs: Path) -> dict[str, Any]:
             "changes": changes, **{key: result[key] for key in keep},
             "per_superclass_test": [s["test_accuracy"]
                                     for s in result["recovery"]["superclasses"]],
+            "superclass_members": [s["fine_classes"] for s in result["recovery"]["superclasses"]],
             "best_epoch": best["epoch"], "best_recovered_test": best["recovery_test_accuracy"],
-            "linear_probe_test": linear_probe(coarse, runs / name / "coarse")}
+            **feature_checks(coarse, runs / name / "coarse")}
 
 
 def show(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="fine-label recovery, 5 superclasses of 2 digits (test set)")
     for column in ("variant", "recovered", "baseline", "ratio", "superclass acc",
-                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe"):
+                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe",
+                   "l2 rec.", "fine share"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
         table.add_row(r["variant"], f"{r['recovered_test_accuracy']:.3f}",
@@ -143,7 +183,8 @@ def show(rows: list[dict[str, Any]], console: Console) -> None:
                       str(r["coarse_tpt_onset"] or "never"),
                       f"{r['coarse_nc1']:.3g}",
                       f"{r['best_recovered_test']:.3f} ({r['best_epoch']})",
-                      f"{r['linear_probe_test']:.3f}")
+                      f"{r['linear_probe_test']:.3f}", f"{r['l2_recovered_test']:.3f}",
+                      f"{np.mean(r['fine_variance_share']):.3f}")
     console.print(table)
 
 
