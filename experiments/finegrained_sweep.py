@@ -73,8 +73,17 @@ VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
     "mnist1d-max-nohidden-256": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0,
                                                              "channels": [32, 64, 256]}},
                                  "global max pooling, no hidden layer, 256 last channels"),
-    "mnist1d-max-hidden32": (MNIST1D, {"model_options": {"pool": "max", "hidden": 32}},
-                             "global max pooling, 8x narrower features (32)"),
+    **{f"mnist1d-max-hidden{width}": (MNIST1D, {"model_options": {"pool": "max",
+                                                                  "hidden": width}},
+                                      f"global max pooling, {256 // width}x narrower features "
+                                      f"({width})") for width in (32, 16, 8, 4)},
+    **{f"mnist1d-max-hidden8-seed{seed}": (
+        MNIST1D, {"model_options": {"pool": "max", "hidden": 8}, "seed": seed},
+        f"global max pooling, features of width 8, training seed {seed}") for seed in (1, 2)},
+    "mnist1d-max-hidden8-20k": (MNIST1D, {"model_options": {"pool": "max", "hidden": 8},
+                                          "dataset_options": {"num_samples": 20000}},
+                                "global max pooling, features of width 8, 16,000 training "
+                                "sequences"),
     **{f"mnist1d-max-random{seed}": (
         MNIST1D, {"model_options": {"pool": "max"},
                   "options": {"coarse_pairing": "random", "coarse_seed": seed}},
