@@ -42,6 +42,7 @@ from nclab.cli.finegrained import comparison_configs, run_comparison
 from nclab.data import load_dataset
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
 from nclab.io import write_json
+from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
 
@@ -197,11 +198,53 @@ def show(rows: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
+def share_figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """Per superclass, recovered accuracy against the fine share of the scatter; and the
+    ratio against the feature width of the max-pooled cnn1d (every seed run)."""
+    with figure_style():
+        fig, (left, right) = panel_grid(2, ncols=2, size=(4.6, 3.6))
+        checked = [r for r in rows if "fine_variance_share" in r]
+        for i, dataset in enumerate(dict.fromkeys(r["dataset"] for r in checked)):
+            mine = [r for r in checked if r["dataset"] == dataset]
+            left.scatter([x for r in mine for x in r["fine_variance_share"]],
+                         [y for r in mine for y in r["per_superclass_test"]], s=14,
+                         color=color(i), alpha=0.75,
+                         label=f"{dataset} ({len(mine)} runs x 5 superclasses)")
+        left.axhline(0.5, color="0.4", linestyle=":", linewidth=1.2, label="chance")
+        left.set(xlabel="fine share of within-superclass scatter (train features)",
+                 ylabel="recovered fine accuracy (test)",
+                 title="k-means finds the split when it\ncarries much of the spread")
+        left.legend(loc="upper left")
+        widths = {}
+        for r in checked:
+            options = r["changes"].get("model_options", {})
+            if (r["dataset"] == "mnist1d" and options.get("pool") == "max"
+                    and set(r["changes"]) <= {"model_options", "seed"} and set(options) <= {
+                        "pool", "hidden"}):
+                widths.setdefault(options.get("hidden", 256), []).append(r["ratio"])
+        for width, ratios in sorted(widths.items()):
+            right.scatter([width] * len(ratios), ratios, color=color(0), s=18)
+        if widths:
+            x = sorted(widths)
+            right.plot(x, [np.mean(widths[w]) for w in x], color=color(0), label="mean over seeds")
+        right.axhline(0.9, color=color(1), linestyle="--", linewidth=1.2, label="target 0.9")
+        right.set_xscale("log", base=2)
+        right.set_xticks(sorted(widths), [str(w) for w in sorted(widths)])
+        right.minorticks_off()
+        right.set(xlabel="feature width (hidden units)", ylabel="ratio recovered / baseline",
+                  title="MNIST-1D, cnn1d with global max pooling")
+        right.legend(loc="lower left")
+        save_png(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--runs", type=Path, default=Path("runs/finegrained-sweep"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--figure", type=Path,
+                        help="PNG of recovery against the fine share of the scatter (every "
+                             "row of --json that has it)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: one thread is fastest on shared cores
     console = Console(width=max(Console().width, 150))
@@ -217,8 +260,13 @@ def main() -> None:
     for name, value in inputs.items():
         console.print(f"input recovery, {name}: {value:.3f}")
     if args.json:
-        write_json(args.json, merged(args.json, rows, inputs))
+        result = merged(args.json, rows, inputs)
+        write_json(args.json, result)
         console.print(f"wrote {args.json}")
+        rows = result["rows"]  # the figure shows every row of the file
+    if args.figure:
+        share_figure(rows, args.figure)
+        console.print(f"wrote {args.figure}")
 
 
 def merged(path: Path, rows: list[dict[str, Any]], inputs: dict[str, float]) -> dict[str, Any]:
