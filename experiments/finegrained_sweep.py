@@ -214,14 +214,15 @@ def share_figure(rows: list[dict[str, Any]], path: Path) -> None:
         left.set(xlabel="fine share of within-superclass scatter (train features)",
                  ylabel="recovered fine accuracy (test)",
                  title="k-means finds the split when it\ncarries much of the spread")
-        left.legend(loc="upper left")
+        left.legend(loc="lower right")
         widths = {}
         for r in checked:
             options = r["changes"].get("model_options", {})
             if (r["dataset"] == "mnist1d" and options.get("pool") == "max"
                     and set(r["changes"]) <= {"model_options", "seed"} and set(options) <= {
                         "pool", "hidden"}):
-                widths.setdefault(options.get("hidden", 256), []).append(r["ratio"])
+                if options.get("hidden", 256):  # width 0 (no hidden layer) is another network
+                    widths.setdefault(options.get("hidden", 256), []).append(r["ratio"])
         for width, ratios in sorted(widths.items()):
             right.scatter([width] * len(ratios), ratios, color=color(0), s=18)
         if widths:
