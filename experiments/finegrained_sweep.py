@@ -9,12 +9,16 @@ again with every variant collects the table. Results: docs/finegrained.md.
     PYTHONPATH=src python experiments/finegrained_sweep.py \\
         --json docs/results/finegrained_sweep.json
 
-``--variants NAME...`` runs a subset (for example, half in each of two processes).
+``--variants NAME...`` runs a subset (for example, half in each of two processes); ``--json``
+then adds its rows to those already in the file.
 
 Each row also gives a linear probe: a logistic regression fitted, inside each superclass,
 on the coarse model's training features WITH the fine labels and scored on the test
 samples of that (true) superclass. It says whether the fine labels are still in the
-features at all, whatever k-means can find without labels. ``input recovery`` is the
+features at all, whatever k-means can find without labels; ``l2 rec.`` is the recovery
+on L2-normalized features, and ``fine share`` the share of the within-superclass scatter
+that lies between the fine-class means (mean over superclasses; see ``feature_checks``).
+``input recovery`` is the
 same k-means recovery on the raw inputs with the true superclasses: how much cluster
 structure by fine class the data set itself has.
 """
@@ -22,9 +26,11 @@ structure by fine class the data set itself has.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
@@ -36,6 +42,7 @@ from nclab.cli.finegrained import comparison_configs, run_comparison
 from nclab.data import load_dataset
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
 from nclab.io import write_json
+from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
 
@@ -56,6 +63,35 @@ VARIANTS: dict[str, tuple[TrainConfig, dict[str, Any], str]] = {
     "mnist1d-max-wide": (MNIST1D, {"model_options": {"pool": "max",
                                                      "channels": [64, 128, 128]}},
                          "global max pooling, 2x channels"),
+    "mnist1d-max-20k": (MNIST1D, {"model_options": {"pool": "max"},
+                                  "dataset_options": {"num_samples": 20000}},
+                        "global max pooling, 16,000 training sequences"),
+    "mnist1d-max-40k": (MNIST1D, {"model_options": {"pool": "max"},
+                                  "dataset_options": {"num_samples": 40000}},
+                        "global max pooling, 32,000 training sequences"),
+    "mnist1d-max-nohidden": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0}},
+                             "global max pooling, no hidden layer (h: 64 pooled channels)"),
+    "mnist1d-max-nohidden-256": (MNIST1D, {"model_options": {"pool": "max", "hidden": 0,
+                                                             "channels": [32, 64, 256]}},
+                                 "global max pooling, no hidden layer, 256 last channels"),
+    **{f"mnist1d-max-hidden{width}": (MNIST1D, {"model_options": {"pool": "max",
+                                                                  "hidden": width}},
+                                      f"global max pooling, {256 // width}x narrower features "
+                                      f"({width})") for width in (32, 16, 8, 4)},
+    **{f"mnist1d-max-hidden8-seed{seed}": (
+        MNIST1D, {"model_options": {"pool": "max", "hidden": 8}, "seed": seed},
+        f"global max pooling, features of width 8, training seed {seed}") for seed in (1, 2)},
+    "mnist1d-max-hidden8-20k": (MNIST1D, {"model_options": {"pool": "max", "hidden": 8},
+                                          "dataset_options": {"num_samples": 20000}},
+                                "global max pooling, features of width 8, 16,000 training "
+                                "sequences"),
+    **{f"mnist1d-max-random{seed}": (
+        MNIST1D, {"model_options": {"pool": "max"},
+                  "options": {"coarse_pairing": "random", "coarse_seed": seed}},
+        f"global max pooling, random pairing (seed {seed})") for seed in (0, 1, 2)},
+    **{f"mnist1d-max-seed{seed}": (MNIST1D, {"model_options": {"pool": "max"}, "seed": seed},
+                                   f"global max pooling, training seed {seed}")
+       for seed in (1, 2)},
     "digits-mlp3": (DIGITS, {}, "mlp 3 x 256 (the default mlp)"),
     "digits-mlp2": (DIGITS, {"model_options": {"widths": [256, 256]}}, "mlp 2 x 256"),
     "digits-mlp1": (DIGITS, {"model_options": {"widths": [256]}}, "mlp 1 x 256"),
@@ -69,21 +105,46 @@ OPTIONS = {"coarse_pairing": "mod", "num_coarse": 5, "coarse_seed": 0, "recovery
            "recovery_threads": 1}
 
 
-def linear_probe(config: TrainConfig, run_dir: Path) -> float:
-    """Fine accuracy of per-superclass logistic regressions on the coarse features (test)."""
+def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """What the final coarse features hold beyond what plain k-means recovers.
+
+    ``linear_probe_test``: test accuracy of per-superclass logistic regressions fitted with
+    the fine labels (true superclasses). ``l2_recovered_test``: the recovery of
+    ``recover_fine_labels`` (predicted superclasses) on L2-normalized features.
+    ``fine_variance_share``: per superclass, the share of the scatter of its training
+    features that lies between its fine-class means (the R^2 of the fine label; k-means
+    with k = 2 cuts along the direction of largest spread, so a small share means the
+    fine split is not what it finds). ``top_pc_share``: the share of the first principal
+    direction, for comparison.
+    """
     trainer = Trainer(config, run_dir, device="cpu", progress=False)
     trainer.fit(resume=True)  # a finished run: only loads the final model
     data = trainer.data
-    h = {split: capture.features(trainer.model, EvalBatches(d.x, d.y, 1024)).features.numpy()
-         for split, d in (("train", data.train), ("test", data.test))}
-    correct = 0
+    captured = {split: capture.features(trainer.model, EvalBatches(d.x, d.y, 1024))
+                for split, d in (("train", data.train), ("test", data.test))}
+    h = {split: c.features.double().numpy() for split, c in captured.items()}
+    fine = {"train": data.fine.train.y.numpy(), "test": data.fine.test.y.numpy()}
+    correct, shares, top = 0, [], []
     for s in range(data.labeling.num_coarse):
         train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
-        probe = LogisticRegression(max_iter=3000).fit(h["train"][train],
-                                                     data.fine.train.y.numpy()[train])
-        correct += int((probe.predict(h["test"][test])
-                        == data.fine.test.y.numpy()[test]).sum())
-    return correct / len(data.test.y)
+        probe = LogisticRegression(max_iter=3000).fit(h["train"][train], fine["train"][train])
+        correct += int((probe.predict(h["test"][test]) == fine["test"][test]).sum())
+        x = h["train"][train] - h["train"][train].mean(axis=0)
+        labels = fine["train"][train]
+        total = float((x**2).sum())
+        between = sum(float((labels == c).sum() * (x[labels == c].mean(axis=0) ** 2).sum())
+                      for c in np.unique(labels))
+        shares.append(between / total)
+        top.append(float(np.linalg.svd(x, compute_uv=False)[0] ** 2) / total)
+    unit = {split: v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+            for split, v in h.items()}
+    l2 = recover_fine_labels(unit["train"], fine["train"], data.train.y, unit["test"],
+                             captured["test"].outputs.argmax(dim=1), fine["test"],
+                             labeling=data.labeling, n_init=OPTIONS["recovery_n_init"],
+                             threads=1)
+    return {"linear_probe_test": correct / len(data.test.y),
+            "l2_recovered_test": l2.test_accuracy,
+            "fine_variance_share": shares, "top_pc_share": top}
 
 
 def input_recovery(dataset: str) -> float:
@@ -100,7 +161,9 @@ def input_recovery(dataset: str) -> float:
 
 def run_variant(name: str, runs: Path) -> dict[str, Any]:
     base, changes, what = VARIANTS[name]
-    coarse, fine = comparison_configs(base.updated(**changes), OPTIONS)
+    config = base.updated(**changes)
+    # a variant's own options (a pairing, say) take precedence over the sweep's
+    coarse, fine = comparison_configs(config, {**OPTIONS, **config.options})
     result = run_comparison(coarse, fine, runs / name, superclass=0, resume=True,
                             device="cpu", progress=False)
     keep = ("recovered_test_accuracy", "recovered_train_accuracy", "baseline_test_accuracy",
@@ -111,14 +174,16 @@ def run_variant(name: str, runs: Path) -> dict[str, Any]:
             "changes": changes, **{key: result[key] for key in keep},
             "per_superclass_test": [s["test_accuracy"]
                                     for s in result["recovery"]["superclasses"]],
+            "superclass_members": [s["fine_classes"] for s in result["recovery"]["superclasses"]],
             "best_epoch": best["epoch"], "best_recovered_test": best["recovery_test_accuracy"],
-            "linear_probe_test": linear_probe(coarse, runs / name / "coarse")}
+            **feature_checks(coarse, runs / name / "coarse")}
 
 
 def show(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="fine-label recovery, 5 superclasses of 2 digits (test set)")
     for column in ("variant", "recovered", "baseline", "ratio", "superclass acc",
-                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe"):
+                   "per superclass", "TPT from", "coarse nc1", "best (epoch)", "probe",
+                   "l2 rec.", "fine share"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
         table.add_row(r["variant"], f"{r['recovered_test_accuracy']:.3f}",
@@ -128,8 +193,49 @@ def show(rows: list[dict[str, Any]], console: Console) -> None:
                       str(r["coarse_tpt_onset"] or "never"),
                       f"{r['coarse_nc1']:.3g}",
                       f"{r['best_recovered_test']:.3f} ({r['best_epoch']})",
-                      f"{r['linear_probe_test']:.3f}")
+                      f"{r['linear_probe_test']:.3f}", f"{r['l2_recovered_test']:.3f}",
+                      f"{np.mean(r['fine_variance_share']):.3f}")
     console.print(table)
+
+
+def share_figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """Per superclass, recovered accuracy against the fine share of the scatter; and the
+    ratio against the feature width of the max-pooled cnn1d (every seed run)."""
+    with figure_style():
+        fig, (left, right) = panel_grid(2, ncols=2, size=(4.6, 3.6))
+        checked = [r for r in rows if "fine_variance_share" in r]
+        for i, dataset in enumerate(dict.fromkeys(r["dataset"] for r in checked)):
+            mine = [r for r in checked if r["dataset"] == dataset]
+            left.scatter([x for r in mine for x in r["fine_variance_share"]],
+                         [y for r in mine for y in r["per_superclass_test"]], s=14,
+                         color=color(i), alpha=0.75,
+                         label=f"{dataset} ({len(mine)} runs x 5 superclasses)")
+        left.axhline(0.5, color="0.4", linestyle=":", linewidth=1.2, label="chance")
+        left.set(xlabel="fine share of within-superclass scatter (train features)",
+                 ylabel="recovered fine accuracy (test)",
+                 title="k-means finds the split when it\ncarries much of the spread")
+        left.legend(loc="lower right")
+        widths = {}
+        for r in checked:
+            options = r["changes"].get("model_options", {})
+            if (r["dataset"] == "mnist1d" and options.get("pool") == "max"
+                    and set(r["changes"]) <= {"model_options", "seed"} and set(options) <= {
+                        "pool", "hidden"}):
+                if options.get("hidden", 256):  # width 0 (no hidden layer) is another network
+                    widths.setdefault(options.get("hidden", 256), []).append(r["ratio"])
+        for width, ratios in sorted(widths.items()):
+            right.scatter([width] * len(ratios), ratios, color=color(0), s=18)
+        if widths:
+            x = sorted(widths)
+            right.plot(x, [np.mean(widths[w]) for w in x], color=color(0), label="mean over seeds")
+        right.axhline(0.9, color=color(1), linestyle="--", linewidth=1.2, label="target 0.9")
+        right.set_xscale("log", base=2)
+        right.set_xticks(sorted(widths), [str(w) for w in sorted(widths)])
+        right.minorticks_off()
+        right.set(xlabel="feature width (hidden units)", ylabel="ratio recovered / baseline",
+                  title="MNIST-1D, cnn1d with global max pooling")
+        right.legend(loc="lower left")
+        save_png(fig, path)
 
 
 def main() -> None:
@@ -137,6 +243,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--runs", type=Path, default=Path("runs/finegrained-sweep"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--figure", type=Path,
+                        help="PNG of recovery against the fine share of the scatter (every "
+                             "row of --json that has it)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: one thread is fastest on shared cores
     console = Console(width=max(Console().width, 150))
@@ -152,8 +261,24 @@ def main() -> None:
     for name, value in inputs.items():
         console.print(f"input recovery, {name}: {value:.3f}")
     if args.json:
-        write_json(args.json, {"options": OPTIONS, "rows": rows, "input_recovery": inputs})
+        result = merged(args.json, rows, inputs)
+        write_json(args.json, result)
         console.print(f"wrote {args.json}")
+        rows = result["rows"]  # the figure shows every row of the file
+    if args.figure:
+        share_figure(rows, args.figure)
+        console.print(f"wrote {args.figure}")
+
+
+def merged(path: Path, rows: list[dict[str, Any]], inputs: dict[str, float]) -> dict[str, Any]:
+    """The rows of this run added to those already in ``path`` (same variant: replaced),
+    in the order of ``VARIANTS``, so that subsets of the sweep can be run one at a time."""
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "input_recovery": {}}
+    by_name = {row["variant"]: row for row in old["rows"]} | {row["variant"]: row for row in rows}
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return {"options": OPTIONS,
+            "rows": sorted(by_name.values(), key=lambda row: order.get(row["variant"], len(order))),
+            "input_recovery": {**old["input_recovery"], **inputs}}
 
 
 if __name__ == "__main__":

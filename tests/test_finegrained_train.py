@@ -194,3 +194,21 @@ def test_cnn1d_global_pooling_option():
     assert model(torch.randn(3, 1, 64)).shape == (3, 5)
     with pytest.raises(NCInputError, match="cnn1d pool must be one of flatten, max, mean"):
         build_model("cnn1d", (1, 40), 5, pool="sum")
+
+
+def test_cnn1d_without_hidden_layer():
+    from nclab.models import build_model
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 40)
+    pooled = build_model("cnn1d", (1, 40), 5, channels=(4, 8), hidden=0, pool="max").eval()
+    # h is the max over positions of the last convolution's (ReLU) maps, one per channel
+    maps = pooled.body[:-2](x)  # up to the pooling and the flattening
+    assert maps.shape == (3, 8, 10)
+    assert pooled.feature_dim == 8
+    assert torch.equal(pooled.body(x), maps.amax(dim=2))
+    assert not any(isinstance(m, torch.nn.Linear) for m in pooled.body.modules())
+    flat = build_model("cnn1d", (1, 40), 5, channels=(4, 8), hidden=0).eval()
+    assert flat.feature_dim == 8 * 10 and flat(x).shape == (3, 5)
+    with pytest.raises(NCInputError, match="cnn1d hidden must be >= 0"):
+        build_model("cnn1d", (1, 40), 5, hidden=-1)

@@ -31,9 +31,15 @@ def cnn1d(
     ``pool="max"`` or ``"mean"`` replaces the flattening by a global max / average over
     positions: features that do not depend on where the pattern sits. A network trained
     on merged classes then keeps more of the fine classes apart (docs/finegrained.md).
+
+    ``hidden=0`` drops the fully connected layer: the feature h is then the (pooled or
+    flattened) output of the last convolution, of width ``channels[-1]`` (times the
+    remaining length when flattened).
     """
     if pool not in _POOLS:
         raise NCInputError(f"cnn1d pool must be one of {', '.join(_POOLS)}; got '{pool}'")
+    if int(hidden) < 0:
+        raise NCInputError(f"cnn1d hidden must be >= 0 (0: no hidden layer); got {hidden}")
     if len(input_shape) != 2:
         raise NCInputError(
             f"model 'cnn1d' needs inputs of shape (channels, length); got {tuple(input_shape)}"
@@ -50,5 +56,8 @@ def cnn1d(
     if pool != "flatten":
         body.append(_POOLS[pool](1))
         length = 1
-    body += [nn.Flatten(), nn.Linear(c_in * length, hidden), nn.ReLU()]
-    return Network(nn.Sequential(*body), hidden, num_classes)
+    body.append(nn.Flatten())
+    if not hidden:
+        return Network(nn.Sequential(*body), c_in * length, num_classes)
+    body += [nn.Linear(c_in * length, int(hidden)), nn.ReLU()]
+    return Network(nn.Sequential(*body), int(hidden), num_classes)
