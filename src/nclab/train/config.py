@@ -75,7 +75,10 @@ class TrainConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        clashes = sorted(set(self.dataset_options) & _LOADER_FIELDS)
+        # Only classification passes dataset_options to load_dataset next to these
+        # fields; other tasks check their own options (regression reads its data seed here).
+        clashes = (sorted(set(self.dataset_options) & _LOADER_FIELDS)
+                   if self.task == "classification" else [])
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1; got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}"),
