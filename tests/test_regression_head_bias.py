@@ -1,4 +1,4 @@
-"""The bias-free head and the learning-rate schedule of ``nclab regress``: the head
+"""The bias-free head, the schedule and the activation of ``nclab regress``: the head
 computes W h only, the evaluator measures that network (checked by a brute-force pass),
 W starts where it starts with a bias, and the schedule reaches the trainer."""
 
@@ -38,13 +38,17 @@ def test_bias_free_head_keeps_the_initial_W(data_file):  # noqa: F811
     assert torch.equal(heads[0].weight, heads[1].weight)
 
 
-def test_command_line_sets_head_bias_and_schedule():
+def test_command_line_sets_head_bias_schedule_and_activation():
     given = regression_given("teacher", **{key: None for key in GIVEN_KEYS}, head_bias=False,
-                             milestones="0.5", lr_gamma=0.2)
+                             milestones="0.5", lr_gamma=0.2, activation="leaky_relu")
     assert given["options"] == {"head_bias": False}
+    assert given["model_options"] == {"activation": "leaky_relu"}
     assert given["lr_milestones"] == (0.5,) and given["lr_gamma"] == 0.2
     given = regression_given("teacher", **{key: None for key in GIVEN_KEYS})
     assert given["options"] is None and given["lr_milestones"] is None
+    assert given["model_options"] is None
+    model = build_model("mlp", (3,), 2, widths=[4], activation="leaky_relu")
+    assert isinstance(model.body[2], torch.nn.LeakyReLU)
 
 
 def test_bias_free_head_trains_with_a_schedule(tmp_path, data_file):  # noqa: F811

@@ -46,6 +46,8 @@ LR = typer.Option(None, help="Learning rate (default 1e-2, constant).")
 MOMENTUM = typer.Option(None, help="SGD momentum (default 0).")
 BATCH_SIZE = typer.Option(None, help="Batch size (default 256).")
 WIDTHS = typer.Option(None, help="Hidden widths of the MLP (default 256,256,256).")
+ACTIVATION = typer.Option(None, help="Hidden activation of the MLP: relu (default), "
+                                     "leaky_relu, tanh, gelu.")
 LOG_POINTS = typer.Option(None, help="Log-spaced epochs at which NRC is measured (default 50).")
 SEED = typer.Option(None, help="Seed of initialization and sample order (default 0).")
 STANDARDIZE = typer.Option(None, "--standardize-targets/--raw-targets",
@@ -63,8 +65,8 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar.")
 
 def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectrum, policy,
                      data_seed, data_opt, epochs, lr, momentum, batch_size, widths, log_points,
-                     seed, standardize, head_bias=None, milestones=None, lr_gamma=None,
-                     weight_decay=None) -> dict[str, Any]:
+                     seed, standardize, activation=None, head_bias=None, milestones=None,
+                     lr_gamma=None, weight_decay=None) -> dict[str, Any]:
     """The TrainConfig fields set on the command line (None: not given)."""
     dataset, root = (data, None) if data in REGRESSION_DATA and data != "npz" else ("npz", data)
     if dataset == "npz" and not Path(data).is_file():
@@ -85,8 +87,9 @@ def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectr
         "dataset_options": options or None, "epochs": epochs, "lr": lr, "momentum": momentum,
         "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
         "log_points": log_points,
-        "model_options": None if widths is None else
-        {"widths": list(parse_list(widths, int, "--widths"))},
+        "model_options": {key: value for key, value in (
+            ("widths", None if widths is None else list(parse_list(widths, int, "--widths"))),
+            ("activation", activation)) if value is not None} or None,
         "options": task_options or None,
         "lr_milestones": parse_list(milestones, float, "--milestones"), "lr_gamma": lr_gamma,
     }
@@ -147,7 +150,7 @@ def train_command(
     data_seed: int = DATA_SEED, data_opt: list[str] = DATA_OPT, epochs: int = EPOCHS,
     lr: float = LR, momentum: float = MOMENTUM, batch_size: int = BATCH_SIZE,
     widths: str = WIDTHS, log_points: int = LOG_POINTS, seed: int = SEED,
-    standardize: bool = STANDARDIZE, head_bias: bool = HEAD_BIAS,
+    standardize: bool = STANDARDIZE, activation: str = ACTIVATION, head_bias: bool = HEAD_BIAS,
     milestones: str = MILESTONES, lr_gamma: float = LR_GAMMA,
     run_dir: Path = typer.Option(None, help="Output folder (default runs/regress-DATA-wdWD)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
@@ -162,7 +165,8 @@ def train_command(
         spectrum=spectrum, policy=policy, data_seed=data_seed,
         data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
         widths=widths, log_points=log_points, seed=seed, standardize=standardize,
-        head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma, weight_decay=weight_decay)
+        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma,
+        weight_decay=weight_decay)
     config = regression_run_config(run_dir, resume, given)
     run_dir = run_dir or Path("runs") / (f"regress-{Path(data).stem}-wd{config.weight_decay:g}")
     set_threads(threads)
@@ -192,7 +196,7 @@ def sweep_command(
     data_seed: int = DATA_SEED, data_opt: list[str] = DATA_OPT, epochs: int = EPOCHS,
     lr: float = LR, momentum: float = MOMENTUM, batch_size: int = BATCH_SIZE,
     widths: str = WIDTHS, log_points: int = LOG_POINTS, seed: int = SEED,
-    standardize: bool = STANDARDIZE, head_bias: bool = HEAD_BIAS,
+    standardize: bool = STANDARDIZE, activation: str = ACTIVATION, head_bias: bool = HEAD_BIAS,
     milestones: str = MILESTONES, lr_gamma: float = LR_GAMMA,
     device: str = DEVICE, threads: int = THREADS, progress: bool = PROGRESS,
 ) -> None:
@@ -205,7 +209,7 @@ def sweep_command(
         spectrum=spectrum, policy=policy, data_seed=data_seed,
         data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
         widths=widths, log_points=log_points, seed=seed, standardize=standardize,
-        head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma)
+        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma)
     config = regression_run_config(None, False, given)
     set_threads(threads)
 
