@@ -137,7 +137,10 @@ def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Tab
 def _change(outcome: dict[str, Any], name: str) -> str:
     """``last ÷ratio``: the last logged value of a training-set metric, and first / last."""
     key = name if name == "nrc3" else f"train_{name}"
-    return f"{_fmt(outcome['last'][key])} ÷{_fmt(outcome['drop'][name])}"
+    first, last, drop = outcome["first"][key], outcome["last"][key], outcome["drop"][name]
+    # a metric that fell to exactly 0 (features of rank <= n) has no finite ratio
+    ratio = "∞" if drop is None and first and last == 0 else _fmt(drop)
+    return f"{_fmt(last)} ÷{ratio}"
 
 
 @regress_app.command("train")
