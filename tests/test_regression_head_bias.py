@@ -54,13 +54,13 @@ def test_command_line_sets_head_bias_schedule_and_activation():
 def test_bias_free_head_trains_with_a_schedule(tmp_path, data_file):  # noqa: F811
     run_dir = tmp_path / "run"
     config = regression_config(dataset="npz", root=str(data_file),
-                               **{**SMALL, "epochs": 4, "log_points": 4},
+                               **{**SMALL, "epochs": 4, "log_points": 2},
                                options={"head_bias": False}, lr_milestones=(0.5,), lr_gamma=0.2)
     with threadpool_limits(1):
         Trainer(config, run_dir, progress=False).fit()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [(row["epoch"], row["lr"]) for row in rows] == [
-        (1, 0.05), (2, 0.05), (3, pytest.approx(0.01)), (4, pytest.approx(0.01))]
+        (1, 0.05), (4, pytest.approx(0.01))]
 
     # the logged metrics are those of the network f(x) = W h(x), measured by hand
     data = load_regression(data_file)

@@ -99,8 +99,12 @@ def regression_run_config(run_dir: Path | None, resume: bool,
                           given: dict[str, Any]) -> TrainConfig:
     """The paper's settings updated by ``given`` (on --resume: the stored config)."""
     defaults = {} if resume else {**PAPER_SETTINGS, "epochs": 350}
-    return build_config(run_dir, resume, {**defaults, **{k: v for k, v in given.items()
-                                                         if v is not None}})
+    changes = {k: v for k, v in given.items() if v is not None}
+    # dict options add to the paper's (--activation keeps the 3 x 256 widths)
+    for key in ("model_options", "options"):
+        if key in changes and key in defaults:
+            changes[key] = {**defaults[key], **changes[key]}
+    return build_config(run_dir, resume, {**defaults, **changes})
 
 
 def set_threads(threads: int | None) -> None:
