@@ -46,10 +46,18 @@ LR = typer.Option(None, help="Learning rate (default 1e-2, constant).")
 MOMENTUM = typer.Option(None, help="SGD momentum (default 0).")
 BATCH_SIZE = typer.Option(None, help="Batch size (default 256).")
 WIDTHS = typer.Option(None, help="Hidden widths of the MLP (default 256,256,256).")
+ACTIVATION = typer.Option(None, help="Hidden activation of the MLP: relu (default), "
+                                     "leaky_relu, tanh, gelu.")
 LOG_POINTS = typer.Option(None, help="Log-spaced epochs at which NRC is measured (default 50).")
 SEED = typer.Option(None, help="Seed of initialization and sample order (default 0).")
 STANDARDIZE = typer.Option(None, "--standardize-targets/--raw-targets",
                            help="Scale each target column to unit variance (default: raw).")
+HEAD_BIAS = typer.Option(None, "--head-bias/--no-head-bias",
+                         help="Give the last layer a bias b (default: yes).")
+MILESTONES = typer.Option(None, "--milestones", help="Fractions of the run after which the "
+                                                     "lr is multiplied by --lr-gamma, comma "
+                                                     "separated (default: none, constant lr).")
+LR_GAMMA = typer.Option(None, help="LR factor at each milestone (default 0.1).")
 DEVICE = typer.Option("auto", help="auto (CUDA if available), cpu, cuda, ...")
 THREADS = typer.Option(None, help="CPU threads of torch (default: torch's choice).")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar.")
@@ -57,7 +65,8 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar.")
 
 def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectrum, policy,
                      data_seed, data_opt, epochs, lr, momentum, batch_size, widths, log_points,
-                     seed, standardize, weight_decay=None) -> dict[str, Any]:
+                     seed, standardize, activation=None, head_bias=None, milestones=None,
+                     lr_gamma=None, weight_decay=None) -> dict[str, Any]:
     """The TrainConfig fields set on the command line (None: not given)."""
     dataset, root = (data, None) if data in REGRESSION_DATA and data != "npz" else ("npz", data)
     if dataset == "npz" and not Path(data).is_file():
@@ -70,14 +79,19 @@ def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectr
                list(parse_list(spectrum, float, "--spectrum"))}
     options = {key: value for key, value in options.items() if value is not None}
     options.update(parse_pairs(data_opt, "--data-opt"))
+    task_options = {key: value for key, value in (("standardize_targets", standardize),
+                                                  ("head_bias", head_bias))
+                    if value is not None}
     return {
         "task": "regression", "dataset": dataset, "root": root,
         "dataset_options": options or None, "epochs": epochs, "lr": lr, "momentum": momentum,
         "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
         "log_points": log_points,
-        "model_options": None if widths is None else
-        {"widths": list(parse_list(widths, int, "--widths"))},
-        "options": None if standardize is None else {"standardize_targets": standardize},
+        "model_options": {key: value for key, value in (
+            ("widths", None if widths is None else list(parse_list(widths, int, "--widths"))),
+            ("activation", activation)) if value is not None} or None,
+        "options": task_options or None,
+        "lr_milestones": parse_list(milestones, float, "--milestones"), "lr_gamma": lr_gamma,
     }
 
 
@@ -85,8 +99,12 @@ def regression_run_config(run_dir: Path | None, resume: bool,
                           given: dict[str, Any]) -> TrainConfig:
     """The paper's settings updated by ``given`` (on --resume: the stored config)."""
     defaults = {} if resume else {**PAPER_SETTINGS, "epochs": 350}
-    return build_config(run_dir, resume, {**defaults, **{k: v for k, v in given.items()
-                                                         if v is not None}})
+    changes = {k: v for k, v in given.items() if v is not None}
+    # dict options add to the paper's (--activation keeps the 3 x 256 widths)
+    for key in ("model_options", "options"):
+        if key in changes and key in defaults:
+            changes[key] = {**defaults[key], **changes[key]}
+    return build_config(run_dir, resume, {**defaults, **changes})
 
 
 def set_threads(threads: int | None) -> None:
@@ -123,7 +141,10 @@ def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Tab
 def _change(outcome: dict[str, Any], name: str) -> str:
     """``last ÷ratio``: the last logged value of a training-set metric, and first / last."""
     key = name if name == "nrc3" else f"train_{name}"
-    return f"{_fmt(outcome['last'][key])} ÷{_fmt(outcome['drop'][name])}"
+    first, last, drop = outcome["first"][key], outcome["last"][key], outcome["drop"][name]
+    # a metric that fell to exactly 0 (features of rank <= n) has no finite ratio
+    ratio = "∞" if drop is None and first and last == 0 else _fmt(drop)
+    return f"{_fmt(last)} ÷{ratio}"
 
 
 @regress_app.command("train")
@@ -136,7 +157,8 @@ def train_command(
     data_seed: int = DATA_SEED, data_opt: list[str] = DATA_OPT, epochs: int = EPOCHS,
     lr: float = LR, momentum: float = MOMENTUM, batch_size: int = BATCH_SIZE,
     widths: str = WIDTHS, log_points: int = LOG_POINTS, seed: int = SEED,
-    standardize: bool = STANDARDIZE,
+    standardize: bool = STANDARDIZE, activation: str = ACTIVATION, head_bias: bool = HEAD_BIAS,
+    milestones: str = MILESTONES, lr_gamma: float = LR_GAMMA,
     run_dir: Path = typer.Option(None, help="Output folder (default runs/regress-DATA-wdWD)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
     json_out: Path = typer.Option(None, "--json", help="Also write the outcome as JSON."),
@@ -150,6 +172,7 @@ def train_command(
         spectrum=spectrum, policy=policy, data_seed=data_seed,
         data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
         widths=widths, log_points=log_points, seed=seed, standardize=standardize,
+        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma,
         weight_decay=weight_decay)
     config = regression_run_config(run_dir, resume, given)
     run_dir = run_dir or Path("runs") / (f"regress-{Path(data).stem}-wd{config.weight_decay:g}")
@@ -180,7 +203,8 @@ def sweep_command(
     data_seed: int = DATA_SEED, data_opt: list[str] = DATA_OPT, epochs: int = EPOCHS,
     lr: float = LR, momentum: float = MOMENTUM, batch_size: int = BATCH_SIZE,
     widths: str = WIDTHS, log_points: int = LOG_POINTS, seed: int = SEED,
-    standardize: bool = STANDARDIZE,
+    standardize: bool = STANDARDIZE, activation: str = ACTIVATION, head_bias: bool = HEAD_BIAS,
+    milestones: str = MILESTONES, lr_gamma: float = LR_GAMMA,
     device: str = DEVICE, threads: int = THREADS, progress: bool = PROGRESS,
 ) -> None:
     """Train once per weight decay on the same data; plot NRC1-NRC3 against epoch."""
@@ -191,7 +215,8 @@ def sweep_command(
         data, samples=samples, noise=noise, target_dim=target_dim, input_dim=input_dim,
         spectrum=spectrum, policy=policy, data_seed=data_seed,
         data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
-        widths=widths, log_points=log_points, seed=seed, standardize=standardize)
+        widths=widths, log_points=log_points, seed=seed, standardize=standardize,
+        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma)
     config = regression_run_config(None, False, given)
     set_threads(threads)
 

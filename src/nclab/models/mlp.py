@@ -10,7 +10,7 @@ from torch import nn
 from nclab.errors import NCInputError
 from nclab.models.base import Network
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
 def mlp(

@@ -42,7 +42,8 @@ PAPER_SETTINGS: dict[str, Any] = {
     "batch_size": 256, "weight_decay": 1e-2, "lr_milestones": (), "evaluators": ("nrc",),
 }
 #: Options in ``TrainConfig.options`` read by the task, with their defaults.
-TASK_OPTIONS: dict[str, Any] = {"standardize_inputs": True, "standardize_targets": False}
+TASK_OPTIONS: dict[str, Any] = {"standardize_inputs": True, "standardize_targets": False,
+                                "head_bias": True}
 #: Points of the NRC3(gamma) curve of the final W kept in the summary.
 GAMMA_CURVE_POINTS = 64
 
@@ -121,7 +122,9 @@ class RegressionTask(Task):
     ``config.dataset_options`` (``seed`` among them, default 0: the data do not change
     with the training seed); ``npz`` reads the file ``config.root``. Options
     (``config.options``): ``standardize_inputs`` (default True: inputs scaled by the
-    training mean and standard deviation) and ``standardize_targets`` (default False).
+    training mean and standard deviation), ``standardize_targets`` (default False) and
+    ``head_bias`` (default True; False drops the bias b of the last layer, so the
+    outputs are W h and the feature mean can no longer hide in b).
     """
 
     has_error_rate = False
@@ -148,6 +151,10 @@ class RegressionTask(Task):
         if unknown:
             raise NCInputError(f"regression has no option {', '.join(unknown)}; "
                                f"it accepts: {', '.join(TASK_OPTIONS)}")
+        wrong = [name for name, value in c.options.items() if not isinstance(value, bool)]
+        if wrong:
+            raise NCInputError(f"regression option {wrong[0]} must be true or false; "
+                               f"got {c.options[wrong[0]]!r}")
         check_model(c.model, c.model_options)
 
     def option(self, name: str) -> Any:
@@ -175,6 +182,15 @@ class RegressionTask(Task):
 
     def num_outputs(self, data: RegressionSplits) -> int:
         return data.target_dim
+
+    def build_model(self, data: RegressionSplits) -> nn.Module:
+        """The network; without ``head_bias`` its last layer computes W h only."""
+        model = super().build_model(data)
+        if not self.option("head_bias"):
+            # Unregistering the parameter keeps W's initialization and the random
+            # stream identical to the run with a bias.
+            model.get_submodule(self.classifier(model)).register_parameter("bias", None)
+        return model
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return (outputs - targets).square().sum() / outputs.shape[1]
