@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 from nclab.cli import main
 from nclab.errors import NCInputError
@@ -12,13 +13,6 @@ from nclab.kernels.sweep import SweepConfig, check_claim, run_sweep, run_task
 
 TINY = ["--sizes", "16,24", "--dims", "1,3", "--draws", "2", "--steps", "15",
         "--network-width", "32", "--workers", "1"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def cli_ok(args, capsys):

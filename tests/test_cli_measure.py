@@ -4,16 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from reference import gaussian_classes, reference_metrics
-
-from nclab.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 @pytest.fixture

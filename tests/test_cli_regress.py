@@ -4,16 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from regression_reference import nrc_reference, regression_problem
-
-from nclab.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def test_ufm_command_reports_every_regime(tmp_path, capsys):

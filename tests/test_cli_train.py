@@ -3,19 +3,11 @@
 import json
 
 import pytest
+from cli_helpers import run_cli
 from torch_threads import one_thread  # noqa: F401
 from train_helpers import TINY, TINY_ARGS
 
-from nclab.cli import main
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def test_train_resume_and_refusals(tmp_path, capsys):

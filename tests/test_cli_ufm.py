@@ -3,15 +3,7 @@
 import json
 
 import pytest
-
-from nclab.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
+from cli_helpers import run_cli
 
 
 def read_json(folder):

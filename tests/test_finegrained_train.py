@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from torch import nn
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import capture
-from nclab.cli import main
 from nclab.data import load_dataset
 from nclab.errors import NCInputError
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
@@ -125,13 +125,6 @@ def test_recovery_evaluator_needs_a_coarse_task(trained):
                           data=trainer.data.fine)
     with pytest.raises(NCInputError, match="needs fine labels: train with the coarse task"):
         RecoveryEvaluator()(context)
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def test_cli_writes_json_and_figures(tmp_path, capsys):

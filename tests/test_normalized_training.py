@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import reference_metrics
@@ -16,7 +17,6 @@ from train_helpers import TINY, TINY_ARGS, rows
 
 from nclab import NCInputError
 from nclab.capture import find_classifier
-from nclab.cli import main
 from nclab.cli.train import default_run_dir
 from nclab.data import load_dataset
 from nclab.models import build_model
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TAU = 12.5  # not the default, so that a lost tau shows
 NORM = normalized_config(TINY, TAU)
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def tiny_data():

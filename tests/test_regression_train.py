@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from regression_reference import nrc3_grid_minimum, nrc3_reference, nrc_reference
 from scipy.linalg import sqrtm
 from threadpoolctl import threadpool_limits
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import NCInputError
-from nclab.cli import main
 from nclab.data.teacher import teacher
 from nclab.models import build_model
 from nclab.regression import RegressionStats, compute_regression_metrics
@@ -141,13 +141,6 @@ def test_nrc3_history_explains_what_is_missing():
     singular = [{"epoch": 1, "head_gram": [[1.0, 0], [0, 1]], "target_cov": [[1.0, 0], [0, 0]]}]
     assert "column 1 is constant" in nrc3_history(singular)["warning"]
     assert "nrc" in nrc3_history([{"epoch": 1}])["warning"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 TEACHER_ARGS = ["--samples", "100", "--input-dim", "4", "--n", "2", "--spectrum", "1,0.4"]

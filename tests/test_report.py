@@ -1,10 +1,10 @@
 """`nclab report` and `nclab compare` write readable files for finished and partial runs."""
 
 import pytest
+from cli_helpers import run_cli
 from torch_threads import one_thread  # noqa: F401
 from train_helpers import TINY
 
-from nclab.cli import main
 from nclab.report import load_run
 from nclab.train import Trainer
 
@@ -18,13 +18,6 @@ def two_runs(tmp_path_factory):
     Trainer(TINY, base / "ce", progress=False).fit()
     Trainer(TINY.updated(loss="mse", epochs=6), base / "mse", progress=False).fit()
     return base / "ce", base / "mse"
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def test_report_writes_html_and_figures(two_runs, capsys):
