@@ -106,7 +106,9 @@ def sweep_weight_decay(
         Trainer(shared.updated(weight_decay=weight_decay), run_dir,
                 **trainer_options).fit(resume=True)
         runs.append(load_run(run_dir, label=f"weight decay {weight_decay:g}"))
-    title = (f"{config.dataset}: {config.model} {config.model_options.get('widths', '')}, "
+    options = config.model_options
+    activation = f" {options['activation']}" if "activation" in options else ""
+    title = (f"{config.dataset}: {config.model} {options.get('widths', '')}{activation}, "
              f"lr {config.lr:g}, momentum {config.momentum:g}, batch {config.batch_size}")
     nrc_figure(runs, out / SWEEP_PNG, title=title)
     gamma_figure(runs, out / GAMMA_PNG)
