@@ -65,10 +65,17 @@ def erf_partials(k12: Tensor, k11: Tensor, k22: Tensor) -> tuple[Tensor, Tensor]
 
 
 # ----------------------------------------------------------------------------- ReLU
+#: Rounding steps within which a cosine counts as +-1 (see ``_relu_angle``).
+_ROUNDING = 8
+
 def _relu_angle(k12: Tensor, k11: Tensor, k22: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(sqrt(k11 k22), cos theta, theta); cos theta = 0 where a variance is zero."""
     norm = torch.sqrt(k11) * torch.sqrt(k22)
     cos = torch.where(norm > 0, k12 / torch.where(norm > 0, norm, 1.0), 0.0).clamp(-1.0, 1.0)
+    # acos is ill-conditioned at +-1: a cosine one rounding step off +-1 (parallel inputs)
+    # would give theta ~ 2e-8 instead of 0 and break the PSD-ness of Kdot at that size, so
+    # cosines within a few rounding steps of +-1 are taken as exactly +-1
+    cos = torch.where(1 - cos.abs() <= _ROUNDING * torch.finfo(cos.dtype).eps, cos.sign(), cos)
     return norm, cos, torch.acos(cos)
 
 
