@@ -7,6 +7,7 @@ decays on the same data and plots NRC1-NRC3 against epoch per value.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,16 @@ def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectr
     }
 
 
+def given_on_command_line(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``regression_given`` of the arguments of a command (its ``locals()``).
+
+    Only the names ``regression_given`` takes are passed on; it has no defaults for the
+    options both commands share, so an option a command lacks is an error, not a None.
+    """
+    names = inspect.signature(regression_given).parameters
+    return regression_given(**{key: value for key, value in arguments.items() if key in names})
+
+
 def regression_run_config(run_dir: Path | None, resume: bool,
                           given: dict[str, Any]) -> TrainConfig:
     """The paper's settings updated by ``given`` (on --resume: the stored config)."""
@@ -167,13 +178,7 @@ def train_command(
     """Train the paper's MLP with MSE and weight decay, logging NRC1-NRC3 over epochs."""
     if resume and run_dir is None:
         raise NCInputError("--resume needs the --run-dir of the run to continue")
-    given = regression_given(
-        data, samples=samples, noise=noise, target_dim=target_dim, input_dim=input_dim,
-        spectrum=spectrum, policy=policy, data_seed=data_seed,
-        data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
-        widths=widths, log_points=log_points, seed=seed, standardize=standardize,
-        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma,
-        weight_decay=weight_decay)
+    given = given_on_command_line(locals())
     config = regression_run_config(run_dir, resume, given)
     run_dir = run_dir or Path("runs") / (f"regress-{Path(data).stem}-wd{config.weight_decay:g}")
     set_threads(threads)
@@ -211,12 +216,7 @@ def sweep_command(
     from nclab.train.regression_sweep import SWEEP_JSON, sweep_weight_decay
 
     values = parse_list(weight_decays, float, "--weight-decays") or ()
-    given = regression_given(
-        data, samples=samples, noise=noise, target_dim=target_dim, input_dim=input_dim,
-        spectrum=spectrum, policy=policy, data_seed=data_seed,
-        data_opt=data_opt, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size,
-        widths=widths, log_points=log_points, seed=seed, standardize=standardize,
-        activation=activation, head_bias=head_bias, milestones=milestones, lr_gamma=lr_gamma)
+    given = given_on_command_line(locals())
     config = regression_run_config(None, False, given)
     set_threads(threads)
 
