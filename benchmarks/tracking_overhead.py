@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from nclab.studies.demo import DEMO_CONFIG, DEMO_THREADS
 from nclab.train import ClassificationTask, TrainBatches, Trainer, learning_rate
-from nclab.train.demo import DEMO_CONFIG, DEMO_THREADS
 
 
 class Preloaded(ClassificationTask):

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from nclab.report import load_run
+from nclab.studies.demo import DEMO_CONFIG, DEMO_THREADS
 from nclab.train import Trainer
-from nclab.train.demo import DEMO_CONFIG, DEMO_THREADS
 
 
 def main() -> None:

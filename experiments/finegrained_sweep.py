@@ -39,9 +39,9 @@ from sklearn.linear_model import LogisticRegression
 
 from nclab import capture
 from nclab.cli.finegrained import comparison_configs, run_comparison
+from nclab.core.io import write_json
 from nclab.data import load_dataset
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
-from nclab.io import write_json
 from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches

@@ -32,10 +32,10 @@ from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 from torch import nn  # noqa: E402
 
+from nclab.core.io import write_json  # noqa: E402
 from nclab.data.base import ArrayDataset  # noqa: E402
 from nclab.data.hierarchical import hierarchical, hierarchical_coarse_map  # noqa: E402
 from nclab.finegrained import CoarseLabeling, coarsen_splits, recover_fine_labels  # noqa: E402
-from nclab.io import write_json  # noqa: E402
 
 
 @dataclass

@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import torch
 
-from nclab.regression import measure_regression
+from nclab.core.regression import measure_regression
+from nclab.runs import RunDir
 from nclab.train import TrainConfig
 from nclab.train.regression import RegressionTask
-from nclab.train.rundir import RunDir
 
 
 def analyse(run_dir: str) -> dict[str, float]:

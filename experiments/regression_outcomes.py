@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nclab.io import write_json
+from nclab.core.io import write_json
 from nclab.report.regression import regression_outcome
-from nclab.report.runs import load_run
+from nclab.runs import load_run
 
 COLUMNS = (("nrc1", "train_nrc1"), ("nrc2", "train_nrc2"), ("nrc3", "nrc3"),
            ("nrc1_centred", "train_nrc1_centred"), ("nrc2_centred", "train_nrc2_centred"))

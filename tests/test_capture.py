@@ -9,7 +9,7 @@ from torch_threads import one_thread  # noqa: F401
 
 import nclab
 from nclab import NCInputError
-from nclab.metrics import METRIC_NAMES
+from nclab.core.metrics import METRIC_NAMES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,9 +7,9 @@ import pytest
 from cli_helpers import run_cli
 
 from nclab.cli import main
-from nclab.errors import NCInputError
-from nclab.kernels import sweep as sweep_module
-from nclab.kernels.sweep import SweepConfig, check_claim, run_sweep, run_task
+from nclab.core.errors import NCInputError
+from nclab.studies import kernel_sweep as sweep_module
+from nclab.studies.kernel_sweep import SweepConfig, check_claim, run_sweep, run_task
 
 TINY = ["--sizes", "16,24", "--dims", "1,3", "--draws", "2", "--steps", "15",
         "--network-width", "32", "--workers", "1"]

@@ -14,8 +14,8 @@ import pytest
 import scipy.io
 import torch
 
+from nclab.core.errors import NCInputError
 from nclab.data import DATASETS, load_dataset
-from nclab.errors import NCInputError
 
 TRAIN_LABELS = [2, 0, 1, 2, 0, 1]  # every class used in the subset tests appears twice
 TEST_LABELS = [1, 2, 0]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from nclab.core.errors import NCInputError
 from nclab.data import DATASETS, load_dataset
-from nclab.errors import NCInputError
 
 
 def test_mnist1d_is_generated_locally_and_deterministic():

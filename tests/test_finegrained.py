@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nclab import measure
+from nclab.core.errors import NCInputError
 from nclab.data import load_dataset
 from nclab.data.hierarchical import hierarchical, hierarchical_coarse_map
-from nclab.errors import NCInputError
 from nclab.finegrained import (
     CoarseLabeling,
     SuperclassClustering,

@@ -10,8 +10,8 @@ from torch import nn
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import capture
+from nclab.core.errors import NCInputError
 from nclab.data import load_dataset
-from nclab.errors import NCInputError
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
 from nclab.train import TASKS, EvalContext, TrainConfig, Trainer, make_task
 from nclab.train.finegrained import RECOVERY_COLUMNS, RecoveryEvaluator

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from nclab.io import write_atomic, write_json
+from nclab.core.io import write_atomic, write_json
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):

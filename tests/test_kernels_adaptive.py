@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.kernels import (
     ACTIVATIONS,
     EquationsOfState,

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.kernels import (
     ACTIVATIONS,
     TwoLayerNetwork,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from reference import reference_metrics
 
 from nclab import measure
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.kernels import class_targets, d1, kernel_nc1, separated_classes
 from nclab.kernels.nc1 import feature_nc1
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nclab import measure
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.kernels import TwoLayerNetwork, d1, train_network
 
 

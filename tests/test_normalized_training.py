@@ -20,7 +20,8 @@ from nclab.capture import find_classifier
 from nclab.cli.train import default_run_dir
 from nclab.data import load_dataset
 from nclab.models import build_model
-from nclab.report.runs import RunRecord
+from nclab.runs import RunRecord
+from nclab.studies.normcompare import compare_normalized, comparison_configs, epochs_to_reach
 from nclab.train import ClassificationTask, NormalizedTask, Trainer, config_diff, normalized_config
 from nclab.train.normalized import (
     DEFAULT_TAU,
@@ -28,7 +29,6 @@ from nclab.train.normalized import (
     SphereClassifier,
     normalize_features,
 )
-from nclab.train.normcompare import compare_normalized, comparison_configs, epochs_to_reach
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from regression_reference import regression_problem
 
-from nclab.regression import RegressionStats, compute_regression_metrics
+from nclab.core.regression import RegressionStats, compute_regression_metrics
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from regression_reference import (
 from sklearn.metrics import mean_squared_error, r2_score
 
 from nclab import NCInputError
-from nclab.regression import (
+from nclab.core.regression import (
     RegressionStats,
     compute_regression_metrics,
     measure_regression,

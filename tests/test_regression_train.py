@@ -15,11 +15,10 @@ from threadpoolctl import threadpool_limits
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import NCInputError
+from nclab.core.regression import RegressionStats, compute_regression_metrics, nrc3_history
 from nclab.data.teacher import teacher
 from nclab.models import build_model
-from nclab.regression import RegressionStats, compute_regression_metrics
 from nclab.train import Trainer, regression_config
-from nclab.train.regression import nrc3_history
 
 pytestmark = pytest.mark.usefixtures("one_thread", "one_blas_thread")
 

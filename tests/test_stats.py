@@ -6,7 +6,7 @@ import torch
 from reference import gaussian_classes, reference_metrics
 
 from nclab import CollapseStats, DecisionStats, NCInputError, compute_metrics, measure
-from nclab.metrics import METRIC_NAMES
+from nclab.core.metrics import METRIC_NAMES
 
 
 def assert_close_to_reference(result, ref, rtol=1e-8):
@@ -98,7 +98,7 @@ def test_large_c_paths_match_dense():
     stats = CollapseStats(30).update(H, y)
     dense = compute_metrics(stats, W)
     tiled = compute_metrics(stats, W, block=7)
-    import nclab.geometry as geometry
+    import nclab.core.geometry as geometry
 
     old = geometry._DENSE_GRAM_LIMIT
     geometry._DENSE_GRAM_LIMIT = 0

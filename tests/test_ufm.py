@@ -11,7 +11,7 @@ from reference import reference_metrics
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.ufm import RegularizedUFM, SphereUFM
 from nclab.ufm.optim import descend
 

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.ufm import SphereUFM, etf_point, flipped_point, grouped_point, probe, simplex_etf
 from nclab.ufm.landscape import random_rotation, riemannian_hessian, symmetry_modes
 

@@ -1,9 +1,9 @@
 """nclab: measure, reproduce and explain Neural Collapse."""
 
 from nclab.capture import track
-from nclab.errors import NCInputError
-from nclab.metrics import CollapseMetrics, compute_metrics, measure
-from nclab.stats import CollapseStats, DecisionStats
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import CollapseMetrics, compute_metrics, measure
+from nclab.core.stats import CollapseStats, DecisionStats
 
 __version__ = "0.1.0"
 

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nclab import distributed
-from nclab.errors import NCInputError
-from nclab.metrics import CollapseMetrics, compute_metrics
-from nclab.stats import CollapseStats, DecisionStats
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import CollapseMetrics, compute_metrics
+from nclab.core.stats import CollapseStats, DecisionStats
 
 #: Largest feature dimension accepted for a hooked layer: the scatter matrix is d x d.
 MAX_DIM = 16_384

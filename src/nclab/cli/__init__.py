@@ -18,7 +18,7 @@ from nclab.cli import (  # noqa: F401
     ufm,
 )
 from nclab.cli.app import app, err_console
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 __all__ = ["app", "main"]
 

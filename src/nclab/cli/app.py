@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nclab.io import write_json
+from nclab.core.io import write_json
 
 app = typer.Typer(
     name="nclab",
@@ -24,6 +24,13 @@ err_console = Console(stderr=True, soft_wrap=True)  # one message, one line
 @app.callback()
 def _root() -> None:
     """Measure, reproduce and explain Neural Collapse."""
+
+
+def short(value: float | None, digits: int = 3) -> str:
+    """``digits`` significant digits with short exponents (1.6e-15, 2e-9): fits 80 columns."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def value_table(title: str, rows: Iterable[tuple[str, float | None]], *, fmt: str = ".6g",

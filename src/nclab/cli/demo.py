@@ -8,8 +8,8 @@ import typer
 
 from nclab.cli.app import app, console
 from nclab.cli.train import run_training
-from nclab.train.demo import DEMO_CONFIG, DEMO_RUN_DIR, DEMO_THREADS
-from nclab.train.rundir import RunDir
+from nclab.runs import RunDir
+from nclab.studies.demo import DEMO_CONFIG, DEMO_RUN_DIR, DEMO_THREADS
 
 
 @app.command("demo")

@@ -13,10 +13,11 @@ from nclab import capture
 from nclab.cli import options
 from nclab.cli.app import app, console, value_table
 from nclab.cli.train import parse_list, parse_pairs
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
 from nclab.finegrained import CoarseSplits, FineRecovery
-from nclab.io import write_json
 from nclab.report.finegrained import projection_figure, recovery_figure
+from nclab.runs import RunDir
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
 from nclab.train.finegrained import (
@@ -25,7 +26,6 @@ from nclab.train.finegrained import (
     make_recovery_evaluator,
     recover_from_model,
 )
-from nclab.train.rundir import RunDir
 
 RESULT_JSON, RECOVERY_PNG, PROJECTION_PNG = "finegrained.json", "recovery.png", "projection.png"
 

@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.errors import NCInputError
-from nclab.io import write_atomic
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_atomic
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A
-from nclab.kernels.sweep import DEFAULT_SERIES, SweepConfig, report_markdown, run_sweep
+from nclab.studies.kernel_sweep import DEFAULT_SERIES, SweepConfig, report_markdown, run_sweep
 
 #: The light sweep of ``--quick``; options given explicitly still win.
 QUICK = {"sizes": "128,256", "dims": "1,8,32", "draws": 3, "steps": 200}
@@ -87,7 +87,7 @@ def kernel_command(
 
         document = run_sweep(config, checkpoint=path, resume=resume, workers=workers,
                              on_task=advance)
-    from nclab.kernels.plots import plot_sweep  # matplotlib is slow to import: only here
+    from nclab.report.kernels import plot_sweep  # matplotlib is slow to import: only here
 
     figures = plot_sweep(document, out)
     write_atomic(out / REPORT_NAME, report_markdown(document))

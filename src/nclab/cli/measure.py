@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from nclab.cli.app import app, show_result, value_table
-from nclab.io import load_npz
-from nclab.metrics import METRIC_NAMES, CollapseMetrics, measure
+from nclab.core.io import load_npz
+from nclab.core.metrics import METRIC_NAMES, CollapseMetrics, measure
 
 
 @app.command("measure")

@@ -8,16 +8,12 @@ import torch
 import typer
 
 from nclab.cli import options
-from nclab.cli.app import app, console
+from nclab.cli.app import app, console, short
 from nclab.cli.train import parse_list, parse_pairs
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.studies.normcompare import FIGURE_PNG, RESULT_JSON, compare_normalized
 from nclab.train import TrainConfig
 from nclab.train.normalized import DEFAULT_TAU
-from nclab.train.normcompare import FIGURE_PNG, RESULT_JSON, compare_normalized
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
 
 
 def print_result(result: dict) -> None:
@@ -34,10 +30,10 @@ def print_result(result: dict) -> None:
         console.print(
             f"{name + ':':<{width + 1}} train nc1 < {threshold:g}: {when}; "
             f"TPT onset: {run['tpt_onset']}; "
-            f"epoch {final['epoch']}: train nc1 {_fmt(final['train_nc1'])}, "
-            f"etf_error_means {_fmt(final['train_etf_error_means'])}, "
-            f"wh_duality {_fmt(final['train_wh_duality'])}, "
-            f"test error {_fmt(final['test_error'])} ({_fmt(run['time_s'])} s)"
+            f"epoch {final['epoch']}: train nc1 {short(final['train_nc1'])}, "
+            f"etf_error_means {short(final['train_etf_error_means'])}, "
+            f"wh_duality {short(final['train_wh_duality'])}, "
+            f"test error {short(final['test_error'])} ({short(run['time_s'])} s)"
             + ("; DIVERGED" if run["status"] == "diverged" else ""),
             highlight=False, soft_wrap=True)
 

@@ -15,10 +15,10 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console, show_result, value_table
-from nclab.errors import NCInputError
-from nclab.io import load_npz, write_atomic, write_json
-from nclab.regression import RegressionMetrics, measure_regression
+from nclab.cli.app import app, console, err_console, short, show_result, value_table
+from nclab.core.errors import NCInputError
+from nclab.core.io import load_npz, write_atomic, write_json
+from nclab.core.regression import RegressionMetrics, measure_regression
 
 regress_app = typer.Typer(
     help="Neural regression collapse: NRC1-NRC3, the regression UFM, imitation data.",
@@ -31,13 +31,6 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
                     console=err_console, transient=True, disable=not err_console.is_terminal)
-
-
-def _fmt(value: float | None) -> str:
-    """Two significant digits, short exponents (1.6e-15, 2e-9) to fit 80 columns."""
-    if value is None:
-        return "n/a"
-    return f"{value:.2g}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def _parse_gamma(gamma: str) -> float | str | None:
@@ -105,9 +98,9 @@ def ufm_command(
                      "converged": solution.converged, "gram_error": gap,
                      "loss": solution.loss, "optimal_loss": best, **metrics.to_dict()})
         table.add_row(f"{lambda_h:g},{lambda_w:g}", f"{solution.c:g}", solution.regime,
-                      _fmt(gap), _fmt(solution.loss - best),
-                      _fmt(metrics.nrc1), _fmt(metrics.nrc2), _fmt(metrics.nrc3),
-                      _fmt(metrics.gamma))
+                      short(gap, 2), short(solution.loss - best, 2),
+                      short(metrics.nrc1, 2), short(metrics.nrc2, 2), short(metrics.nrc3, 2),
+                      short(metrics.gamma, 2))
     console.print(table)
     console.print("WW^T err: ||WW^T - closed form||_F / ||closed form||_F (absolute when "
                   "W* = 0). gamma = c in the collapse regime, else the best in (0, lambda_min).")

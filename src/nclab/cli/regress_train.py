@@ -18,14 +18,14 @@ from rich import box
 from rich.table import Table
 from threadpoolctl import threadpool_limits
 
-from nclab.cli.app import console
-from nclab.cli.regress import _fmt, regress_app
+from nclab.cli.app import console, short
+from nclab.cli.regress import regress_app
 from nclab.cli.train import build_config, parse_list, parse_pairs
-from nclab.errors import NCInputError
-from nclab.io import write_json
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
 from nclab.report import write_report
 from nclab.report.regression import regression_outcome
-from nclab.report.runs import load_run
+from nclab.runs import load_run
 from nclab.train import TrainConfig, Trainer
 from nclab.train.regression import PAPER_SETTINGS, REGRESSION_DATA
 
@@ -142,9 +142,9 @@ def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Tab
         table.add_column(column, justify="right", no_wrap=True)
     for label, out in outcomes:
         table.add_row(label, "h/|h|", _change(out, "nrc1"), _change(out, "nrc2"),
-                      _change(out, "nrc3"), _fmt(out["last"]["train_r2"]))
+                      _change(out, "nrc3"), short(out["last"]["train_r2"], 2))
         table.add_row("", "centred", _change(out, "nrc1_centred"),
-                      _change(out, "nrc2_centred"), f"γ = {_fmt(out['gamma'])}", "",
+                      _change(out, "nrc2_centred"), f"γ = {short(out['gamma'], 2)}", "",
                       end_section=True)
     return table
 
@@ -154,8 +154,8 @@ def _change(outcome: dict[str, Any], name: str) -> str:
     key = name if name == "nrc3" else f"train_{name}"
     first, last, drop = outcome["first"][key], outcome["last"][key], outcome["drop"][name]
     # a metric that fell to exactly 0 (features of rank <= n) has no finite ratio
-    ratio = "∞" if drop is None and first and last == 0 else _fmt(drop)
-    return f"{_fmt(last)} ÷{ratio}"
+    ratio = "∞" if drop is None and first and last == 0 else short(drop, 2)
+    return f"{short(last, 2)} ÷{ratio}"
 
 
 @regress_app.command("train")
@@ -213,7 +213,7 @@ def sweep_command(
     device: str = DEVICE, threads: int = THREADS, progress: bool = PROGRESS,
 ) -> None:
     """Train once per weight decay on the same data; plot NRC1-NRC3 against epoch."""
-    from nclab.train.regression_sweep import SWEEP_JSON, sweep_weight_decay
+    from nclab.studies.regression_sweep import SWEEP_JSON, sweep_weight_decay
 
     values = parse_list(weight_decays, float, "--weight-decays") or ()
     given = given_on_command_line(locals())

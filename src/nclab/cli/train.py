@@ -12,11 +12,11 @@ import typer
 
 from nclab.cli import options
 from nclab.cli.app import app, console
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.report import write_report
+from nclab.runs import RunDir
 from nclab.train import TrainConfig, Trainer
 from nclab.train.normalized import DEFAULT_TAU, check_normalization_flags, normalization_changes
-from nclab.train.rundir import RunDir
 
 
 def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, Any]:

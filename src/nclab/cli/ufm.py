@@ -12,11 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.errors import NCInputError
-from nclab.io import write_json
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
+from nclab.report.ufm import plot_convergence
 from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
 from nclab.ufm.classification import LOSSES
-from nclab.ufm.plots import plot_convergence
 
 #: Collapse metrics shown in the table (the JSON has all of them).
 SHOWN_METRICS = ("nc1", "etf_error_means", "etf_error_weights", "wh_duality")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nclab.core.errors import NCInputError
 from nclab.data import hierarchical, synthetic
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.cifar import cifar10, cifar100
@@ -18,7 +19,6 @@ from nclab.data.idx import fashionmnist, kmnist, mnist
 from nclab.data.npz import npz
 from nclab.data.stl10 import stl10
 from nclab.data.svhn import svhn
-from nclab.errors import NCInputError
 
 #: name -> (builder, needs_root). Builders with needs_root read files under ``root``.
 DATASETS: dict[str, tuple[Callable[..., DatasetSplits], bool]] = {

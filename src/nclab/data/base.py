@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.files import (
     check_labels,
@@ -23,7 +24,6 @@ from nclab.data.files import (
     require_size,
     to_unit_float,
 )
-from nclab.errors import NCInputError
 
 PIXELS = 3 * 32 * 32
 CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))

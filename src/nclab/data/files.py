@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 def locate(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
 from nclab.data.base import DatasetSplits, from_numpy
-from nclab.errors import NCInputError
 
 
 def hierarchical(

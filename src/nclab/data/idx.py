@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.files import check_labels, locate, read_bytes, require_size, to_unit_float
-from nclab.errors import NCInputError
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

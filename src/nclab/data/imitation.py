@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
+from nclab.core.io import load_npz, write_atomic
 from nclab.data.regression_base import RegressionData, make_regression_data
-from nclab.errors import NCInputError
-from nclab.io import load_npz, write_atomic
 
 Policy = Callable[[np.ndarray], np.ndarray]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
+from nclab.core.io import load_npz
 from nclab.data.base import DatasetSplits, from_numpy
 from nclab.data.files import to_unit_float
-from nclab.errors import NCInputError
-from nclab.io import load_npz
 
 SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 CHANNELS = ("first", "last", "none")

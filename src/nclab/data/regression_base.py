@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from nclab.errors import NCInputError
-from nclab.io import load_npz, write_atomic
+from nclab.core.errors import NCInputError
+from nclab.core.io import load_npz, write_atomic
 
 
 @dataclass(frozen=True)

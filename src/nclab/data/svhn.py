@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.files import check_labels, locate, to_unit_float
-from nclab.errors import NCInputError
 
 NAMES = tuple(str(i) for i in range(10))
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
 from nclab.data.regression_base import RegressionData, make_regression_data
-from nclab.errors import NCInputError
 
 
 def teacher(

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab._validate import as_labels
+from nclab.core.errors import NCInputError
+from nclab.core.validation import as_labels
 from nclab.data.base import ArrayDataset, DatasetSplits
-from nclab.errors import NCInputError
 
 PAIRINGS = ("mod", "random", "explicit")
 

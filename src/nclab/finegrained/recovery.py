@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from nclab._validate import as_features, as_labels
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import measure
+from nclab.core.validation import as_features, as_labels
 from nclab.finegrained.labeling import CoarseLabeling, short_list
-from nclab.metrics import measure
 
 
 def match_clusters(clusters: Any, fine: Any, classes: Sequence[int]) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 def as_inputs(x: Any, name: str = "x") -> tuple[torch.Tensor, bool]:

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab._validate import as_labels
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.core.validation import as_labels
 from nclab.kernels._arrays import as_inputs, like_input, positive, torch_threads
 from nclab.kernels.closed_form import DualActivation, get_activation
 from nclab.kernels.data import class_targets

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.kernels._arrays import as_inputs, like_input, positive
 
 #: Names of the Gram matrices ``two_layer_kernels`` can return.

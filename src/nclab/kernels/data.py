@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab._validate import as_features, as_labels
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.core.validation import as_features, as_labels
 from nclab.kernels._arrays import as_square
 
 # Relative size below which a trace is indistinguishable from rounding noise.

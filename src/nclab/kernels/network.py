@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab._validate import as_labels
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
+from nclab.core.validation import as_labels
 from nclab.kernels._arrays import as_inputs, positive, torch_threads
 from nclab.kernels.data import class_targets
 from nclab.kernels.nc1 import feature_nc1

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.models.base import Network
 from nclab.models.cnn1d import cnn1d
 from nclab.models.densenet import densenet

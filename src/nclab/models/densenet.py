@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.models import layers
 from nclab.models.base import Network
 

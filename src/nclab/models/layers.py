@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}

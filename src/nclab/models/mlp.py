@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.models.base import Network
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.models import layers
 from nclab.models.base import Network
 

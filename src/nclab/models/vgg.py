@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.models import layers
 from nclab.models.base import Network
 

@@ -11,51 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nclab.errors import NCInputError
-from nclab.io import write_atomic
-from nclab.metrics import METRIC_NAMES
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_atomic
+from nclab.core.metrics import METRIC_NAMES
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
-from nclab.report.runs import RunRecord, load_run
+from nclab.report.pages import page, run_status, table
+from nclab.runs import RunRecord, load_run
 
 PANEL_PNG, NC1_PNG, REPORT_HTML = "collapse.png", "nc1.png", "report.html"
 COMPARE_PNG, COMPARE_HTML = "compare.png", "compare.html"
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"
-                   for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"{body}</body></html>\n")
-
-
-def _status(run: RunRecord) -> str:
-    epochs = run.config.get("epochs")
-    done = run.rows[-1]["epoch"]
-    if run.summary is None:
-        return f"in progress or interrupted: last logged epoch {done} of {epochs}"
-    if run.summary.get("status") == "diverged":
-        return f"diverged in epoch {run.summary.get('diverged_epoch')}"
-    return f"complete: {run.summary.get('epochs_done')} epochs"
-
 
 def _headline(run: RunRecord) -> list[tuple[str, Any]]:
     onset = run.tpt_onset
@@ -64,7 +28,7 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
     nc1_last = last.get("train_nc1")
     drop = nc1_onset / nc1_last if nc1_onset and nc1_last else None
     return [
-        ("status", _status(run)),
+        ("status", run_status(run)),
         ("TPT onset (first epoch with zero training error)", onset),
         ("train NC1 at the TPT onset", nc1_onset),
         (f"train NC1 at epoch {last['epoch']}", nc1_last),
@@ -102,17 +66,17 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
              for name in METRIC_NAMES if f"train_{name}" in last]
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + _table(("", ""), _headline(run))
+        + table(("", ""), _headline(run))
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
         + f"<h2>Metrics at epoch {last['epoch']}</h2>"
-        + _table(("metric", "train", "test"), final)
+        + table(("metric", "train", "test"), final)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"
         + "<h2>Configuration</h2>"
-        + _table(("key", "value"), sorted(run.config.items()))
+        + table(("key", "value"), sorted(run.config.items()))
         + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>.</p>"
     )
     path = out / REPORT_HTML
-    write_atomic(path, _page(f"nclab report: {title}", body))
+    write_atomic(path, page(f"nclab report: {title}", body))
     return path
 
 
@@ -130,14 +94,14 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
     header = ["run", *[name for name, _ in _headline(runs[0])]]
     rows = [[run.label, *[value for _, value in _headline(run)]] for run in runs]
     body = (
-        _table(header, rows)
+        table(header, rows)
         + f"<img src='{COMPARE_PNG}' alt='collapse curves of every run'>"
         + "<h2>Settings that differ</h2>"
-        + _table(["key", *[r.label for r in runs]],
+        + table(["key", *[r.label for r in runs]],
                  [[key, *[r.config.get(key) for r in runs]] for key in keys])
     )
     path = out / COMPARE_HTML
-    write_atomic(path, _page("nclab comparison", body))
+    write_atomic(path, page("nclab comparison", body))
     return path
 
 

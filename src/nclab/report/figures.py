@@ -10,8 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from nclab.report.runs import RunRecord
 from nclab.report.style import color, figure_style, mark_epoch, panel_grid, save_png
+from nclab.runs import RunRecord
 
 
 @dataclass(frozen=True)

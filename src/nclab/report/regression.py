@@ -6,7 +6,7 @@
 - :func:`write_regression_report`: report.html, nrc.png and gamma.png of one run.
 
 NRC3 is not a column of the logged rows: it is computed here from the logged W W^T and
-Sigma at the gamma of the last logged W (:func:`nclab.train.regression.nrc3_history`).
+Sigma at the gamma of the last logged W (:func:`nclab.core.regression.nrc3_history`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nclab.io import write_atomic
-from nclab.report import REPORT_HTML, _page, _status, _table
+from nclab.core.io import write_atomic
+from nclab.core.regression import nrc3_history, nrc_drops
+from nclab.report import REPORT_HTML
 from nclab.report.figures import Panel, run_panels
-from nclab.report.runs import RunRecord, load_run
+from nclab.report.pages import page, run_status, table
 from nclab.report.style import color, figure_style, panel_grid, save_png
-from nclab.train.regression import nrc3_history, nrc_drops
+from nclab.runs import RunRecord, load_run
 
 NRC_PNG, GAMMA_PNG = "nrc.png", "gamma.png"
 
@@ -112,23 +113,23 @@ def write_regression_report(run_dir: str | os.PathLike,
     outcome = regression_outcome(run)
     rows = [(name, outcome["first"][name], outcome["last"][name],
              outcome["drop"].get(name.removeprefix("train_"))) for name in OUTCOME_KEYS]
-    headline = [("status", _status(run)),
+    headline = [("status", run_status(run)),
                 ("γ of NRC3 (searched on the final W)", outcome["gamma"]),
                 ("λ_min of Σ", outcome["lambda_min"])]
     if outcome["nrc3_warning"]:
         headline.append(("NRC3", outcome["nrc3_warning"]))
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + _table(("", ""), headline)
+        + table(("", ""), headline)
         + f"<img src='{NRC_PNG}' alt='NRC curves'>"
-        + _table(("metric", f"epoch {outcome['first_epoch']}",
+        + table(("metric", f"epoch {outcome['first_epoch']}",
                   f"epoch {outcome['last_epoch']}", "first / last"), rows)
         + f"<img src='{GAMMA_PNG}' alt='NRC3 against gamma' style='max-width:600px'>"
         + "<h2>Configuration</h2>"
-        + _table(("key", "value"), sorted(cfg.items()))
+        + table(("key", "value"), sorted(cfg.items()))
         + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>; "
           "NRC3 per epoch: <code>summary.json</code>.</p>"
     )
     path = out / REPORT_HTML
-    write_atomic(path, _page(f"nclab regression report: {title}", body))
+    write_atomic(path, page(f"nclab regression report: {title}", body))
     return path

@@ -10,13 +10,13 @@ coarse labels and the evaluator ``"recovery"`` recovers the fine ones (SPEC sect
 ``nclab.train.finegrained``).
 """
 
+from nclab.runs import RunDir
 from nclab.train import finegrained  # noqa: F401  (registers "coarse", "recovery")
 from nclab.train.batches import EvalBatches, TrainBatches, epoch_order
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EVALUATORS, CollapseEvaluator, EvalContext, Evaluator
 from nclab.train.normalized import NORMALIZED_TASK, NormalizedTask, normalized_config
 from nclab.train.regression import NRCEvaluator, RegressionTask, regression_config
-from nclab.train.rundir import RunDir
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import TASKS, ClassificationTask, Task, make_task
 from nclab.train.trainer import Trainer, TrainingDiverged, resolve_device, train

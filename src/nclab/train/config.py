@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 @dataclass(frozen=True)

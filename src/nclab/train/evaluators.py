@@ -18,10 +18,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from nclab import distributed
 from nclab.capture import track
-from nclab.errors import NCInputError
-from nclab.metrics import METRIC_NAMES, CollapseMetrics
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
 

@@ -33,8 +33,8 @@ from torch import nn
 
 from nclab import capture
 from nclab.capture import CapturedFeatures
+from nclab.core.errors import NCInputError
 from nclab.data import DatasetSplits
-from nclab.errors import NCInputError
 from nclab.finegrained import (
     PAIRINGS,
     CoarseLabeling,

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nclab.core.errors import NCInputError
 from nclab.data import DatasetSplits
-from nclab.errors import NCInputError
 from nclab.models.base import Network
 from nclab.train.config import TrainConfig
 from nclab.train.task import TASKS, ClassificationTask

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from nclab.core.errors import NCInputError
+from nclab.core.regression import RegressionStats, compute_regression_metrics, nrc3_history
 from nclab.data.imitation import TASKS as IMITATION_TASKS
 from nclab.data.imitation import imitation_data
 from nclab.data.regression_base import RegressionData, load_regression
 from nclab.data.teacher import teacher
-from nclab.errors import NCInputError
 from nclab.models import check_model
-from nclab.regression import RegressionStats, compute_regression_metrics, nrc3_from_gram
 from nclab.train.config import TrainConfig
 from nclab.train.evaluators import EVALUATORS, EvalContext
 from nclab.train.task import TASKS, Task
@@ -44,8 +44,6 @@ PAPER_SETTINGS: dict[str, Any] = {
 #: Options in ``TrainConfig.options`` read by the task, with their defaults.
 TASK_OPTIONS: dict[str, Any] = {"standardize_inputs": True, "standardize_targets": False,
                                 "head_bias": True}
-#: Points of the NRC3(gamma) curve of the final W kept in the summary.
-GAMMA_CURVE_POINTS = 64
 
 
 def regression_config(**changes: Any) -> TrainConfig:
@@ -116,7 +114,7 @@ class RegressionTask(Task):
     """Real targets y in R^n; loss = squared error averaged over the n outputs.
 
     The loss of one sample is (1/n) ||f(x) - y||^2, so the logged ``train_loss`` is the
-    MSE of scikit-learn and of :class:`~nclab.regression.RegressionMetrics`.
+    MSE of scikit-learn and of :class:`~nclab.core.regression.RegressionMetrics`.
 
     Data: ``config.dataset`` is a name of ``REGRESSION_DATA`` with builder options in
     ``config.dataset_options`` (``seed`` among them, default 0: the data do not change
@@ -282,64 +280,6 @@ class NRCEvaluator:
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """NRC3 of every logged epoch at the gamma of the final W (for summary.json)."""
         return {"nrc3": nrc3_history(rows)}
-
-
-def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
-                 curve_points: int = GAMMA_CURVE_POINTS) -> dict[str, Any]:
-    """NRC3 of each logged row at one gamma, SPEC's: searched on the last row's W.
-
-    Parameters
-    ----------
-    rows : list of dict
-        Logged rows with ``epoch``, ``head_gram`` and ``target_cov``.
-    gamma : float, optional
-        Use this gamma instead of the search on the last row.
-    curve_points : int
-        Points of the curve NRC3(gamma) of the last row, log-spaced on (0, lambda_min).
-
-    Returns
-    -------
-    dict
-        ``gamma``, ``gamma_epoch`` (the row it was searched on), ``epoch`` and ``nrc3``
-        (lists, one per row), ``curve`` ({"gamma", "nrc3"} of the last row), and
-        ``warning`` instead of the values when NRC3 does not exist (n = 1, singular
-        Sigma, W = 0).
-    """
-    rows = [row for row in rows if row.get("head_gram") is not None]
-    if not rows:
-        return {"warning": "no logged row holds head_gram: run the 'nrc' evaluator"}
-    last = rows[-1]
-    if len(last["head_gram"]) < 2:
-        return {"warning": "nrc3 is not reported for n = 1 (it is 0 trivially)"}
-    sigma = np.asarray(last["target_cov"])
-    try:
-        chosen = nrc3_from_gram(sigma, last["head_gram"],
-                                "search" if gamma is None else gamma)
-        values = [nrc3_from_gram(sigma, row["head_gram"], chosen["gamma"])["nrc3"]
-                  if np.any(row["head_gram"]) else None for row in rows]
-    except NCInputError as exc:
-        return {"warning": f"nrc3 not computed: {exc}"}
-    lam_min = chosen["lambda_min"]
-    # from below the chosen gamma (it can sit near 0) up to lambda_min
-    grid = lam_min * np.geomspace(min(1e-4, 0.5 * chosen["gamma"] / lam_min), 1 - 1e-3,
-                                  curve_points)
-    curve = nrc3_from_gram(sigma, last["head_gram"], grid)
-    return {"gamma": chosen["gamma"], "gamma_epoch": last["epoch"],
-            "gamma_searched": gamma is None, "lambda_min": lam_min,
-            "epoch": [row["epoch"] for row in rows], "nrc3": values,
-            "curve": {"gamma": curve["gamma"], "nrc3": curve["nrc3"]}}
-
-
-def nrc_drops(rows: list[dict[str, Any]], nrc3: dict[str, Any],
-              split: str = "train") -> dict[str, float | None]:
-    """First logged value / last logged value of NRC1, NRC2 (``split``; SPEC and centred)
-    and NRC3."""
-    first, last = rows[0], rows[-1]
-    pairs = {name: (first.get(f"{split}_{name}"), last.get(f"{split}_{name}"))
-             for name in ("nrc1", "nrc2", "nrc1_centred", "nrc2_centred")}
-    values = nrc3.get("nrc3") or [None]
-    pairs["nrc3"] = (values[0], values[-1])
-    return {name: a / b if a is not None and b else None for name, (a, b) in pairs.items()}
 
 
 TASKS["regression"] = RegressionTask

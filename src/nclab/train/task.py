@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nclab.capture import find_classifier
+from nclab.core.errors import NCInputError
 from nclab.data import DATASETS, DatasetSplits, load_dataset
-from nclab.errors import NCInputError
 from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 

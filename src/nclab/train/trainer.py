@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from nclab import distributed
-from nclab.errors import NCInputError
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.runs import RunDir
 from nclab.train.batches import EvalBatches, TrainBatches
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss, make_evaluators
-from nclab.train.rundir import RunDir
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task, make_task
 

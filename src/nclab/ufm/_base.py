@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nclab.errors import NCInputError
-from nclab.metrics import CollapseMetrics, measure
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import CollapseMetrics, measure
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 

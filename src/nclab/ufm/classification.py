@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.ufm._base import (
     UFMSolution,
     check_nonnegative,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 from nclab.ufm.optim import one_thread_if_small
 from nclab.ufm.sphere import SphereUFM, normalize_rows, project_tangent
 

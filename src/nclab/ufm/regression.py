@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from nclab.errors import NCInputError
-from nclab.regression import RegressionMetrics, measure_regression
+from nclab.core.errors import NCInputError
+from nclab.core.regression import RegressionMetrics, measure_regression
 
 REGIMES = ("collapse", "partial", "zero", "none")
 

@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nclab.errors import NCInputError
-from nclab.io import write_json
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
 from nclab.report.regression import gamma_figure, nrc_figure, regression_outcome, with_nrc3
-from nclab.report.runs import load_run
+from nclab.runs import load_run
 from nclab.train.config import TrainConfig
 from nclab.train.regression import RegressionTask
 from nclab.train.trainer import Trainer

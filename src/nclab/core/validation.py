@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 
@@ -74,7 +74,7 @@ def as_classifier(
         if bias is not None:
             raise NCInputError("bias given without weight")
         return None, None
-    w = _to_numpy64(weight)
+    w = to_numpy64(weight)
     if w.shape != (num_classes, dim):
         raise NCInputError(
             f"weight must have shape (C, d) = ({num_classes}, {dim}); got {w.shape}"
@@ -83,7 +83,7 @@ def as_classifier(
         raise NCInputError("weight contains NaN or inf")
     if bias is None:
         return w, None
-    b = _to_numpy64(bias)
+    b = to_numpy64(bias)
     if b.shape != (num_classes,):
         raise NCInputError(f"bias must have shape (C,) = ({num_classes},); got {b.shape}")
     if not np.isfinite(b).all():
@@ -91,7 +91,7 @@ def as_classifier(
     return w, b
 
 
-def _to_numpy64(x: Any) -> np.ndarray:
+def to_numpy64(x: Any) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)

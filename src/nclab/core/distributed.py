@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 def is_initialized() -> bool:

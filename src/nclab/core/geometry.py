@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 DEFAULT_BLOCK = 1024
 # Above this many C x C entries the simplex gaps use trace identities on d x d matrices.

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nclab.io import write_atomic  # noqa: E402
+from nclab.core.io import write_atomic  # noqa: E402
 from nclab.ufm._base import UFMSolution  # noqa: E402
 
 #: Gaps below this are drawn at this value (a log axis cannot show 0 or rounding noise).

@@ -27,13 +27,12 @@ from typing import Any
 from matplotlib.lines import Line2D
 from rich.console import Console
 
-from nclab.errors import NCInputError
-from nclab.io import write_json
-from nclab.report.runs import RunRecord, load_run
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
 from nclab.report.style import color, figure_style, panel_grid, save_png
+from nclab.runs import RunDir, RunRecord, load_run
 from nclab.train.config import TrainConfig
 from nclab.train.normalized import NORMALIZED_TASK, check_tau, normalized_config
-from nclab.train.rundir import RunDir
 from nclab.train.trainer import Trainer, TrainingDiverged
 
 #: (metric, panel title) of the figure, measured on the training set.

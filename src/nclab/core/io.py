@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nclab.errors import NCInputError
+from nclab.core.errors import NCInputError
 
 
 def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

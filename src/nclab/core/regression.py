@@ -21,15 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab import distributed
-from nclab._validate import _to_numpy64, as_features, ensure_finite
-from nclab.errors import NCInputError
-from nclab.io import json_ready
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.io import json_ready
+from nclab.core.validation import as_features, ensure_finite, to_numpy64
 
 #: The NRC metrics of SPEC section 5, in SPEC order.
 NRC_NAMES = ("nrc1", "nrc2", "nrc3")
 #: Points of the first, coarse grid of the gamma search on (0, lambda_min).
 GAMMA_GRID = 256
+#: Points of the NRC3(gamma) curve of the final W kept in the summary.
+GAMMA_CURVE_POINTS = 64
 
 
 class _Moments:
@@ -402,14 +404,14 @@ def as_regressor(weight: Any, bias: Any, n: int, d: int) -> tuple[np.ndarray | N
         if bias is not None:
             raise NCInputError("bias given without weight")
         return None, np.zeros(n)
-    w = _to_numpy64(weight)
+    w = to_numpy64(weight)
     if w.ndim == 1 and n == 1:
         w = w[None]
     if w.shape != (n, d):
         raise NCInputError(f"weight must have shape (n, d) = ({n}, {d}); got {w.shape}")
     if not np.isfinite(w).all():
         raise NCInputError("weight contains NaN or inf")
-    b = np.zeros(n) if bias is None else _to_numpy64(bias).reshape(-1)
+    b = np.zeros(n) if bias is None else to_numpy64(bias).reshape(-1)
     if b.shape != (n,):
         raise NCInputError(f"bias must have shape (n,) = ({n},); got {np.shape(bias)}")
     if not np.isfinite(b).all():
@@ -552,7 +554,7 @@ def nrc3_from_gram(
     dict
         ``nrc3`` (a float, or a list for several gammas), ``gamma`` and ``lambda_min``.
     """
-    sigma, gram = _to_numpy64(sigma), _to_numpy64(gram)
+    sigma, gram = to_numpy64(sigma), to_numpy64(gram)
     n = len(sigma)
     if sigma.shape != (n, n) or gram.shape != (n, n) or n < 2:
         raise NCInputError(f"sigma and gram must be n x n with n >= 2; got {sigma.shape} and "
@@ -643,3 +645,61 @@ def measure_regression(
     for start in range(0, len(x), batch_size):
         stats.update(x[start : start + batch_size], y[start : start + batch_size])
     return compute_regression_metrics(stats, weight, bias, gamma=gamma, centred_pca=centred_pca)
+
+
+def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
+                 curve_points: int = GAMMA_CURVE_POINTS) -> dict[str, Any]:
+    """NRC3 of each logged row at one gamma, SPEC's: searched on the last row's W.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Logged rows with ``epoch``, ``head_gram`` and ``target_cov``.
+    gamma : float, optional
+        Use this gamma instead of the search on the last row.
+    curve_points : int
+        Points of the curve NRC3(gamma) of the last row, log-spaced on (0, lambda_min).
+
+    Returns
+    -------
+    dict
+        ``gamma``, ``gamma_epoch`` (the row it was searched on), ``epoch`` and ``nrc3``
+        (lists, one per row), ``curve`` ({"gamma", "nrc3"} of the last row), and
+        ``warning`` instead of the values when NRC3 does not exist (n = 1, singular
+        Sigma, W = 0).
+    """
+    rows = [row for row in rows if row.get("head_gram") is not None]
+    if not rows:
+        return {"warning": "no logged row holds head_gram: run the 'nrc' evaluator"}
+    last = rows[-1]
+    if len(last["head_gram"]) < 2:
+        return {"warning": "nrc3 is not reported for n = 1 (it is 0 trivially)"}
+    sigma = np.asarray(last["target_cov"])
+    try:
+        chosen = nrc3_from_gram(sigma, last["head_gram"],
+                                "search" if gamma is None else gamma)
+        values = [nrc3_from_gram(sigma, row["head_gram"], chosen["gamma"])["nrc3"]
+                  if np.any(row["head_gram"]) else None for row in rows]
+    except NCInputError as exc:
+        return {"warning": f"nrc3 not computed: {exc}"}
+    lam_min = chosen["lambda_min"]
+    # from below the chosen gamma (it can sit near 0) up to lambda_min
+    grid = lam_min * np.geomspace(min(1e-4, 0.5 * chosen["gamma"] / lam_min), 1 - 1e-3,
+                                  curve_points)
+    curve = nrc3_from_gram(sigma, last["head_gram"], grid)
+    return {"gamma": chosen["gamma"], "gamma_epoch": last["epoch"],
+            "gamma_searched": gamma is None, "lambda_min": lam_min,
+            "epoch": [row["epoch"] for row in rows], "nrc3": values,
+            "curve": {"gamma": curve["gamma"], "nrc3": curve["nrc3"]}}
+
+
+def nrc_drops(rows: list[dict[str, Any]], nrc3: dict[str, Any],
+              split: str = "train") -> dict[str, float | None]:
+    """First logged value / last logged value of NRC1, NRC2 (``split``; SPEC and centred)
+    and NRC3."""
+    first, last = rows[0], rows[-1]
+    pairs = {name: (first.get(f"{split}_{name}"), last.get(f"{split}_{name}"))
+             for name in ("nrc1", "nrc2", "nrc1_centred", "nrc2_centred")}
+    values = nrc3.get("nrc3") or [None]
+    pairs["nrc3"] = (values[0], values[-1])
+    return {name: a / b if a is not None and b else None for name, (a, b) in pairs.items()}

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab.errors import NCInputError
-from nclab.io import write_json
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
 from nclab.kernels._arrays import positive, torch_threads
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A, adaptive_kernel
 from nclab.kernels.closed_form import ACTIVATIONS, two_layer_kernels

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from nclab import geometry
-from nclab._validate import as_classifier, as_features, as_labels
-from nclab.errors import NCInputError
-from nclab.io import json_ready
-from nclab.stats import CollapseStats, DecisionStats
+from nclab.core import geometry
+from nclab.core.errors import NCInputError
+from nclab.core.io import json_ready
+from nclab.core.stats import CollapseStats, DecisionStats
+from nclab.core.validation import as_classifier, as_features, as_labels
 
 #: Every metric of SPEC section 1, in SPEC order.
 METRIC_NAMES = (

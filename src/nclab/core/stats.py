@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nclab import distributed
-from nclab._validate import as_classifier, as_features, as_labels, ensure_finite
-from nclab.errors import NCInputError
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.validation import as_classifier, as_features, as_labels, ensure_finite
 
 
 class CollapseStats:
