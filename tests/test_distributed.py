@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from reference import gaussian_classes
 
-from nclab import CollapseStats, DecisionStats, NCInputError
+from nclab import CollapseStats, DecisionStats
 
 
 def _free_port() -> int:
@@ -56,9 +56,12 @@ def test_two_process_gloo_all_reduce(tmp_path):
         np.testing.assert_allclose(got["decisions"], expected_decisions)
 
 
-def test_all_reduce_without_process_group_is_a_clear_error():
-    import pytest
-
-    assert not dist.is_initialized()
-    with pytest.raises(NCInputError, match="init_process_group"):
-        CollapseStats(2).update(torch.ones(2, 2), [0, 1]).all_reduce()
+def test_all_reduce_without_a_process_group_keeps_the_local_statistics() -> None:
+    rng = np.random.default_rng(1)
+    h, y = rng.normal(size=(30, 3)), np.repeat(np.arange(3), 10)
+    stats = CollapseStats(3).update(h, y)
+    before = {k: v.clone() for k, v in stats.state_dict().items()}
+    assert stats.all_reduce() is stats
+    assert all(torch.equal(before[k], v) for k, v in stats.state_dict().items())
+    decisions = DecisionStats.from_stats(stats, rng.normal(size=(3, 3))).update(h, y)
+    assert decisions.all_reduce().compute() == decisions.compute()

@@ -167,3 +167,15 @@ def test_label_out_of_range_and_shapes():
         measure(np.random.rand(6, 2), [0, 1, 0, 1, 0, 1], weight=np.ones((3, 3)))
     with pytest.raises(NCInputError, match="coincide"):
         measure([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], [0, 0, 1, 1])
+
+
+def test_scalars_are_the_numeric_metrics_with_a_prefix() -> None:
+    rng = np.random.default_rng(0)
+    h, y = rng.normal(size=(60, 4)), np.repeat(np.arange(3), 20)
+    with_classifier = measure(h, y, weight=rng.normal(size=(3, 4)))
+    scalars = with_classifier.scalars(prefix="nc/")
+    assert scalars["nc/nc1"] == with_classifier.nc1
+    assert all(isinstance(v, float) for v in scalars.values())
+    assert set(scalars) == {f"nc/{name}" for name, v in with_classifier.to_dict().items()
+                            if isinstance(v, float)}
+    assert "nc/self_duality" not in measure(h, y).scalars(prefix="nc/")

@@ -5,20 +5,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from nclab.core.errors import NCInputError
-
 
 def is_initialized() -> bool:
     """True when a ``torch.distributed`` process group is ready to use."""
     return dist.is_available() and dist.is_initialized()
-
-
-def require_process_group() -> None:
-    if not is_initialized():
-        raise NCInputError(
-            "all_reduce() needs an initialized torch.distributed process group "
-            "(call torch.distributed.init_process_group first)"
-        )
 
 
 def communication_device() -> torch.device:

@@ -62,6 +62,16 @@ class CollapseMetrics:
         """Plain JSON-ready dict; non-finite values become None."""
         return json_ready(self)
 
+    def scalars(self, prefix: str = "") -> dict[str, float]:
+        """Every numeric metric that has a value, as ``{prefix + name: float}``.
+
+        Ready for any logger (TensorBoard's ``add_scalar``, ``LightningModule.log_dict``,
+        W&B, MLflow): metrics that are None (no classifier, no second pass) are left out,
+        and so are the bookkeeping fields (counts, flags, lists).
+        """
+        return {f"{prefix}{name}": float(value) for name in METRIC_NAMES
+                if (value := getattr(self, name)) is not None}
+
 
 def compute_metrics(
     stats: CollapseStats,

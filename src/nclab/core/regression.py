@@ -174,7 +174,8 @@ class RegressionStats:
         Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU). Each rank
         sends its moments about the global means: the exact pairwise merge of all ranks.
         """
-        distributed.require_process_group()
+        if not distributed.is_initialized():
+            return self  # one process: the local statistics are already the whole
         shape = torch.tensor([self.dim or 0, self.target_dim or 0])
         dim, target_dim = (int(v) for v in distributed.all_reduce(shape, op="max"))
         if dim == 0:

@@ -197,7 +197,8 @@ class CollapseStats:
         sends its moments about the global class means, which is the exact pairwise merge
         of all ranks at once.
         """
-        distributed.require_process_group()
+        if not distributed.is_initialized():
+            return self  # one process: the local statistics are already the whole
         dim = int(distributed.all_reduce(torch.tensor([self.dim or 0]), op="max"))
         if dim == 0:
             return self
@@ -345,7 +346,8 @@ class DecisionStats:
         return self
 
     def all_reduce(self) -> DecisionStats:
-        distributed.require_process_group()
+        if not distributed.is_initialized():
+            return self  # one process: the local statistics are already the whole
         total = distributed.all_reduce(
             torch.tensor([self.samples, self.mismatched, self.correct], dtype=torch.int64)
         )
