@@ -7,12 +7,12 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(BIN)/nclab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test,mujoco]"
+	$(BIN)/python -m pip install -q -e ".[test,mujoco,docs]"
 	touch $@
 
 demo: $(BIN)/nclab
@@ -21,6 +21,11 @@ demo: $(BIN)/nclab
 test: $(BIN)/nclab
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+	$(MAKE) docs
+
+# The manual and the API reference (from the docstrings); any warning fails the build.
+docs: $(BIN)/nclab
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: $(BIN)/nclab
 	$(BIN)/python benchmarks/stats_throughput.py
