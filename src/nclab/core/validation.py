@@ -95,3 +95,35 @@ def to_numpy64(x: Any) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def as_targets(targets: Any, num_samples: int | None = None, name: str = "targets",
+               check_finite: bool = False) -> torch.Tensor:
+    """Return regression ``targets`` as a 2-D floating tensor (M, n) on its own device.
+
+    A 1-D input (M,) is one target column (n = 1). numpy arrays become CPU tensors
+    without a copy; integers are promoted to float64 and half precision to float32 (as
+    :func:`as_features` does). With ``num_samples`` the number of rows M must equal it;
+    with ``check_finite`` a NaN or inf is refused, naming its first row.
+    """
+    if not torch.is_tensor(targets):
+        array = np.asarray(targets)
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise NCInputError(f"{name} must be real numbers; got dtype {array.dtype}")
+        targets = torch.from_numpy(array)
+    y = targets.detach()
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise NCInputError(f"{name} must be 1-D or 2-D (M x n); got shape {tuple(y.shape)}")
+    if num_samples is not None and y.shape[0] != num_samples:
+        raise NCInputError(f"{name} has {y.shape[0]} rows but features has {num_samples}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise NCInputError(f"{name} must be real numbers; got dtype {y.dtype}")
+    if not torch.is_floating_point(y):
+        y = y.to(torch.float64)
+    elif y.dtype in _HALF_TYPES:
+        y = y.to(torch.float32)
+    if check_finite:
+        ensure_finite(y, name)
+    return y
