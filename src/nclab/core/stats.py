@@ -307,6 +307,9 @@ class DecisionStats:
         self.centred = np.where(present[:, None], means - self.origin, 0.0)
         self.penalty = np.where(present, np.einsum("cd,cd->c", self.centred, self.centred), np.inf)
         self.samples = self.mismatched = self.correct = 0
+        # per true class, for the per-class views (which classes collapse last)
+        # rows: seen, mismatched, correct
+        self.class_counts = torch.zeros(3, num_classes, dtype=torch.int64)
 
     @classmethod
     def from_stats(cls, stats: CollapseStats, weight: Any, bias: Any = None) -> DecisionStats:
@@ -331,11 +334,17 @@ class DecisionStats:
         centred = torch.from_numpy(self.centred).to(**as_x)
         penalty = torch.from_numpy(self.penalty).to(**as_x)
         rows = max(1, self._CHUNK_ENTRIES // self.num_classes)  # bounds the n x C temporaries
+        mismatched, correct = [], []
         for xs, ys in zip(x.split(rows), y.split(rows), strict=True):
             predicted = (xs @ weight.T + bias).argmax(dim=1)
             nearest = (penalty - 2 * (xs - origin) @ centred.T).argmin(dim=1)
-            self.mismatched += int((predicted != nearest).sum())
-            self.correct += int((predicted == ys).sum())
+            mismatched.append(predicted != nearest)
+            correct.append(predicted == ys)
+        mismatched, correct = torch.cat(mismatched), torch.cat(correct)
+        self.mismatched += int(mismatched.sum())
+        self.correct += int(correct.sum())
+        for row, kept in enumerate((y, y[mismatched], y[correct])):
+            self.class_counts[row] += torch.bincount(kept, minlength=self.num_classes).cpu()
         self.samples += x.shape[0]
         return self
 
@@ -343,6 +352,7 @@ class DecisionStats:
         self.samples += other.samples
         self.mismatched += other.mismatched
         self.correct += other.correct
+        self.class_counts += other.class_counts
         return self
 
     def all_reduce(self) -> DecisionStats:
@@ -352,6 +362,7 @@ class DecisionStats:
             torch.tensor([self.samples, self.mismatched, self.correct], dtype=torch.int64)
         )
         self.samples, self.mismatched, self.correct = (int(v) for v in total)
+        self.class_counts = distributed.all_reduce(self.class_counts)
         return self
 
     def compute(self) -> tuple[float, float]:
@@ -359,3 +370,9 @@ class DecisionStats:
         if self.samples == 0:
             raise NCInputError("the second pass saw no samples")
         return self.mismatched / self.samples, self.correct / self.samples
+
+    def compute_per_class(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ncc_mismatch, accuracy) of each true class, shape (C,); NaN where none was seen."""
+        seen, mismatched, correct = self.class_counts.numpy().astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return mismatched / seen, correct / seen
