@@ -1,0 +1,129 @@
+"""What the training-framework integrations share: which samples to measure, the
+measurement itself, and the flat scalars that go to a framework's log.
+
+Under ``torch.distributed`` a framework's train loader uses a ``DistributedSampler``
+(Lightning) or a sharded batch sampler (HF Accelerate) that *pads* every rank to the
+same number of samples by repeating samples from the start of the data set (or drops
+the tail with ``drop_last``). Measured through such a loader, a few samples would be
+counted twice (or never). The integrations therefore measure a loader of their own over
+the same data set: rank r takes samples r, r + world, r + 2 world, ... once each, in
+order, without padding, and ``nclab.track`` sums the ranks' statistics exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from nclab.capture import find_classifier, track
+from nclab.core.metrics import CollapseMetrics
+
+
+def shard_loader(dataset: Dataset, batch_size: int, rank: int = 0, world: int = 1, *,
+                 collate_fn: Callable[[list[Any]], Any] | None = None,
+                 num_workers: int = 0) -> DataLoader:
+    """Samples ``rank, rank + world, ...`` of a map-style data set, each exactly once.
+
+    The shards of ranks ``0..world-1`` partition the data set: no padding, no shuffling,
+    nothing dropped.
+
+    Parameters
+    ----------
+    dataset : map-style Dataset of N samples
+    batch_size : int
+    rank, world : int
+        This process's rank and the number of processes.
+    collate_fn : callable, optional
+        As in ``DataLoader`` (HF data collators, for example).
+    num_workers : int
+
+    Returns
+    -------
+    DataLoader
+        About N / world samples in batches of ``batch_size``.
+    """
+    return DataLoader(dataset, batch_size=max(1, int(batch_size)),
+                      sampler=range(rank, len(dataset), world), collate_fn=collate_fn,
+                      num_workers=num_workers)
+
+
+def enumerates_dataset(loader: Any) -> bool:
+    """True when ``loader`` is a DataLoader whose sampler visits its (map-style) data set
+    once per epoch in some order: sequential, random, or a plain ``DistributedSampler``.
+
+    Such a loader can be replaced by :func:`shard_loader` of the same data set; a custom
+    sampler (weighted, a subset, a wrapped custom sampler) cannot.
+    """
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return False
+    sampler = loader.sampler
+    if type(sampler) is DistributedSampler:  # a subclass may wrap another sampler
+        return True
+    if isinstance(sampler, (RandomSampler, SequentialSampler)):
+        return not getattr(sampler, "replacement", False) and len(sampler) == len(
+            loader.dataset)
+    return False
+
+
+def rebuilt_loader(loader: DataLoader, rank: int, world: int) -> DataLoader:
+    """:func:`shard_loader` with the data set, batch size, collate function and workers
+    of ``loader`` (which must satisfy :func:`enumerates_dataset`)."""
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)
+    return shard_loader(loader.dataset, batch_size, rank, world,
+                        collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+
+
+def measure(model: nn.Module, loader: Iterable[Any], *, classifier: str | nn.Linear | None,
+            layers: Sequence[str] | None, sync: bool,
+            options: Mapping[str, Any]) -> CollapseMetrics | dict[str, CollapseMetrics]:
+    """``nclab.track`` of ``model`` over ``loader``, leaving torch's CPU random state
+    as it was: iterating a DataLoader draws a seed from it, and the measurement must not
+    change the rest of the training."""
+    with torch.random.fork_rng(devices=[]):
+        return track(model, loader, classifier, layers=layers, sync=sync, **options)
+
+
+def collapse_scalars(result: CollapseMetrics | Mapping[str, CollapseMetrics], prefix: str,
+                     head: str | None = None) -> dict[str, float]:
+    """The finite metrics of a :func:`measure` result as ``{name: value}``.
+
+    The classifier's metrics are ``prefix + metric`` (``nc/nc1``); those of another
+    layer of a profile are ``prefix + layer + "/" + metric`` (``nc/layer3/nc1``).
+    Non-finite values (coinciding class means) are left out, as every logger here does.
+
+    Parameters
+    ----------
+    result : CollapseMetrics or dict of layer name -> CollapseMetrics
+    prefix : str
+    head : str, optional
+        The classifier's name in a profile ``result``; default: its last entry.
+    """
+    if isinstance(result, CollapseMetrics):
+        return finite(result.scalars(prefix))
+    head = head if head is not None else list(result)[-1]
+    scalars: dict[str, float] = {}
+    for layer, metrics in result.items():
+        scalars.update(metrics.scalars(prefix if layer == head else f"{prefix}{layer}/"))
+    return finite(scalars)
+
+
+def head_name(model: nn.Module, classifier: str | nn.Linear | None) -> str:
+    """The classifier's layer name, as ``nclab.track`` resolves it."""
+    return find_classifier(model, classifier)
+
+
+def finite(values: Mapping[str, float]) -> dict[str, float]:
+    """The entries of ``values`` that are finite numbers."""
+    return {key: value for key, value in values.items() if math.isfinite(value)}
