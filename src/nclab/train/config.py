@@ -1,28 +1,99 @@
-"""The configuration of a training run: everything that determines its results."""
+"""The configuration of a training run: everything that determines its results.
+
+Every field carries its :class:`Setting` (help text, command-line name, type and range)
+in the dataclass metadata: the one definition from which ``__post_init__`` checks a
+config and the command line generates the training options of every command.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cache
+from numbers import Integral, Real
 from typing import Any
 
 from nclab.core.errors import NCInputError
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How one config field is described, spelled on the command line and checked.
+
+    Attributes
+    ----------
+    help : str
+        One sentence for ``--help`` (the default is printed by the help machinery).
+    cli : str, optional
+        The option's name (``--lr``); None: set by the commands, not an option.
+    low, high : float, optional
+        Bounds of a number (of each item of a tuple); ``low_open``/``high_open`` exclude
+        them. Floats must also be finite.
+    group : str
+        Heading of the option in ``--help``.
+    """
+
+    help: str
+    cli: str | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    group: str = "Training"
+
+    def range_text(self) -> str:
+        """The accepted range in words, e.g. ``> 0`` or ``in [0, 1)``."""
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return ""
+
+    def requirement(self) -> str:
+        """The range as a predicate: ``lie in [0, 1)``, ``be > 0``."""
+        text = self.range_text()
+        return f"lie {text}" if text.startswith("in ") else f"be {text}"
+
+    def admits(self, value: float) -> bool:
+        """Whether the number ``value`` lies in the range."""
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or (value < self.high or (not self.high_open
+                                                           and value == self.high))
+
+
+def setting(default: Any = None, *, factory: Any = None, **kwargs: Any) -> Any:
+    """A dataclass field with its :class:`Setting` in the metadata."""
+    metadata = {"setting": Setting(**kwargs)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+DATA, MODEL = "Data", "Model"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Every setting that changes what a run computes (Papyan et al.'s recipe by default).
 
-    Runtime choices that do not change the results (device, progress bar, checkpoint
-    frequency) are arguments of :class:`Trainer` instead, so that a run can be resumed
-    on another machine.
+    Runtime choices that do not change the results (device, threads, progress bar,
+    checkpoint frequency) are arguments of :class:`Trainer` instead, so that a run can
+    be resumed on another machine. The help text, range and command-line name of each
+    field are in its :class:`Setting` (``TrainConfig.settings()``).
 
     Attributes
     ----------
     dataset, root, classes, per_class, per_class_test, dataset_options
-        Passed to the task's data loader (``nclab.data.load_dataset`` for
-        classification): name, folder for file-based sets, class subset, per-class
-        sample limits, builder options such as ``{"num_samples": 5000}``.
+        Passed to the task's data loader (``nclab.data.load_dataset``): name, file or
+        folder for file-based sets, class subset, per-class sample limits, builder
+        options such as ``{"num_samples": 5000}``.
     model, model_options
         ``nclab.models.build_model(model, input_shape, outputs, **model_options)``.
     task
@@ -42,52 +113,64 @@ class TrainConfig:
         Batch size of the evaluation passes.
     evaluators
         Names in ``nclab.train.EVALUATORS`` run at every logged epoch; None: the task's
-        defaults (``"collapse"``, every SPEC metric, for classification).
+        defaults (``"collapse"``, every collapse metric, for classification).
     options
-        Settings of extensions (tasks, evaluators, model transforms) that have no field
-        of their own, such as ``{"tau": 10.0}``; saved and compared like the rest.
+        The task's options (its options dataclass, as a dict), such as ``{"tau": 10.0}``;
+        saved and compared like the rest.
     """
 
-    dataset: str = "mnist1d"
-    root: str | None = None
-    classes: tuple[int, ...] | None = None
-    per_class: int | None = None
-    per_class_test: int | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    model: str = "mlp"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    task: str = "classification"
-    loss: str = "ce"
-    epochs: int = 350
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: tuple[float, ...] = (1 / 3, 2 / 3)
-    lr_gamma: float = 0.1
-    seed: int = 0
-    log_points: int = 50
-    eval_batch_size: int = 1024
-    evaluators: tuple[str, ...] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = setting("mnist1d", cli="--dataset", group=DATA,
+                           help="Data set name (docs/datasets.md).")
+    root: str | None = setting(None, cli="--root", group=DATA,
+                               help="File or folder of a data set read from files.")
+    classes: tuple[int, ...] | None = setting(None, cli="--classes", low=0, group=DATA,
+                                              help="Keep these classes, e.g. 0,1,2.")
+    per_class: int | None = setting(None, cli="--per-class", low=1, group=DATA,
+                                    help="At most this many training samples per class.")
+    per_class_test: int | None = setting(None, cli="--per-class-test", low=1, group=DATA,
+                                         help="At most this many test samples per class.")
+    dataset_options: dict[str, Any] = setting(
+        factory=dict, cli="--data-opt", group=DATA,
+        help="Data set option KEY=VALUE (repeatable), e.g. num_samples=10000.")
+    model: str = setting("mlp", cli="--model", group=MODEL, help="Network name.")
+    model_options: dict[str, Any] = setting(factory=dict, cli="--model-opt", group=MODEL,
+                                            help="Model option KEY=VALUE (repeatable).")
+    task: str = setting("classification", help="Training task (set by the command).")
+    loss: str = setting("ce", cli="--loss", help="ce (cross-entropy) or mse.")
+    epochs: int = setting(350, cli="--epochs", low=1, help="Epochs.")
+    batch_size: int = setting(128, cli="--batch-size", low=1, help="Batch size.")
+    lr: float = setting(0.05, cli="--lr", low=0, low_open=True, help="Learning rate.")
+    momentum: float = setting(0.9, cli="--momentum", low=0, high=1, high_open=True,
+                              help="SGD momentum.")
+    weight_decay: float = setting(5e-4, cli="--weight-decay", low=0, help="Weight decay.")
+    lr_milestones: tuple[float, ...] = setting(
+        (1 / 3, 2 / 3), cli="--milestones", low=0, high=1, low_open=True, high_open=True,
+        help="Fractions of the run after which the lr is multiplied by --lr-gamma, "
+             "comma separated ('' for none).")
+    lr_gamma: float = setting(0.1, cli="--lr-gamma", low=0, low_open=True,
+                              help="LR factor at each milestone.")
+    seed: int = setting(0, cli="--seed", low=0, help="Seed of initialization and sample "
+                                                     "order.")
+    log_points: int = setting(50, cli="--log-points", low=1,
+                              help="Number of log-spaced epochs at which metrics are logged.")
+    eval_batch_size: int = setting(1024, cli="--eval-batch-size", low=1,
+                                   help="Batch size of evaluation passes.")
+    evaluators: tuple[str, ...] | None = setting(
+        None, cli="--evaluators", help="Evaluators run at logged epochs, comma separated "
+                                       "(default: the task's).")
+    options: dict[str, Any] = setting(factory=dict, cli="--opt",
+                                      help="Task option KEY=VALUE (repeatable).")
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1; got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1; got {self.batch_size}"),
-            (self.eval_batch_size >= 1,
-             f"eval_batch_size must be >= 1; got {self.eval_batch_size}"),
-            (self.lr > 0, f"lr must be > 0; got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must lie in [0, 1); got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay}"),
-            (all(0 < m < 1 for m in self.lr_milestones),
-             f"lr_milestones are fractions of the run in (0, 1); got {list(self.lr_milestones)}"),
-            (self.lr_gamma > 0, f"lr_gamma must be > 0; got {self.lr_gamma}"),
-            (self.log_points >= 1, f"log_points must be >= 1; got {self.log_points}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise NCInputError(message)
+        hints = field_types()
+        for item in fields(self):
+            check_value(item.name, getattr(self, item.name), hints[item.name],
+                        item.metadata["setting"])
+
+    @staticmethod
+    def settings() -> dict[str, Setting]:
+        """field name -> its :class:`Setting`, in field order."""
+        return {item.name: item.metadata["setting"] for item in fields(TrainConfig)}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (tuples become lists)."""
@@ -96,6 +179,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise NCInputError(f"a config is a JSON object; got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -107,6 +192,61 @@ class TrainConfig:
     def updated(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated like a new config)."""
         return replace(self, **changes)
+
+
+@cache
+def field_types() -> dict[str, Any]:
+    """field name -> its resolved type hint."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def base_type(hint: Any) -> tuple[Any, bool]:
+    """``(X, optional)`` of a hint ``X`` or ``X | None``."""
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0], True
+    return hint, False
+
+
+def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
+    """Raise NCInputError unless ``value`` is a ``kind`` (int or float) in ``rule``'s range."""
+    integral = isinstance(value, Integral) and not isinstance(value, bool)
+    if kind is int and not integral:
+        raise NCInputError(f"{name} must be an integer; got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, Real)):
+        raise NCInputError(f"{name} must be a number; got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise NCInputError(f"{name} must be a finite number {rule.range_text()}; got {value}")
+    if not rule.admits(value):
+        raise NCInputError(f"{name} must {rule.requirement()}; got {value}")
+
+
+def check_value(name: str, value: Any, hint: Any, rule: Setting) -> None:
+    """Raise one NCInputError line unless ``value`` has the field's type and range."""
+    kind, optional = base_type(hint)
+    if value is None:
+        if not optional:
+            raise NCInputError(f"{name} may not be null")
+        return
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            raise NCInputError(f"{name} must be a list; got {value!r}")
+        item = typing.get_args(kind)[0]
+        for entry in value:
+            if item is str:
+                if not isinstance(entry, str):
+                    raise NCInputError(f"{name} must be a list of names; got {list(value)}")
+            else:
+                check_number(name, entry, item, rule)
+    elif origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise NCInputError(f"{name} must be an object of KEY: VALUE; got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise NCInputError(f"{name} must be text; got {value!r}")
+    else:
+        check_number(name, value, kind, rule)
 
 
 def config_diff(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
