@@ -17,7 +17,7 @@ from nclab.cli.regress_train import regression_given
 from nclab.data.regression_base import load_regression
 from nclab.models import build_model
 from nclab.train import Trainer, regression_config
-from nclab.train.task import make_task
+from nclab.train.tasks import make_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GIVEN_KEYS = ("samples", "noise", "target_dim", "input_dim", "spectrum", "policy", "data_seed",
@@ -28,7 +28,7 @@ GIVEN_KEYS = ("samples", "noise", "target_dim", "input_dim", "spectrum", "policy
 def test_bias_free_head_keeps_the_initial_W(data_file):  # noqa: F811
     heads = []
     for head_bias in (True, False):
-        config = regression_config(dataset="npz", root=str(data_file), **SMALL,
+        config = regression_config(dataset="npz_targets", root=str(data_file), **SMALL,
                                    options={"head_bias": head_bias})
         task = make_task(config)
         torch.manual_seed(0)
@@ -53,7 +53,7 @@ def test_command_line_sets_head_bias_schedule_and_activation():
 
 def test_bias_free_head_trains_with_a_schedule(tmp_path, data_file):  # noqa: F811
     run_dir = tmp_path / "run"
-    config = regression_config(dataset="npz", root=str(data_file),
+    config = regression_config(dataset="npz_targets", root=str(data_file),
                                **{**SMALL, "epochs": 4, "log_points": 2},
                                options={"head_bias": False}, lr_milestones=(0.5,), lr_gamma=0.2)
     with threadpool_limits(1):
@@ -64,18 +64,19 @@ def test_bias_free_head_trains_with_a_schedule(tmp_path, data_file):  # noqa: F8
 
     # the logged metrics are those of the network f(x) = W h(x), measured by hand
     data = load_regression(data_file)
-    model = build_model("mlp", data.x.shape[1:], 2, **SMALL["model_options"])
+    x, y = data.train.x.numpy(), data.train.y.numpy()
+    model = build_model("mlp", x.shape[1:], 2, **SMALL["model_options"])
     model.classifier.register_parameter("bias", None)
     model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"])
-    mean, std = data.x.mean(axis=0), data.x.std(axis=0) + 1e-8
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-8
     with torch.no_grad():
-        features = model.body(torch.as_tensor((data.x - mean) / std,
+        features = model.body(torch.as_tensor((x - mean) / std,
                                               dtype=torch.float32)).double().numpy()
     W = model.classifier.weight.detach().double().numpy()
     last = rows[-1]
-    assert last["train_mse"] == pytest.approx(np.mean((features @ W.T - data.y) ** 2), rel=1e-5)
+    assert last["train_mse"] == pytest.approx(np.mean((features @ W.T - y) ** 2), rel=1e-5)
     with threadpool_limits(1):
-        reference = nrc_reference(features, data.y, W)
+        reference = nrc_reference(features, y, W)
     assert last["train_nrc1"] == pytest.approx(reference["nrc1"], rel=1e-4)
     assert last["train_nrc2"] == pytest.approx(reference["nrc2"], rel=1e-4)
 

@@ -43,7 +43,7 @@ def data_file(tmp_path_factory):
 def trained(data_file, tmp_path_factory):
     """One small run, shared by the tests that read it."""
     run_dir = tmp_path_factory.mktemp("run")
-    config = regression_config(dataset="npz", root=str(data_file), **SMALL)
+    config = regression_config(dataset="npz_targets", root=str(data_file), **SMALL)
     torch.set_num_threads(1)
     with threadpool_limits(1):
         summary = Trainer(config, run_dir, progress=False).fit()
@@ -164,7 +164,7 @@ def test_sweep_command_writes_json_and_figures(tmp_path, capsys):
                                                     / history["train_nrc1"][-1])
         assert 0 < run["gamma"] < run["lambda_min"]
         config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
-        assert config["weight_decay"] == run["weight_decay"] and config["dataset"] == "npz"
+        assert config["weight_decay"] == run["weight_decay"] and config["dataset"] == "npz_targets"
     for name in ("sweep.png", "gamma.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the same data set and the same seed: the two runs start from the same point
@@ -189,10 +189,10 @@ def test_train_command_and_report(tmp_path, capsys, data_file):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"dataset": "cifar10"}, "unknown regression data set 'cifar10'"),
+    ({"dataset": "cifar10"}, "unknown dataset 'cifar10' for regression"),
     ({"loss": "ce"}, "regression trains with loss 'mse'"),
     ({"evaluators": ("collapse",)}, "'collapse' evaluator needs class labels"),
-    ({"dataset": "npz"}, "needs the file"),
+    ({"dataset": "npz_targets"}, "needs the file"),
     ({"dataset_options": {"hidden_size": 3}}, "has no option hidden_size"),
     ({"options": {"normalize": True}}, "regression has no option normalize"),
 ])

@@ -174,17 +174,19 @@ def data_command(
                           search_iterations, seed)
     data.save(out)
     write_json(out.with_suffix(".json"), {"file": str(out), **data.info})
-    console.print(f"wrote {out}: x {data.x.shape}, y {data.y.shape}, "
-                  f"x_test {data.x_test.shape}, y_test {data.y_test.shape} "
-                  f"(and {out.with_suffix('.json')})")
+    shapes = {"x": data.train.x, "y": data.train.y, "x_test": data.test.x, "y_test": data.test.y}
+    console.print(f"wrote {out}: " + ", ".join(f"{key} {tuple(a.shape)}" for key, a in
+                                               shapes.items())
+                  + f" (and {out.with_suffix('.json')})")
 
 
 def _imitation(task, samples, test_fraction, noise, episodes, policy, iterations, seed):
-    from nclab.data.imitation import TASKS, imitation_data
+    from nclab.data.imitation import ENVIRONMENTS, imitation_data
 
-    if task not in TASKS:
-        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(TASKS)}, teacher")
-    total = samples or TASKS[task].num_samples
+    if task not in ENVIRONMENTS:
+        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(ENVIRONMENTS)}, "
+                           "teacher")
+    total = samples or ENVIRONMENTS[task].num_samples
     with _progress() as bar:
         search = bar.add_task("expert: random search", total=iterations, note="", visible=False)
         gather = bar.add_task("collect (state, action)", total=total, note="")

@@ -23,11 +23,12 @@ from nclab.cli.regress import regress_app
 from nclab.cli.train import build_config, parse_list, parse_pairs
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
+from nclab.data import REGRESSION, dataset_names
 from nclab.report import write_report
 from nclab.report.regression import regression_outcome
 from nclab.runs import load_run
 from nclab.train import TrainConfig, Trainer
-from nclab.train.regression import PAPER_SETTINGS, REGRESSION_DATA
+from nclab.train.regression import PAPER_SETTINGS
 
 DATA_HELP = "teacher, reacher, swimmer, hopper, or a .npz file with x and y."
 # Options shared by both commands. None means "the paper's setting" (or, on --resume,
@@ -69,9 +70,10 @@ def regression_given(data: str, *, samples, noise, target_dim, input_dim, spectr
                      seed, standardize, activation=None, head_bias=None, milestones=None,
                      lr_gamma=None, weight_decay=None) -> dict[str, Any]:
     """The TrainConfig fields set on the command line (None: not given)."""
-    dataset, root = (data, None) if data in REGRESSION_DATA and data != "npz" else ("npz", data)
-    if dataset == "npz" and not Path(data).is_file():
-        raise NCInputError(f"'{data}' is neither a data set ({', '.join(REGRESSION_DATA)}) "
+    generated = [name for name in dataset_names(REGRESSION) if name != "npz_targets"]
+    dataset, root = (data, None) if data in generated else ("npz_targets", data)
+    if root is not None and not Path(data).is_file():
+        raise NCInputError(f"'{data}' is neither a data set ({', '.join(generated)}) "
                            "nor an existing .npz file")
     options = {"num_samples": samples, "noise": noise, "target_dim": target_dim,
                "input_dim": input_dim, "seed": data_seed,

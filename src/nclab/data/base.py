@@ -1,47 +1,84 @@
-"""In-memory classification data sets: the one type every loader returns."""
+"""In-memory data sets: the one splits type every loader returns.
+
+A classification set has integer labels ``y`` (N,) and ``num_classes``; a regression
+set has real targets ``y`` (N, n) and ``num_classes=None``. Both come as
+:class:`DatasetSplits` (a train and a test :class:`ArrayDataset`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import io
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
+from nclab.core.io import write_atomic
 
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Samples and labels held in memory.
+    """Samples with labels (classification) or real targets (regression), in memory.
 
     Attributes
     ----------
     x : Tensor of shape (N, *input_shape), float32
-    y : Tensor of shape (N,), int64, values in 0..num_classes-1
-    num_classes : int
+    y : Tensor
+        Classification: shape (N,), int64, values in 0..num_classes-1. Regression:
+        shape (N, n), float32.
+    num_classes : int or None
+        None for regression targets.
     name : str
     class_names : tuple of str, optional
     """
 
     x: torch.Tensor
     y: torch.Tensor
-    num_classes: int
+    num_classes: int | None = None
     name: str = ""
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
-            raise NCInputError(f"{self.name}: {len(self.x)} samples but {len(self.y)} labels")
+            what = "targets" if self.is_regression else "labels"
+            raise NCInputError(f"{self.name}: {len(self.x)} samples but {len(self.y)} {what}")
+        if self.is_regression and self.y.ndim != 2:
+            raise NCInputError(f"{self.name}: targets must be 2-D (N, n)")
 
     def __len__(self) -> int:
         return len(self.y)
 
     @property
+    def is_regression(self) -> bool:
+        """True for real targets (``num_classes`` is None)."""
+        return self.num_classes is None
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    @property
+    def target_dim(self) -> int:
+        """n, the number of target columns (regression only)."""
+        self._require_regression("target_dim")
+        return self.y.shape[1]
+
     def class_counts(self) -> np.ndarray:
+        self._require_classification("class counts")
         return torch.bincount(self.y, minlength=self.num_classes).numpy()
+
+    def _require_classification(self, what: str) -> None:
+        if self.is_regression:
+            raise NCInputError(f"{self.name}: {what} need class labels; this data set has "
+                               "real targets")
+
+    def _require_regression(self, what: str) -> None:
+        if not self.is_regression:
+            raise NCInputError(f"{self.name}: {what} is defined for real targets; this data "
+                               "set has class labels")
 
     def subset(
         self, classes: list[int] | None = None, per_class: int | None = None, seed: int = 0
@@ -50,6 +87,7 @@ class ArrayDataset:
         ``per_class`` samples of each, drawn at random under ``seed``: Papyan's balanced
         subsets.
         """
+        self._require_classification("classes and per-class limits")
         x, y, names, num_classes = self.x, self.y, self.class_names, self.num_classes
         if classes is not None:
             bad = [c for c in classes if not 0 <= c < self.num_classes]
@@ -80,14 +118,42 @@ class ArrayDataset:
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """A train and a test split of one data set."""
+    """A train and a test split of one data set (classification or regression).
+
+    Attributes
+    ----------
+    train, test : ArrayDataset
+        Same input shape; same number of classes, or of target columns.
+    info : dict
+        How the data were made (sizes, seeds, returns of the policies, ...), JSON-ready;
+        keyword only.
+    """
 
     train: ArrayDataset
     test: ArrayDataset
+    info: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+    def __post_init__(self) -> None:
+        train, test = self.train, self.test
+        if train.is_regression != test.is_regression:
+            raise NCInputError(f"{train.name}: one split has labels, the other targets")
+        if train.input_shape != test.input_shape or (
+                train.is_regression and train.target_dim != test.target_dim):
+            raise NCInputError(f"{train.name}: train and test shapes differ")
 
     @property
-    def num_classes(self) -> int:
+    def is_regression(self) -> bool:
+        return self.train.is_regression
+
+    @property
+    def num_classes(self) -> int | None:
+        """C for classification, None for regression."""
         return self.train.num_classes
+
+    @property
+    def target_dim(self) -> int:
+        """n, the number of target columns (regression only)."""
+        return self.train.target_dim
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -100,14 +166,29 @@ class DatasetSplits:
         return DatasetSplits(
             self.train.subset(classes, per_class, seed),
             self.test.subset(classes, per_class_test, seed),
+            info=self.info,
         )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a regression set as ``x, y, x_test, y_test`` to a .npz, atomically.
+
+        The file reads back with the ``npz_targets`` loader.
+        """
+        self.train._require_regression("saving as x, y, x_test, y_test")
+        buffer = io.BytesIO()
+        np.savez(buffer, x=self.train.x.numpy(), y=self.train.y.numpy(),
+                 x_test=self.test.x.numpy(), y_test=self.test.y.numpy())
+        write_atomic(path, buffer.getvalue())
 
 
 def from_numpy(
     x: np.ndarray, y: np.ndarray, name: str, num_classes: int | None = None,
     class_names: tuple[str, ...] | None = None,
 ) -> ArrayDataset:
-    """Build an ArrayDataset from numpy arrays (float32 samples, int64 labels)."""
+    """A classification ArrayDataset from numpy arrays (float32 samples, int64 labels).
+
+    ``num_classes`` defaults to the largest label + 1.
+    """
     y = np.asarray(y).astype(np.int64)
     return ArrayDataset(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
@@ -116,3 +197,10 @@ def from_numpy(
         name,
         class_names,
     )
+
+
+def targets_from_numpy(x: np.ndarray, y: np.ndarray, name: str) -> ArrayDataset:
+    """A regression ArrayDataset from numpy arrays: float32 inputs (N, ...) and targets (N, n)."""
+    return ArrayDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                        torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)),
+                        None, name)

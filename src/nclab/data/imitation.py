@@ -27,24 +27,26 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import load_npz, write_atomic
-from nclab.data.regression_base import RegressionData, make_regression_data
+from nclab.data.base import DatasetSplits
+from nclab.data.regression_base import make_regression_data
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
-class Task:
-    """A MuJoCo task: its gymnasium id, the paper's data size and the sampling stride."""
+class Environment:
+    """A MuJoCo environment: its gymnasium id, the paper's data size and the sampling stride."""
 
     env_id: str
     num_samples: int
     stride: int
 
 
-TASKS: dict[str, Task] = {
-    "reacher": Task("Reacher-v5", 1000, 1),
-    "swimmer": Task("Swimmer-v5", 1000, 10),
-    "hopper": Task("Hopper-v5", 10_000, 5),
+#: name -> MuJoCo environment of the imitation data sets (each a data set of the registry).
+ENVIRONMENTS: dict[str, Environment] = {
+    "reacher": Environment("Reacher-v5", 1000, 1),
+    "swimmer": Environment("Swimmer-v5", 1000, 10),
+    "hopper": Environment("Hopper-v5", 10_000, 5),
 }
 
 
@@ -192,8 +194,8 @@ class _RunningMoments:
 # ---------------------------------------------------------------------------- rollouts
 def make_env(task: str) -> Any:
     """The gymnasium environment of a task; a clear error when MuJoCo is not installed."""
-    if task not in TASKS:
-        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(TASKS)}")
+    if task not in ENVIRONMENTS:
+        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(ENVIRONMENTS)}")
     try:
         import gymnasium
         import mujoco  # noqa: F401
@@ -201,7 +203,7 @@ def make_env(task: str) -> Any:
         raise NCInputError(
             "the MuJoCo tasks need the optional extra: pip install 'nclab[mujoco]'"
         ) from None
-    return gymnasium.make(TASKS[task].env_id)
+    return gymnasium.make(ENVIRONMENTS[task].env_id)
 
 
 def _episode(
@@ -267,7 +269,7 @@ def expert_policy(
     if task == "swimmer":
         return SwimmerExpert()
     if task != "hopper":
-        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(TASKS)}")
+        raise NCInputError(f"unknown task '{task}'; choose from: {', '.join(ENVIRONMENTS)}")
     if policy_file is not None and os.path.exists(policy_file):
         return LinearPolicy.load(policy_file)
     policy = random_search(env if env is not None else make_env(task), search_iterations,
@@ -289,7 +291,7 @@ def imitation_data(
     search_iterations: int = 100,
     search_progress: Callable[[int, float], None] | None = None,
     collect_progress: Callable[[int], None] | None = None,
-) -> RegressionData:
+) -> DatasetSplits:
     """(state, expert action) pairs of a MuJoCo task, and how good the expert is.
 
     Parameters
@@ -311,12 +313,12 @@ def imitation_data(
 
     Returns
     -------
-    RegressionData
+    DatasetSplits
         ``info`` holds ``expert_return`` and ``random_return`` (means over
         ``eval_episodes``), their standard deviations, and how the data were made.
     """
     env = make_env(task)
-    spec = TASKS[task]
+    spec = ENVIRONMENTS[task]
     num_samples = spec.num_samples if num_samples is None else int(num_samples)
     if num_samples < 2:
         raise NCInputError(f"num_samples must be >= 2; got {num_samples}")

@@ -1,4 +1,4 @@
-"""Any data set saved by ``numpy.savez``: the escape hatch for everything else.
+"""Any classification set saved by ``numpy.savez`` (``npz_labels``): the escape hatch.
 
 The file holds either ``x_train``, ``y_train``, ``x_test``, ``y_test`` or just ``x`` and
 ``y`` (then split at random under a seed), and optionally ``class_names`` (1-D strings).
@@ -89,10 +89,10 @@ def _split_arrays(
     return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
 
 
-def npz(
+def npz_labels(
     root: Path, channels: str = "first", test_fraction: float = 0.2, seed: int = 0,
 ) -> DatasetSplits:
-    """A data set from one ``.npz`` file (``root`` is the file itself).
+    """A classification set from one ``.npz`` file (``root`` is the file itself).
 
     Parameters
     ----------

@@ -1,72 +1,30 @@
-"""Regression data held in memory: inputs x and real targets y, split into train and test.
+"""Regression data from arrays or a file: inputs x and real targets y, train and test.
 
 The file format is a .npz with ``x`` (N, ...) and ``y`` (N, n) or (N,), and optionally
-``x_test`` and ``y_test``; a file without a test split is split at load time.
+``x_test`` and ``y_test``; a file without a test split is split at load time. Every
+builder returns :class:`~nclab.data.base.DatasetSplits` with ``num_classes=None``.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nclab.core.errors import NCInputError
-from nclab.core.io import load_npz, write_atomic
-
-
-@dataclass(frozen=True)
-class RegressionData:
-    """Train and test samples of a regression task.
-
-    Attributes
-    ----------
-    x, x_test : ndarray of shape (N, *input_shape), float32
-    y, y_test : ndarray of shape (N, n), float32
-    name : str
-    info : dict
-        How the data were made (sizes, seeds, returns of the policies, ...), JSON-ready.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    name: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for xs, ys, split in ((self.x, self.y, "train"), (self.x_test, self.y_test, "test")):
-            if len(xs) != len(ys):
-                raise NCInputError(f"{self.name} {split}: {len(xs)} inputs but {len(ys)} targets")
-        if self.y.ndim != 2 or self.y_test.ndim != 2:
-            raise NCInputError(f"{self.name}: targets must be 2-D (N, n)")
-        if self.x.shape[1:] != self.x_test.shape[1:] or self.y.shape[1] != self.y_test.shape[1]:
-            raise NCInputError(f"{self.name}: train and test shapes differ")
-
-    @property
-    def target_dim(self) -> int:
-        """n, the number of target columns."""
-        return self.y.shape[1]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x.shape[1:])
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``x, y, x_test, y_test`` to a .npz, atomically."""
-        buffer = io.BytesIO()
-        np.savez(buffer, x=self.x, y=self.y, x_test=self.x_test, y_test=self.y_test)
-        write_atomic(path, buffer.getvalue())
+from nclab.core.io import load_npz
+from nclab.core.validation import as_targets, ensure_finite
+from nclab.data.base import DatasetSplits, targets_from_numpy
 
 
 def make_regression_data(
     x: Any, y: Any, x_test: Any = None, y_test: Any = None, *, name: str = "",
     test_fraction: float = 0.2, seed: int = 0, info: dict[str, Any] | None = None,
-) -> RegressionData:
-    """Validate arrays and build a RegressionData, splitting off a test set if none is given.
+) -> DatasetSplits:
+    """Validate arrays and build regression splits, splitting off a test set if none is given.
 
     Parameters
     ----------
@@ -74,6 +32,10 @@ def make_regression_data(
     y : array (N, n) or (N,)
     x_test, y_test : arrays, optional
         Both or neither. When absent, a seeded random ``test_fraction`` of the rows.
+    name : str
+    test_fraction, seed : float, int
+    info : dict, optional
+        How the data were made; kept in ``DatasetSplits.info``.
     """
     x, y = _inputs(x, "x", name), _targets(y, "y", name)
     if len(x) != len(y):
@@ -93,12 +55,15 @@ def make_regression_data(
         x_test, y_test = _inputs(x_test, "x_test", name), _targets(y_test, "y_test", name)
     if len(x) == 0:
         raise NCInputError(f"{name}: no training samples")
-    return RegressionData(x, y, x_test, y_test, name, dict(info or {}))
+    if len(x_test) != len(y_test):
+        raise NCInputError(f"{name} test: {len(x_test)} inputs but {len(y_test)} targets")
+    return DatasetSplits(targets_from_numpy(x, y, name), targets_from_numpy(x_test, y_test, name),
+                         info=dict(info or {}))
 
 
 def load_regression(
     path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
-) -> RegressionData:
+) -> DatasetSplits:
     """Read a .npz with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``)."""
     arrays = load_npz(path, required=("x", "y"))
     return make_regression_data(
@@ -107,29 +72,25 @@ def load_regression(
     )
 
 
+def npz_targets(root: Path, test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
+    """The ``npz_targets`` data set: :func:`load_regression` of the file ``root``."""
+    return load_regression(root, test_fraction=test_fraction, seed=seed)
+
+
 def _inputs(x: Any, what: str, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise NCInputError(f"{name}: {what} must be a real array of shape (N, ...); "
                            f"got {x.dtype} {x.shape}")
     x = x.astype(np.float32)
-    _finite(x, what, name)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise NCInputError(f"{name}: {what} contains NaN or inf (first at row {int(bad.argmax())})")
     return x
 
 
 def _targets(y: Any, what: str, name: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
-        raise NCInputError(f"{name}: {what} must be a real array of shape (N, n) or (N,); "
-                           f"got {y.dtype} {y.shape}")
-    y = y.astype(np.float32)
-    _finite(y, what, name)
-    return y
-
-
-def _finite(a: np.ndarray, what: str, name: str) -> None:
-    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-    if bad.any():
-        raise NCInputError(f"{name}: {what} contains NaN or inf (first at row {int(bad.argmax())})")
+    label = f"{name}: {what}"
+    y = as_targets(y, name=label).to(torch.float32)  # finite after the cast: no overflow
+    ensure_finite(y, label)
+    return y.numpy()

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.data.regression_base import RegressionData, make_regression_data
+from nclab.data.base import DatasetSplits
+from nclab.data.regression_base import make_regression_data
 
 
 def teacher(
@@ -27,7 +28,7 @@ def teacher(
     noise: float = 0.0,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> RegressionData:
+) -> DatasetSplits:
     """Samples of a random teacher network.
 
     Parameters
@@ -51,8 +52,9 @@ def teacher(
 
     Returns
     -------
-    RegressionData
-        With ``info`` holding the covariance actually imposed.
+    DatasetSplits
+        Real targets (``num_classes`` None), with ``info`` holding the covariance
+        actually imposed.
     """
     sizes = {"num_samples": num_samples, "input_dim": input_dim, "target_dim": target_dim,
              "hidden": hidden, "depth": depth}

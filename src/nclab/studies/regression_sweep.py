@@ -22,8 +22,9 @@ from typing import Any
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
+from nclab.data.registry import RENAMED
 from nclab.report.regression import gamma_figure, nrc_figure, regression_outcome, with_nrc3
-from nclab.runs import load_run
+from nclab.runs import RunDir, load_run
 from nclab.train.config import TrainConfig
 from nclab.train.regression import RegressionTask
 from nclab.train.trainer import Trainer
@@ -55,9 +56,9 @@ def prepare_data(config: TrainConfig, out: Path) -> TrainConfig:
     else:
         data = RegressionTask(config).load_raw()
         data.save(out / DATA_NPZ)
-        write_json(stored, {"spec": spec, "info": data.info, "train": list(data.y.shape),
-                            "test": list(data.y_test.shape)})
-    return config.updated(dataset="npz", root=str(out / DATA_NPZ), dataset_options={})
+        write_json(stored, {"spec": spec, "info": data.info, "train": list(data.train.y.shape),
+                            "test": list(data.test.y.shape)})
+    return config.updated(dataset="npz_targets", root=str(out / DATA_NPZ), dataset_options={})
 
 
 def sweep_weight_decay(
@@ -103,7 +104,7 @@ def sweep_weight_decay(
         if on_run is not None:
             on_run(index, weight_decay, run_dir)
         # resume=True: continues an interrupted run, re-summarizes a finished one
-        Trainer(shared.updated(weight_decay=weight_decay), run_dir,
+        Trainer(_as_stored(shared.updated(weight_decay=weight_decay), run_dir), run_dir,
                 **trainer_options).fit(resume=True)
         runs.append(load_run(run_dir, label=f"weight decay {weight_decay:g}"))
     options = config.model_options
@@ -121,6 +122,15 @@ def sweep_weight_decay(
     }
     write_json(out / SWEEP_JSON, result)
     return result
+
+
+def _as_stored(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """``config`` with the data set name of a run made before ``npz`` was renamed
+    ``npz_targets``, so that such a run resumes."""
+    stored = RunDir(run_dir).read_config()
+    if stored is not None and stored.get("dataset") in RENAMED:
+        return config.updated(dataset=stored["dataset"])
+    return config
 
 
 def _run_result(run, weight_decay: float) -> dict[str, Any]:

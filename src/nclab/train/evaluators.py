@@ -4,23 +4,22 @@ An evaluator is any callable ``evaluator(context) -> dict[str, float | None]`` w
 ``name``; the trainer calls each one at every logged epoch and writes the returned
 values into that epoch's row of metrics.jsonl / metrics.csv. An evaluator may also have
 ``summarize(rows) -> dict``: called at the end with every logged row, its result goes
-into summary.json (for values that depend on the final epoch). Register a new one in
-``EVALUATORS`` to make it selectable by name (``TrainConfig.evaluators``), or pass
-instances to :class:`Trainer` directly.
+into summary.json (for values that depend on the final epoch). List a new one in
+``nclab.train.tasks.EVALUATORS`` to make it selectable by name
+(``TrainConfig.evaluators``), or pass instances to :class:`Trainer` directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from nclab.capture import track
+from nclab.capture import collect, track
+from nclab.capture.batches import model_device
 from nclab.core import distributed
-from nclab.core.errors import NCInputError
 from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
@@ -112,15 +111,8 @@ class LossTotals:
 def evaluate_loss(model: nn.Module, batches: EvalBatches, task: Any,
                   sync: bool = False) -> tuple[float, float | None]:
     """(mean loss, error rate or None) of ``model`` in eval mode over ``batches``."""
-    was_training = model.training
-    model.eval()
-    totals = LossTotals(task, next(model.parameters()).device)
-    try:
-        with torch.no_grad():
-            for x, y in batches:
-                totals.add(model(x), y)
-    finally:
-        model.train(was_training)
+    totals = LossTotals(task, model_device(model))
+    collect(model, batches, on_batch=totals.add)
     return totals.result(sync)
 
 
@@ -150,20 +142,3 @@ class CollapseEvaluator:
             metrics = context.track(split)
             row.update({f"{split}_{name}": getattr(metrics, name) for name in METRIC_NAMES})
         return row
-
-
-#: name -> factory(config) of the evaluators selectable in ``TrainConfig.evaluators``.
-EVALUATORS: dict[str, Callable[[TrainConfig], Evaluator]] = {
-    "collapse": lambda config: CollapseEvaluator(),
-}
-
-
-def make_evaluators(config: TrainConfig, defaults: tuple[str, ...] = ("collapse",)
-                    ) -> list[Evaluator]:
-    """The evaluators named in ``config.evaluators`` (``defaults`` when it is None)."""
-    names = defaults if config.evaluators is None else config.evaluators
-    unknown = [name for name in names if name not in EVALUATORS]
-    if unknown:
-        raise NCInputError(f"unknown evaluator {', '.join(unknown)}; "
-                           f"choose from: {', '.join(EVALUATORS)}")
-    return [EVALUATORS[name](config) for name in names]

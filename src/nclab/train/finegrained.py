@@ -7,21 +7,7 @@
   epoch, the classifier input of the whole train and test sets, the predicted
   superclass of each test sample, and :func:`recover_fine_labels`.
 
-Settings in ``TrainConfig.options``:
-
-``coarse_pairing``
-    ``"mod"`` (default; fine class y -> y mod K'), ``"random"`` or ``"explicit"``.
-``num_coarse``
-    K', the number of superclasses (not needed with an explicit map).
-``coarse_map``
-    The explicit map: text ``"0:0,1:0,2:1"`` or ``"0,0,1"``, a list (entry y is the
-    superclass of y), or a dict ``{fine: superclass}``.
-``coarse_seed``
-    Seed of the ``random`` pairing (default 0), separate from the training seed so that
-    runs with different seeds share one pairing.
-``recovery_n_init``, ``recovery_threads``
-    k-means restarts per superclass (default 10) and its thread cap (default 1: on busy
-    cores more threads spin-wait, see ``SuperclassClustering``).
+The settings in ``TrainConfig.options`` are the fields of :class:`CoarseOptions`.
 """
 
 from __future__ import annotations
@@ -45,46 +31,85 @@ from nclab.finegrained import (
 )
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
-from nclab.train.evaluators import EVALUATORS, EvalContext
-from nclab.train.task import TASKS, ClassificationTask
+from nclab.train.evaluators import EvalContext
+from nclab.train.task import ClassificationTask, TaskOptions
 
 #: The values each logged row gets from the recovery evaluator.
 RECOVERY_COLUMNS = ("recovery_train_accuracy", "recovery_test_accuracy", "coarse_nc1",
                     "fine_nc1")
+#: Superclasses of the ``mod`` and ``random`` pairings when ``num_coarse`` is not given
+#: (also the default of ``nclab finegrained``).
+DEFAULT_NUM_COARSE = 5
 
 
-def _int_option(options: dict[str, Any], key: str, default: int | None,
-                low: int = 1) -> int | None:
-    value = options.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise NCInputError(f"option {key} must be an integer >= {low}; got {value!r}")
-    return value
+@dataclass(frozen=True)
+class CoarseOptions(TaskOptions):
+    """Options of the coarse task and of its recovery evaluator.
+
+    Attributes
+    ----------
+    coarse_pairing : str
+        ``"mod"`` (fine class y -> y mod K'), ``"random"`` or ``"explicit"``.
+    num_coarse : int, optional
+        K', the number of superclasses; None: ``DEFAULT_NUM_COARSE`` for ``mod`` and
+        ``random``, read from the map for ``explicit``.
+    coarse_map : str, list or dict, optional
+        The explicit map (exactly with ``coarse_pairing="explicit"``): text
+        ``"0:0,1:0,2:1"`` or ``"0,0,1"``, a list (entry y is the superclass of y), or a
+        dict ``{fine: superclass}`` (string keys, as JSON stores them, are read as ints).
+    coarse_seed : int
+        Seed of the ``random`` pairing, separate from the training seed so that runs
+        with different seeds share one pairing.
+    recovery_n_init : int
+        k-means restarts per superclass.
+    recovery_threads : int, optional
+        Thread cap of k-means (1: on busy cores more threads spin-wait, see
+        ``SuperclassClustering``); None: no cap.
+    """
+
+    coarse_pairing: str = "mod"
+    num_coarse: int | None = None
+    coarse_map: str | list[int] | dict[str, int] | None = None
+    coarse_seed: int = 0
+    recovery_n_init: int = 10
+    recovery_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.coarse_pairing not in PAIRINGS:
+            raise NCInputError(f"unknown pairing '{self.coarse_pairing}'; choose from: "
+                               f"{', '.join(PAIRINGS)}")
+        if (self.coarse_pairing == "explicit") != (self.coarse_map is not None):
+            raise NCInputError("give a coarse map (option coarse_map) exactly when the "
+                               "pairing is 'explicit'")
+        for key, low in (("num_coarse", 1), ("coarse_seed", 0), ("recovery_n_init", 1),
+                         ("recovery_threads", 1)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise NCInputError(f"option {key} must be an integer >= {low}; got {value!r}")
+        fine_to_coarse(self.coarse_map)
+
+    def labeling(self, num_fine: int) -> CoarseLabeling:
+        """The :class:`CoarseLabeling` these options describe, for ``num_fine`` classes."""
+        num_coarse = self.num_coarse
+        if num_coarse is None and self.coarse_pairing != "explicit":
+            num_coarse = DEFAULT_NUM_COARSE
+        return CoarseLabeling.create(self.coarse_pairing, num_fine, num_coarse,
+                                     seed=self.coarse_seed,
+                                     mapping=fine_to_coarse(self.coarse_map))
 
 
-def _coarse_map(value: Any) -> str | list[int] | dict[int, int] | None:
+def fine_to_coarse(value: Any) -> str | list[int] | dict[int, int] | None:
     """The ``coarse_map`` option as ``CoarseLabeling.create`` takes it.
 
     A dict read back from a JSON config has string keys: they are turned into ints.
     """
-    if value is None or isinstance(value, (str, list)):
+    if not isinstance(value, dict):
         return value
-    if isinstance(value, dict):
-        try:
-            return {int(fine): superclass for fine, superclass in value.items()}
-        except ValueError:
-            raise NCInputError(f"the coarse map's fine classes must be integers; got "
-                               f"{list(value)}") from None
-    raise NCInputError(f"option coarse_map must be text, a list or a dict; got {value!r}")
-
-
-def coarse_labeling(options: dict[str, Any], num_fine: int) -> CoarseLabeling:
-    """The :class:`CoarseLabeling` that ``options`` describe, for ``num_fine`` classes."""
-    pairing = options.get("coarse_pairing", "mod")
-    return CoarseLabeling.create(pairing, num_fine, _int_option(options, "num_coarse", None),
-                                 seed=_int_option(options, "coarse_seed", 0, low=0),
-                                 mapping=_coarse_map(options.get("coarse_map")))
+    try:
+        return {int(fine): superclass for fine, superclass in value.items()}
+    except ValueError:
+        raise NCInputError(f"the coarse map's fine classes must be integers; got "
+                           f"{list(value)}") from None
 
 
 class CoarseTask(ClassificationTask):
@@ -94,28 +119,18 @@ class CoarseTask(ClassificationTask):
     ----------
     config : TrainConfig
         The data set is loaded as for classification (classes, per_class... apply to the
-        fine classes), then coarsened with the labeling of ``config.options``.
+        fine classes), then coarsened with the labeling of ``config.options``
+        (:class:`CoarseOptions`).
     """
 
-    def check(self) -> None:
-        super().check()
-        options = self.config.options
-        pairing = options.get("coarse_pairing", "mod")
-        if pairing not in PAIRINGS:
-            raise NCInputError(f"unknown pairing '{pairing}'; choose from: {', '.join(PAIRINGS)}")
-        if (pairing == "explicit") != ("coarse_map" in options):
-            raise NCInputError("give a coarse map (option coarse_map) exactly when the "
-                               "pairing is 'explicit'")
-        if pairing != "explicit" and "num_coarse" not in options:
-            raise NCInputError(f"pairing '{pairing}' needs the number of superclasses "
-                               "(option num_coarse)")
-        _int_option(options, "num_coarse", None)
-        _int_option(options, "coarse_seed", 0, low=0)
-        _coarse_map(options.get("coarse_map"))
+    name = "coarse"
+    options_type = CoarseOptions
+    #: The recovery evaluator costs k-means per logged epoch: asked for by name.
+    default_evaluators = ("collapse",)
 
     def load_data(self) -> CoarseSplits:
         fine = super().load_data()
-        return coarsen_splits(fine, coarse_labeling(self.config.options, fine.num_classes))
+        return coarsen_splits(fine, self.options.labeling(fine.num_classes))
 
 
 @dataclass(frozen=True)
@@ -212,10 +227,8 @@ class RecoveryEvaluator:
 
 
 def make_recovery_evaluator(config: TrainConfig) -> RecoveryEvaluator:
-    options = config.options
-    return RecoveryEvaluator(n_init=_int_option(options, "recovery_n_init", 10),
-                             threads=_int_option(options, "recovery_threads", 1))
-
-
-TASKS["coarse"] = CoarseTask
-EVALUATORS["recovery"] = make_recovery_evaluator
+    """The recovery evaluator with the k-means settings of a coarse config's options
+    (the defaults of :class:`CoarseOptions` for other tasks)."""
+    options = (CoarseOptions.parse(config.options, CoarseTask.name)
+               if config.task == CoarseTask.name else CoarseOptions())
+    return RecoveryEvaluator(n_init=options.recovery_n_init, threads=options.recovery_threads)

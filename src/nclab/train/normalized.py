@@ -19,6 +19,7 @@ the tracked features directly comparable with the UFM on the sphere.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,9 +30,9 @@ from nclab.core.errors import NCInputError
 from nclab.data import DatasetSplits
 from nclab.models.base import Network
 from nclab.train.config import TrainConfig
-from nclab.train.task import TASKS, ClassificationTask
+from nclab.train.task import ClassificationTask, TaskOptions
 
-#: Name of the task in ``nclab.train.TASKS``.
+#: Name of the task in ``nclab.train.tasks.TASKS``.
 NORMALIZED_TASK = "normalized"
 #: Inverse temperature used by ``nclab train --normalize-features`` without ``--tau``
 #: and by ``nclab normcompare``: on MNIST-1D the collapse is fastest for tau of 3-5 and
@@ -123,12 +124,31 @@ def normalize_features(model: Network, tau: float) -> Network:
     return model
 
 
+@dataclass(frozen=True)
+class NormalizedOptions(TaskOptions):
+    """Options of the normalized task.
+
+    Attributes
+    ----------
+    tau : float
+        Inverse temperature of the logits ``tau * W (h / ||h||)``, finite and > 0
+        (default ``DEFAULT_TAU``; ``--tau`` on the command line).
+    """
+
+    tau: float = DEFAULT_TAU
+
+    def __post_init__(self) -> None:
+        check_tau(self.tau)
+
+
 class NormalizedTask(ClassificationTask):
     """Cross-entropy on ``tau * W (h / ||h||)``; W's rows renormalized after each step.
 
-    Reads ``config.options["tau"]``.
+    Options: :class:`NormalizedOptions` (``tau``).
     """
 
+    name = NORMALIZED_TASK
+    options_type = NormalizedOptions
     LOSSES = ("ce",)
 
     def check(self) -> None:
@@ -136,14 +156,10 @@ class NormalizedTask(ClassificationTask):
             raise NCInputError(f"--normalize-features trains with the cross-entropy loss "
                                f"(SPEC section 4); got loss '{self.config.loss}'")
         super().check()
-        if "tau" not in self.config.options:
-            raise NCInputError("the normalized task needs the inverse temperature: "
-                               "options={'tau': ...} (--tau on the command line)")
-        check_tau(self.config.options["tau"])
 
     @property
     def tau(self) -> float:
-        return float(self.config.options["tau"])
+        return self.options.tau
 
     def build_model(self, data: DatasetSplits) -> nn.Module:
         return normalize_features(super().build_model(data), self.tau)
@@ -152,9 +168,6 @@ class NormalizedTask(ClassificationTask):
         for module in model.modules():
             if isinstance(module, SphereClassifier):
                 module.renormalize()
-
-
-TASKS[NORMALIZED_TASK] = NormalizedTask
 
 
 def normalized_config(config: TrainConfig, tau: float = DEFAULT_TAU) -> TrainConfig:

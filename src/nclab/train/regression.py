@@ -1,7 +1,7 @@
 """Regression in the trainer: MSE head, real targets, NRC1-NRC3 at the logged epochs.
 
-Registers the task ``"regression"`` in ``TASKS`` and the evaluator ``"nrc"`` in
-``EVALUATORS``. ``regression_config(...)`` gives Andriopoulos et al.'s recipe (SPEC
+The task ``"regression"`` and the evaluator ``"nrc"`` (listed in
+``nclab.train.tasks``). ``regression_config(...)`` gives Andriopoulos et al.'s recipe (SPEC
 section 5): the MLP of 3 x 256 ReLU units, SGD with learning rate 1e-2, batch 256 and
 weight decay on all parameters.
 
@@ -13,26 +13,23 @@ is computed from them at the end (:func:`nrc3_history`, in summary.json).
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from nclab.capture import Probe, collect
 from nclab.core.errors import NCInputError
 from nclab.core.regression import RegressionStats, compute_regression_metrics, nrc3_history
-from nclab.data.imitation import TASKS as IMITATION_TASKS
-from nclab.data.imitation import imitation_data
-from nclab.data.regression_base import RegressionData, load_regression
-from nclab.data.teacher import teacher
+from nclab.data import REGRESSION, DatasetSplits, load_dataset, targets_from_numpy
+from nclab.data.registry import check_dataset_options
 from nclab.models import check_model
 from nclab.train.config import TrainConfig
-from nclab.train.evaluators import EVALUATORS, EvalContext
-from nclab.train.task import TASKS, Task
+from nclab.train.evaluators import EvalContext
+from nclab.train.task import Task, TaskOptions
 
 #: Settings of Andriopoulos et al.: MLP 3 x 256 ReLU, SGD lr 1e-2 (no momentum, constant
 #: rate), batch 256, weight decay 1e-2 on every parameter, MSE loss.
@@ -41,9 +38,6 @@ PAPER_SETTINGS: dict[str, Any] = {
     "model_options": {"widths": [256, 256, 256]}, "lr": 1e-2, "momentum": 0.0,
     "batch_size": 256, "weight_decay": 1e-2, "lr_milestones": (), "evaluators": ("nrc",),
 }
-#: Options in ``TrainConfig.options`` read by the task, with their defaults.
-TASK_OPTIONS: dict[str, Any] = {"standardize_inputs": True, "standardize_targets": False,
-                                "head_bias": True}
 
 
 def regression_config(**changes: Any) -> TrainConfig:
@@ -57,52 +51,29 @@ def regression_config(**changes: Any) -> TrainConfig:
     return TrainConfig(**{**PAPER_SETTINGS, **changes})
 
 
-# ---------------------------------------------------------------------------- data
-def _npz(path: str, test_fraction: float = 0.2, seed: int = 0) -> RegressionData:
-    return load_regression(path, test_fraction=test_fraction, seed=seed)
-
-
-#: name -> builder(seed=..., **dataset_options) of a RegressionData. ``npz`` reads
-#: ``TrainConfig.root`` (the file); the MuJoCo tasks need the ``mujoco`` extra.
-REGRESSION_DATA: dict[str, Callable[..., RegressionData]] = {
-    "teacher": teacher,
-    **{name: partial(imitation_data, name) for name in IMITATION_TASKS},
-    "npz": _npz,
-}
-
-
 @dataclass(frozen=True)
-class TensorSplit:
-    """Inputs ``x`` (N, *input_shape) and targets ``y`` (N, n), float32 tensors."""
+class RegressionOptions(TaskOptions):
+    """Options of the regression task.
 
-    x: torch.Tensor
-    y: torch.Tensor
+    Attributes
+    ----------
+    standardize_inputs : bool
+        Scale the inputs by the training mean and standard deviation of each column.
+    standardize_targets : bool
+        The same for the targets.
+    head_bias : bool
+        False drops the bias b of the last layer, so the outputs are W h and the
+        feature mean can no longer hide in b.
+    """
 
-
-@dataclass(frozen=True)
-class RegressionSplits:
-    """What :meth:`RegressionTask.load_data` gives the trainer."""
-
-    train: TensorSplit
-    test: TensorSplit
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
-
-    @property
-    def target_dim(self) -> int:
-        return self.train.y.shape[1]
+    standardize_inputs: bool = True
+    standardize_targets: bool = False
+    head_bias: bool = True
 
 
-def _builder_options(name: str) -> list[str]:
-    skip = {"seed", "path", "search_progress", "collect_progress"}
-    return [p for p in inspect.signature(REGRESSION_DATA[name]).parameters if p not in skip]
-
-
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _standardize(train: torch.Tensor, test: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Both splits scaled by the training mean and standard deviation of each column."""
+    train, test = train.numpy(), test.numpy()
     flat = train.reshape(len(train), -1).astype(np.float64)
     mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-8
     return tuple(((a.reshape(len(a), -1) - mean) / std).reshape(a.shape).astype(np.float32)
@@ -116,75 +87,60 @@ class RegressionTask(Task):
     The loss of one sample is (1/n) ||f(x) - y||^2, so the logged ``train_loss`` is the
     MSE of scikit-learn and of :class:`~nclab.core.regression.RegressionMetrics`.
 
-    Data: ``config.dataset`` is a name of ``REGRESSION_DATA`` with builder options in
-    ``config.dataset_options`` (``seed`` among them, default 0: the data do not change
-    with the training seed); ``npz`` reads the file ``config.root``. Options
-    (``config.options``): ``standardize_inputs`` (default True: inputs scaled by the
-    training mean and standard deviation), ``standardize_targets`` (default False) and
-    ``head_bias`` (default True; False drops the bias b of the last layer, so the
-    outputs are W h and the feature mean can no longer hide in b).
+    Data: ``config.dataset`` is a regression set of ``nclab.data.DATASETS`` with builder
+    options in ``config.dataset_options`` (``seed`` among them, default 0: the data do
+    not change with the training seed); ``npz_targets`` reads the file ``config.root``.
+    Options: :class:`RegressionOptions`.
     """
 
+    name = "regression"
+    options_type = RegressionOptions
+    default_evaluators = ("nrc",)
+    data_kind = REGRESSION
     has_error_rate = False
 
     def check(self) -> None:
         c = self.config
-        if c.dataset not in REGRESSION_DATA:
-            raise NCInputError(f"unknown regression data set '{c.dataset}'; choose from: "
-                               f"{', '.join(REGRESSION_DATA)}")
+        dataset = self.dataset
         if c.loss != "mse":
             raise NCInputError(f"regression trains with loss 'mse'; got '{c.loss}' "
                                "(regression_config() sets it)")
-        if "collapse" in c.evaluators:
+        if "collapse" in self.evaluator_names:
             raise NCInputError("the 'collapse' evaluator needs class labels; regression "
                                "runs use the 'nrc' evaluator")
-        if c.dataset == "npz" and not c.root:
-            raise NCInputError("data set 'npz' needs the file: set root to the .npz path")
-        accepted = _builder_options(c.dataset)
-        unknown = sorted(set(c.dataset_options) - set(accepted) - {"seed"})
-        if unknown:
-            raise NCInputError(f"data set '{c.dataset}' has no option {', '.join(unknown)}; "
-                               f"it accepts: seed, {', '.join(accepted)}")
-        unknown = sorted(set(c.options) - set(TASK_OPTIONS))
-        if unknown:
-            raise NCInputError(f"regression has no option {', '.join(unknown)}; "
-                               f"it accepts: {', '.join(TASK_OPTIONS)}")
-        wrong = [name for name, value in c.options.items() if not isinstance(value, bool)]
-        if wrong:
-            raise NCInputError(f"regression option {wrong[0]} must be true or false; "
-                               f"got {c.options[wrong[0]]!r}")
+        if dataset == "npz_targets" and not c.root:
+            raise NCInputError(f"data set '{c.dataset}' needs the file: set root to the "
+                               ".npz path")
+        check_dataset_options(dataset, {k: v for k, v in c.dataset_options.items()
+                                        if k != "seed"})
         check_model(c.model, c.model_options)
 
-    def option(self, name: str) -> Any:
-        return self.config.options.get(name, TASK_OPTIONS[name])
-
-    def load_raw(self) -> RegressionData:
+    def load_raw(self) -> DatasetSplits:
         """The data set as built (before standardization)."""
         c = self.config
         options = dict(c.dataset_options)
         seed = int(options.pop("seed", 0))
-        if c.dataset == "npz":
-            options["path"] = c.root
-        return REGRESSION_DATA[c.dataset](seed=seed, **options)
+        return load_dataset(self.dataset, c.root, seed=seed, kind=REGRESSION, **options)
 
-    def load_data(self) -> RegressionSplits:
+    def load_data(self) -> DatasetSplits:
         data = self.load_raw()
-        x, x_test, y, y_test = data.x, data.x_test, data.y, data.y_test
-        if self.option("standardize_inputs"):
+        x, x_test, y, y_test = data.train.x, data.test.x, data.train.y, data.test.y
+        if self.options.standardize_inputs:
             x, x_test = _standardize(x, x_test)
-        if self.option("standardize_targets"):
+        if self.options.standardize_targets:
             y, y_test = _standardize(y, y_test)
-        x, y, x_test, y_test = (torch.as_tensor(np.asarray(a, dtype=np.float32))
-                                for a in (x, y, x_test, y_test))
-        return RegressionSplits(TensorSplit(x, y), TensorSplit(x_test, y_test), dict(data.info))
+        name = data.train.name
+        return DatasetSplits(targets_from_numpy(np.asarray(x), np.asarray(y), name),
+                             targets_from_numpy(np.asarray(x_test), np.asarray(y_test), name),
+                             info=dict(data.info))
 
-    def num_outputs(self, data: RegressionSplits) -> int:
+    def num_outputs(self, data: DatasetSplits) -> int:
         return data.target_dim
 
-    def build_model(self, data: RegressionSplits) -> nn.Module:
+    def build_model(self, data: DatasetSplits) -> nn.Module:
         """The network; without ``head_bias`` its last layer computes W h only."""
         model = super().build_model(data)
-        if not self.option("head_bias"):
+        if not self.options.head_bias:
             # Unregistering the parameter keeps W's initialization and the random
             # stream identical to the run with a bias.
             model.get_submodule(self.classifier(model)).register_parameter("bias", None)
@@ -206,24 +162,15 @@ def regression_stats(model: nn.Module, loader: Iterable[tuple[Any, Any]], classi
     with ``sync`` the statistics of every rank are all-reduced. ``shift`` (d,) is
     subtracted from every feature first (to measure centred features).
     """
-    stats = RegressionStats()
-    captured: list[torch.Tensor] = []
-    layer = model.get_submodule(classifier)
-    handle = layer.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for x, y in loader:
-                captured.clear()
-                model(x)
-                features = captured[-1].flatten(1)
-                if shift is not None:
-                    features = features - torch.as_tensor(shift, device=features.device)
-                stats.update(features, y)
-    finally:
-        handle.remove()
-        model.train(was_training)
+    offset = None if shift is None else torch.as_tensor(shift)
+
+    def flatten(_probe: Probe, hooked: torch.Tensor, targets: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        hooked = hooked.flatten(1)
+        return (hooked if offset is None else hooked - offset.to(hooked.device)), targets
+
+    stats = collect(model, loader, lambda _: RegressionStats(), [Probe(model, classifier)],
+                    prepare=flatten)[classifier]
     if sync:
         stats.all_reduce()
     return stats
@@ -281,6 +228,3 @@ class NRCEvaluator:
         """NRC3 of every logged epoch at the gamma of the final W (for summary.json)."""
         return {"nrc3": nrc3_history(rows)}
 
-
-TASKS["regression"] = RegressionTask
-EVALUATORS["nrc"] = lambda config: NRCEvaluator()

@@ -2,12 +2,19 @@
 
 The trainer knows nothing about classes or labels; it asks its :class:`Task`. A new
 kind of training (regression targets, a normalized classifier, ...) is a new Task
-registered in ``TASKS``, without changes to the trainer.
+listed in ``nclab.train.tasks.TASKS``, without changes to the trainer. Each task
+declares its default evaluators and the dataclass of its options: ``task.options`` is
+``TrainConfig.options`` typed, with explicit defaults, unknown keys and wrong types
+refused in one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +22,88 @@ from torch import nn
 
 from nclab.capture import find_classifier
 from nclab.core.errors import NCInputError
-from nclab.data import DATASETS, DatasetSplits, load_dataset
+from nclab.data import CLASSIFICATION, DatasetSplits, load_dataset, resolve_dataset
 from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 
 #: Keywords of ``load_dataset`` that the config sets itself (not via dataset_options).
-_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed"}
+_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed", "kind"}
+
+Options = TypeVar("Options", bound="TaskOptions")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Base of the options dataclasses: the typed form of ``TrainConfig.options``.
+
+    A subclass lists its options as dataclass fields with type hints and defaults;
+    range and cross-field checks go in ``__post_init__`` (raising NCInputError).
+    """
+
+    @classmethod
+    def parse(cls: type[Options], values: Mapping[str, Any], task: str) -> Options:
+        """The options of ``values`` (a JSON-ready dict), checked against the fields.
+
+        Unknown keys and values of the wrong type raise one NCInputError line naming
+        ``task``; ints are accepted for float fields (JSON writes 5.0 as 5).
+        """
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise NCInputError(f"{task} has no option {', '.join(unknown)}; it accepts: "
+                               f"{', '.join(names) or 'none'}")
+        hints = typing.get_type_hints(cls)
+        typed = {}
+        for key, value in values.items():
+            if not _matches(value, hints[key]):
+                raise NCInputError(f"{task} option {key} must be {_describe(hints[key])}; "
+                                   f"got {value!r}")
+            typed[key] = float(value) if hints[key] is float else value
+        return cls(**typed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as read from JSON) has the type ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)) and (
+            not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """``hint`` in words, for the error message."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        words = [_describe(arg) for arg in args if arg is not type(None)]
+        return (", ".join(words[:-1]) + " or " + words[-1]) if len(words) > 1 else words[0]
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    named = {bool: "true or false", int: "an integer", float: "a number", str: "text",
+             list: "a list", tuple: "a list", dict: "a dict"}
+    return named.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+@dataclass(frozen=True)
+class NoOptions(TaskOptions):
+    """A task without options: ``TrainConfig.options`` must be empty."""
 
 
 class Task:
@@ -29,21 +112,38 @@ class Task:
     Parameters
     ----------
     config : TrainConfig
+        ``config.options`` is parsed into ``self.options`` (an ``options_type``).
     """
 
-    #: False for tasks without a classification error (regression): no TPT onset then.
-    has_error_rate = True
+    #: The task's name in ``TASKS`` (for messages).
+    name: ClassVar[str] = "task"
+    #: The dataclass of ``TrainConfig.options`` for this task.
+    options_type: ClassVar[type[TaskOptions]] = NoOptions
     #: Evaluators run at the logged epochs when the config names none.
-    default_evaluators: tuple[str, ...] = ("collapse",)
+    default_evaluators: ClassVar[tuple[str, ...]] = ()
+    #: What the data's ``y`` are: class labels or real targets (``nclab.data`` kinds).
+    data_kind: ClassVar[str] = CLASSIFICATION
+    #: False for tasks without a classification error (regression): no TPT onset then.
+    has_error_rate: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        self.options = self.options_type.parse(config.options, self.name)
+
+    @property
+    def evaluator_names(self) -> tuple[str, ...]:
+        """The evaluators the run uses: the config's, else the task's defaults."""
+        given = self.config.evaluators
+        return self.default_evaluators if given is None else tuple(given)
+
+    @property
+    def dataset(self) -> str:
+        """The registered name of the config's data set (a renamed name translated)."""
+        return resolve_dataset(self.config.dataset, self.data_kind)
 
     def check(self) -> None:
         """Validate the names in the config before any data is loaded."""
-        if self.config.dataset not in DATASETS:
-            raise NCInputError(f"unknown dataset '{self.config.dataset}'; "
-                               f"choose from: {', '.join(sorted(DATASETS))}")
+        resolve_dataset(self.config.dataset, self.data_kind)  # an unknown name: one line
         check_model(self.config.model, self.config.model_options)
         clashes = sorted(set(self.config.dataset_options) & _LOADER_FIELDS)
         if clashes:
@@ -53,9 +153,9 @@ class Task:
     def load_data(self) -> DatasetSplits:
         """The train and test splits: objects with ``.x`` and ``.y`` tensors."""
         c = self.config
-        return load_dataset(c.dataset, c.root, classes=list(c.classes) if c.classes else None,
+        return load_dataset(self.dataset, c.root, classes=list(c.classes) if c.classes else None,
                             per_class=c.per_class, per_class_test=c.per_class_test,
-                            seed=c.seed, **c.dataset_options)
+                            seed=c.seed, kind=self.data_kind, **c.dataset_options)
 
     def num_outputs(self, data: DatasetSplits) -> int:
         return data.num_classes
@@ -83,19 +183,17 @@ class Task:
 
 
 class ClassificationTask(Task):
-    """Labels in 0..C-1; cross-entropy, or squared error to one-hot targets."""
+    """Labels in 0..C-1; cross-entropy, or squared error to one-hot targets. No options."""
 
-    LOSSES = ("ce", "mse")
+    name = "classification"
+    default_evaluators = ("collapse",)
+    LOSSES: ClassVar[tuple[str, ...]] = ("ce", "mse")
 
     def check(self) -> None:
         super().check()
         if self.config.loss not in self.LOSSES:
             raise NCInputError(f"unknown loss '{self.config.loss}'; "
                                f"choose from: {', '.join(self.LOSSES)}")
-
-    def classifier(self, model: nn.Module) -> str:
-        """Name of the layer whose input is the tracked feature (the last nn.Linear)."""
-        return find_classifier(model)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "ce":
@@ -105,15 +203,3 @@ class ClassificationTask(Task):
 
     def errors(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return (outputs.argmax(dim=1) != targets).sum()
-
-
-#: name -> Task class; ``TrainConfig.task`` picks one.
-TASKS: dict[str, Callable[[TrainConfig], Task]] = {"classification": ClassificationTask}
-
-
-def make_task(config: TrainConfig) -> Task:
-    if config.task not in TASKS:
-        raise NCInputError(f"unknown task '{config.task}'; choose from: {', '.join(TASKS)}")
-    task = TASKS[config.task](config)
-    task.check()
-    return task
