@@ -75,13 +75,17 @@ def test_named_classifier_layer_profile_and_no_cache():
     assert model.training  # mode restored
     with torch.no_grad():
         h12 = model.encoder[:2](x)
+        h13 = model.encoder[:3](x)
         h = model.encoder(x)
     assert_matches_reference(profile["head"], h, y, model.head.weight.detach(),
                              model.head.bias.detach())
-    assert_matches_reference(profile["encoder.2"], h12, y)
+    assert_matches_reference(profile["encoder.2"], h13, y)  # a layer's output by default
     assert profile["encoder.2"].ncc_mismatch is None  # no classifier at that layer
+    inputs = nclab.track(model, loader, classifier="head", layers={"encoder.2": "input"})
+    assert_matches_reference(inputs["encoder.2"], h12, y)
     # the default (last nn.Linear) would be the auxiliary head with its 2 outputs
-    with pytest.raises(NCInputError, match="label 3 is out of range"):
+    with pytest.raises(NCInputError, match=r"label 3 is out of range .* taken to be 'aux'.*"
+                                           r"pass classifier="):
         nclab.track(model, loader)
 
 
@@ -92,13 +96,16 @@ def test_convolutional_inputs_are_averaged_over_positions():
                           nn.Linear(7, 3))
     y = torch.arange(60) % 3
     x = torch.randn(60, 1, 10) + y[:, None, None]
-    profile = nclab.track(model, batches(x, y, 25), layers=["1"])
+    profile = nclab.track(model, batches(x, y, 25), layers=["1"], layer_point="input")
     with torch.no_grad():
         h1 = conv(x).mean(dim=2)
+        out1 = model[:2](x)  # (60, 7, 8)
     assert_matches_reference(profile["1"], h1, y)
-    flat = nclab.track(model, batches(x, y, 25), layers=["1"], spatial="flatten")
-    with torch.no_grad():
-        assert_matches_reference(flat["1"], conv(x).flatten(1), y)
+    flat = nclab.track(model, batches(x, y, 25), layers={"1": "input"}, spatial="flatten")
+    assert_matches_reference(flat["1"], conv(x).flatten(1).detach(), y)
+    outputs = nclab.track(model, batches(x, y, 25), layers=["1"])
+    assert outputs["1"].dim == 7
+    assert_matches_reference(outputs["1"], out1.mean(dim=2), y)
 
 
 def test_bad_input_is_named():
@@ -112,7 +119,8 @@ def test_bad_input_is_named():
         nclab.track(model, [])
     with pytest.raises(NCInputError, match="one-shot iterator"):
         nclab.track(model, iter(batches(x, y)), cache_bytes=0)
-    with pytest.raises(NCInputError, match=r"\(inputs, labels, \.\.\.\) tuples"):
+    with pytest.raises(NCInputError, match=r"the batch is a Tensor of shape \(120, 6\); "
+                                           r"expected \(inputs, labels, \.\.\.\) tuples"):
         nclab.track(model, [x])
     with pytest.raises(NCInputError, match="spatial must be one of"):
         nclab.track(model, batches(x, y), spatial="max")
@@ -149,5 +157,6 @@ def test_features_returns_what_the_classifier_receives():
 def test_token_inputs_of_a_linear_classifier_are_refused():
     model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
     x = torch.randn(8, 4, 6)  # (batch, tokens, features)
-    with pytest.raises(NCInputError, match=r"has shape \(8, 4, 5\); expected \(batch, "):
+    with pytest.raises(NCInputError, match=r"the input of layer '1' has shape \(8, 4, 5\) "
+                                           r"and the labels \(8,\); expected \(batch, "):
         nclab.track(model, [(x, torch.arange(8) % 3)])

@@ -1,0 +1,433 @@
+"""Collapse metrics of any model: hook the input of its classifier, stream, measure.
+
+``track(model, loader)`` runs the model over ``loader`` in eval mode without gradients,
+captures the input of the classifier (the last ``nn.Linear`` in module order, or a layer
+named by the user) and feeds it to :class:`CollapseStats` in one pass. The second pass
+(:class:`DecisionStats`, for ``ncc_mismatch`` and ``accuracy``) reuses the captured
+features when they fit in ``cache_bytes`` and runs the model over the loader again
+otherwise. Under ``torch.distributed`` every rank passes its own shard and the
+statistics are summed with ``all_reduce``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nclab.capture.batches import BatchFormat, ForwardFn, LabelsFn
+from nclab.capture.hooks import Probe, collect
+from nclab.capture.tokens import Arrangement
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.metrics import CollapseMetrics, compute_metrics
+from nclab.core.stats import CollapseStats, DecisionStats
+
+Layers = Sequence[str] | Mapping[str, str]
+
+
+def find_classifier(model: nn.Module, classifier: str | nn.Linear | None = None) -> str:
+    """Name of the classifier layer of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    classifier : str or nn.Linear, optional
+        A module name (as in ``model.named_modules()``) or the module itself; by default
+        the last ``nn.Linear`` in module order.
+
+    Returns
+    -------
+    str
+        The module name, usable with ``model.get_submodule``.
+    """
+    named = dict(model.named_modules())
+    if classifier is None:
+        linear = _linear_layers(model)
+        if not linear:
+            raise NCInputError(
+                f"{type(model).__name__} has no nn.Linear layer; name the classifier "
+                "layer whose input is the feature (classifier='...')"
+            )
+        return linear[-1]
+    if isinstance(classifier, nn.Module):
+        for name, module in named.items():
+            if module is classifier:
+                return name
+        raise NCInputError("the classifier module given is not a submodule of the model")
+    if classifier not in named or classifier == "":
+        raise NCInputError(f"the model has no layer named '{classifier}'; "
+                           f"layers: {_layer_list(named)}")
+    return classifier
+
+
+def _linear_layers(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def _layer_list(named: dict[str, nn.Module], limit: int = 12) -> str:
+    names = [name for name in named if name]
+    shown = ", ".join(names[-limit:])
+    return f"... {shown}" if len(names) > limit else shown
+
+
+def classifier_parameters(model: nn.Module, name: str
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(W (C, d), b (C,) or None) of layer ``name``, detached and in float64 (a bf16 or
+    fp16 head measures like any other)."""
+    module = model.get_submodule(name)
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+        raise NCInputError(f"layer '{name}' has no 2-D weight: it cannot be the classifier")
+    bias = getattr(module, "bias", None)
+    as64 = {"dtype": torch.float64}
+    return weight.detach().to(**as64), None if bias is None else bias.detach().to(**as64)
+
+
+def _default_hint(model: nn.Module, head: str, num_outputs: int) -> str:
+    """What to say when the classifier was chosen by default and does not fit the data;
+    warns at once when other nn.Linear layers have as many outputs (an auxiliary head)."""
+    linear = _linear_layers(model)
+    twins = [name for name in linear if name != head
+             and model.get_submodule(name).out_features == num_outputs]
+    if twins:
+        warnings.warn(
+            f"the classifier was taken to be '{head}', the last nn.Linear, but "
+            f"{', '.join(twins)} also {'has' if len(twins) == 1 else 'have'} {num_outputs} "
+            "outputs: pass classifier= to say which one is the classifier", stacklevel=4)
+    return (f"the classifier was taken to be '{head}', the last nn.Linear ({num_outputs} "
+            f"outputs); pass classifier= to name another (nn.Linear layers: "
+            f"{', '.join(linear[-8:])})")
+
+
+def _layer_points(layers: Layers | str | None, layer_point: str) -> dict[str, str]:
+    if layers is None:
+        return {}
+    if isinstance(layers, str):
+        layers = [layers]
+    if isinstance(layers, Mapping):
+        return dict(layers)
+    return {name: layer_point for name in layers}
+
+
+@dataclass
+class _Plan:
+    """What one measurement hooks and with what it compares."""
+
+    head: Probe
+    probes: list[Probe]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    num_classes: int
+    hint: str | None
+    batch_format: BatchFormat
+    arrangement: Arrangement
+    device: torch.device | str | None
+
+
+def _plan(model: nn.Module, classifier: str | nn.Linear | None, layers: Layers | None,
+          layer_point: str, num_classes: int | None, device: Any, batch_format: BatchFormat,
+          arrangement: Arrangement) -> _Plan:
+    head = find_classifier(model, classifier)
+    weight, bias = classifier_parameters(model, head)
+    hint = _default_hint(model, head, weight.shape[0]) if classifier is None else None
+    points = _layer_points(layers, layer_point)
+    probes = [Probe(model, find_classifier(model, name), point)
+              for name, point in points.items() if name != head]
+    head_probe = Probe(model, head, "input")
+    return _Plan(head_probe, [*probes, head_probe], weight, bias,
+                 int(num_classes if num_classes is not None else weight.shape[0]), hint,
+                 batch_format, arrangement, device)
+
+
+class _HeadStats:
+    """The classifier's CollapseStats; keeps the batches while they fit in ``limit``
+    bytes, for the second pass."""
+
+    def __init__(self, num_classes: int, limit: int, hint: str | None) -> None:
+        self.stats = CollapseStats(num_classes)
+        self.limit, self.hint = limit, hint
+        self.size = 0
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = []
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.hint is not None and labels.numel() and int(labels.max()) >= \
+                self.stats.num_classes:
+            raise NCInputError(f"label {int(labels.max())} is out of range for "
+                               f"num_classes={self.stats.num_classes}: {self.hint}")
+        self.stats.update(features, labels)
+        self.size += features.numel() * features.element_size()
+        if self.batches is not None and self.size <= self.limit:
+            self.batches.append((features, labels))
+        else:
+            self.batches = None  # too large to keep: the second pass runs the model again
+
+
+def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_mean: bool,
+             cache_bytes: int, sync: bool | None,
+             on_batch: Callable[[Any, torch.Tensor], None] | None
+             ) -> dict[str, CollapseMetrics]:
+    """Both passes; the metrics of every probe, in depth order (the classifier's with W, b)."""
+    head = plan.head.name
+    head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint)
+    run = {"batch_format": plan.batch_format, "device": plan.device, "prepare": plan.arrangement}
+    sinks = collect(model, loader, lambda name: head_stats if name == head
+                    else CollapseStats(plan.num_classes), plan.probes, on_batch=on_batch, **run)
+    stats = {name: sink.stats if sink is head_stats else sink for name, sink in sinks.items()}
+    sync = distributed.is_initialized() if sync is None else sync
+    if sync:
+        for one in stats.values():
+            one.all_reduce()
+    decisions = DecisionStats.from_stats(stats[head], plan.weight, plan.bias)
+    if head_stats.batches is None:
+        if iter(loader) is loader:
+            raise NCInputError("the features exceed cache_bytes and the loader is a "
+                               "one-shot iterator: pass a re-iterable loader")
+        collect(model, loader, lambda _: decisions, [plan.head], **run)
+    else:
+        for features, labels in head_stats.batches:
+            decisions.update(features, labels)
+    if sync:
+        decisions.all_reduce()
+    return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
+                                  weighted_mean=weighted_mean) if name == head
+            else compute_metrics(one, weighted_mean=weighted_mean)
+            for name, one in stats.items()}
+
+
+def track(
+    model: nn.Module,
+    loader: Iterable[Any],
+    classifier: str | nn.Linear | None = None,
+    *,
+    layers: Layers | None = None,
+    layer_point: str = "output",
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    weighted_mean: bool = False,
+    spatial: str = "mean",
+    cache_bytes: int = 1 << 30,
+    sync: bool | None = None,
+    on_batch: Callable[[Any, torch.Tensor], None] | None = None,
+    label_key: str = "labels",
+    forward: ForwardFn | None = None,
+    labels: LabelsFn | None = None,
+    ignore_index: int | None = -100,
+    shift_labels: bool = False,
+) -> CollapseMetrics | dict[str, CollapseMetrics]:
+    """Collapse metrics of the features that ``model`` feeds to its classifier.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model (a ``DistributedDataParallel`` wrapper too), any float dtype (fp16 and
+        bf16 included). Run in eval mode, without gradients; its training mode is
+        restored afterwards.
+    loader : iterable of batches
+        For example a ``DataLoader``; iterated once (twice when the features exceed
+        ``cache_bytes``). A batch is ``(inputs, labels, ...)`` with inputs a tensor, a
+        tuple of tensors (``model(*inputs)``) or a dict (``model(**inputs)``); or a dict
+        holding the labels under ``label_key`` (``model(**rest)``); numpy arrays are
+        accepted, and everything is moved to ``device``. Labels (n,) in ``0..C-1``, or
+        token labels (n, seq) for features of shape (n, seq, d).
+    classifier : str or nn.Linear, optional
+        The classifier layer; its input is the feature h and its weight / bias are W, b.
+        Default: the last ``nn.Linear`` in module order.
+    layers : sequence of str, or dict of str to {"input", "output"}, optional
+        More layers to measure in the same pass (a layer-by-layer profile), at the point
+        ``layer_point`` or at the point given per layer; metrics without the classifier.
+    layer_point : {"output", "input"}
+        Where the layers of a list are measured.
+    num_classes : int, optional
+        C; default: the classifier's number of outputs.
+    device : device, optional
+        Where the inputs are moved; default: the device of the model's parameters.
+    weighted_mean : bool
+        Use the sample-weighted global mean.
+    spatial : {"mean", "flatten"}
+        How a tensor of shape (n, c, *positions) of a hooked layer becomes (n, d):
+        average over the positions (d = c), or flatten (d = c * positions).
+    cache_bytes : int
+        Keep the captured classifier features up to this size for the second pass.
+    sync : bool, optional
+        All-reduce over ``torch.distributed`` ranks; default: when a process group is
+        initialized. Every rank must then call ``track`` with its own shard.
+    on_batch : callable, optional
+        Called as ``on_batch(outputs, labels)`` with the model's outputs for every batch
+        of the first pass, to compute a loss or an accuracy from the same forward pass.
+    label_key : str
+        Key of the labels in dict batches.
+    forward, labels : callable, optional
+        For batches of any other form: ``forward(model, batch) -> outputs`` and
+        ``labels(batch) -> labels``.
+    ignore_index : int, optional
+        Samples or token positions with this label are left out (HF's -100); None
+        keeps all.
+    shift_labels : bool
+        The token labels are a causal LM's unshifted labels (HF convention, usually the
+        input ids): the feature at position t is paired with the label at t + 1.
+
+    Returns
+    -------
+    CollapseMetrics
+        When ``layers`` is None; otherwise a dict from layer name to CollapseMetrics in
+        the order the forward pass reaches them, the classifier's input included.
+
+    Examples
+    --------
+    >>> metrics = nclab.track(model, test_loader)          # doctest: +SKIP
+    >>> metrics.nc1, metrics.ncc_mismatch                   # doctest: +SKIP
+    """
+    plan = _plan(model, classifier, layers, layer_point, num_classes, device,
+                 BatchFormat(label_key, forward, labels),
+                 Arrangement(spatial, ignore_index, shift_labels))
+    results = _measure(model, loader, plan, weighted_mean=weighted_mean,
+                       cache_bytes=cache_bytes, sync=sync, on_batch=on_batch)
+    return results[plan.head.name] if layers is None else results
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """Collapse metrics layer by layer, in the order the forward pass reaches the layers.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Layer names; the last is the classifier, measured at its input.
+    points : tuple of str
+        "input" or "output", per layer.
+    metrics : tuple of CollapseMetrics
+    """
+
+    names: tuple[str, ...]
+    points: tuple[str, ...]
+    metrics: tuple[CollapseMetrics, ...]
+
+    #: The metrics listed per layer by :meth:`to_dict`.
+    FIELDS = ("nc1", "nc1_trace", "cdnv")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"layers": [{"name", "point", "dim", "num_samples", "nc1", ...}, ...]}``,
+        JSON-ready (non-finite values become None)."""
+        rows = []
+        for name, point, metrics in zip(self.names, self.points, self.metrics, strict=True):
+            values = metrics.to_dict()
+            rows.append({"name": name, "point": point, "dim": metrics.dim,
+                         "num_samples": metrics.num_samples,
+                         **{key: values[key] for key in self.FIELDS}})
+        return {"layers": rows}
+
+
+def profile(model: nn.Module, loader: Iterable[Any], layers: Layers,
+            classifier: str | nn.Linear | None = None, *, layer_point: str = "output",
+            **options: Any) -> LayerProfile:
+    """The collapse of ``layers`` and of the classifier's input, in depth order.
+
+    Parameters
+    ----------
+    model, loader, classifier
+        As in :func:`track`.
+    layers : sequence of str, or dict of str to {"input", "output"}
+        The layers to measure (a list: all at ``layer_point``).
+    **options
+        Any other keyword of :func:`track` (``spatial``, ``label_key``, ...).
+
+    Returns
+    -------
+    LayerProfile
+    """
+    results = track(model, loader, classifier, layers=layers or [], layer_point=layer_point,
+                    **options)
+    head = find_classifier(model, classifier)
+    points = _layer_points(layers, layer_point)
+    named = {find_classifier(model, name): point for name, point in points.items()}
+    return LayerProfile(tuple(results),
+                        tuple("input" if name == head else named[name] for name in results),
+                        tuple(results.values()))
+
+
+@dataclass
+class CapturedFeatures:
+    """The classifier input, labels and outputs of a model over a whole loader.
+
+    Attributes
+    ----------
+    features : Tensor of shape (N, d)
+        The input of the classifier layer (the feature h); one row per token for
+        token-level labels.
+    labels : Tensor of shape (N,)
+        The labels, paired with the rows of ``features``.
+    outputs : Tensor of shape (N, C) or None
+        The model's outputs (its logits, also from a HuggingFace output), row by row as
+        ``features``; None when its forward returns something else (a tuple of heads).
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    outputs: torch.Tensor | None
+
+
+class _Rows:
+    """Collects batches of rows on the CPU."""
+
+    def __init__(self) -> None:
+        self.features: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.features.append(features.cpu())
+        self.labels.append(labels.cpu())
+
+
+def _logits(outputs: Any) -> torch.Tensor | None:
+    """The outputs as one tensor: itself, or the ``logits`` of a HuggingFace output."""
+    if torch.is_tensor(outputs):
+        return outputs
+    logits = outputs.get("logits") if isinstance(outputs, Mapping) else None
+    return logits if torch.is_tensor(logits) else None
+
+
+def features(
+    model: nn.Module,
+    loader: Iterable[Any],
+    classifier: str | nn.Linear | None = None,
+    *,
+    device: torch.device | str | None = None,
+    spatial: str = "mean",
+    label_key: str = "labels",
+    forward: ForwardFn | None = None,
+    labels: LabelsFn | None = None,
+    ignore_index: int | None = -100,
+    shift_labels: bool = False,
+) -> CapturedFeatures:
+    """The features the classifier receives, for every sample of ``loader``.
+
+    For analyses that need the samples themselves (clustering, probes, projections);
+    the metrics of :func:`track` never store them. Everything is held in CPU memory:
+    meant for data sets that fit there. Arguments as in :func:`track`.
+
+    Returns
+    -------
+    CapturedFeatures
+        Features, labels and model outputs as CPU tensors, in the loader's order.
+    """
+    arrangement = Arrangement(spatial, ignore_index, shift_labels)
+    head = Probe(model, find_classifier(model, classifier), "input")
+    rows, outputs = _Rows(), []
+
+    def keep_outputs(out: Any, targets: torch.Tensor) -> None:
+        logits = _logits(out)
+        try:
+            outputs.append(None if logits is None else
+                           arrangement.align(logits.detach(), targets)[0].cpu())
+        except NCInputError:  # outputs not shaped like the labels: not kept
+            outputs.append(None)
+
+    collect(model, loader, lambda _: rows, [head], batch_format=BatchFormat(label_key, forward,
+            labels), device=device, prepare=arrangement, on_batch=keep_outputs)
+    kept = None if any(out is None for out in outputs) else torch.cat(outputs)
+    return CapturedFeatures(torch.cat(rows.features), torch.cat(rows.labels), kept)
