@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 
-def reference_metrics(H, y, W=None, b=None, weighted=False):
+def reference_metrics(H, y, W=None, b=None, weighted=False, ood=None):
     H = np.asarray(H, dtype=np.float64)
     y = np.asarray(y)
     classes = sorted(set(y.tolist()))
@@ -85,7 +85,29 @@ def reference_metrics(H, y, W=None, b=None, weighted=False):
             correct += pred == y[i]
         out["ncc_mismatch"] = mismatch / N
         out["accuracy"] = correct / N
+    out.update(modern_reference(mu, mu_G, W, None if b is None else bias, ood))
     return {k: float(v) for k, v in out.items()}
+
+
+def modern_reference(mu, mu_G, W=None, b=None, ood=None):
+    """SPEC section 7 by explicit loops over classes and pairs (W, b: present rows only)."""
+    C = len(mu)
+    u = [(m - mu_G) / np.sqrt(np.sum((m - mu_G) ** 2)) for m in mu]
+    chords = [np.sqrt(np.sum((u[a] - u[c]) ** 2)) for a, c in itertools.combinations(range(C), 2)]
+    logs = [-np.log(k) for k in chords]
+    out = {"gnc2_dist_means": np.var(chords), "gnc2_log_means": np.var(logs)}
+    if W is not None:
+        s = np.array([W[c] @ (mu[c] - mu_G) for c in range(C)])
+        out["unc3_duality_cv"] = np.sqrt(np.mean((s - s.mean()) ** 2)) / s.mean()
+        out["unc3_duality_var"] = np.sum((s - s.mean()) ** 2) / (C - 1)
+        if b is not None:
+            wg = np.array([W[c] @ mu_G for c in range(C)])
+            out["bias_relation"] = np.linalg.norm(wg + b) / (np.linalg.norm(wg) + np.linalg.norm(b))
+    if ood is not None:
+        g = np.asarray(ood, dtype=np.float64).mean(axis=0)
+        out["nc5_ood_orthogonality"] = np.mean(
+            [abs(m @ g) / np.sqrt((m @ m) * (g @ g)) for m in mu])
+    return out
 
 
 def simplex_etf(C, d, rng, scale=1.0):

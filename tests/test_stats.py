@@ -32,7 +32,8 @@ def test_streaming_matches_reference(sizes, weighted):
 def test_every_metric_is_checked_against_the_reference():
     rng = np.random.default_rng(2)
     H, y = gaussian_classes(rng)
-    ref = reference_metrics(H, y, rng.normal(size=(6, 10)), rng.normal(size=6))
+    ref = reference_metrics(H, y, rng.normal(size=(6, 10)), rng.normal(size=6),
+                            ood=rng.normal(size=(9, 10)))
     assert set(ref) == set(METRIC_NAMES)
 
 

@@ -2,20 +2,35 @@
 
 Each takes plain numpy arrays and returns one number. Quantities over class pairs are
 computed in square tiles of the upper triangle, so that C = 10,000 classes needs only
-O(block^2) extra memory.
+O(block^2) extra memory. The scale-free quantities first divide their inputs by a power
+of two near their largest entry (exact), so that squares neither overflow nor underflow
+for any finite input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from nclab.core.errors import NCInputError
 
 DEFAULT_BLOCK = 1024
-# Above this many C x C entries the simplex gaps use trace identities on d x d matrices.
+# Above this many C x C entries the simplex gaps are summed over tiles of G, not all of it.
 _DENSE_GRAM_LIMIT = 4_000_000
+
+
+def power_of_two_scale(x: np.ndarray) -> float:
+    """A power of two s with max |x| / s in [0.5, 1) (1 for an all-zero x).
+
+    Dividing by s is exact, so ratios of norms are unchanged while their squares stay
+    far from overflow and underflow.
+    """
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0 or not np.isfinite(peak):
+        return 1.0
+    return float(np.ldexp(1.0, int(np.frexp(peak)[1])))
 
 
 def upper_tiles(n: int, block: int = DEFAULT_BLOCK) -> Iterator[tuple[slice, slice, np.ndarray]]:
@@ -36,19 +51,21 @@ def pseudo_inverse_trace(sigma_w: np.ndarray, centred_means: np.ndarray, max_ran
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
     """
     num_classes, dim = centred_means.shape
-    _, singular, vt = np.linalg.svd(centred_means, full_matrices=False)
-    eigen = singular**2 / num_classes
-    if eigen.size == 0 or eigen[0] == 0:
+    if not centred_means.any():
         raise NCInputError("all class means coincide: the between-class covariance is zero")
+    scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
+    _, singular, vt = np.linalg.svd(centred_means / scale, full_matrices=False)
+    eigen = singular**2 / num_classes
     keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * eigen[0]
     keep[max_rank:] = False
     v = vt[keep]
-    return float(np.einsum("kd,de,ke->k", v, sigma_w, v) @ (1.0 / eigen[keep]))
+    within = np.einsum("kd,de,ke->k", v, sigma_w / scale, v) / scale
+    return float(within @ (1.0 / eigen[keep]))
 
 
 def equinorm(vectors: np.ndarray) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
-    norms = np.linalg.norm(vectors, axis=1)
+    norms = np.linalg.norm(vectors / power_of_two_scale(vectors), axis=1)
     return float(norms.std() / norms.mean())
 
 
@@ -60,6 +77,7 @@ def cosine_moments(vectors: np.ndarray, block: int = DEFAULT_BLOCK) -> tuple[flo
     at collapse, so the variance suffers no cancellation.
     """
     count = vectors.shape[0]
+    vectors = vectors / power_of_two_scale(vectors)
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     offset = 1.0 / (count - 1)
@@ -80,7 +98,12 @@ def cdnv(means: np.ndarray, variances: np.ndarray, block: int = DEFAULT_BLOCK) -
     Distances come from a Gram tile; pairs whose distance is tiny next to the norms,
     where that formula cancels, are recomputed from explicit differences.
     """
-    centred = means - means.mean(axis=0)
+    # cdnv is unchanged by mu -> mu / s, sigma^2 -> sigma^2 / s^2: keep the squares in range
+    outer = power_of_two_scale(means)
+    centred = means / outer - (means / outer).mean(axis=0)
+    inner = power_of_two_scale(centred)
+    centred = centred / inner
+    variances = variances / outer / outer / inner / inner
     norms = np.einsum("cd,cd->c", centred, centred)
     total = 0.0
     for rows, cols, mask in upper_tiles(len(means), block):
@@ -96,25 +119,320 @@ def cdnv(means: np.ndarray, variances: np.ndarray, block: int = DEFAULT_BLOCK) -
     return float(total / (len(means) * (len(means) - 1) / 2))
 
 
-def simplex_gap(left: np.ndarray, right: np.ndarray) -> float:
+def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
-    For large C the C x C matrix is never formed: ||G||_F^2 = <L^T L, R^T R> and
-    <G, I - 11^T/C> = Tr G - (1^T L)(R^T 1)/C.
+    Every entry of the difference is formed and squared, so that a gap of 1e-10 is
+    resolved to about 1e-15 (``sqrt(2 - 2 <G, target> / ||G||)`` would lose every digit
+    below about 1e-8). Up to C^2 = _DENSE_GRAM_LIMIT, G is formed whole; beyond, it is
+    summed in block x block tiles (O(block^2) memory) and normalised by the estimate
+    ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
+        left = left / power_of_two_scale(left)
+        right = left if right is left else right / power_of_two_scale(right)
+        count = left.shape[0]
+        target = 1.0 / np.sqrt(count - 1)
+        if count * count <= _DENSE_GRAM_LIMIT:
+            gram = left @ right.T
+            ideal = (np.eye(count) - 1.0 / count) * target
+            return float(np.linalg.norm(gram / np.linalg.norm(gram) - ideal))
+        estimate = np.sqrt(np.sum((left.T @ left) * (right.T @ right)))
+        gap_sq, norm_sq = _tiled_gap_sums(left, right, estimate, target, block)
+        # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
+        ratio = np.sqrt(norm_sq)
+        return float(np.sqrt(max(gap_sq - (ratio - 1.0) ** 2, 0.0) / ratio))
+
+
+def _tiled_gap_sums(left: np.ndarray, right: np.ndarray, estimate: float, target: float,
+                    block: int) -> tuple[float, float]:
+    """(||G/e - T||_F^2, ||G/e||_F^2) over block x block tiles of G = left @ right.T.
+
+    T = (I - 11^T/C) * target and e = ``estimate``. A symmetric G (``left is right``)
+    sums only the tiles on and above the diagonal, counting those above twice.
     """
     count = left.shape[0]
-    target_scale = 1.0 / np.sqrt(count - 1)
-    if count * count <= _DENSE_GRAM_LIMIT:
-        gram = left @ right.T
-        target = (np.eye(count) - 1.0 / count) * target_scale
-        return float(np.linalg.norm(gram / np.linalg.norm(gram) - target))
-    gram_norm = np.sqrt(np.sum((left.T @ left) * (right.T @ right)))
-    inner = np.einsum("cd,cd->", left, right) - left.sum(axis=0) @ right.sum(axis=0) / count
-    return float(np.sqrt(max(2.0 - 2.0 * inner * target_scale / gram_norm, 0.0)))
+    symmetric = left is right
+    off_diagonal = target / count
+    gap_sq = norm_sq = 0.0
+    for i0 in range(0, count, block):
+        rows = slice(i0, min(i0 + block, count))
+        for j0 in range(i0 if symmetric else 0, count, block):
+            cols = slice(j0, min(j0 + block, count))
+            tile = left[rows] @ right[cols].T
+            tile /= estimate
+            weight = 2.0 if symmetric and j0 > i0 else 1.0
+            norm_sq += weight * np.sum(tile * tile)
+            tile += off_diagonal
+            if i0 == j0:
+                tile[np.diag_indices(min(tile.shape))] -= target
+            gap_sq += weight * np.sum(tile * tile)
+    return gap_sq, norm_sq
 
 
 def self_duality(weight: np.ndarray, centred_means: np.ndarray) -> float:
     """|| W/||W||_F - M~/||M~||_F ||_F^2 (Papyan's NC3)."""
+    weight = weight / power_of_two_scale(weight)
+    centred_means = centred_means / power_of_two_scale(centred_means)
     gap = weight / np.linalg.norm(weight) - centred_means / np.linalg.norm(centred_means)
     return float(np.sum(gap * gap))
+
+
+# ---------------------------------------------------------------------------------------
+# One shared pass over class pairs, and the closed forms that need no pairs
+# (SPEC sections 1 and 7). Costs are stated in docs/performance.md.
+
+#: Below this fraction of the squared norms a Gram-based squared distance has lost most
+#: of its digits to cancellation; such pairs are recomputed from explicit differences.
+_CANCELLATION = 1e-6
+
+
+@dataclass
+class AngleSums:
+    """Sums over the pairs c < c' of s = cos(v_c, v_c') + 1/(C-1), and of |s|.
+
+    ``square`` is None when the caller asked for the closed form of the spread instead.
+    """
+
+    shifted: float = 0.0
+    square: float | None = 0.0
+    absolute: float = 0.0
+
+
+@dataclass
+class PairSums:
+    """Float64 sums over the pairs c < c' of one pass (see :func:`pair_sums`).
+
+    Attributes
+    ----------
+    pairs : int
+        C (C - 1) / 2.
+    cdnv : float
+        Sum of (sigma_c^2 + sigma_c'^2) / (2 ||mu_c - mu_c'||^p).
+    means, weights : AngleSums
+        Cosine sums of the centred means and of the classifier rows (None without W).
+    chord, chord_square : float
+        Sums of ||u_c - u_c'|| and of its square, u the unit centred means.
+    log, log_square : float
+        Sums of -log ||u_c - u_c'|| and of its square (inf for coinciding directions).
+    """
+
+    pairs: int
+    cdnv: float = 0.0
+    means: AngleSums = field(default_factory=AngleSums)
+    weights: AngleSums | None = None
+    chord: float = 0.0
+    chord_square: float = 0.0
+    log: float = 0.0
+    log_square: float = 0.0
+
+
+def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice, tuple | None]]:
+    """Tiles (rows, cols, upper) covering the pairs i < j once each.
+
+    Tiles off the diagonal are used whole; on the diagonal ``upper`` holds the indices
+    of its strict upper triangle (a boolean mask over every tile would cost more than
+    the products themselves at large C).
+    """
+    for i0 in range(0, n, block):
+        rows = slice(i0, min(i0 + block, n))
+        for j0 in range(i0, n, block):
+            cols = slice(j0, min(j0 + block, n))
+            yield rows, cols, np.triu_indices(rows.stop - i0, 1) if i0 == j0 else None
+
+
+def _tile_product(left: np.ndarray, rows: slice, cols: slice, upper: tuple | None
+                  ) -> np.ndarray:
+    """(left[rows] @ left[cols].T) of a tile: 2-D off the diagonal, its upper part else."""
+    product = left[rows] @ left[cols].T
+    return product if upper is None else product[upper]
+
+
+def _tile_vectors(values: np.ndarray, rows: slice, cols: slice, upper: tuple | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class values broadcast to a tile: (row values, column values)."""
+    if upper is None:
+        return values[rows, None], values[None, cols]
+    return values[rows][upper[0]], values[cols][upper[1]]
+
+
+def _cross_sum(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Sum over a tile of x_ij (a_i + b_j), with a and b as :func:`_tile_vectors` gives."""
+    if x.ndim == 1:
+        return float(x @ a + x @ b)
+    return float(x.sum(axis=1) @ a[:, 0] + x.sum(axis=0) @ b[0])
+
+
+def _refine_distances(squared: np.ndarray, vectors: np.ndarray, scale: np.ndarray | float,
+                      rows: slice, cols: slice, upper: tuple | None) -> None:
+    """Recompute, in place, the squared distances of a tile that cancelled.
+
+    ``squared`` came from norms minus twice a Gram entry; where it is below
+    _CANCELLATION times ``scale`` (the sum of the two squared norms) it is replaced by
+    the squared norm of the explicit difference. The cheap min() test keeps the common
+    case at one reduction.
+    """
+    limit = _CANCELLATION * scale
+    if squared.min() >= np.max(limit):
+        return
+    risky = squared < limit
+    if upper is None:
+        i, j = np.nonzero(risky)
+    else:
+        i, j = upper[0][risky], upper[1][risky]
+    if i.size:
+        diff = vectors[rows.start + i] - vectors[cols.start + j]
+        squared[risky] = np.einsum("pd,pd->p", diff, diff)
+
+
+def _angle_sums(cosines: np.ndarray, offset: float, sums: AngleSums) -> None:
+    """Add a tile of cosines to ``sums``; ``cosines`` is overwritten."""
+    cosines += offset
+    sums.shifted += float(cosines.sum())
+    if sums.square is not None:
+        flat = cosines.ravel()
+        sums.square += float(flat @ flat)
+    sums.absolute += float(np.abs(cosines, out=cosines).sum())
+
+
+def _unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows / ||rows||, 1 / ||rows||); a zero row gives inf and NaN downstream."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = 1.0 / np.linalg.norm(vectors, axis=1)
+        return vectors * inverse[:, None], inverse
+
+
+def pair_sums(
+    centred: np.ndarray,
+    variances: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    exponent: float = 2.0,
+    cosine_squares: bool = True,
+    block: int = DEFAULT_BLOCK,
+) -> PairSums:
+    """Every sum over class pairs that the metrics need, in ONE tiled pass.
+
+    Per tile, one Gram product of the centred means gives the distances of ``cdnv``,
+    the cosines of ``equiangularity_means`` / ``maxangle_means`` and the chords of the
+    ``gnc2`` metrics; one product of the classifier rows gives their cosines.
+
+    Parameters
+    ----------
+    centred : ndarray of shape (C, d)
+        Centred class means mu_c - mu_G.
+    variances : ndarray of shape (C,)
+        sigma_c^2.
+    weight : ndarray of shape (C, d), optional
+        Classifier rows.
+    exponent : float
+        p of the cdnv denominator ||mu_c - mu_c'||^p (2 is Galanti et al.'s CDNV).
+    cosine_squares : bool
+        Also sum the squared cosines (the pairwise form of equiangularity); False when
+        the caller uses :func:`cosine_spread` (C > d) instead.
+    block : int
+        Tile side; extra memory is a few block x block float64 arrays.
+
+    Returns
+    -------
+    PairSums
+    """
+    count = centred.shape[0]
+    offset = 1.0 / (count - 1)
+    sq_norms = np.einsum("cd,cd->c", centred, centred)
+    unit_means, inverse_means = _unit_rows(centred)
+    result = PairSums(count * (count - 1) // 2,
+                      means=AngleSums(square=0.0 if cosine_squares else None))
+    if weight is not None:
+        unit_weights, inverse_weights = _unit_rows(weight)
+        result.weights = AngleSums(square=0.0 if cosine_squares else None)
+    for rows, cols, upper in _pair_blocks(count, block):
+        gram = _tile_product(centred, rows, cols, upper)
+        norm_r, norm_c = _tile_vectors(sq_norms, rows, cols, upper)
+        scale = norm_r + norm_c
+        squared = scale - 2.0 * gram
+        _refine_distances(squared, centred, scale, rows, cols, upper)
+        with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
+            inverse = 1.0 / squared if exponent == 2.0 else squared ** (-exponent / 2)
+        result.cdnv += _cross_sum(inverse, *_tile_vectors(variances, rows, cols, upper)) / 2
+        inv_r, inv_c = _tile_vectors(inverse_means, rows, cols, upper)
+        gram *= inv_r
+        gram *= inv_c  # now the cosines of the centred means
+        _add_chords(result, gram, unit_means, rows, cols, upper)
+        _angle_sums(gram, offset, result.means)
+        if weight is not None:
+            cosines = _tile_product(unit_weights, rows, cols, upper)
+            _angle_sums(cosines, offset, result.weights)
+    return result
+
+
+def _add_chords(result: PairSums, cosines: np.ndarray, unit: np.ndarray, rows: slice,
+                cols: slice, upper: tuple | None) -> None:
+    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and its log to the sums of ``result``."""
+    chord_sq = 2.0 - 2.0 * cosines
+    _refine_distances(chord_sq, unit, 2.0, rows, cols, upper)
+    np.maximum(chord_sq, 0.0, out=chord_sq)
+    result.chord_square += float(chord_sq.sum())
+    with np.errstate(divide="ignore"):  # coinciding directions: log 0 = -inf
+        logs = np.log(chord_sq)
+    flat = logs.ravel()
+    result.log -= float(flat.sum()) / 2  # -log ||u - u'|| = -log(chord^2) / 2
+    result.log_square += float(flat @ flat) / 4
+    result.chord += float(np.sqrt(chord_sq, out=chord_sq).sum())
+
+
+def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, float]:
+    """(mean, population variance) from a sum and a sum of squares over ``pairs`` values."""
+    mean = total / pairs
+    with np.errstate(invalid="ignore"):
+        return mean, max(total_square / pairs - mean * mean, 0.0)
+
+
+def cosine_spread(vectors: np.ndarray) -> float:
+    """std over c != c' of cos(v_c, v_c') in closed form, O(C d^2): no pass over pairs.
+
+    With unit rows u_c, their mean a, r_c = u_c - a and t_c = a . r_c, the cosine is
+    |a|^2 + x_cc' with x_cc' = t_c + t_c' + r_c . r_c', and over all ordered pairs,
+    the diagonal included,
+
+        sum x   = 2 C sum_c t_c + ||R^T 1||^2
+        sum x^2 = 2 C sum_c t_c^2 + 2 (sum_c t_c)^2 + 4 (R^T t) . (R^T 1) + ||R^T R||_F^2
+
+    from which the diagonal terms x_cc = 2 t_c + ||r_c||^2 are removed. Measuring from
+    the mean direction a removes the common part |a|^2 exactly. The variance is a
+    difference of two sums; for C > d it is bounded below by about ||R||_F^4 / (d C^2)
+    against a squared mean of about ||R||_F^4 / C^4, so nothing cancels. For C <= d
+    (near a simplex ETF it would) use the pairwise sums of :func:`pair_sums`.
+    """
+    count = vectors.shape[0]
+    unit, _ = _unit_rows(vectors)
+    mean_dir = unit.mean(axis=0)
+    resid = unit - mean_dir
+    along = resid @ mean_dir
+    resid_sum = resid.sum(axis=0)
+    gram = resid.T @ resid
+    diagonal = 2.0 * along + np.einsum("cd,cd->c", resid, resid)
+    total = 2.0 * count * along.sum() + resid_sum @ resid_sum - diagonal.sum()
+    total_sq = (2.0 * count * (along @ along) + 2.0 * along.sum() ** 2
+                + 4.0 * (resid.T @ along) @ resid_sum + np.sum(gram * gram)
+                - diagonal @ diagonal)
+    _, variance = pair_moments(total, total_sq, count * (count - 1))
+    return float(np.sqrt(variance))
+
+
+def cdnv_matrix(means: np.ndarray, variances: np.ndarray, exponent: float = 2.0
+                ) -> np.ndarray:
+    """The C x C matrix of (sigma_c^2 + sigma_c'^2) / (2 ||mu_c - mu_c'||^p); 0 diagonal.
+
+    Dense (C^2 memory): meant for figures of which class pairs stay apart.
+    """
+    centred = means - means.mean(axis=0)
+    sq_norms = np.einsum("cd,cd->c", centred, centred)
+    every = slice(0, len(means))
+    scale = sq_norms[:, None] + sq_norms[None, :]
+    squared = scale - 2.0 * centred @ centred.T
+    _refine_distances(squared, centred, scale, every, every, None)
+    np.fill_diagonal(squared, np.inf)
+    with np.errstate(divide="ignore"):
+        return (variances[:, None] + variances[None, :]) / (2.0 * squared ** (exponent / 2))

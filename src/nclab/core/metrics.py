@@ -1,4 +1,4 @@
-"""Neural Collapse metrics (SPEC section 1) from a CollapseStats and a classifier."""
+"""Neural Collapse metrics (SPEC sections 1 and 7) from a CollapseStats and a classifier."""
 
 from __future__ import annotations
 
@@ -7,32 +7,47 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from nclab.core import geometry
 from nclab.core.errors import NCInputError
-from nclab.core.io import json_ready
+from nclab.core.io import finite_or_none, json_ready
 from nclab.core.stats import CollapseStats, DecisionStats
-from nclab.core.validation import as_classifier, as_features, as_labels
+from nclab.core.validation import (
+    as_classifier,
+    as_features,
+    as_labels,
+    classifier_rows,
+    positive_int,
+    to_numpy64,
+)
 
-#: Every metric of SPEC section 1, in SPEC order.
+#: Every metric of SPEC section 1, then section 7, in SPEC order.
 METRIC_NAMES = (
     "nc1", "nc1_trace", "cdnv", "equinorm_means", "equinorm_weights", "equiangularity_means",
     "equiangularity_weights", "maxangle_means", "maxangle_weights", "etf_error_means",
     "etf_error_weights", "self_duality", "wh_duality", "ncc_mismatch", "accuracy",
+    "gnc2_dist_means", "gnc2_log_means", "unc3_duality_cv", "unc3_duality_var",
+    "nc5_ood_orthogonality", "bias_relation",
 )
 #: Metrics that need the classifier (W, b); they are None without it.
 CLASSIFIER_METRICS = (
     "equinorm_weights", "equiangularity_weights", "maxangle_weights", "etf_error_weights",
-    "self_duality", "wh_duality", "ncc_mismatch", "accuracy",
+    "self_duality", "wh_duality", "ncc_mismatch", "accuracy", "unc3_duality_cv",
+    "unc3_duality_var", "bias_relation",
 )
 
 
 @dataclass(frozen=True)
 class CollapseMetrics:
-    """Every metric of SPEC section 1, by its SPEC name, plus what they were computed on.
+    """Every metric of SPEC sections 1 and 7, by its SPEC name, plus what they were
+    computed on.
 
     Metrics are floats; those that need the classifier are None when it was not given,
-    and ``ncc_mismatch`` / ``accuracy`` are None until a second pass (DecisionStats) ran.
+    ``ncc_mismatch`` / ``accuracy`` are None until a second pass (DecisionStats) ran,
+    ``bias_relation`` needs the bias and ``nc5_ood_orthogonality`` the mean of
+    out-of-distribution features. ``cdnv_exponent`` is the power p of the distance in
+    the cdnv denominator when it is not Galanti et al.'s 2 (None: p = 2).
     """
 
     nc1: float | None = None
@@ -50,11 +65,18 @@ class CollapseMetrics:
     wh_duality: float | None = None
     ncc_mismatch: float | None = None
     accuracy: float | None = None
+    gnc2_dist_means: float | None = None
+    gnc2_log_means: float | None = None
+    unc3_duality_cv: float | None = None
+    unc3_duality_var: float | None = None
+    nc5_ood_orthogonality: float | None = None
+    bias_relation: float | None = None
     num_samples: int = 0
     num_classes: int = 0
     dim: int = 0
     weighted_mean: bool = False
     etf_meaningful: bool = True
+    cdnv_exponent: float | None = None
     empty_classes: tuple[int, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -73,6 +95,27 @@ class CollapseMetrics:
                 if (value := getattr(self, name)) is not None}
 
 
+def _check_measurable(stats: CollapseStats) -> None:
+    if stats.dim is None or stats.num_samples == 0:
+        raise NCInputError("no samples were seen: nothing to measure")
+    num_present = int(stats.present.sum())
+    if num_present < 2:
+        raise NCInputError(f"need at least 2 classes with samples; got {num_present}")
+    if stats.counts[stats.present].max() < 2:
+        raise NCInputError("every class has a single sample: within-class variability is undefined")
+
+
+def _ood_vector(ood_mean: Any, dim: int) -> np.ndarray | None:
+    if ood_mean is None:
+        return None
+    vector = to_numpy64(ood_mean, "ood_mean")
+    if vector.shape != (dim,):
+        raise NCInputError(f"ood_mean must have shape (d,) = ({dim},); got {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise NCInputError("ood_mean contains NaN or inf")
+    return vector
+
+
 def compute_metrics(
     stats: CollapseStats,
     weight: Any = None,
@@ -80,6 +123,8 @@ def compute_metrics(
     *,
     decisions: DecisionStats | None = None,
     weighted_mean: bool = False,
+    ood_mean: Any = None,
+    cdnv_exponent: float = 2.0,
     block: int = geometry.DEFAULT_BLOCK,
 ) -> CollapseMetrics:
     """Compute the collapse metrics.
@@ -95,6 +140,11 @@ def compute_metrics(
         Finished second pass, for ``ncc_mismatch`` and ``accuracy``.
     weighted_mean : bool
         Use the sample-weighted global mean instead of the average of class means.
+    ood_mean : array of shape (d,), optional
+        Mean of out-of-distribution features, for ``nc5_ood_orthogonality``.
+    cdnv_exponent : float
+        Power p of the distance in the cdnv denominator ||mu_c - mu_c'||^p; 2 is
+        Galanti et al.'s CDNV (the reference library's ``dist_exp`` is p / 2).
     block : int
         Tile size for the O(C^2) pair metrics.
 
@@ -105,17 +155,15 @@ def compute_metrics(
     Notes
     -----
     Classes with no samples are dropped from every metric, the classifier rows included,
-    and listed in ``empty_classes``.
+    and listed in ``empty_classes``. Cost: one tiled pass over the class pairs
+    (docs/performance.md gives time and memory as functions of N, C and d).
     """
-    if stats.dim is None or stats.num_samples == 0:
-        raise NCInputError("no samples were seen: nothing to measure")
+    block = positive_int(block, "block")
+    _check_measurable(stats)
     present = stats.present
     num_present = int(present.sum())
-    if num_present < 2:
-        raise NCInputError(f"need at least 2 classes with samples; got {num_present}")
-    if stats.counts[present].max() < 2:
-        raise NCInputError("every class has a single sample: within-class variability is undefined")
-    w, _ = as_classifier(weight, bias, stats.num_classes, stats.dim)
+    w, b = as_classifier(weight, bias, stats.num_classes, stats.dim)
+    ood = _ood_vector(ood_mean, stats.dim)
     notes = []
     empty = tuple(int(c) for c in np.flatnonzero(~present))
     if empty:
@@ -126,37 +174,169 @@ def compute_metrics(
                      "so etf_error and wh_duality cannot reach 0")
 
     means = stats.means[present]
-    centred = means - stats.global_mean(weighted=weighted_mean)
+    global_mean = stats.global_mean(weighted=weighted_mean)
+    centred = means - global_mean
     sigma_w = stats.within_class_covariance()
     max_rank = num_present if weighted_mean else num_present - 1
+    w = None if w is None else w[present]
     values: dict[str, Any] = {
         "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
         "nc1_trace": float(np.trace(sigma_w) / (np.sum(centred * centred) / num_present)),
-        "cdnv": geometry.cdnv(means, stats.class_variances(), block),
         "equinorm_means": geometry.equinorm(centred),
         "etf_error_means": geometry.simplex_gap(centred, centred),
     }
-    values["equiangularity_means"], values["maxangle_means"] = geometry.cosine_moments(
-        centred, block)
+    values.update(_pair_metrics(centred, stats.class_variances(), w, cdnv_exponent, block))
     if w is not None:
-        w = w[present]
-        values.update(
-            equinorm_weights=geometry.equinorm(w),
-            etf_error_weights=geometry.simplex_gap(w, w),
-            self_duality=geometry.self_duality(w, centred),
-            wh_duality=geometry.simplex_gap(w, centred),
-        )
-        values["equiangularity_weights"], values["maxangle_weights"] = geometry.cosine_moments(
-            w, block)
+        values.update(_classifier_metrics(w, centred))
+        if b is not None:
+            values["bias_relation"] = _bias_relation(w, b[present], global_mean)
     if decisions is not None:
         values["ncc_mismatch"], values["accuracy"] = decisions.compute()
+    if ood is not None:
+        values["nc5_ood_orthogonality"] = _ood_orthogonality(means, ood)
     if any(isinstance(v, float) and not math.isfinite(v) for v in values.values()):
-        notes.append("some metrics are not finite (coinciding class means or a zero vector)")
+        notes.append("some metrics are not finite (coinciding class means or directions, "
+                     "or a zero vector)")
     return CollapseMetrics(
         **values, num_samples=stats.num_samples, num_classes=num_present, dim=stats.dim,
-        weighted_mean=weighted_mean, etf_meaningful=etf_meaningful, empty_classes=empty,
-        warnings=tuple(notes),
+        weighted_mean=weighted_mean, etf_meaningful=etf_meaningful,
+        cdnv_exponent=None if cdnv_exponent == 2 else float(cdnv_exponent),
+        empty_classes=empty, warnings=tuple(notes),
     )
+
+
+def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray | None,
+                  exponent: float, block: int) -> dict[str, float]:
+    """The metrics over class pairs, from one shared tiled pass.
+
+    For C > d the spread of the cosines has a closed form on d x d matrices that needs no
+    pass over pairs and does not cancel (geometry.cosine_spread); for C <= d the pairwise
+    sums are used, which stay exact near a simplex ETF.
+    """
+    count, dim = centred.shape
+    closed_form = count > dim
+    sums = geometry.pair_sums(centred, variances, weight, exponent=exponent,
+                              cosine_squares=not closed_form, block=block)
+    pairs = sums.pairs
+    values = {
+        "cdnv": sums.cdnv / pairs,
+        "gnc2_dist_means": geometry.pair_moments(sums.chord, sums.chord_square, pairs)[1],
+        "gnc2_log_means": geometry.pair_moments(sums.log, sums.log_square, pairs)[1],
+    }
+    if not math.isfinite(sums.log):
+        values["gnc2_log_means"] = math.inf  # coinciding directions: -log 0
+    for name, vectors, angles in (("means", centred, sums.means), ("weights", weight,
+                                                                   sums.weights)):
+        if angles is None:
+            continue
+        values[f"maxangle_{name}"] = angles.absolute / pairs
+        values[f"equiangularity_{name}"] = (
+            geometry.cosine_spread(vectors) if closed_form
+            else math.sqrt(geometry.pair_moments(angles.shifted, angles.square, pairs)[1]))
+    return {key: float(value) for key, value in values.items()}
+
+
+def _classifier_metrics(weight: np.ndarray, centred: np.ndarray) -> dict[str, float]:
+    duality = np.einsum("cd,cd->c", weight, centred)  # s_c = w_c . (mu_c - mu_G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        duality_cv = duality.std() / duality.mean()
+    return {
+        "equinorm_weights": geometry.equinorm(weight),
+        "etf_error_weights": geometry.simplex_gap(weight, weight),
+        "self_duality": geometry.self_duality(weight, centred),
+        "wh_duality": geometry.simplex_gap(weight, centred),
+        "unc3_duality_cv": float(duality_cv),
+        "unc3_duality_var": float(duality.var(ddof=1)),
+    }
+
+
+def _bias_relation(weight: np.ndarray, bias: np.ndarray, global_mean: np.ndarray) -> float:
+    """||W mu_G + b|| / (||W mu_G|| + ||b||): 0 when the bias cancels W mu_G."""
+    projected = weight @ global_mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.linalg.norm(projected + bias)
+                     / (np.linalg.norm(projected) + np.linalg.norm(bias)))
+
+
+def _ood_orthogonality(means: np.ndarray, ood_mean: np.ndarray) -> float:
+    """Mean over classes of |cos(mu_c, mu_G^ood)| (uncentred means, as NECO)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosines = (means @ ood_mean) / (np.linalg.norm(means, axis=1)
+                                        * np.linalg.norm(ood_mean))
+    return float(np.abs(cosines).mean())
+
+
+@dataclass(frozen=True)
+class PerClassMetrics:
+    """Per-class views of collapse, for figures of which classes collapse last.
+
+    Attributes
+    ----------
+    classes : tuple of int
+        The classes with samples, in order; every array below follows it.
+    counts : ndarray of shape (C_present,)
+    variances : ndarray of shape (C_present,)
+        sigma_c^2.
+    ncc_mismatch, accuracy : ndarray of shape (C_present,) or None
+        Fractions over the samples of each true class (None without a second pass).
+    cdnv : ndarray of shape (C_present, C_present) or None
+        The pairwise CDNV matrix, 0 on the diagonal (None unless asked for).
+    cdnv_exponent : float
+    """
+
+    classes: tuple[int, ...]
+    counts: np.ndarray
+    variances: np.ndarray
+    ncc_mismatch: np.ndarray | None = None
+    accuracy: np.ndarray | None = None
+    cdnv: np.ndarray | None = None
+    cdnv_exponent: float = 2.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (arrays become lists, NaN becomes None)."""
+        return finite_or_none({key: _listed(getattr(self, key))
+                               for key in self.__dataclass_fields__})
+
+
+def _listed(value: Any) -> Any:
+    return value.tolist() if isinstance(value, (np.ndarray, tuple)) else value
+
+
+def per_class_metrics(
+    stats: CollapseStats,
+    decisions: DecisionStats | None = None,
+    *,
+    cdnv_matrix: bool = False,
+    cdnv_exponent: float = 2.0,
+) -> PerClassMetrics:
+    """sigma_c^2, ncc_mismatch and accuracy of each class, and the C x C CDNV matrix.
+
+    Parameters
+    ----------
+    stats : CollapseStats
+    decisions : DecisionStats, optional
+        Finished second pass, for the per-class ``ncc_mismatch`` and ``accuracy``.
+    cdnv_matrix : bool
+        Also return the dense C x C CDNV matrix (C^2 float64 memory).
+    cdnv_exponent : float
+        Power p of the distance in the CDNV denominator.
+
+    Returns
+    -------
+    PerClassMetrics
+    """
+    _check_measurable(stats)
+    present = stats.present
+    variances = stats.class_variances()
+    values: dict[str, Any] = {}
+    if decisions is not None:
+        mismatch, accuracy = decisions.compute_per_class()
+        values.update(ncc_mismatch=mismatch[present], accuracy=accuracy[present])
+    if cdnv_matrix:
+        values["cdnv"] = geometry.cdnv_matrix(stats.means[present], variances, cdnv_exponent)
+    return PerClassMetrics(tuple(int(c) for c in np.flatnonzero(present)),
+                           stats.counts[present].copy(), variances,
+                           cdnv_exponent=float(cdnv_exponent), **values)
 
 
 def measure(
@@ -167,6 +347,8 @@ def measure(
     *,
     num_classes: int | None = None,
     weighted_mean: bool = False,
+    ood_features: Any = None,
+    cdnv_exponent: float = 2.0,
     batch_size: int = 65_536,
 ) -> CollapseMetrics:
     """All collapse metrics of in-memory features in one call.
@@ -181,6 +363,10 @@ def measure(
         C; defaults to ``weight.shape[0]``, else ``max(labels) + 1``.
     weighted_mean : bool
         Use the sample-weighted global mean.
+    ood_features : array or tensor of shape (N_ood, d), optional
+        Out-of-distribution features, for ``nc5_ood_orthogonality``.
+    cdnv_exponent : float
+        Power p of the distance in the cdnv denominator (2: Galanti et al.).
     batch_size : int
         Rows per streamed batch.
 
@@ -188,12 +374,14 @@ def measure(
     -------
     CollapseMetrics
     """
+    batch_size = positive_int(batch_size, "batch_size")
     x = as_features(features)
     if num_classes is None and weight is not None:
-        num_classes = int(np.shape(weight)[0])
+        num_classes = classifier_rows(weight)
     y = as_labels(labels, x.shape[0], num_classes)
     if x.shape[0] == 0:
         raise NCInputError("features has no rows")
+    ood_mean = None if ood_features is None else ood_feature_mean(ood_features, x.shape[1])
     stats = CollapseStats(num_classes or int(y.max()) + 1, dim=x.shape[1])
     batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     for xb, yb in batches:
@@ -203,4 +391,18 @@ def measure(
         decisions = DecisionStats.from_stats(stats, weight, bias)
         for xb, yb in batches:
             decisions.update(xb, yb)
-    return compute_metrics(stats, weight, bias, decisions=decisions, weighted_mean=weighted_mean)
+    return compute_metrics(stats, weight, bias, decisions=decisions, weighted_mean=weighted_mean,
+                           ood_mean=ood_mean, cdnv_exponent=cdnv_exponent)
+
+
+def ood_feature_mean(features: Any, dim: int | None = None) -> np.ndarray:
+    """The float64 mean of out-of-distribution features (N_ood, d), checked.
+
+    Raises NCInputError for an empty array or a dimension other than ``dim``.
+    """
+    x = as_features(features, name="ood_features")
+    if x.shape[0] == 0:
+        raise NCInputError("ood_features has no rows")
+    if dim is not None and x.shape[1] != dim:
+        raise NCInputError(f"ood_features has dimension {x.shape[1]}; the features have {dim}")
+    return x.to(dtype=torch.float64).mean(dim=0).cpu().numpy()
