@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -10,22 +11,99 @@ import torch
 from nclab.core.errors import NCInputError
 
 _HALF_TYPES = (torch.float16, torch.bfloat16)
+# torch has these dtypes but no min/max (nor most arithmetic) for them: read through numpy
+_WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+# Without num_classes, C = max label + 1 sizes the per-class state before any sample is
+# read: a label far beyond the sample count (a typo, a hash, 1e12) must not allocate C x d.
+CLASSES_PER_SAMPLE = 2
+MIN_CLASS_LIMIT = 1024
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def real_tensor(value: Any, name: str) -> torch.Tensor:
+    """``value`` as a detached tensor of real numbers (bool, integer or floating).
+
+    numpy arrays and nested lists become CPU tensors (without a copy where torch can
+    share the buffer); tensors stay on their device. Raises NCInputError naming ``name``
+    for complex numbers, strings, bytes, dates, structured or object arrays, ragged
+    lists, and meta, sparse or quantized tensors.
+    """
+    if not torch.is_tensor(value):
+        return torch.from_numpy(_torch_compatible(_real_array(value, name), name))
+    x = value.detach()
+    if x.device.type == "meta":
+        raise NCInputError(f"{name} is a meta tensor: it has a shape but no values")
+    if x.layout != torch.strided:
+        raise NCInputError(f"{name} is a {x.layout} tensor; pass a dense one (.to_dense())")
+    if x.is_quantized:
+        raise NCInputError(f"{name} is quantized ({x.dtype}); pass .dequantize() of it")
+    if x.is_complex():
+        raise NCInputError(_complex_message(name, x.dtype))
+    if x.dtype in _WIDE_UNSIGNED:
+        return torch.from_numpy(_torch_compatible(x.cpu().numpy(), name)).to(x.device)
+    if not (x.is_floating_point() or x.dtype == torch.bool or _is_integer(x.dtype)):
+        raise NCInputError(f"{name} must hold real numbers; got dtype {x.dtype}")
+    return x
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    try:
+        torch.iinfo(dtype)
+    except TypeError:
+        return False
+    return True
+
+
+def _complex_message(name: str, dtype: Any) -> str:
+    return (f"{name} holds complex numbers ({dtype}); nclab measures real vectors: pass "
+            "the real part, the modulus, or real and imaginary parts as separate columns")
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise NCInputError(f"{name} is not a rectangular array of numbers") from None
+    if array.dtype.kind == "c":
+        raise NCInputError(_complex_message(name, array.dtype))
+    if array.dtype.kind not in "biuf":  # strings, bytes, dates, structured, objects
+        raise NCInputError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    return array
+
+
+def _torch_compatible(array: np.ndarray, name: str) -> np.ndarray:
+    """The same numbers in a dtype that ``torch.from_numpy`` takes and can compute with."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype.kind == "u" and array.dtype.itemsize > 1:
+        # uint64 beyond int64 becomes float64: still larger than any valid label or count
+        too_wide = array.size > 0 and array.dtype.itemsize == 8 and array.max() > _INT64_MAX
+        return array.astype(np.float64 if too_wide else np.int64)
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:  # long double
+        with np.errstate(over="ignore"):
+            narrowed = array.astype(np.float64)
+        if not np.isfinite(narrowed).all() and np.isfinite(array).all():
+            raise NCInputError(f"{name} holds values beyond the float64 range ({array.dtype})")
+        return narrowed
+    return array
 
 
 def as_features(features: Any, name: str = "features", check_finite: bool = True) -> torch.Tensor:
-    """Return ``features`` as a 2-D floating tensor on its own device.
+    """Return ``features`` as a 2-D floating tensor (N, d) on its own device, d >= 1.
 
-    numpy arrays become CPU tensors without a copy; half-precision inputs are promoted to
-    float32, because a Gram matrix accumulated in 8 mantissa bits is meaningless.
+    numpy arrays become CPU tensors without a copy; integers and bools become float64;
+    inputs narrower than 32 bits (float16, bfloat16, float8) are promoted to float32,
+    because a Gram matrix accumulated in 8 mantissa bits is meaningless.
     """
-    x = torch.from_numpy(np.asarray(features)) if not torch.is_tensor(features) else features
+    x = real_tensor(features, name)
     if x.ndim != 2:
         raise NCInputError(f"{name} must be 2-D (N x d); got shape {tuple(x.shape)}")
-    if not torch.is_floating_point(x):
+    if x.shape[1] == 0:
+        raise NCInputError(f"{name} has shape {tuple(x.shape)}: no feature columns (d = 0)")
+    if not x.is_floating_point():
         x = x.to(torch.float64)
-    elif x.dtype in _HALF_TYPES:
+    elif x.dtype.itemsize < 4:
         x = x.to(torch.float32)
-    x = x.detach()
     if check_finite:
         ensure_finite(x, name)
     return x
@@ -41,40 +119,68 @@ def ensure_finite(x: torch.Tensor, name: str = "features") -> None:
 def as_labels(labels: Any, num_samples: int, num_classes: int | None) -> torch.Tensor:
     """Return ``labels`` as a 1-D int64 tensor, checked against ``num_classes``.
 
-    Float labels are accepted when every value is a whole number.
+    Float labels are accepted when every value is a whole number. Without
+    ``num_classes`` the largest label sets C, and it may not exceed
+    max(CLASSES_PER_SAMPLE * N, MIN_CLASS_LIMIT): more classes than the samples can
+    fill must be asked for explicitly.
     """
-    y = torch.from_numpy(np.asarray(labels)) if not torch.is_tensor(labels) else labels.detach()
+    y = real_tensor(labels, "labels")
     if y.ndim != 1:
         raise NCInputError(f"labels must be 1-D; got shape {tuple(y.shape)}")
     if y.shape[0] != num_samples:
         raise NCInputError(f"labels has {y.shape[0]} entries but features has {num_samples} rows")
-    if y.dtype == torch.bool or y.is_complex():
+    if y.dtype == torch.bool:
         raise NCInputError(f"labels must be integers; got dtype {y.dtype}")
-    if torch.is_floating_point(y):
+    if not num_samples:
+        return y.to(torch.int64)
+    if y.is_floating_point():
         fractional = ~torch.isfinite(y) | (y != torch.round(y))
         if bool(fractional.any()):
             value = y[fractional.nonzero()[0, 0]].item()
             raise NCInputError(f"labels must be integers; found {value}")
-    y = y.to(torch.int64)
-    if num_samples and int(y.min()) < 0:
-        raise NCInputError(f"labels must be >= 0; found {int(y.min())}")
-    if num_classes is not None and num_samples and int(y.max()) >= num_classes:
+    # the extremes are read as Python numbers, before any cast that could wrap them
+    low, high = y.min().item(), y.max().item()
+    if low < 0:
+        raise NCInputError(f"labels must be >= 0; found {_label_text(low)}")
+    if num_classes is not None and high >= num_classes:
         raise NCInputError(
-            f"label {int(y.max())} is out of range for num_classes={num_classes} "
+            f"label {_label_text(high)} is out of range for num_classes={num_classes} "
             f"(labels must lie in 0..{num_classes - 1})"
         )
-    return y
+    _check_inferred_classes(high, num_samples, num_classes)
+    return y.to(torch.int64)
+
+
+def _check_inferred_classes(high: float, num_samples: int, num_classes: int | None) -> None:
+    if high > _INT64_MAX:
+        raise NCInputError(f"label {_label_text(high)} does not fit in a 64-bit integer")
+    limit = max(CLASSES_PER_SAMPLE * num_samples, MIN_CLASS_LIMIT)
+    if num_classes is None and high >= limit:
+        raise NCInputError(
+            f"label {_label_text(high)} would make {_label_text(high + 1)} classes for "
+            f"{num_samples} samples (at most {limit} without num_classes); if that many "
+            "classes are meant, pass num_classes (nclab measure: --num-classes) or a weight"
+        )
+
+
+def _label_text(value: float) -> str:
+    """A label as written: a whole number in full up to 1e15, else in scientific form."""
+    return str(int(value)) if abs(value) < 1e15 else f"{value:.6g}"
 
 
 def as_classifier(
     weight: Any, bias: Any, num_classes: int, dim: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Return (W, b) as float64 numpy arrays of shapes (C, d) and (C,), or None."""
+    """Return (W, b) as float64 numpy arrays of shapes (C, d) and (C,), or None.
+
+    Any real dtype is accepted (bfloat16 and float16 classifiers included) and read in
+    float64.
+    """
     if weight is None:
         if bias is not None:
             raise NCInputError("bias given without weight")
         return None, None
-    w = to_numpy64(weight)
+    w = to_numpy64(weight, "weight")
     if w.shape != (num_classes, dim):
         raise NCInputError(
             f"weight must have shape (C, d) = ({num_classes}, {dim}); got {w.shape}"
@@ -83,7 +189,7 @@ def as_classifier(
         raise NCInputError("weight contains NaN or inf")
     if bias is None:
         return w, None
-    b = to_numpy64(bias)
+    b = to_numpy64(bias, "bias")
     if b.shape != (num_classes,):
         raise NCInputError(f"bias must have shape (C,) = ({num_classes},); got {b.shape}")
     if not np.isfinite(b).all():
@@ -91,10 +197,44 @@ def as_classifier(
     return w, b
 
 
-def to_numpy64(x: Any) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+def classifier_rows(weight: Any) -> int:
+    """The number of rows C of a classifier weight (C, d); NCInputError unless 2-D."""
+    shape = tuple(real_tensor(weight, "weight").shape)
+    if len(shape) != 2:
+        raise NCInputError(f"weight must be 2-D (C x d); got shape {shape}")
+    return shape[0]
+
+
+def to_numpy64(x: Any, name: str = "array") -> np.ndarray:
+    """``x`` (array, tensor on any device and of any real dtype) as a float64 numpy array."""
+    return real_tensor(x, name).to(device="cpu", dtype=torch.float64).numpy()
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; NCInputError for bools, fractions, strings and values < 1."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if isinstance(value, (bool, np.bool_)) or number is None or number < 1:
+        raise NCInputError(f"{name} must be an integer >= 1; got {value!r}")
+    return number
+
+
+def ensure_squarable(x: Any, name: str, limit: float = 1e150) -> None:
+    """Refuse values whose squares overflow (or vanish) in float64.
+
+    Sums of squares of values beyond ``limit`` in magnitude overflow; a nonzero array
+    whose largest magnitude is below ``1 / limit`` has squares that underflow to zero, so
+    that a varying array would look constant. Both are reported, with the remedy.
+    """
+    values = real_tensor(x, name).to(torch.float64)
+    peak = float(values.abs().max()) if values.numel() else 0.0
+    if peak > limit or 0 < peak < 1 / limit:
+        raise NCInputError(
+            f"{name} reach magnitude {peak:.3g}: their squares leave the float64 range; "
+            f"rescale them to magnitudes between {1 / limit:g} and {limit:g}"
+        )
 
 
 def as_targets(targets: Any, num_samples: int | None = None, name: str = "targets",
@@ -106,19 +246,14 @@ def as_targets(targets: Any, num_samples: int | None = None, name: str = "target
     :func:`as_features` does). With ``num_samples`` the number of rows M must equal it;
     with ``check_finite`` a NaN or inf is refused, naming its first row.
     """
-    if not torch.is_tensor(targets):
-        array = np.asarray(targets)
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise NCInputError(f"{name} must be real numbers; got dtype {array.dtype}")
-        targets = torch.from_numpy(array)
-    y = targets.detach()
+    y = real_tensor(targets, name)
     if y.ndim == 1:
         y = y[:, None]
     if y.ndim != 2:
         raise NCInputError(f"{name} must be 1-D or 2-D (M x n); got shape {tuple(y.shape)}")
     if num_samples is not None and y.shape[0] != num_samples:
         raise NCInputError(f"{name} has {y.shape[0]} rows but features has {num_samples}")
-    if y.dtype == torch.bool or y.is_complex():
+    if y.dtype == torch.bool:
         raise NCInputError(f"{name} must be real numbers; got dtype {y.dtype}")
     if not torch.is_floating_point(y):
         y = y.to(torch.float64)
