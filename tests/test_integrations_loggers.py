@@ -1,0 +1,70 @@
+"""Each logger writes every finite scalar of a row through the real library; read back
+with that library's own reader, the values are exactly nclab.track's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from integration_helpers import clusters, mlp, tracked
+from logger_readers import READERS
+
+from nclab import NCInputError
+from nclab.integrations import loggers
+from nclab.integrations.loggers import make_loggers, row_scalars
+
+pytestmark = pytest.mark.usefixtures("hermetic")
+
+
+@pytest.fixture
+def hermetic(tmp_path, monkeypatch):
+    """Loggers use their defaults (W&B offline, MLflow file store) and write under tmp."""
+    for name in ("WANDB_MODE", "WANDB_PROJECT", "MLFLOW_TRACKING_URI",
+                 "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+
+
+def _rows() -> tuple[list[dict], dict[tuple[int, str], float]]:
+    """Two rows of track's metrics (two models) with entries no logger may receive,
+    and the values every logger must hold afterwards."""
+    rows, expected = [], {}
+    for epoch, seed in ((1, 0), (3, 1)):
+        metrics = tracked(mlp(seed), clusters(), "train_")
+        rows.append({"epoch": epoch, "lr": 0.05, **metrics, "tpt_onset": None,
+                     "converged": True, "not_finite": math.nan, "note": "text",
+                     "classes": [0, 1], "time": {"train_s": 1.5}})
+        expected.update({(epoch, name): value for name, value in metrics.items()})
+        expected.update({(epoch, "lr"): 0.05, (epoch, "time/train_s"): 1.5})
+    return rows, expected
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_every_logged_value_is_tracks(tmp_path, name):
+    pytest.importorskip({"tensorboard": "tensorboard", "csv": "csv"}.get(name, name))
+    rows, expected = _rows()
+    run_dir = tmp_path / "run"
+    (logger,) = make_loggers([name, name], run_dir, config={"lr": 0.05, "model": "mlp"})
+    for row in rows:
+        logger.log(row, step=row["epoch"])
+    logger.close()
+    got = READERS[name](run_dir)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=0), key
+
+
+def test_row_scalars_keeps_finite_numbers_only():
+    row = {"epoch": 4, "a": 1, "b": 2.5, "c": None, "d": True, "e": math.inf,
+           "f": "x", "g": [1.0], "h": {"i": 3.0, "j": math.nan}}
+    assert row_scalars(row) == {"a": 1.0, "b": 2.5, "h/i": 3.0}
+
+
+def test_unknown_or_missing_logger_is_one_clear_error_before_writing(tmp_path, monkeypatch):
+    with pytest.raises(NCInputError, match="unknown logger 'neptune'; choose from"):
+        make_loggers(["csv", "neptune"], tmp_path / "run")
+    monkeypatch.setitem(loggers.REQUIREMENTS, "wandb", ("no_such_module_here", "wandb"))
+    with pytest.raises(NCInputError, match=r'needs no_such_module_here: pip install "nclab\[wandb'):
+        make_loggers(["csv", "wandb"], tmp_path / "run")
+    assert not (tmp_path / "run").exists()
