@@ -190,7 +190,9 @@ _CANCELLATION = 1e-6
 
 @dataclass
 class AngleSums:
-    """Sums over the pairs c < c' of s = cos(v_c, v_c') + 1/(C-1), and of |s|.
+    """Sums over the pairs c < c' of s = cos(v_c, v_c') + 1/(C-1), of |s|, and of
+    (s - centre)^2 with ``centre`` the exact mean of s (from a closed form), so that
+    the spread suffers no cancellation however close the cosines are to each other.
 
     ``square`` is None when the caller asked for the closed form of the spread instead.
     """
@@ -198,6 +200,12 @@ class AngleSums:
     shifted: float = 0.0
     square: float | None = 0.0
     absolute: float = 0.0
+    centre: float = 0.0
+
+    def spread(self, pairs: int) -> float:
+        """Population std over the pairs of the cosines (equiangularity)."""
+        _, variance = pair_moments(self.shifted - self.centre * pairs, self.square, pairs)
+        return float(np.sqrt(variance))
 
 
 @dataclass
@@ -239,7 +247,10 @@ def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice, tuple | Non
         rows = slice(i0, min(i0 + block, n))
         for j0 in range(i0, n, block):
             cols = slice(j0, min(j0 + block, n))
-            yield rows, cols, np.triu_indices(rows.stop - i0, 1) if i0 == j0 else None
+            if i0 != j0:
+                yield rows, cols, None
+            elif rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
+                yield rows, cols, np.triu_indices(rows.stop - i0, 1)
 
 
 def _tile_product(left: np.ndarray, rows: slice, cols: slice, upper: tuple | None
@@ -291,9 +302,18 @@ def _angle_sums(cosines: np.ndarray, offset: float, sums: AngleSums) -> None:
     cosines += offset
     sums.shifted += float(cosines.sum())
     if sums.square is not None:
-        flat = cosines.ravel()
-        sums.square += float(flat @ flat)
+        deviation = (cosines - sums.centre).ravel()
+        sums.square += float(deviation @ deviation)
     sums.absolute += float(np.abs(cosines, out=cosines).sum())
+
+
+def _angle_start(unit: np.ndarray, offset: float, squares: bool) -> AngleSums:
+    """Empty sums, centred at the exact mean of cos + offset over pairs: the mean cosine
+    over c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1))."""
+    count = unit.shape[0]
+    total = unit.sum(axis=0)
+    mean = (total @ total - np.einsum("cd,cd->", unit, unit)) / (count * (count - 1))
+    return AngleSums(square=0.0 if squares else None, centre=float(mean + offset))
 
 
 def _unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,10 +363,10 @@ def pair_sums(
     sq_norms = np.einsum("cd,cd->c", centred, centred)
     unit_means, inverse_means = _unit_rows(centred)
     result = PairSums(count * (count - 1) // 2,
-                      means=AngleSums(square=0.0 if cosine_squares else None))
+                      means=_angle_start(unit_means, offset, cosine_squares))
     if weight is not None:
-        unit_weights, inverse_weights = _unit_rows(weight)
-        result.weights = AngleSums(square=0.0 if cosine_squares else None)
+        unit_weights, _ = _unit_rows(weight)
+        result.weights = _angle_start(unit_weights, offset, cosine_squares)
     for rows, cols, upper in _pair_blocks(count, block):
         gram = _tile_product(centred, rows, cols, upper)
         norm_r, norm_c = _tile_vectors(sq_norms, rows, cols, upper)

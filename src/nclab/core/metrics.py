@@ -232,7 +232,7 @@ def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray
         values[f"maxangle_{name}"] = angles.absolute / pairs
         values[f"equiangularity_{name}"] = (
             geometry.cosine_spread(vectors) if closed_form
-            else math.sqrt(geometry.pair_moments(angles.shifted, angles.square, pairs)[1]))
+            else angles.spread(pairs))
     return {key: float(value) for key, value in values.items()}
 
 
@@ -299,7 +299,7 @@ class PerClassMetrics:
 
 
 def _listed(value: Any) -> Any:
-    return value.tolist() if isinstance(value, (np.ndarray, tuple)) else value
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def per_class_metrics(
