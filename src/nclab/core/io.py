@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
     """Read every array of a .npz file, refusing pickled objects.
 
     Raises NCInputError naming the file when it is missing, not a .npz, holds pickled
-    objects, or lacks one of the ``required`` arrays.
+    objects or something else than numpy arrays, lacks one of the ``required`` arrays,
+    or declares arrays larger than its own bytes can hold (every member's header is read
+    and checked before any array is allocated).
     """
     path = Path(path)
     if not path.is_file():
@@ -29,16 +32,19 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
         if handle.read(4) != b"PK\x03\x04":
             raise NCInputError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
+    except NCInputError:
+        raise
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise NCInputError(
                 f"{path} holds pickled objects; refusing to load it (allow_pickle=False)"
             ) from None
-        raise NCInputError(f"{path}: not a readable .npz file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise NCInputError(f"{path}: not a readable .npz file ({exc})") from None
+        raise NCInputError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
+    except _UNREADABLE as exc:
+        raise NCInputError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise NCInputError(
@@ -46,6 +52,71 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
             f"(found: {', '.join(sorted(arrays)) or 'nothing'})"
         )
     return arrays
+
+
+# What a damaged or hostile zip raises while it is read (RuntimeError: encrypted members,
+# NotImplementedError: an unknown compression method, MemoryError: a last resort).
+_UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+               NotImplementedError, MemoryError)
+# Deflate cannot expand data by more than about 1032:1; np.savez stores or deflates.
+_MAX_DEFLATE_RATIO = 1032
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def check_npz_sizes(path: Path) -> None:
+    """Refuse a .npz whose members declare more bytes than the file can hold.
+
+    Each member's .npy header is read (a few hundred bytes) and its shape x itemsize
+    compared with the member's stored size, which is in turn bounded by the compressed
+    size and the size of the file, so that no header can make the reader allocate
+    memory that the file does not justify.
+    """
+    on_disk = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if sum(info.compress_size for info in members) > on_disk:
+            raise NCInputError(f"{path}: its zip directory declares more bytes than the file has")
+        for info in members:
+            _check_stored_size(path, info)
+            with archive.open(info) as member:
+                _check_declared_array(path, info, member)
+
+
+def _check_stored_size(path: Path, info: zipfile.ZipInfo) -> None:
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        limit = _MAX_DEFLATE_RATIO * info.compress_size + 1024
+    else:
+        raise NCInputError(f"{path}: '{info.filename}' uses zip compression method "
+                           f"{info.compress_type}; save with numpy.savez or savez_compressed")
+    if info.file_size > limit:
+        raise NCInputError(f"{path}: '{info.filename}' declares {info.file_size} bytes but "
+                           f"holds {info.compress_size} compressed: the archive is damaged")
+
+
+def _check_declared_array(path: Path, info: zipfile.ZipInfo, member: Any) -> None:
+    name = info.filename.removesuffix(".npy")
+    if member.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise NCInputError(f"{path}: '{name}' is not a numpy array (.npy member)")
+    member.seek(0)
+    version = np.lib.format.read_magic(member)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(member)
+    if dtype.hasobject:
+        return  # refused as pickled by np.load
+    declared = math.prod(shape) * dtype.itemsize
+    available = info.file_size - member.tell()
+    if declared > available:
+        raise NCInputError(
+            f"{path}: array '{name}' declares shape {shape} of {dtype} ({declared:,} bytes) "
+            f"but the file holds {max(available, 0):,} bytes of it"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
