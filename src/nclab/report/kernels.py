@@ -6,14 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from nclab.report.style import color, figure_style, save_png
 
-_COLORS = {"data": "black", "nngp": "tab:blue", "ntk": "tab:orange", "adaptive": "tab:green",
-           "network": "tab:red"}
+#: One palette colour per method (the data in black, the palette's seventh colour).
+_COLORS = {"data": color(6), "nngp": color(0), "ntk": color(1), "adaptive": color(2),
+           "network": color(3)}
 _STYLES = {"erf": "-", "relu": "--"}
 _MARKERS = {"data": "o", "nngp": "o", "ntk": "^", "adaptive": "D", "network": "s"}
 
@@ -28,27 +29,32 @@ def plot_sweep(document: dict[str, Any], folder: str | os.PathLike,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    figures = {"": _figure(document, False), "_relative": _figure(document, True)}
-    networks = [n for n in document["config"]["series"] if n.startswith("network-")]
-    if networks and document["records"]:
-        figures["_training"] = _training_figure(document, networks[0])
     paths = []
-    for suffix, figure in figures.items():
-        path = folder / f"{prefix}{suffix}.png"
-        figure.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(figure)
-        paths.append(path)
+    with figure_style():
+        figures = {"": _figure(document, False), "_relative": _figure(document, True)}
+        networks = [n for n in document["config"]["series"] if n.startswith("network-")]
+        if networks and document["records"]:
+            figures["_training"] = _training_figure(document, networks[0])
+        for suffix, figure in figures.items():
+            path = folder / f"{prefix}{suffix}.png"
+            save_png(figure, path)
+            paths.append(path)
     return paths
 
 
-def _training_figure(document: dict[str, Any], name: str) -> plt.Figure:
+def _panels(count: int, height: float) -> tuple[Figure, list[Any]]:
+    """One row of ``count`` panels sharing the y axis."""
+    figure = Figure(figsize=(3.6 * count + 0.4, height))
+    return figure, list(figure.subplots(1, count, sharey=True, squeeze=False)[0])
+
+
+def _training_figure(document: dict[str, Any], name: str) -> Figure:
     """Mean log10 NC1 of the hidden layer against the training step, one line per d0."""
     config = document["config"]
     sizes = config["sizes"]
-    figure, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes) + 0.4, 3.6),
-                                sharey=True, squeeze=False)
-    colors = plt.get_cmap("viridis")
-    for ax, n in zip(axes[0], sizes, strict=True):
+    figure, axes = _panels(len(sizes), 3.6)
+    colors = colormaps["viridis"]
+    for ax, n in zip(axes, sizes, strict=True):
         for i, d0 in enumerate(config["dims"]):
             runs = [r["series"][name]["history"] for r in document["records"]
                     if r["n"] == n and r["d0"] == d0 and r["series"][name]["status"] == "ok"]
@@ -61,9 +67,8 @@ def _training_figure(document: dict[str, Any], name: str) -> plt.Figure:
         ax.set_xscale("log")
         ax.set_title(f"N = {n}")
         ax.set_xlabel("training step (0 drawn at 0.5)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("log10 NC1 of the hidden layer")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0].set_ylabel("log10 NC1 of the hidden layer")
+    handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=len(labels),
                   bbox_to_anchor=(0.5, -0.02), frameon=False)
     figure.suptitle(f"{name}: hidden-layer NC1 during full-batch gradient descent\n"
@@ -73,14 +78,13 @@ def _training_figure(document: dict[str, Any], name: str) -> plt.Figure:
     return figure
 
 
-def _figure(document: dict[str, Any], relative: bool) -> plt.Figure:
+def _figure(document: dict[str, Any], relative: bool) -> Figure:
     config, summary = document["config"], document["summary"]
     sizes = config["sizes"]
-    figure, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes) + 0.4, 3.9),
-                                sharey=True, squeeze=False)
+    figure, axes = _panels(len(sizes), 3.9)
     key = "log10_relative" if relative else "log10_nc1"
     names = [n for n in summary if not (relative and n == "data")]
-    for ax, n in zip(axes[0], sizes, strict=True):
+    for ax, n in zip(axes, sizes, strict=True):
         for name in names:
             rows = [r for r in summary[name] if r["n"] == n and r[f"{key}_mean"] is not None]
             if not rows:
@@ -99,9 +103,8 @@ def _figure(document: dict[str, Any], relative: bool) -> plt.Figure:
         ax.set_xticks(config["dims"], [str(d) for d in config["dims"]])
         ax.set_title(f"N = {n}")
         ax.set_xlabel("input dimension d0")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("log10(NC1 / NC1 data)" if relative else "log10 NC1  (mean ± std)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0].set_ylabel("log10(NC1 / NC1 data)" if relative else "log10 NC1  (mean ± std)")
+    handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4),
                   bbox_to_anchor=(0.5, -0.02), frameon=False)
     title = "NC1 relative to the data" if relative else "NC1 of the features"
