@@ -1,0 +1,195 @@
+"""Unconstrained features models solved from many random starts: the UFM study.
+
+:func:`build_ufm` makes the model from the command line's settings, :func:`solve_ufm`
+runs every random start as one batch, measures each final point (objective, gap to f*,
+collapse metrics, the classifier's geometry, optionally the Hessian probe) and writes
+``ufm.json`` and ``convergence.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nclab.core.errors import NCInputError
+from nclab.core.io import write_json
+from nclab.report.ufm import plot_convergence
+from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
+
+#: Collapse metrics shown in the table (the JSON has all of them).
+SHOWN_METRICS = ("nc1", "etf_error_means", "etf_error_weights", "wh_duality")
+#: Weight decay of W, H and b when none is given.
+DEFAULT_DECAY = 5e-3
+#: Inverse temperature of the model on the sphere when none is given.
+DEFAULT_TAU = 4.0
+RESULT_JSON, FIGURE_PNG = "ufm.json", "convergence.png"
+
+
+def build_ufm(classes: int, dim: int, per_class: int, loss: str, normalized: bool,
+              tau: float | None, lambda_w: float | None, lambda_h: float | None,
+              lambda_b: float | None) -> RegularizedUFM | SphereUFM:
+    """The model of the settings; None takes the default (weight decays, tau)."""
+    if normalized:
+        given = [name for name, v in (("--lambda-w", lambda_w), ("--lambda-h", lambda_h),
+                                      ("--lambda-b", lambda_b)) if v is not None]
+        if given:
+            raise NCInputError(f"{', '.join(given)}: the normalized model has no weight decay")
+        if loss != "ce":
+            raise NCInputError("the normalized model uses cross-entropy; drop --loss or use ce")
+        return SphereUFM(classes, dim, per_class, tau=DEFAULT_TAU if tau is None else tau)
+    if tau is not None:
+        raise NCInputError("--tau applies to --normalized only")
+    return RegularizedUFM(
+        classes, dim, per_class, loss=loss,
+        lambda_w=DEFAULT_DECAY if lambda_w is None else lambda_w,
+        lambda_h=DEFAULT_DECAY if lambda_h is None else lambda_h,
+        lambda_b=DEFAULT_DECAY if lambda_b is None else lambda_b)
+
+
+def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps: int,
+              lr: float, grad_tol: float, tol: float, device: torch.device,
+              probe_hessian: bool = False,
+              callback: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Solve ``model`` from seeds 0..seeds-1, write ``out/ufm.json`` and the figure.
+
+    Parameters
+    ----------
+    model : RegularizedUFM or SphereUFM
+    out : Path
+        Output folder (created).
+    seeds, steps, lr, grad_tol
+        Random starts and the descent's settings (see ``model.solve``).
+    tol : float
+        A run reaches f* when f - f* <= tol.
+    device : torch.device
+    probe_hessian : bool
+        The Hessian spectrum at every solution (the model on the sphere only).
+    callback : callable, optional
+        Called with the iteration count during the descent (for a progress bar).
+
+    Returns
+    -------
+    dict
+        ``runs`` (one record per seed), ``lines`` (the summary in words), ``json`` (the
+        content of ufm.json) and ``figure`` (its path).
+    """
+    if probe_hessian and not isinstance(model, SphereUFM):
+        raise NCInputError("--probe needs --normalized (the probe is for the sphere model)")
+    if seeds < 1:
+        raise NCInputError(f"--seeds must be >= 1; got {seeds}")
+    solution = model.solve(range(seeds), steps=steps, lr=lr, grad_tol=grad_tol, device=device,
+                           callback=callback)
+    runs = _runs(model, solution, tol, probe_hessian)
+    summary = _summary(model, solution, runs, tol)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot_convergence(solution, out / FIGURE_PNG, tol=tol, title=repr(model),
+                              riemannian=isinstance(model, SphereUFM))
+    document = {
+        "model": type(model).__name__, "config": _config(model), "steps": steps, "lr": lr,
+        "grad_tol": grad_tol, "tol": tol, "device": str(device),
+        "iterations": solution.trace.iterations, **summary["json"], "runs": runs}
+    write_json(out / RESULT_JSON, document)
+    return {"runs": runs, "lines": summary["lines"], "json": document, "figure": figure}
+
+
+def _config(model: RegularizedUFM | SphereUFM) -> dict[str, Any]:
+    keys = ("num_classes", "dim", "per_class", "tau", "loss", "lambda_w", "lambda_h",
+            "lambda_b")
+    return {key: getattr(model, key) for key in keys if hasattr(model, key)}
+
+
+def _runs(model, solution: UFMSolution, tol: float, probe_hessian: bool) -> list[dict]:
+    """One JSON-ready record per seed."""
+    gap = solution.gap
+    reached = solution.iterations_to(tol) if gap is not None else [None] * len(solution.seeds)
+    runs = []
+    for i, seed in enumerate(solution.seeds):
+        cos = classifier_cosines(solution.weight[i])
+        record = {
+            "seed": seed, "objective": float(solution.objective[i]),
+            "gap": None if gap is None else float(gap[i]),
+            "grad_norm": float(solution.grad_norm[i]), "iterations_to_tol": reached[i],
+            "classifier_cosine_min": float(cos.min()), "classifier_cosine_max": float(cos.max()),
+            "metrics": None,
+        }
+        if model.per_class > 1:
+            try:
+                record["metrics"] = solution.metrics(i).to_dict()
+            except NCInputError as exc:  # e.g. W = H = 0, the minimizer under heavy decay
+                record["metrics_error"] = str(exc)
+        if probe_hessian:
+            result = probe(model, solution.weight[i], solution.features[i], k=200)
+            record["probe"] = {**result.to_dict(), "zero_modes": result.zero_modes(1e-8)}
+        runs.append(record)
+    return runs
+
+
+def classifier_cosines(weight: torch.Tensor) -> torch.Tensor:
+    """Off-diagonal cosines cos(w_c, w_c') of the rows of W (K, d), flattened."""
+    unit = weight / torch.linalg.vector_norm(weight, dim=1, keepdim=True)
+    gram = unit @ unit.T
+    return gram[~torch.eye(len(gram), dtype=torch.bool, device=gram.device)].cpu()
+
+
+def fmt(value: float | int | None) -> str:
+    """A metric for a table cell: n/a, an integer, or 3 significant digits."""
+    if value is None:
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.2e}"
+
+
+def _summary(model, solution: UFMSolution, runs: list[dict], tol: float) -> dict:
+    """Printed lines and JSON fields: fraction at f* (or at the best run), geometry."""
+    objective = solution.objective
+    best = int(objective.argmin())
+    lines, fields = [], {"f_star": solution.optimal_value}
+    if solution.optimal_value is not None:
+        count = int((solution.gap <= tol).sum())
+        lines.append(f"f* = {solution.optimal_value:.12f}; reached within {tol:g} by "
+                     f"{count}/{len(runs)} random starts ({100 * count / len(runs):.0f}%)")
+        fields["fraction_reached"] = count / len(runs)
+    else:
+        count = int((objective - objective[best] <= tol).sum())
+        bound = getattr(model, "etf_value", None)
+        why = ("d < K - 1: no simplex ETF" if model.dim < model.num_classes - 1
+               else "no closed form for these settings")
+        lines.append(f"f* unknown ({why}). Best objective {float(objective[best]):.12f} "
+                     f"(seed {best}); within {tol:g} of it: {count}/{len(runs)} random starts")
+        if bound is not None:
+            lines.append(f"the ETF value {bound:.12f} is a lower bound that no point attains")
+        fields.update(best_objective=float(objective[best]), fraction_at_best=count / len(runs))
+    if isinstance(model, RegularizedUFM) and model.num_classes * model.gamma >= 1:
+        lines.append(f"K sqrt(n lambda_W lambda_H) = {model.num_classes * model.gamma:.3g} >= 1: "
+                     "the minimizer is W = H = 0; the metrics below describe a vanishing point")
+    measured = [run["metrics"] for run in runs if run["metrics"] is not None]
+    if measured:
+        worst = {name: max((m[name] for m in measured if m[name] is not None), default=None)
+                 for name in SHOWN_METRICS}
+        lines.append("largest over the runs: " + ", ".join(
+            f"{name} {fmt(value)}" for name, value in worst.items()))
+        fields["largest_metrics"] = worst
+    errors = sorted({run["metrics_error"] for run in runs if "metrics_error" in run})
+    lines += [f"collapse metrics not computed: {message}" for message in errors]
+    weight = solution.weight[best]
+    cos = classifier_cosines(weight)
+    distinct = np.unique(np.round(cos.numpy(), 6))
+    # Nonzero eigenvalues of W^T W over their mean: all 1 for a tight frame on its span.
+    rank = min(model.dim, model.num_classes - 1)
+    frame = (torch.linalg.svdvals(weight)[:rank] ** 2 * rank / weight.square().sum()).cpu().numpy()
+    lines.append(f"classifier of seed {best}: {len(distinct)} distinct cosines "
+                 f"{_short(distinct)}; simplex ETF: {-1 / (model.num_classes - 1):.6f}")
+    lines.append(f"  top {rank} eigenvalues of W^T W over their mean (all 1: a tight frame): "
+                 f"{_short(frame)}")
+    fields["best_geometry"] = {"seed": best, "distinct_cosines": distinct.tolist(),
+                               "frame_eigenvalues": frame.tolist()}
+    return {"lines": lines, "json": fields}
+
+
+def _short(values: np.ndarray, limit: int = 8) -> str:
+    text = ", ".join(f"{v:.4g}" for v in values[:limit])
+    return f"[{text}{', ...' if len(values) > limit else ''}]"
+
