@@ -24,7 +24,7 @@ import torch
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.io import json_ready
-from nclab.core.validation import as_features, ensure_finite, to_numpy64
+from nclab.core.validation import as_features, as_targets, ensure_finite, to_numpy64
 
 #: The NRC metrics of SPEC section 5, in SPEC order.
 NRC_NAMES = ("nrc1", "nrc2", "nrc3")
@@ -275,25 +275,6 @@ class RegressionStats:
     def __repr__(self) -> str:
         return (f"RegressionStats(dim={self.dim}, target_dim={self.target_dim}, "
                 f"num_samples={self.num_samples})")
-
-
-def as_targets(targets: Any, num_samples: int) -> torch.Tensor:
-    """Return ``targets`` as a 2-D floating tensor (1-D input becomes one column)."""
-    y = torch.from_numpy(np.asarray(targets)) if not torch.is_tensor(targets) else targets
-    y = y.detach()
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2:
-        raise NCInputError(f"targets must be 1-D or 2-D (M x n); got shape {tuple(y.shape)}")
-    if y.shape[0] != num_samples:
-        raise NCInputError(f"targets has {y.shape[0]} rows but features has {num_samples}")
-    if y.dtype == torch.bool or y.is_complex():
-        raise NCInputError(f"targets must be real numbers; got dtype {y.dtype}")
-    if not torch.is_floating_point(y):
-        y = y.to(torch.float64)
-    elif y.dtype in (torch.float16, torch.bfloat16):
-        y = y.to(torch.float32)
-    return y
 
 
 # ---------------------------------------------------------------------------- metrics

@@ -31,6 +31,7 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.core.regression import RegressionMetrics, measure_regression
+from nclab.core.validation import as_targets, to_numpy64
 
 REGIMES = ("collapse", "partial", "zero", "none")
 
@@ -294,13 +295,9 @@ def _norm(parts: list[np.ndarray]) -> float:
 
 # ---------------------------------------------------------------------------- validation
 def _as_targets(targets: Any) -> np.ndarray:
-    y = np.asarray(targets, dtype=np.float64)
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or y.shape[0] < 2:
+    y = to_numpy64(as_targets(targets, check_finite=True))
+    if y.shape[0] < 2:
         raise NCInputError(f"targets must be (M, n) with M >= 2; got shape {np.shape(targets)}")
-    if not np.isfinite(y).all():
-        raise NCInputError("targets contain NaN or inf")
     return y
 
 
