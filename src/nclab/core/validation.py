@@ -154,13 +154,18 @@ def as_labels(labels: Any, num_samples: int, num_classes: int | None) -> torch.T
 def _check_inferred_classes(high: float, num_samples: int, num_classes: int | None) -> None:
     if high > _INT64_MAX:
         raise NCInputError(f"label {_label_text(high)} does not fit in a 64-bit integer")
-    limit = max(CLASSES_PER_SAMPLE * num_samples, MIN_CLASS_LIMIT)
+    limit = class_limit(num_samples)
     if num_classes is None and high >= limit:
         raise NCInputError(
             f"label {_label_text(high)} would make {_label_text(high + 1)} classes for "
             f"{num_samples} samples (at most {limit} without num_classes); if that many "
             "classes are meant, pass num_classes (nclab measure: --num-classes) or a weight"
         )
+
+
+def class_limit(num_samples: int) -> int:
+    """The most classes that labels alone may imply for ``num_samples`` samples."""
+    return max(CLASSES_PER_SAMPLE * num_samples, MIN_CLASS_LIMIT)
 
 
 def _label_text(value: float) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import load_npz
+from nclab.core.validation import class_limit
 from nclab.data.base import DatasetSplits, from_numpy
 from nclab.data.files import to_unit_float
 
@@ -37,9 +38,16 @@ def _samples(path: Path, key: str, x: np.ndarray, channels: str) -> np.ndarray:
             )
         x = to_unit_float(x)
     elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)  # floats are taken as they are: they may be features
         if not np.isfinite(x).all():
             raise NCInputError(f"{path}: {key} holds NaN or infinite values")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > float(np.finfo(np.float32).max):
+            raise NCInputError(f"{path}: {key} reaches {peak:.3g}, beyond the float32 range "
+                               "the models train in; rescale the samples")
+        x = x.astype(np.float32)  # floats are taken as they are: they may be features
+    elif np.issubdtype(x.dtype, np.complexfloating):
+        raise NCInputError(f"{path}: {key} holds complex numbers ({x.dtype}); save real "
+                           "samples (for example the real and imaginary parts as channels)")
     else:
         raise NCInputError(f"{path}: {key} has type {x.dtype}; expected numbers")
     if channels == "last":
@@ -54,10 +62,19 @@ def _labels(path: Path, key: str, y: np.ndarray, count: int) -> np.ndarray:
         raise NCInputError(f"{path}: {key} has shape {y.shape}; expected ({count},)")
     if not np.issubdtype(y.dtype, np.integer):
         raise NCInputError(f"{path}: {key} has type {y.dtype}; expected integer labels")
-    y = y.reshape(-1).astype(np.int64)
+    y = y.reshape(-1)
+    # compared in the stored dtype: a cast first would wrap uint64 labels >= 2**63
     if y.size and y.min() < 0:
         raise NCInputError(f"{path}: {key} holds negative labels")
-    return y
+    if y.size and int(y.max()) > np.iinfo(np.int64).max:
+        raise NCInputError(f"{path}: {key} holds label {int(y.max())}, beyond 64-bit integers")
+    return y.astype(np.int64)
+
+
+def _class_names(path: Path, names: np.ndarray) -> tuple[str, ...]:
+    if names.ndim > 1:
+        raise NCInputError(f"{path}: class_names has shape {names.shape}; expected 1-D")
+    return tuple(str(n) for n in np.atleast_1d(names).tolist())
 
 
 def _split_arrays(
@@ -127,9 +144,14 @@ def npz_labels(
     y_train = _labels(root, key["y_train"], split["y_train"], len(x_train))
     y_test = _labels(root, key["y_test"], split["y_test"], len(x_test))
     num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    names = None
-    if "class_names" in arrays:
-        names = tuple(str(n) for n in np.atleast_1d(arrays["class_names"]).tolist())
+    names = None if "class_names" not in arrays else _class_names(root, arrays["class_names"])
+    samples = len(y_train) + len(y_test)
+    if names is None and num_classes > class_limit(samples):
+        raise NCInputError(
+            f"{root}: labels reach {num_classes - 1}, that is {num_classes} classes for "
+            f"{samples} samples; if so many classes are meant, list them in class_names"
+        )
+    if names is not None:
         if len(names) < num_classes:
             raise NCInputError(
                 f"{root}: class_names lists {len(names)} names but labels reach "
