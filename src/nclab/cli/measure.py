@@ -20,11 +20,14 @@ def measure_command(
     weighted_mean: bool = typer.Option(
         False, "--weighted-mean", help="Use the sample-weighted global mean instead of the "
                                        "average of class means."),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", min=1, help="Number of classes C (default: the rows of "
+                                           "'weight', else the largest label + 1)."),
 ) -> None:
     """Print every Neural Collapse metric of a feature file."""
     arrays = load_npz(file, required=("features", "labels"))
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
-                     arrays.get("bias"), weighted_mean=weighted_mean)
+                     arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean)
     show_result(metrics_table(result, title=str(file)), result, file, json_out)
 
 

@@ -19,6 +19,7 @@ from nclab.cli.app import app, console, err_console, short, show_result, value_t
 from nclab.core.errors import NCInputError
 from nclab.core.io import load_npz, write_atomic, write_json
 from nclab.core.regression import RegressionMetrics, measure_regression
+from nclab.core.validation import ensure_moderate_scale
 
 regress_app = typer.Typer(
     help="Neural regression collapse: NRC1-NRC3, the regression UFM, imitation data.",
@@ -222,6 +223,9 @@ def measure_command(
 ) -> None:
     """Print the neural regression collapse metrics of a feature file."""
     arrays = load_npz(file, required=("features", "targets"))
+    for name in ("features", "targets", "weight", "bias"):
+        if name in arrays:  # NRC3 forms fourth powers: refuse what float64 cannot hold
+            ensure_moderate_scale(arrays[name], name)
     result = measure_regression(arrays["features"], arrays["targets"], arrays.get("weight"),
                                 arrays.get("bias"), gamma=_parse_gamma(gamma),
                                 centred_pca=not uncentred_pca)

@@ -226,19 +226,22 @@ def positive_int(value: Any, name: str) -> int:
     return number
 
 
-def ensure_squarable(x: Any, name: str, limit: float = 1e150) -> None:
-    """Refuse values whose squares overflow (or vanish) in float64.
+def ensure_moderate_scale(x: Any, name: str, limit: float = 1e64) -> None:
+    """Refuse values whose powers leave the float64 range in the metrics' products.
 
-    Sums of squares of values beyond ``limit`` in magnitude overflow; a nonzero array
-    whose largest magnitude is below ``1 / limit`` has squares that underflow to zero, so
-    that a varying array would look constant. Both are reported, with the remedy.
+    Metrics normalised by squared norms of Gram matrices form fourth powers: magnitudes
+    beyond ``limit`` overflow, and a nonzero array whose largest magnitude is below
+    ``1 / limit`` underflows, so that it would look constant. Both are refused with the
+    remedy; an all-zero array passes.
     """
     values = real_tensor(x, name).to(torch.float64)
     peak = float(values.abs().max()) if values.numel() else 0.0
+    if not np.isfinite(peak):
+        return  # reported as NaN or inf by the finiteness checks, with its row
     if peak > limit or 0 < peak < 1 / limit:
         raise NCInputError(
-            f"{name} reach magnitude {peak:.3g}: their squares leave the float64 range; "
-            f"rescale them to magnitudes between {1 / limit:g} and {limit:g}"
+            f"{name} reach magnitude {peak:.3g}: the metrics' products of them leave the "
+            f"float64 range; rescale them to magnitudes between {1 / limit:g} and {limit:g}"
         )
 
 
