@@ -195,3 +195,16 @@ def test_per_class_decision_counts_merge():
     np.testing.assert_array_equal(parts.class_counts.numpy(), whole.class_counts.numpy())
     assert int(whole.class_counts[0].sum()) == len(y)
     assert int(whole.class_counts[2].sum()) == whole.correct
+
+
+@pytest.mark.parametrize("pair", ["means", "weights", "wh"])
+def test_gap_trace_identity_for_more_classes_than_dimensions_equals_dense(pair, monkeypatch):
+    """C > d + 1: no simplex ETF exists, the gap is bounded below and the O(C d^2) trace
+    identity gives the dense value to rounding."""
+    rng = np.random.default_rng(21)
+    M, W = rng.normal(size=(60, 8)), rng.normal(size=(60, 8)) + 0.5
+    left, right = {"means": (M, M), "weights": (W, W), "wh": (W, M)}[pair]
+    dense = geometry.simplex_gap(left, right)
+    monkeypatch.setattr(geometry, "_DENSE_GRAM_LIMIT", 0)
+    assert geometry.simplex_gap(left, right) == pytest.approx(dense, rel=1e-12)
+    assert dense > np.sqrt((60 - 1 - 8) / 59) - 1e-12  # the lower bound of the comment

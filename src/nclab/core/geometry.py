@@ -139,6 +139,13 @@ def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK)
             ideal = (np.eye(count) - 1.0 / count) * target
             return float(np.linalg.norm(gram / np.linalg.norm(gram) - ideal))
         estimate = np.sqrt(np.sum((left.T @ left) * (right.T @ right)))
+        if count > left.shape[1] + 1:
+            # rank G <= d < C - 1: the gap is at least sqrt((C-1-d)/(C-1)), so the trace
+            # identity <G, I - 11^T/C> = Tr(L R^T) - (1^T L)(R^T 1)/C cancels nothing and
+            # the O(C^2 d) tiles are not needed
+            inner = (np.einsum("cd,cd->", left, right)
+                     - left.sum(axis=0) @ right.sum(axis=0) / count)
+            return float(np.sqrt(max(2.0 - 2.0 * inner * target / estimate, 0.0)))
         gap_sq, norm_sq = _tiled_gap_sums(left, right, estimate, target, block)
         # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
         ratio = np.sqrt(norm_sq)
