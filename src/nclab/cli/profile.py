@@ -1,0 +1,40 @@
+"""``nclab profile``: collapse layer by layer of a trained run (profile.json, profile.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from nclab.cli.app import app, console, short
+from nclab.cli.options import Runtime, runtime_options
+from nclab.studies.layer_profile import profile_run
+
+
+@app.command("profile")
+@runtime_options(progress=False)
+def profile_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by nclab train."),
+    out: Path = typer.Option(None, help="Output folder (default: the run directory)."),
+    split: str = typer.Option("train", help="The split measured: train or test."),
+    layer: list[str] = typer.Option(None, help="A module name to measure (repeatable; "
+                                               "default: every stage of the network)."),
+    point: str = typer.Option("output", help="Measure each layer's output or input."),
+    batch_size: int = typer.Option(None, help="Samples per forward pass (default: the "
+                                              "run's eval batch size)."),
+    *,
+    runtime: Runtime,
+) -> None:
+    """NC1 and NC1_trace at every stage of a trained network, in depth order."""
+    runtime.apply_threads()
+    json_path, png_path, result = profile_run(run_dir, out, split=split, layers=layer or None,
+                                              point=point, device=runtime.device,
+                                              batch_size=batch_size)
+    table = Table(title=f"{run_dir} ({split})")
+    for column in ("layer", "point", "d", "nc1", "nc1_trace"):
+        table.add_column(column, justify="left" if column in ("layer", "point") else "right")
+    for name, where, metrics in zip(result.names, result.points, result.metrics, strict=True):
+        table.add_row(name, where, str(metrics.dim), short(metrics.nc1), short(metrics.nc1_trace))
+    console.print(table)
+    console.print(f"wrote {json_path} and {png_path}", highlight=False, soft_wrap=True)

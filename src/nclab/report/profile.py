@@ -1,0 +1,62 @@
+"""The layer profile figure: NC1 and NC1_trace layer by layer, in depth order."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from nclab.capture import LayerProfile
+from nclab.core.errors import NCInputError
+from nclab.report.style import color, figure_style, panel_grid, save_png
+
+#: (key in a profile row, legend label) of the curves drawn.
+CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))
+
+
+def _rows(profile: LayerProfile | Mapping[str, Any]) -> list[dict[str, Any]]:
+    document = profile.to_dict() if isinstance(profile, LayerProfile) else profile
+    rows = document.get("layers") if isinstance(document, Mapping) else None
+    if not rows:
+        raise NCInputError("the profile has no layers to draw")
+    return list(rows)
+
+
+def _label(row: Mapping[str, Any], last: bool) -> str:
+    name = str(row["name"])
+    return f"{name} (classifier input)" if last else f"{name} ({row.get('point', 'output')})"
+
+
+def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.PathLike,
+                   title: str | None = None) -> None:
+    """Write a PNG of NC1 and NC1_trace against depth (log y axis).
+
+    Parameters
+    ----------
+    profile : LayerProfile or dict
+        A :class:`~nclab.capture.LayerProfile` or its ``to_dict()`` (as in profile.json):
+        ``{"layers": [{"name", "point", "nc1", "nc1_trace", ...}, ...]}`` in depth order,
+        the classifier's input last.
+    path : path
+    title : str, optional
+    """
+    rows = _rows(profile)
+    depth = list(range(1, len(rows) + 1))
+    with figure_style():
+        fig, (ax,) = panel_grid(1, size=(max(4.5, 0.55 * len(rows) + 2.5), 3.6))
+        for i, (key, label) in enumerate(CURVES):
+            points = [(x, row.get(key)) for x, row in zip(depth, rows, strict=True)]
+            kept = [(x, v) for x, v in points
+                    if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+            if kept:
+                ax.plot(*zip(*kept, strict=True), marker="o", color=color(i), label=label)
+        ax.set_yscale("log")
+        ax.set_xticks(depth, [_label(row, x == len(rows)) for x, row in zip(depth, rows,
+                                                                               strict=True)],
+                      rotation=35, ha="right")
+        ax.set_xlabel("layer, in the order of the forward pass")
+        ax.set_ylabel("within-class / between-class variability")
+        ax.set_title(title or "collapse layer by layer")
+        ax.legend()
+        save_png(fig, path)
