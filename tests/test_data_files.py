@@ -15,7 +15,7 @@ import scipy.io
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.data import DATASETS, load_dataset
+from nclab.data import DATASETS, cifar, load_dataset, stl10, svhn
 
 TRAIN_LABELS = [2, 0, 1, 2, 0, 1]  # every class used in the subset tests appears twice
 TEST_LABELS = [1, 2, 0]
@@ -32,6 +32,27 @@ class Written:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int
     names: tuple[str, ...] | None
+
+
+#: The count tables of the loaders, and the sizes of the small files written here in
+#: place of the standard counts.
+TABLES = {"cifar": cifar.RECORDS, "stl10": stl10.IMAGES, "svhn": svhn.IMAGES}
+FIXTURE_COUNTS = {
+    **{("cifar", f"data_batch_{i}.bin"): 2 for i in range(1, 6)},
+    ("cifar", "test_batch.bin"): 3, ("cifar", "train.bin"): 6, ("cifar", "test.bin"): 3,
+    ("stl10", "train_y.bin"): 6, ("stl10", "test_y.bin"): 3,
+    ("svhn", "train_32x32.mat"): 6, ("svhn", "test_32x32.mat"): 3,
+    ("svhn", "extra_32x32.mat"): 2,
+}
+#: The counts as the loaders define them, read before any test shrinks them.
+STANDARD_COUNTS = {key: TABLES[key[0]][key[1]] for key in FIXTURE_COUNTS}
+
+
+@pytest.fixture(autouse=True)
+def small_standard_files(monkeypatch):
+    """The loaders check the record count of each standard file; here they are small."""
+    for (table, name), count in FIXTURE_COUNTS.items():
+        monkeypatch.setitem(TABLES[table], name, count)
 
 
 def images(seed: int, n: int, channels: int, rows: int, cols: int) -> np.ndarray:
@@ -186,7 +207,7 @@ CASES = {  # id: (dataset name, writer, options)
     "cifar100-coarse": ("cifar100", lambda r: write_cifar100(r, "coarse"), {"label": "coarse"}),
     "svhn": ("svhn", write_svhn, {}),
     "stl10": ("stl10", write_stl10, {}),
-    "npz": ("npz", write_npz, {}),
+    "npz": ("npz_labels", write_npz, {}),
 }
 
 
@@ -322,10 +343,36 @@ def test_truncated_cifar_batch(tmp_path):
     assert "found 1,000" in message
     batch.write_bytes(batch.read_bytes()[:0])
     one_line_error("found 0", load_dataset, "cifar10", tmp_path)
-    # cut at a record boundary: one record where the other batches have two
+    # cut at a record boundary: one record where a batch has two
     batch.write_bytes((tmp_path / "cifar-10-batches-bin/data_batch_1.bin").read_bytes()[:3073])
-    one_line_error("data_batch_3.bin: truncated: holds 1 records, the other batches 2",
-                   load_dataset, "cifar10", tmp_path)
+    one_line_error("data_batch_3.bin: truncated: holds 1 records, the standard "
+                   "data_batch_3.bin holds 2", load_dataset, "cifar10", tmp_path)
+
+
+@pytest.mark.parametrize(("case", "name"), [("cifar10", "test_batch.bin"),
+                                            ("cifar100-fine", "train.bin"),
+                                            ("cifar100-fine", "test.bin")])
+def test_single_cifar_file_cut_at_a_record_boundary(tmp_path, case, name):
+    """A lone file (no sibling batches to compare with) is checked against its count."""
+    dataset, writer, _ = CASES[case]
+    writer(tmp_path)
+    path = next(tmp_path.rglob(name))
+    record = len(path.read_bytes()) // FIXTURE_COUNTS[("cifar", name)]
+    path.write_bytes(path.read_bytes()[:-record])  # one whole record less
+    message = one_line_error("truncated: holds", load_dataset, dataset, tmp_path)
+    assert str(path) in message
+    path.write_bytes(path.read_bytes() + path.read_bytes()[:2 * record])  # one more
+    one_line_error("too long", load_dataset, dataset, tmp_path)
+
+
+def test_the_standard_counts_are_those_of_the_published_files():
+    assert STANDARD_COUNTS == {
+        **{("cifar", f"data_batch_{i}.bin"): 10_000 for i in range(1, 6)},
+        ("cifar", "test_batch.bin"): 10_000, ("cifar", "train.bin"): 50_000,
+        ("cifar", "test.bin"): 10_000, ("stl10", "train_y.bin"): 5_000,
+        ("stl10", "test_y.bin"): 8_000, ("svhn", "train_32x32.mat"): 73_257,
+        ("svhn", "test_32x32.mat"): 26_032, ("svhn", "extra_32x32.mat"): 531_131,
+    }
 
 
 def test_cifar100_corrupt_labels_names_and_options(tmp_path):
@@ -335,7 +382,7 @@ def test_cifar100_corrupt_labels_names_and_options(tmp_path):
     test.write_bytes(test.read_bytes()[:-1])
     message = one_line_error("multiple of 3,074 bytes", load_dataset, "cifar100", tmp_path)
     assert str(test) in message
-    cifar_records(test, images(0, 1, 3, 32, 32), [(25, 5)])  # coarse label 25 > 19
+    cifar_records(test, images(0, 3, 3, 32, 32), [(1, 5), (25, 5), (0, 0)])  # coarse 25 > 19
     load_dataset("cifar100", tmp_path)  # the fine labels are fine
     one_line_error("label 25 outside 0..19", load_dataset, "cifar100", tmp_path, label="coarse")
     one_line_error("'fine' or 'coarse'", load_dataset, "cifar100", tmp_path, label="super")
@@ -353,9 +400,9 @@ def test_truncated_stl10_images(tmp_path):
     write_stl10(tmp_path / "b")
     (tmp_path / "b/stl10_binary/test_y.bin").write_bytes(bytes([3, 0, 4]))
     one_line_error("test_y.bin: label 0 outside 1..10", load_dataset, "stl10", tmp_path / "b")
-    (tmp_path / "b/stl10_binary/test_y.bin").write_bytes(bytes([3, 1]))
-    one_line_error(r"test_X\.bin: truncated or corrupt: expected 55,296 bytes", load_dataset,
-                   "stl10", tmp_path / "b")
+    (tmp_path / "b/stl10_binary/test_y.bin").write_bytes(bytes([3, 1]))  # cut at a label
+    one_line_error(r"test_y\.bin: truncated: holds 2 records, the standard test_y\.bin holds 3",
+                   load_dataset, "stl10", tmp_path / "b")
 
 
 def test_truncated_corrupt_or_wrong_svhn_files(tmp_path):
@@ -379,6 +426,35 @@ def test_truncated_corrupt_or_wrong_svhn_files(tmp_path):
     one_line_error("expected arrays X and y; found images", load_dataset, "svhn", tmp_path)
 
 
+def test_svhn_file_with_fewer_images_than_the_standard_one(tmp_path):
+    write_svhn(tmp_path)
+    svhn_mat(tmp_path / "test_32x32.mat", images(41, 2, 3, 32, 32), [1, 2])
+    one_line_error(r"test_32x32\.mat: truncated: holds 2 records, the standard test_32x32\.mat "
+                   "holds 3", load_dataset, "svhn", tmp_path)
+
+
+def test_idx_file_with_no_samples_or_empty_images(tmp_path):
+    write_idx(tmp_path)
+    idx_file(tmp_path / "train-images-idx3-ubyte", (0, 4, 3), [])
+    idx_file(tmp_path / "train-labels-idx1-ubyte", (0,), [])
+    message = one_line_error("holds no data", load_dataset, "mnist", tmp_path)
+    assert "train-images-idx3-ubyte" in message and "0 x 4 x 3 values" in message
+    write_idx(tmp_path / "b")
+    idx_file(tmp_path / "b/t10k-images-idx3-ubyte", (3, 0, 3), [])
+    one_line_error(r"t10k-images-idx3-ubyte: holds no data \(its header gives 3 x 0 x 3",
+                   load_dataset, "mnist", tmp_path / "b")
+
+
+@pytest.mark.parametrize("case", ["cifar10", "cifar100-fine", "stl10"])
+def test_names_file_that_is_not_utf8(tmp_path, case):
+    dataset, writer, _ = CASES[case]
+    writer(tmp_path)
+    names = next(p for p in tmp_path.rglob("*.txt") if "fine" in p.name or "coarse" not in p.name)
+    names.write_bytes(b"cat\n\xff\xfedog\n" + b"x\n" * 98)
+    message = one_line_error("not UTF-8 text", load_dataset, dataset, tmp_path)
+    assert str(names) in message and "byte 0xff at offset 4" in message
+
+
 def test_svhn_extra_is_appended_to_training(tmp_path):
     written = write_svhn(tmp_path)
     one_line_error("lacks extra_32x32.mat", load_dataset, "svhn", tmp_path, extra=True)
@@ -397,7 +473,7 @@ def test_npz_channels_layouts_split_and_floats(tmp_path):
     imgs = images(70, 10, 3, 4, 5)
     path = tmp_path / "last.npz"
     np.savez(path, x=imgs.transpose(0, 2, 3, 1), y=np.arange(10) % 4)  # channels last
-    splits = load_dataset("npz", path, channels="last", test_fraction=0.3, seed=5)
+    splits = load_dataset("npz_labels", path, channels="last", test_fraction=0.3, seed=5)
     assert (len(splits.train), len(splits.test)) == (7, 3) and splits.num_classes == 4
     both = torch.cat([splits.train.x, splits.test.x]) * 255
     labels = torch.cat([splits.train.y, splits.test.y])
@@ -405,15 +481,15 @@ def test_npz_channels_layouts_split_and_floats(tmp_path):
         n = next(n for n in range(10) if torch.equal(sample.round(), torch.from_numpy(
             imgs[n].astype(np.float32))))
         assert label == n % 4
-    again = load_dataset("npz", path, channels="last", test_fraction=0.3, seed=5)
+    again = load_dataset("npz_labels", path, channels="last", test_fraction=0.3, seed=5)
     assert torch.equal(again.test.x, splits.test.x)
     np.savez(path, x_train=imgs[:, 0], y_train=np.zeros(10, np.int64),
              x_test=imgs[:2, 0], y_test=np.ones((2, 1), np.int64))
-    splits = load_dataset("npz", path, channels="none")
+    splits = load_dataset("npz_labels", path, channels="none")
     assert splits.input_shape == (1, 4, 5) and splits.test.y.tolist() == [1, 1]
     feats = np.random.default_rng(0).normal(size=(8, 6)).astype(np.float64)
     np.savez(path, x=feats, y=np.arange(8) % 2)
-    splits = load_dataset("npz", path, test_fraction=0.25)
+    splits = load_dataset("npz_labels", path, test_fraction=0.25)
     got = torch.cat([splits.train.x, splits.test.x]).numpy()
     assert sorted(map(tuple, got)) == sorted(map(tuple, feats.astype(np.float32)))
 
@@ -421,31 +497,31 @@ def test_npz_channels_layouts_split_and_floats(tmp_path):
 def test_npz_bad_input(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.array([object()], dtype=object), y=np.zeros(1))
-    one_line_error("pickled", load_dataset, "npz", path)
+    one_line_error("pickled", load_dataset, "npz_labels", path)
     np.savez(path, x_train=np.zeros((2, 3)), y_train=np.zeros(2, np.int64))
-    one_line_error("lacks x_test, y_test", load_dataset, "npz", path)
+    one_line_error("lacks x_test, y_test", load_dataset, "npz_labels", path)
     np.savez(path, images=np.zeros((2, 3)))
-    one_line_error("expected arrays x_train.*found images", load_dataset, "npz", path)
+    one_line_error("expected arrays x_train.*found images", load_dataset, "npz_labels", path)
     np.savez(path, x=np.full((4, 3), 300), y=np.zeros(4, np.int64))
-    one_line_error("x holds integers outside 0..255", load_dataset, "npz", path)
+    one_line_error("x holds integers outside 0..255", load_dataset, "npz_labels", path)
     np.savez(path, x=np.full((4, 3), np.nan), y=np.zeros(4, np.int64))
-    one_line_error("NaN", load_dataset, "npz", path)
+    one_line_error("NaN", load_dataset, "npz_labels", path)
     np.savez(path, x=np.zeros((4, 3)), y=np.zeros(4))
-    one_line_error("expected integer labels", load_dataset, "npz", path)
+    one_line_error("expected integer labels", load_dataset, "npz_labels", path)
     np.savez(path, x=np.zeros((4, 3)), y=np.zeros(5, np.int64))
-    one_line_error("expected N >= 2 samples and N labels", load_dataset, "npz", path)
+    one_line_error("expected N >= 2 samples and N labels", load_dataset, "npz_labels", path)
     np.savez(path, x=np.zeros((4, 3)), y=np.arange(4), class_names=np.array(["a", "b"]))
-    one_line_error("class_names lists 2 names but labels reach 3", load_dataset, "npz", path)
-    one_line_error("channels must be one of", load_dataset, "npz", path, channels="hwc")
-    one_line_error(r"is a folder \(d\.npz\); give the \.npz file", load_dataset, "npz",
+    one_line_error("class_names lists 2 names but labels reach 3", load_dataset, "npz_labels", path)
+    one_line_error("channels must be one of", load_dataset, "npz_labels", path, channels="hwc")
+    one_line_error(r"is a folder \(d\.npz\); give the \.npz file", load_dataset, "npz_labels",
                    tmp_path)
-    one_line_error("no such file", load_dataset, "npz", tmp_path / "absent.npz")
+    one_line_error("no such file", load_dataset, "npz_labels", tmp_path / "absent.npz")
 
 
 def test_registry_lists_every_file_loader_as_needing_a_root():
     for name in ("mnist", "fashionmnist", "kmnist", "cifar10", "cifar100", "svhn", "stl10",
-                 "npz"):
-        assert DATASETS[name][1] is True
+                 "npz_labels", "npz_targets"):
+        assert DATASETS[name].needs_root is True
 
 
 def test_root_may_start_with_a_tilde(tmp_path, monkeypatch):

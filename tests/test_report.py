@@ -51,6 +51,7 @@ def test_partial_runs_and_bad_folders(two_runs, tmp_path, capsys):
     partial.mkdir()
     lines = (two_runs[0] / "metrics.jsonl").read_text().splitlines()
     (partial / "metrics.jsonl").write_text("\n".join(lines[:2]) + "\n{\"epoch\": 3, \"tr")
+    (partial / "config.json").write_bytes((two_runs[0] / "config.json").read_bytes())
     code, _, _ = run_cli(["report", partial], capsys)
     assert code in (0, None)
     assert "in progress or interrupted: last logged epoch" in (partial / "report.html").read_text()

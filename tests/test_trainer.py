@@ -140,7 +140,7 @@ def test_bad_names_list_the_choices(tmp_path):
                              ({"task": "ranking"}, "unknown task 'ranking'; choose from")]:
         with pytest.raises(NCInputError, match=message):
             Trainer(TINY.updated(**changes), tmp_path, progress=False)
-    with pytest.raises(NCInputError, match="lr_milestones are fractions"):
+    with pytest.raises(NCInputError, match=r"lr_milestones must lie in \(0, 1\)"):
         TINY.updated(lr_milestones=(0.5, 2.0))
     with pytest.raises(NCInputError, match="dataset_options may not set per_class: it is a "):
         Trainer(TINY.updated(dataset_options={"per_class": 5}), tmp_path, progress=False)

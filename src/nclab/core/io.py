@@ -119,17 +119,67 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+class FileWriteError(NCInputError):
+    """A file could not be written (disk full, read-only, no permission, a path that is
+    not a folder): the message names the path and the cause."""
+
+
+def file_error(path: str | os.PathLike, exc: OSError, doing: str = "cannot write") -> NCInputError:
+    """One line naming ``path`` and the cause of ``exc``, for example
+    ``runs/a/checkpoint.pt: cannot write (No space left on device)``."""
+    cause = exc.strerror or type(exc).__name__
+    return FileWriteError(f"{path}: {doing} ({cause})")
+
+
+def make_dirs(path: str | os.PathLike) -> list[Path]:
+    """Create the folder ``path`` and its missing parents; return those created, the
+    outermost first (so that a caller can remove exactly them again).
+
+    Raises FileWriteError naming the path when a part of it is a file or the folder
+    cannot be created.
+    """
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()][::-1]
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            inside = "" if part == path else f" (cannot create {path})"
+            raise FileWriteError(f"{part} is a file, not a folder{inside}")
+    made: list[Path] = []
+    for part in missing:
+        try:
+            part.mkdir()
+        except FileExistsError:  # made by another process meanwhile
+            continue
+        except OSError as exc:
+            remove_dirs(made)
+            raise file_error(part, exc, "cannot create the folder") from None
+        made.append(part)
+    return made
+
+
+def remove_dirs(made: list[Path]) -> None:
+    """Remove the folders :func:`make_dirs` created, innermost first, while they are empty."""
+    for part in reversed(made):
+        try:
+            part.rmdir()
+        except OSError:  # something was put there meanwhile: leave it
+            return
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
     A reader (or a resumed run after a crash) sees either the old file or the new one,
-    never half of one.
+    never half of one. A failed write (disk full, read-only file system, no permission)
+    leaves the old file and no temporary, and raises FileWriteError naming the path and
+    the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         # mkstemp creates 0600; give the file the mode open() would (0666 less umask)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -137,9 +187,17 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise file_error(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -148,20 +206,24 @@ def _umask() -> int:
     return mask
 
 
-def json_ready(result: Any) -> dict[str, Any]:
-    """A result dataclass as plain JSON data: tuples become lists, NaN and inf become None."""
-    out = json.loads(json.dumps(asdict(result), allow_nan=True))
-    return {key: _finite_or_none(value) for key, value in out.items()}
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN and infinity, at any depth of lists, tuples and dicts,
+    replaced by None (tuples become lists): strict JSON can hold the result."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
     return value
 
 
+def json_ready(result: Any) -> dict[str, Any]:
+    """A result dataclass as plain JSON data: tuples become lists, NaN and inf become None."""
+    return finite_or_none(json.loads(json.dumps(asdict(result), allow_nan=True)))
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as strict JSON (no NaN or Infinity)."""
-    write_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Atomically write ``obj`` as strict JSON; NaN and infinities, at any depth, are
+    written as null."""
+    write_atomic(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False) + "\n")

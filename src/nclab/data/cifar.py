@@ -21,6 +21,7 @@ from nclab.data.files import (
     locate,
     read_bytes,
     read_names,
+    require_count,
     require_size,
     to_unit_float,
 )
@@ -30,18 +31,24 @@ CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck")
 CIFAR100_LABELS = {"coarse": (0, 20), "fine": (1, 100)}  # label byte, number of classes
+#: Records in each standard file: one cut at a record boundary is only seen by its count.
+RECORDS = {**{name: 10_000 for name in CIFAR10_TRAIN}, "test_batch.bin": 10_000,
+           "train.bin": 50_000, "test.bin": 10_000}
 
 
 def read_records(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Split a CIFAR binary file into labels ``(N, label_bytes)`` and pixels ``(N, 3, 32, 32)``.
 
     Both are uint8 views of the memory-mapped file. Raises NCInputError naming the file
-    when its size is not a whole number of records.
+    when its size is not a whole number of records, or when a standard file (``RECORDS``)
+    does not hold its standard number of records.
     """
     record = label_bytes + PIXELS
     data = read_bytes(path)
     require_size(path, data.size, multiple_of=record,
                  what=f"records of {label_bytes} label byte(s) + {PIXELS:,} pixel bytes")
+    if path.name in RECORDS:
+        require_count(path, data.size // record, RECORDS[path.name], f"the standard {path.name}")
     rows = data.reshape(-1, record)
     return rows[:, :label_bytes], rows[:, label_bytes:].reshape(-1, 3, 32, 32)
 
@@ -52,12 +59,6 @@ def _stack(
     """Pixels as float32 in [0, 1] and int64 labels of several record files, in order."""
     parts = [read_records(path, label_bytes) for path in paths]
     counts = [len(pixels) for _, pixels in parts]
-    if len(set(counts)) > 1:  # CIFAR-10's five batches are equal: a cut at a record edge
-        short = paths[counts.index(min(counts))]
-        raise NCInputError(
-            f"{short}: truncated: holds {min(counts):,} records, the other batches "
-            f"{max(counts):,} each"
-        )
     x = np.empty((sum(counts), 3, 32, 32), dtype=np.float32)
     start = 0
     for path, (labels, pixels) in zip(paths, parts, strict=True):

@@ -143,11 +143,31 @@ def check_labels(path: Path, labels: np.ndarray, low: int, high: int) -> None:
 def read_names(path: Path, count: int) -> tuple[str, ...] | None:
     """Class names, one per line (blank lines ignored), or None if ``path`` is absent.
 
-    Raises NCInputError when the file lists a number of names other than ``count``.
+    Raises NCInputError when the file is not UTF-8 text or lists a number of names other
+    than ``count``.
     """
     if not path.is_file():
         return None
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NCInputError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                           f"offset {exc.start:,}); expected one class name per line") from None
+    except OSError as exc:
+        raise NCInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != count:
         raise NCInputError(f"{path}: lists {len(names)} class names, expected {count}")
     return names
+
+
+def require_count(path: Path, found: int, expected: int, what: str) -> None:
+    """Raise NCInputError unless ``path`` holds the ``expected`` number of records.
+
+    The standard files have fixed sizes: a file cut at a record boundary is a whole
+    number of records, and only its count shows that it is short.
+    """
+    if found != expected:
+        state = "truncated" if found < expected else "too long"
+        raise NCInputError(f"{path}: {state}: holds {found:,} records, {what} holds "
+                           f"{expected:,}")

@@ -36,8 +36,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     ndarray of uint8, shape given by the file's header
         A view of the file (memory-mapped when the file is not compressed).
 
-    Raises NCInputError naming the file for a wrong magic number or a size that does not
-    match the header.
+    Raises NCInputError naming the file for a wrong magic number, a header with a zero
+    size (no samples, or empty images) or a size that does not match the header.
     """
     data = read_bytes(path)
     header = 4 + 4 * ndim
@@ -51,6 +51,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(data[4:header].tobytes(), dtype=">u4"))
     body = " x ".join(f"{d:,}" for d in shape)
+    if 0 in shape:
+        raise NCInputError(f"{path}: holds no data (its header gives {body} values)")
     require_size(path, data.size, exact=header + math.prod(shape),
                  what=f"{header}-byte header + {body} values, from the header")
     return data[header:].reshape(shape)

@@ -17,6 +17,7 @@ from nclab.data.files import (
     locate,
     read_bytes,
     read_names,
+    require_count,
     require_size,
     to_unit_float,
 )
@@ -25,15 +26,20 @@ SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE
 NAMES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
+#: Labelled images of each standard split (a label file cut short is seen by its count).
+IMAGES = {"train_y.bin": 5_000, "test_y.bin": 8_000}
 
 
 def read_split(images: Path, labels: Path, names: tuple[str, ...]) -> ArrayDataset:
     """One split as (N, 3, 96, 96) float32 in [0, 1] and labels 0..9.
 
-    Raises NCInputError naming the file when the image file does not hold exactly one
-    image per label.
+    Raises NCInputError naming the file when a standard label file does not hold its
+    number of labels (``IMAGES``) or the image file does not hold exactly one image per
+    label.
     """
     y = read_bytes(labels)
+    if labels.name in IMAGES:
+        require_count(labels, len(y), IMAGES[labels.name], f"the standard {labels.name}")
     check_labels(labels, y, 1, 10)
     pixels = read_bytes(images)
     require_size(images, pixels.size, exact=len(y) * IMAGE_BYTES,

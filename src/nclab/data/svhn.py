@@ -13,16 +13,18 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
-from nclab.data.files import check_labels, locate, to_unit_float
+from nclab.data.files import check_labels, locate, require_count, to_unit_float
 
 NAMES = tuple(str(i) for i in range(10))
+#: Images of each standard file.
+IMAGES = {"train_32x32.mat": 73_257, "test_32x32.mat": 26_032, "extra_32x32.mat": 531_131}
 
 
 def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 in 0..9 from one file.
 
-    Raises NCInputError naming the file when it is unreadable, cut short, or lacks the
-    arrays and shapes above.
+    Raises NCInputError naming the file when it is unreadable, cut short, lacks the arrays
+    and shapes above, or (a standard file) does not hold its number of images (``IMAGES``).
     """
     import scipy.io  # here, not at the top: it takes a third of a second to import
     from scipy.io.matlab import MatReadError
@@ -58,6 +60,8 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise NCInputError(f"{path}: y holds non-integer labels")
     labels = labels.astype(np.int64)
     check_labels(path, labels, 0, 10)
+    if path.name in IMAGES:
+        require_count(path, len(labels), IMAGES[path.name], f"the standard {path.name}")
     labels[labels == 10] = 0
     return images.transpose(3, 2, 0, 1), labels
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nclab.core.errors import NCInputError
-from nclab.core.io import write_atomic
+from nclab.core.io import make_dirs, write_atomic
 from nclab.core.metrics import METRIC_NAMES
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
 from nclab.report.pages import page, run_status, table
@@ -21,15 +21,24 @@ from nclab.runs import RunRecord, load_run
 PANEL_PNG, NC1_PNG, REPORT_HTML = "collapse.png", "nc1.png", "report.html"
 COMPARE_PNG, COMPARE_HTML = "compare.png", "compare.html"
 
+#: Columns of ``nclab train``'s rows besides the ``train_<metric>``/``test_<metric>`` ones.
+TRAINER_COLUMNS = ("epoch", "lr", "train_loss_running", "train_loss", "train_error",
+                   "test_loss", "test_error", "tpt_onset", "time_s")
+#: Columns the headline reads; a log without them is told so.
+HEADLINE_COLUMNS = ("tpt_onset", "train_nc1", "train_error", "test_error")
+
+
 def _headline(run: RunRecord) -> list[tuple[str, Any]]:
+    """(name, value) pairs of the headline table; None where the log lacks the value."""
     onset = run.tpt_onset
     last = run.rows[-1]
-    nc1_onset = run.value_at("train_nc1", onset)
-    nc1_last = last.get("train_nc1")
+    nc1_onset = run.value_at("train_nc1", onset) if onset is not None else None
+    nc1_last = run.value_at("train_nc1", last["epoch"])
     drop = nc1_onset / nc1_last if nc1_onset and nc1_last else None
+    reached = onset if onset is not None else ("not reached" if "tpt_onset" in last else None)
     return [
         ("status", run_status(run)),
-        ("TPT onset (first epoch with zero training error)", onset),
+        ("TPT onset (first epoch with zero training error)", reached),
         ("train NC1 at the TPT onset", nc1_onset),
         (f"train NC1 at epoch {last['epoch']}", nc1_last),
         ("NC1 drop since the onset (x)", drop),
@@ -39,10 +48,50 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
     ]
 
 
+def _title(run: RunRecord) -> str:
+    model, dataset = run.config.get("model"), run.config.get("dataset")
+    return f"{run.label}: {model} on {dataset}" if model and dataset else run.label
+
+
+def _lacks(run: RunRecord) -> str:
+    """A paragraph naming what this log does not hold (a hand-written log, say)."""
+    columns = set(run.columns)
+    missing = [name for name in HEADLINE_COLUMNS if name not in columns]
+    parts = []
+    if missing:
+        parts.append(f"not in this log: {', '.join(missing)}")
+    if not run.config:
+        parts.append("no config.json: the settings of this run are unknown")
+    if run.notes:
+        parts.append(f"{len(run.notes)} unreadable line(s) skipped: " + "; ".join(run.notes))
+    return "".join(f"<p>{html.escape(part[0].upper() + part[1:])}.</p>" for part in parts)
+
+
+def _metric_tables(run: RunRecord) -> str:
+    """The SPEC metrics of the last row (train and test), then any other columns."""
+    last = run.rows[-1]
+    final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"))
+             for name in METRIC_NAMES if f"train_{name}" in last or f"test_{name}" in last]
+    known = {*TRAINER_COLUMNS, *(f"{split}_{name}" for name in METRIC_NAMES
+                                 for split in ("train", "test"))}
+    other = [(key, value) for key, value in last.items() if key not in known]
+    text = ""
+    if final:
+        text += (f"<h2>Metrics at epoch {last['epoch']}</h2>"
+                 + table(("metric", "train", "test"), final))
+    if other:
+        text += (f"<h2>Other columns at epoch {last['epoch']}</h2>"
+                 + table(("column", "value"), other))
+    return text
+
+
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write report.html, collapse.png and nc1.png for one run; return the HTML path.
 
-    A regression run gets :func:`nclab.report.regression.write_regression_report`.
+    A regression run gets :func:`nclab.report.regression.write_regression_report`. Any
+    folder with a metrics log can be reported (``nclab.runs`` gives the format: an
+    ``epoch`` column plus any metric columns; config.json and summary.json optional):
+    the report shows what the log holds and says what it lacks.
 
     Parameters
     ----------
@@ -52,27 +101,25 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         Output folder; default ``run_dir``.
     """
     run = load_run(run_dir)
+    out = Path(out) if out is not None else run.path
+    make_dirs(out)
     if run.config.get("task") == "regression":
         from nclab.report.regression import write_regression_report
 
         return write_regression_report(run_dir, out)
-    out = Path(out) if out is not None else run.path
-    out.mkdir(parents=True, exist_ok=True)
-    title = f"{run.label}: {run.config.get('model', '?')} on {run.config.get('dataset', '?')}"
+    title = _title(run)
     collapse_panel([run], out / PANEL_PNG, title=title)
     nc1_figure([run], out / NC1_PNG)
-    last = run.rows[-1]
-    final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"))
-             for name in METRIC_NAMES if f"train_{name}" in last]
+    headline = [(name, value) for name, value in _headline(run) if value is not None]
+    settings = (("<h2>Configuration</h2>" + table(("key", "value"), sorted(run.config.items())))
+                if run.config else "")
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + table(("", ""), _headline(run))
+        + table(("", ""), headline) + _lacks(run)
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
-        + f"<h2>Metrics at epoch {last['epoch']}</h2>"
-        + table(("metric", "train", "test"), final)
+        + _metric_tables(run)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"
-        + "<h2>Configuration</h2>"
-        + table(("key", "value"), sorted(run.config.items()))
+        + settings
         + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>.</p>"
     )
     path = out / REPORT_HTML
@@ -87,7 +134,7 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
         raise NCInputError(f"{len(labels)} labels for {len(run_dirs)} runs")
     runs = [load_run(path, labels[i] if labels else None) for i, path in enumerate(run_dirs)]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     collapse_panel(runs, out / COMPARE_PNG, title="comparison")
     keys = sorted({key for run in runs for key in run.config
                    if len({repr(r.config.get(key)) for r in runs}) > 1})

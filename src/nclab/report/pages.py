@@ -37,10 +37,19 @@ def page(title: str, body: str) -> str:
 
 
 def run_status(run: RunRecord) -> str:
-    epochs = run.config.get("epochs")
+    """How the run stands, from its summary (or its absence) and its last logged epoch."""
     done = run.rows[-1]["epoch"]
+    epochs = run.config.get("epochs")
     if run.summary is None:
-        return f"in progress or interrupted: last logged epoch {done} of {epochs}"
-    if run.summary.get("status") == "diverged":
-        return f"diverged in epoch {run.summary.get('diverged_epoch')}"
-    return f"complete: {run.summary.get('epochs_done')} epochs"
+        if not run.config:
+            return (f"last logged epoch {done} (no config.json or summary.json: the planned "
+                    "epochs and the outcome are unknown)")
+        planned = f" of {epochs}" if epochs is not None else ""
+        return f"in progress or interrupted: last logged epoch {done}{planned}"
+    status = run.summary.get("status")
+    if status == "diverged":
+        epoch = run.summary.get("diverged_epoch")
+        return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
+    if status == "complete":
+        return f"complete: {run.summary.get('epochs_done', done)} epochs"
+    return f"last logged epoch {done} (summary.json gives no status)"

@@ -7,13 +7,15 @@ statistics are all-reduced, and rank 0 writes the files.
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from types import FrameType
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -23,43 +25,71 @@ from torch import nn
 
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
-from nclab.runs import RunDir
+from nclab.core.io import finite_or_none
+from nclab.runs import CHECKPOINT, RunDir
 from nclab.train.batches import EvalBatches, TrainBatches
+from nclab.train.checkpoint import RunProgress, checkpoint_state, first_line, restore
 from nclab.train.config import TrainConfig, config_diff
-from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss, make_evaluators
+from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss
 from nclab.train.schedule import learning_rate, log_spaced_epochs
-from nclab.train.task import Task, make_task
+from nclab.train.task import Task
+from nclab.train.tasks import make_evaluators, make_task
 
-CHECKPOINT_FORMAT = 1
 #: Without ``checkpoint_every``, a checkpoint is written when this long has passed since
 #: the last one: writing and flushing one after every short epoch can cost more than the
 #: epoch itself, and a resumed run is the same at any checkpoint.
 CHECKPOINT_SECONDS = 30.0
+#: Signals that stop a run after saving a checkpoint (a second one stops it at once).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(NCInputError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, the weights or the network's outputs became NaN or infinite; the last
+    good checkpoint is kept."""
 
 
-@dataclass
-class _Progress:
-    """What the checkpoint restores besides the model and optimizer."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run after a checkpoint was saved.
 
-    epoch: int = 0
-    tpt_onset: int | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    elapsed: float = 0.0
-    saved_epoch: int | None = None
-    saved_at: float = field(default_factory=time.monotonic)
+    The message says how to resume; ``exit_code`` is 128 + the signal number (130 for
+    SIGINT, 143 for SIGTERM), as a shell reports a process the signal ended.
+    """
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: this process's GPU when CUDA is available, else the CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+    """``"auto"``: this process's GPU when CUDA is available, else the CPU.
+
+    Raises NCInputError for a device this torch cannot use (an unknown name, CUDA
+    without a GPU or a CUDA build, a GPU index beyond the ones present).
+    """
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise NCInputError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NCInputError(f"device '{device}': no CUDA device is available to this torch "
+                               f"({torch.__version__}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise NCInputError(f"device '{device}': this machine has {count} CUDA device(s), "
+                               f"cuda:0..cuda:{count - 1}")
+    elif resolved.type != "cpu":
+        try:
+            torch.empty(1, device=resolved)
+        except Exception as exc:  # each backend fails in its own way
+            raise NCInputError(f"device '{device}' is not usable here "
+                               f"({first_line(exc)}); use auto, cpu, cuda or cuda:N") from None
+    return resolved
 
 
 class Trainer:
@@ -77,11 +107,17 @@ class Trainer:
     checkpoint_every : int, optional
         Save a checkpoint every this many epochs; by default whenever
         ``CHECKPOINT_SECONDS`` have passed since the last one. Always after the last
-        epoch.
+        epoch, and when SIGINT or SIGTERM stops the run.
     evaluators : sequence of Evaluator, optional
         Run at every logged epoch after those named in ``config.evaluators``.
     task : Task, optional
         Overrides the task named by ``config.task``.
+
+    Notes
+    -----
+    :meth:`fit` checks everything (task, data, model, device, run directory, checkpoint)
+    before it writes the first byte, so a start that fails leaves the run directory as
+    it was. While it runs it holds an exclusive lock on the run directory.
 
     Examples
     --------
@@ -119,11 +155,25 @@ class Trainer:
         -------
         dict
             The summary also written to summary.json.
+
+        Raises
+        ------
+        NCInputError
+            Bad settings, data or run directory (nothing written then).
+        TrainingDiverged
+            The loss, weights or outputs became NaN or infinite.
+        TrainingInterrupted
+            SIGINT or SIGTERM: a checkpoint was saved first.
         """
         created_group = self._setup_distributed()
         try:
-            checkpoint = self._prepare_run_dir(resume)
-            return self._fit(checkpoint)
+            self._build()
+            with self._lock():
+                checkpoint = self._read_run_dir(resume)
+                state = self._restore(checkpoint) if checkpoint is not None else RunProgress()
+                self._start_run_dir(state)
+                with _StopSignals() as stop:
+                    return self._fit(state, stop)
         finally:
             if created_group:
                 dist.destroy_process_group()
@@ -144,45 +194,61 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def _prepare_run_dir(self, resume: bool) -> dict[str, Any] | None:
-        """Check the run dir on every rank, then let rank 0 (re)initialize it."""
+    def _build(self) -> None:
+        """Data, model and optimizer: everything that can fail on bad settings, before
+        the run directory is touched."""
+        cfg = self.config
+        self.data = self.task.load_data()
+        for split in ("train", "test"):
+            if len(getattr(self.data, split)) == 0:
+                raise NCInputError(f"the {split} split of {cfg.dataset} holds no samples "
+                                   "(check --classes, --per-class and the data files)")
+        torch.manual_seed(cfg.seed)
+        self.model = self.task.build_model(self.data).to(self.device)
+        self.classifier = self.task.classifier(self.model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr,
+                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    def _lock(self) -> AbstractContextManager[None]:
+        """Rank 0, the one process that writes, holds the run directory's lock."""
+        return self.run.lock() if self.rank == 0 else nullcontext()
+
+    def _read_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        """The checkpoint to continue from (None: start afresh), after every check that
+        the run directory may be used as asked."""
         stored = self.run.read_config()
-        given = self.config.to_dict()
-        checkpoint = None
-        if stored is not None:
-            if not resume:
-                raise NCInputError(f"{self.run.path} already holds a run: pass --resume to "
-                                   "continue it, or choose another --run-dir")
-            differences = config_diff(stored, given)
-            if differences:
-                raise NCInputError(f"refusing to resume: {self.run.path} holds a run with a "
-                                   f"different config ({'; '.join(differences)})")
-            checkpoint = self.run.load_checkpoint(self.device)
-            if checkpoint is not None and checkpoint.get("format") != CHECKPOINT_FORMAT:
-                raise NCInputError(f"{self.run.file('checkpoint.pt')} has an unknown format")
+        if stored is None:
+            present = self.run.existing_files()
+            if present:
+                raise NCInputError(
+                    f"{self.run.path} holds {', '.join(present)} but no config.json: refusing "
+                    "to start over them (restore config.json to --resume the run, or choose "
+                    "another --run-dir)")
+            return None
+        if not resume:
+            raise NCInputError(f"{self.run.path} already holds a run: pass --resume to "
+                               "continue it, or choose another --run-dir")
+        differences = config_diff(stored, self.config.to_dict())
+        if differences:
+            raise NCInputError(f"refusing to resume: {self.run.path} holds a run with a "
+                               f"different config ({'; '.join(differences)})")
+        return self.run.load_checkpoint(self.device)
+
+    def _start_run_dir(self, state: RunProgress) -> None:
+        """The first write: config.json, and the logs as the checkpoint holds them (rows
+        logged after the checkpoint are dropped: the resumed run redoes them)."""
         self._barrier()
         if self.rank == 0:
-            self.run.write_config(given)
-            # rows logged after the checkpoint are dropped: the resumed run redoes them
-            self.run.reset_rows(json.loads(checkpoint["rows"]) if checkpoint else [])
+            self.run.remove_stale_temporaries()
+            self.run.write_config(self.config.to_dict())
+            self.run.reset_rows(state.rows)
         self._barrier()
-        return checkpoint
 
     # ------------------------------------------------------------------ the loop
-    def _fit(self, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-        cfg = self.config
-        data = self.task.load_data()
-        self.data = data
+    def _fit(self, state: RunProgress, stop: _StopSignals) -> dict[str, Any]:
+        cfg, data, optimizer = self.config, self.data, self.optimizer
         x_train, y_train = data.train.x.to(self.device), data.train.y.to(self.device)
         x_test, y_test = data.test.x.to(self.device), data.test.y.to(self.device)
-        torch.manual_seed(cfg.seed)
-        self.model = self.task.build_model(data).to(self.device)
-        classifier = self.task.classifier(self.model)
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-        state = _Progress()
-        if checkpoint is not None:
-            state = self._restore(checkpoint, optimizer)
         train_model = self._wrap(self.model)
         eval_batches = {
             "train": EvalBatches(x_train, y_train, cfg.eval_batch_size, self.rank, self.world),
@@ -198,11 +264,14 @@ class Trainer:
                     group["lr"] = lr
                 batches = TrainBatches(x_train, y_train, cfg.batch_size, cfg.seed, epoch,
                                        self.rank, self.world)
-                running_loss = self._train_epoch(train_model, optimizer, batches)
-                if not math.isfinite(running_loss):
-                    self._diverged(epoch, running_loss, state)
-                row = self._evaluate(epoch, lr, running_loss, log_epochs, state, eval_batches,
-                                     classifier)
+                running_loss = self._train_epoch(train_model, optimizer, batches, state, stop)
+                if running_loss is None:  # a signal, inside the epoch
+                    state.elapsed += time.perf_counter() - start
+                    self._save(optimizer, state)
+                    raise self._interrupted(stop, state)
+                self._check_finite(epoch, running_loss, state)
+                row = self._evaluate_checked(epoch, lr, running_loss, log_epochs, state,
+                                             eval_batches)
                 state.elapsed += time.perf_counter() - start
                 state.epoch = epoch
                 if row is not None:
@@ -210,8 +279,11 @@ class Trainer:
                     if self.rank == 0:
                         self.run.append_row(row, state.rows)
                     state.rows.append(row)
-                if self.rank == 0 and self._checkpoint_due(epoch, state):
+                stopping = self._stop_agreed(stop) and epoch < cfg.epochs
+                if self.rank == 0 and (stopping or self._checkpoint_due(epoch, state)):
                     self._save(optimizer, state)
+                if stopping:
+                    raise self._interrupted(stop, state)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
         summary = self._summary(state)
         if self.rank == 0:
@@ -219,11 +291,19 @@ class Trainer:
         return summary
 
     def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     batches: TrainBatches) -> float:
-        """One pass over the training set; returns the mean training loss (all ranks)."""
+                     batches: TrainBatches, state: RunProgress,
+                     stop: _StopSignals) -> float | None:
+        """One pass over the training set; returns the mean training loss (all ranks).
+
+        In one process, a stop signal ends the pass after the current step: then the
+        steps done and their loss go into ``state`` and None is returned. A pass that
+        ``state`` records as begun starts after its last step.
+        """
         model.train()
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for x, y, global_size in batches:
+        total = torch.full((), state.step_loss, dtype=torch.float64, device=self.device)
+        for step, (x, y, global_size) in enumerate(batches):
+            if step < state.step:
+                continue
             loss_sum = self.task.loss(model(x), y)
             # DDP averages gradients over ranks: scaling by world / global_size turns that
             # average into the mean over the global batch.
@@ -233,11 +313,14 @@ class Trainer:
             optimizer.step()
             self.task.after_step(self.model)
             total += loss_sum.detach()
+            if stop.signal_number is not None and self.world == 1 and step + 1 < len(batches):
+                state.step, state.step_loss = step + 1, float(total)
+                return None
+        state.step, state.step_loss = 0, 0.0
         return float(self._all_reduce(total)) / len(batches.y)
 
     def _evaluate(self, epoch: int, lr: float, running_loss: float, log_epochs: set[int],
-                  state: _Progress, batches: dict[str, EvalBatches],
-                  classifier: str) -> dict[str, Any] | None:
+                  state: RunProgress, batches: dict[str, EvalBatches]) -> dict[str, Any] | None:
         """The row of this epoch, or None when it is not logged.
 
         Until the TPT onset is found, the training error is measured after every epoch;
@@ -250,7 +333,7 @@ class Trainer:
             _, error = evaluate_loss(self.model, batches["train"], self.task, self.world > 1)
             if error != 0:
                 return None
-        context = EvalContext(self.model, batches, classifier, epoch, self.config,
+        context = EvalContext(self.model, batches, self.classifier, epoch, self.config,
                               self.device, self.world > 1, self.task, self.data)
         train = context.loss_and_error("train")
         test = context.loss_and_error("test")
@@ -263,7 +346,73 @@ class Trainer:
         }
         for evaluator in self.evaluators:
             row.update(evaluator(context))
+        return finite_or_none(row)  # NaN and inf metrics are logged as null
+
+    # ------------------------------------------------------------------ divergence
+    def _check_finite(self, epoch: int, running_loss: float, state: RunProgress) -> None:
+        """Stop as diverged when the loss or a weight is NaN or infinite."""
+        if not math.isfinite(running_loss):
+            self._diverged(epoch, f"the training loss became {running_loss}", state)
+        if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+            self._diverged(epoch, "the weights became NaN or infinite", state)
+
+    def _evaluate_checked(self, epoch: int, lr: float, running_loss: float,
+                          log_epochs: set[int], state: RunProgress,
+                          batches: dict[str, EvalBatches]) -> dict[str, Any] | None:
+        """:meth:`_evaluate`, with an evaluation that fails on NaN or infinite outputs
+        (finite weights whose features overflow) reported as a divergence."""
+        try:
+            row = self._evaluate(epoch, lr, running_loss, log_epochs, state, batches)
+        except Exception:
+            if self._outputs_finite(batches["train"]):
+                raise
+            self._diverged(epoch, "the network's outputs became NaN or infinite", state)
+        if row is not None and row["train_loss"] is None:
+            self._diverged(epoch, "the loss on the training set became NaN or infinite", state)
         return row
+
+    @torch.no_grad()
+    def _outputs_finite(self, batches: EvalBatches) -> bool:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            bad = sum(int((~self.model(x).isfinite()).any()) for x, _ in batches)
+        finally:
+            self.model.train(was_training)
+        return float(self._all_reduce(torch.tensor(float(bad)))) == 0
+
+    def _diverged(self, epoch: int, what: str, state: RunProgress) -> NoReturn:
+        kept = (f"the last good checkpoint (epoch {state.saved_epoch}) is kept in "
+                f"{self.run.file(CHECKPOINT)}" if state.saved_epoch is not None
+                else "no checkpoint had been written yet")
+        if self.rank == 0:
+            self.run.write_summary({"status": "diverged", "diverged_epoch": epoch,
+                                    "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
+                                    "reason": what})
+        raise TrainingDiverged(f"{what} in epoch {epoch}: stopped; {kept} (start again with "
+                               "a lower lr in a new run directory)")
+
+    # ------------------------------------------------------------------ signals
+    def _stop_agreed(self, stop: _StopSignals) -> bool:
+        """Whether a stop signal reached any rank (all ranks stop at the same epoch)."""
+        if self.world == 1:
+            return stop.signal_number is not None
+        flag = torch.tensor(float(stop.signal_number or 0))
+        number = int(self._all_reduce_max(flag))
+        stop.signal_number = stop.signal_number or (number or None)
+        return number != 0
+
+    def _all_reduce_max(self, tensor: torch.Tensor) -> torch.Tensor:
+        return distributed.all_reduce(tensor, op="max")
+
+    def _interrupted(self, stop: _StopSignals, state: RunProgress) -> TrainingInterrupted:
+        number = stop.signal_number or signal.SIGINT
+        where = (f"in epoch {state.epoch + 1} (after step {state.step})" if state.step
+                 else f"after epoch {state.epoch} of {self.config.epochs}")
+        return TrainingInterrupted(
+            f"stopped by {signal.Signals(number).name} {where}; checkpoint saved in "
+            f"{self.run.file(CHECKPOINT)}; continue with: nclab train --run-dir "
+            f"{self.run.path} --resume", number)
 
     # ------------------------------------------------------------------ helpers
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -275,51 +424,25 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    def _checkpoint_due(self, epoch: int, state: _Progress) -> bool:
+    def _checkpoint_due(self, epoch: int, state: RunProgress) -> bool:
         if epoch == self.config.epochs:
             return True
         if self.checkpoint_every is not None:
             return epoch % self.checkpoint_every == 0
         return time.monotonic() - state.saved_at >= CHECKPOINT_SECONDS
 
-    def _save(self, optimizer: torch.optim.Optimizer, state: _Progress) -> None:
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": state.epoch,
-            "tpt_onset": -1 if state.tpt_onset is None else state.tpt_onset,
-            "rows": json.dumps(state.rows),
-            "elapsed": state.elapsed,
-            "rng_cpu": torch.get_rng_state(),
-        }
-        if self.device.type == "cuda":
-            checkpoint["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        self.run.save_checkpoint(checkpoint)
+    def _save(self, optimizer: torch.optim.Optimizer, state: RunProgress) -> None:
+        if self.rank != 0:
+            return
+        self.run.save_checkpoint(checkpoint_state(self.model, optimizer, state, self.device))
         state.saved_epoch, state.saved_at = state.epoch, time.monotonic()
 
-    def _restore(self, checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer) -> _Progress:
-        self.model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng_cpu"].cpu())
-        if self.device.type == "cuda" and "rng_cuda" in checkpoint:
-            torch.cuda.set_rng_state(checkpoint["rng_cuda"].cpu(), self.device)
-        onset = int(checkpoint["tpt_onset"])
-        epoch = int(checkpoint["epoch"])
-        return _Progress(epoch, None if onset < 0 else onset, json.loads(checkpoint["rows"]),
-                         float(checkpoint["elapsed"]), saved_epoch=epoch)
+    def _restore(self, checkpoint: Any) -> RunProgress:
+        steps_per_epoch = -(-len(self.data.train) // self.config.batch_size)
+        return restore(checkpoint, self.run.file(CHECKPOINT), self.model, self.optimizer,
+                       self.device, self.config.epochs, steps_per_epoch)
 
-    def _diverged(self, epoch: int, loss: float, state: _Progress) -> None:
-        kept = (f"the last good checkpoint (epoch {state.saved_epoch}) is kept in "
-                f"{self.run.file('checkpoint.pt')}" if state.saved_epoch is not None
-                else "no checkpoint had been written yet")
-        if self.rank == 0:
-            self.run.write_summary({"status": "diverged", "diverged_epoch": epoch,
-                                    "epochs_done": state.epoch, "tpt_onset": state.tpt_onset})
-        raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch}: stopped; "
-                               f"{kept} (start again with a lower lr in a new run directory)")
-
-    def _summary(self, state: _Progress) -> dict[str, Any]:
+    def _summary(self, state: RunProgress) -> dict[str, Any]:
         rows = state.rows
         summary: dict[str, Any] = {
             "status": "complete", "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
@@ -366,7 +489,33 @@ class _ProgressBar:
         self.bar.__exit__(*exc)
 
 
-def _status(loss: float, state: _Progress) -> str:
+class _StopSignals:
+    """While active, SIGINT and SIGTERM ask the training loop to stop at the next safe
+    point (it saves a checkpoint first); a second signal stops at once, keeping the
+    last checkpoint. Handlers can only be set in the main thread: elsewhere this does
+    nothing."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = number
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def _status(loss: float, state: RunProgress) -> str:
     parts = [f"loss {loss:.3g}"]
     if state.rows:
         last = state.rows[-1]
