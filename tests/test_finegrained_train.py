@@ -14,7 +14,7 @@ from nclab.core.errors import NCInputError
 from nclab.data import load_dataset
 from nclab.finegrained import CoarseLabeling, recover_fine_labels
 from nclab.train import TASKS, EvalContext, TrainConfig, Trainer, make_task
-from nclab.train.finegrained import RECOVERY_COLUMNS, RecoveryEvaluator
+from nclab.train.finegrained import DEFAULT_NUM_COARSE, RECOVERY_COLUMNS, RecoveryEvaluator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,12 +99,15 @@ def test_pairings_and_a_map_read_back_from_json():
     assert labeling({"coarse_pairing": "explicit", "coarse_map": "0,0,0,0,0,0,0,1,1,1"}) == \
         expected
     assert TASKS["coarse"] is type(make_task(COARSE))
+    # without num_coarse the mod and random pairings make DEFAULT_NUM_COARSE superclasses
+    assert labeling({}) == CoarseLabeling.mod(10, DEFAULT_NUM_COARSE)
 
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"coarse_pairing": "nearest", "num_coarse": 5}, "unknown pairing 'nearest'; choose from: "
                                                      "mod, random, explicit"),
-    ({}, "pairing 'mod' needs the number of superclasses (option num_coarse)"),
+    ({"coarse_pairing": "random", "num_coarse": 4.0},
+     "coarse option num_coarse must be an integer; got 4.0"),
     ({"num_coarse": 0}, "option num_coarse must be an integer >= 1"),
     ({"num_coarse": 11}, "need 1 <= num_coarse <= num_fine"),
     ({"coarse_pairing": "explicit"}, "give a coarse map"),

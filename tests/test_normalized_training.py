@@ -22,7 +22,14 @@ from nclab.data import load_dataset
 from nclab.models import build_model
 from nclab.runs import RunRecord
 from nclab.studies.normcompare import compare_normalized, comparison_configs, epochs_to_reach
-from nclab.train import ClassificationTask, NormalizedTask, Trainer, config_diff, normalized_config
+from nclab.train import (
+    ClassificationTask,
+    NormalizedTask,
+    Trainer,
+    config_diff,
+    make_task,
+    normalized_config,
+)
 from nclab.train.normalized import (
     DEFAULT_TAU,
     FeatureNormalization,
@@ -152,33 +159,33 @@ def test_cli_flags_reach_the_config_and_another_tau_is_refused(tmp_path, capsys)
     run_dir = tmp_path / "run"
     code, out, err = run_cli(["train", *TINY_ARGS, "--epochs", "2", "--log-points", "2",
                               "--normalize-features", "--tau", TAU, "--no-report",
-                              "--run-dir", run_dir], capsys)
+                              "--out", run_dir], capsys)
     assert code in (0, None), err
     stored = json.loads((run_dir / "config.json").read_text())
     assert stored == {**NORM.to_dict(), "epochs": 2, "log_points": 2}
-    code, out, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--no-progress",
+    code, out, err = run_cli(["train", "--out", run_dir, "--resume", "--no-progress",
                               "--no-report", "--threads", "1"], capsys)
     assert code in (0, None) and "trained 2 epochs" in out, err
-    code, _, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--tau", "20",
+    code, _, err = run_cli(["train", "--out", run_dir, "--resume", "--tau", "20",
                             "--no-progress"], capsys)
     assert code == 2 and err.count("\n") == 1
     assert 'refusing to resume' in err and 'options: {"tau": 12.5} -> {"tau": 20.0}' in err
     code, _, err = run_cli(["train", *TINY_ARGS, "--epochs", "1", "--log-points", "1",
                             "--normalize-features", "--no-report",
-                            "--run-dir", tmp_path / "default_tau"], capsys)
+                            "--out", tmp_path / "default_tau"], capsys)
     assert code in (0, None), err
     stored = json.loads((tmp_path / "default_tau" / "config.json").read_text())
     assert stored["options"] == {"tau": DEFAULT_TAU} and stored["task"] == "normalized"
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--tau", "5"], "--tau is the inverse temperature of --normalize-features: pass both"),
+    (["--tau", "5"], "classification has no option tau"),
     (["--normalize-features", "--tau", "0"], "tau must be a finite number > 0; got 0"),
     (["--normalize-features", "--tau", "nan"], "tau must be a finite number > 0; got nan"),
     (["--normalize-features", "--loss", "mse"], "trains with the cross-entropy loss"),
 ])
 def test_bad_flags_give_one_line_errors(args, message, tmp_path, capsys):
-    code, _, err = run_cli(["train", "--run-dir", tmp_path / "r", "--no-progress",
+    code, _, err = run_cli(["train", "--out", tmp_path / "r", "--no-progress",
                             "--epochs", "1", *args], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
@@ -189,8 +196,13 @@ def test_bad_configs_are_refused(tmp_path):
     for tau in (0, -1.0, float("inf"), "10", True):
         with pytest.raises(NCInputError, match="tau must be"):
             normalized_config(TINY, tau)
-    with pytest.raises(NCInputError, match="needs the inverse temperature"):
-        Trainer(TINY.updated(task="normalized"), tmp_path, progress=False)
+    with pytest.raises(NCInputError, match="normalized option tau must be a number"):
+        Trainer(TINY.updated(task="normalized", options={"tau": "10"}), tmp_path,
+                progress=False)
+    with pytest.raises(NCInputError, match="tau must be a finite number > 0"):
+        Trainer(TINY.updated(task="normalized", options={"tau": 0}), tmp_path, progress=False)
+    # without options the task uses its declared default tau
+    assert make_task(TINY.updated(task="normalized")).tau == DEFAULT_TAU
 
 
 def test_default_runs_are_unchanged():
