@@ -260,56 +260,84 @@ def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice, tuple | Non
                 yield rows, cols, np.triu_indices(rows.stop - i0, 1)
 
 
-def _tile_product(left: np.ndarray, rows: slice, cols: slice, upper: tuple | None
-                  ) -> np.ndarray:
-    """(left[rows] @ left[cols].T) of a tile: 2-D off the diagonal, its upper part else."""
-    product = left[rows] @ left[cols].T
-    return product if upper is None else product[upper]
+class _Tile:
+    """One tile of the pass over pairs and its reused buffers.
 
-
-def _tile_vectors(values: np.ndarray, rows: slice, cols: slice, upper: tuple | None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class values broadcast to a tile: (row values, column values)."""
-    if upper is None:
-        return values[rows, None], values[None, cols]
-    return values[rows][upper[0]], values[cols][upper[1]]
-
-
-def _cross_sum(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Sum over a tile of x_ij (a_i + b_j), with a and b as :func:`_tile_vectors` gives."""
-    if x.ndim == 1:
-        return float(x @ a + x @ b)
-    return float(x.sum(axis=1) @ a[:, 0] + x.sum(axis=0) @ b[0])
-
-
-def _refine_distances(squared: np.ndarray, vectors: np.ndarray, scale: np.ndarray | float,
-                      rows: slice, cols: slice, upper: tuple | None) -> None:
-    """Recompute, in place, the squared distances of a tile that cancelled.
-
-    ``squared`` came from norms minus twice a Gram entry; where it is below
-    _CANCELLATION times ``scale`` (the sum of the two squared norms) it is replaced by
-    the squared norm of the explicit difference. The cheap min() test keeps the common
-    case at one reduction.
+    Off the diagonal a tile is a 2-D (rows x cols) view of flat buffers allocated once
+    (fresh C x C-sized temporaries on every tile cost page faults); on the diagonal it
+    is the 1-D strict upper triangle.
     """
-    limit = _CANCELLATION * scale
-    if squared.min() >= np.max(limit):
-        return
-    risky = squared < limit
-    if upper is None:
-        i, j = np.nonzero(risky)
-    else:
-        i, j = upper[0][risky], upper[1][risky]
-    if i.size:
-        diff = vectors[rows.start + i] - vectors[cols.start + j]
+
+    def __init__(self, block: int) -> None:
+        self._flat = [np.empty(block * block) for _ in range(2)]
+        self.rows = self.cols = slice(0, 0)
+        self.upper: tuple | None = None
+
+    def move(self, rows: slice, cols: slice, upper: tuple | None) -> None:
+        self.rows, self.cols, self.upper = rows, cols, upper
+
+    def buffers(self) -> list[np.ndarray]:
+        """Two scratch arrays of the tile's shape."""
+        if self.upper is not None:
+            return [np.empty(self.upper[0].size) for _ in self._flat]
+        shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
+        return [flat[: shape[0] * shape[1]].reshape(shape) for flat in self._flat]
+
+    def product(self, left: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """left[rows] @ left[cols].T, into ``out``."""
+        if self.upper is None:
+            return np.matmul(left[self.rows], left[self.cols].T, out=out)
+        out[:] = (left[self.rows] @ left[self.cols].T)[self.upper]
+        return out
+
+    def vectors(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class values broadcast to the tile: (row values, column values)."""
+        if self.upper is None:
+            return values[self.rows, None], values[None, self.cols]
+        return values[self.rows][self.upper[0]], values[self.cols][self.upper[1]]
+
+    def cross_sum(self, x: np.ndarray, values: np.ndarray) -> float:
+        """Sum over the tile of x_ij (values_i + values_j)."""
+        if self.upper is None:
+            return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
+        a, b = self.vectors(values)
+        return float(x @ a + x @ b)
+
+    def refine(self, squared: np.ndarray, vectors: np.ndarray, sq_norms: np.ndarray | None
+               ) -> None:
+        """Recompute, in place, the squared distances of the tile that cancelled.
+
+        ``squared`` came from squared norms minus twice a Gram entry; where it is below
+        _CANCELLATION times the two squared norms (``sq_norms``; None for unit vectors)
+        it is replaced by the squared norm of the explicit difference. One min() keeps
+        the common case at a single reduction.
+        """
+        if sq_norms is None:
+            limit: np.ndarray | float = 2.0 * _CANCELLATION
+            bound = limit
+        else:
+            bound = _CANCELLATION * (sq_norms[self.rows].max() + sq_norms[self.cols].max())
+        if squared.min() >= bound:
+            return
+        if sq_norms is not None:
+            norm_r, norm_c = self.vectors(sq_norms)
+            limit = _CANCELLATION * (norm_r + norm_c)
+        risky = squared < limit
+        if self.upper is None:
+            i, j = np.nonzero(risky)
+        else:
+            i, j = self.upper[0][risky], self.upper[1][risky]
+        diff = vectors[self.rows.start + i] - vectors[self.cols.start + j]
         squared[risky] = np.einsum("pd,pd->p", diff, diff)
 
 
-def _angle_sums(cosines: np.ndarray, offset: float, sums: AngleSums) -> None:
-    """Add a tile of cosines to ``sums``; ``cosines`` is overwritten."""
+def _angle_sums(cosines: np.ndarray, offset: float, sums: AngleSums, spare: np.ndarray
+                ) -> None:
+    """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten."""
     cosines += offset
     sums.shifted += float(cosines.sum())
     if sums.square is not None:
-        deviation = (cosines - sums.centre).ravel()
+        deviation = np.subtract(cosines, sums.centre, out=spare).ravel()
         sums.square += float(deviation @ deviation)
     sums.absolute += float(np.abs(cosines, out=cosines).sum())
 
@@ -343,7 +371,9 @@ def pair_sums(
 
     Per tile, one Gram product of the centred means gives the distances of ``cdnv``,
     the cosines of ``equiangularity_means`` / ``maxangle_means`` and the chords of the
-    ``gnc2`` metrics; one product of the classifier rows gives their cosines.
+    ``gnc2`` metrics; one product of the classifier rows gives their cosines. Time:
+    C^2 d multiply-adds (half with no classifier) and about 20 passes over C^2 / 2
+    tile entries; extra memory: 2 block^2 float64 buffers and a few C x d arrays.
 
     Parameters
     ----------
@@ -359,7 +389,7 @@ def pair_sums(
         Also sum the squared cosines (the pairwise form of equiangularity); False when
         the caller uses :func:`cosine_spread` (C > d) instead.
     block : int
-        Tile side; extra memory is a few block x block float64 arrays.
+        Tile side.
 
     Returns
     -------
@@ -367,6 +397,10 @@ def pair_sums(
     """
     count = centred.shape[0]
     offset = 1.0 / (count - 1)
+    # the cdnv ratio gains s^(p-2) under mu -> mu / s, sigma^2 -> sigma^2 / s^2: a
+    # power of two s keeps the squared norms far from overflow at no rounding cost
+    scale = power_of_two_scale(centred)
+    centred, variances = centred / scale, variances / (scale * scale)
     sq_norms = np.einsum("cd,cd->c", centred, centred)
     unit_means, inverse_means = _unit_rows(centred)
     result = PairSums(count * (count - 1) // 2,
@@ -374,39 +408,54 @@ def pair_sums(
     if weight is not None:
         unit_weights, _ = _unit_rows(weight)
         result.weights = _angle_start(unit_weights, offset, cosine_squares)
+    tile = _Tile(min(block, count))
     for rows, cols, upper in _pair_blocks(count, block):
-        gram = _tile_product(centred, rows, cols, upper)
-        norm_r, norm_c = _tile_vectors(sq_norms, rows, cols, upper)
-        scale = norm_r + norm_c
-        squared = scale - 2.0 * gram
-        _refine_distances(squared, centred, scale, rows, cols, upper)
-        with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
-            inverse = 1.0 / squared if exponent == 2.0 else squared ** (-exponent / 2)
-        result.cdnv += _cross_sum(inverse, *_tile_vectors(variances, rows, cols, upper)) / 2
-        inv_r, inv_c = _tile_vectors(inverse_means, rows, cols, upper)
-        gram *= inv_r
-        gram *= inv_c  # now the cosines of the centred means
-        _add_chords(result, gram, unit_means, rows, cols, upper)
-        _angle_sums(gram, offset, result.means)
+        tile.move(rows, cols, upper)
+        gram, work = tile.buffers()
+        tile.product(centred, gram)
+        _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
+        norm_r, norm_c = tile.vectors(inverse_means)
+        gram *= norm_r
+        gram *= norm_c  # now the cosines of the centred means
+        _add_chords(result, tile, gram, work, unit_means)
+        _angle_sums(gram, offset, result.means, work)
         if weight is not None:
-            cosines = _tile_product(unit_weights, rows, cols, upper)
-            _angle_sums(cosines, offset, result.weights)
+            _angle_sums(tile.product(unit_weights, work), offset, result.weights, gram)
+    result.cdnv *= scale ** (2.0 - exponent)
     return result
 
 
-def _add_chords(result: PairSums, cosines: np.ndarray, unit: np.ndarray, rows: slice,
-                cols: slice, upper: tuple | None) -> None:
-    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and its log to the sums of ``result``."""
-    chord_sq = 2.0 - 2.0 * cosines
-    _refine_distances(chord_sq, unit, 2.0, rows, cols, upper)
-    np.maximum(chord_sq, 0.0, out=chord_sq)
-    result.chord_square += float(chord_sq.sum())
-    with np.errstate(divide="ignore"):  # coinciding directions: log 0 = -inf
-        logs = np.log(chord_sq)
-    flat = logs.ravel()
-    result.log -= float(flat.sum()) / 2  # -log ||u - u'|| = -log(chord^2) / 2
-    result.log_square += float(flat @ flat) / 4
-    result.chord += float(np.sqrt(chord_sq, out=chord_sq).sum())
+def _add_cdnv(result: PairSums, tile: _Tile, gram: np.ndarray, work: np.ndarray,
+              centred: np.ndarray, sq_norms: np.ndarray, variances: np.ndarray,
+              exponent: float) -> None:
+    """Add sum (sigma_c^2 + sigma_c'^2) / (2 ||mu_c - mu_c'||^p) of the tile to ``result``."""
+    squared = np.multiply(gram, -2.0, out=work)
+    norm_r, norm_c = tile.vectors(sq_norms)
+    squared += norm_r
+    squared += norm_c
+    tile.refine(squared, centred, sq_norms)
+    with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
+        if exponent == 2.0:
+            np.reciprocal(squared, out=squared)
+        else:
+            np.power(squared, -exponent / 2, out=squared)
+    result.cdnv += tile.cross_sum(squared, variances) / 2
+
+
+def _add_chords(result: PairSums, tile: _Tile, cosines: np.ndarray, work: np.ndarray,
+                unit: np.ndarray) -> None:
+    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``."""
+    chord = np.multiply(cosines, -2.0, out=work)
+    chord += 2.0
+    tile.refine(chord, unit, None)  # after it every entry is >= 0
+    result.chord_square += float(chord.sum())
+    np.sqrt(chord, out=chord)
+    result.chord += float(chord.sum())
+    with np.errstate(divide="ignore"):  # coinciding directions: -log 0 = inf
+        np.log(chord, out=chord)
+    flat = chord.ravel()
+    result.log -= float(flat.sum())
+    result.log_square += float(flat @ flat)
 
 
 def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, float]:
@@ -455,11 +504,14 @@ def cdnv_matrix(means: np.ndarray, variances: np.ndarray, exponent: float = 2.0
     Dense (C^2 memory): meant for figures of which class pairs stay apart.
     """
     centred = means - means.mean(axis=0)
+    scale = power_of_two_scale(centred)  # as in pair_sums: squares kept in range
+    centred, variances = centred / scale, variances / (scale * scale)
     sq_norms = np.einsum("cd,cd->c", centred, centred)
-    every = slice(0, len(means))
-    scale = sq_norms[:, None] + sq_norms[None, :]
-    squared = scale - 2.0 * centred @ centred.T
-    _refine_distances(squared, centred, scale, every, every, None)
+    tile = _Tile(0)
+    tile.move(slice(0, len(means)), slice(0, len(means)), None)
+    squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centred @ centred.T
+    tile.refine(squared, centred, sq_norms)
     np.fill_diagonal(squared, np.inf)
     with np.errstate(divide="ignore"):
-        return (variances[:, None] + variances[None, :]) / (2.0 * squared ** (exponent / 2))
+        ratio = (variances[:, None] + variances[None, :]) / (2.0 * squared ** (exponent / 2))
+    return ratio * scale ** (2.0 - exponent)
