@@ -8,10 +8,16 @@ import math
 import pytest
 from integration_helpers import clusters, mlp, tracked
 from logger_readers import READERS
+from torch.utils.data import DataLoader, TensorDataset
+from torch_threads import one_thread  # noqa: F401
+from train_helpers import TINY
 
+import nclab
 from nclab import NCInputError
 from nclab.integrations import loggers
-from nclab.integrations.loggers import make_loggers, row_scalars
+from nclab.integrations.loggers import close_loggers, make_loggers, row_scalars
+from nclab.runs import RunDir
+from nclab.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("hermetic")
 
@@ -68,3 +74,32 @@ def test_unknown_or_missing_logger_is_one_clear_error_before_writing(tmp_path, m
     with pytest.raises(NCInputError, match=r'needs no_such_module_here: pip install "nclab\[wandb'):
         make_loggers(["csv", "wandb"], tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_trainer_rows_reach_every_logger_as_in_metrics_jsonl(tmp_path):
+    """A tiny nclab training run with all four loggers: each holds every finite number
+    of every metrics.jsonl row, and the last row's are nclab.track's of the final model."""
+    run_dir = tmp_path / "run"
+    config = TINY.updated(epochs=6, log_points=3)
+    chosen = make_loggers(list(READERS), run_dir, config=config.to_dict())
+    trainer = Trainer(config, run_dir, progress=False, loggers=chosen)
+    try:
+        trainer.fit()
+    finally:
+        close_loggers(chosen)
+    rows = RunDir(run_dir).read_rows()
+    assert len(rows) >= 2
+    expected = {(row["epoch"], name): value for row in rows
+                for name, value in row_scalars(row).items()}
+    train = trainer.data.train
+    final = nclab.track(trainer.model, DataLoader(TensorDataset(train.x, train.y),
+                                                  batch_size=64), trainer.classifier)
+    last = rows[-1]["epoch"]
+    for name, value in final.scalars("train_").items():
+        assert expected[(last, name)] == pytest.approx(value, rel=1e-9), name
+    for name, read in READERS.items():
+        got = read(run_dir)
+        assert sorted(got) == sorted(expected), name
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=0), (name, key)

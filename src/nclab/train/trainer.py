@@ -112,6 +112,10 @@ class Trainer:
         Run at every logged epoch after those named in ``config.evaluators``.
     task : Task, optional
         Overrides the task named by ``config.task``.
+    loggers : sequence of objects with ``log(row, step)``, optional
+        Given every logged row (on rank 0) after it is written to metrics.jsonl, with the
+        epoch as step (``nclab.integrations.loggers.make_loggers``); their creator
+        closes them.
 
     Notes
     -----
@@ -135,6 +139,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         evaluators: Sequence[Evaluator] = (),
         task: Task | None = None,
+        loggers: Sequence[Any] = (),
     ) -> None:
         if checkpoint_every is not None and checkpoint_every < 1:
             raise NCInputError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
@@ -145,6 +150,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.task = task if task is not None else make_task(config)
         self.evaluators = [*make_evaluators(config, self.task.default_evaluators), *evaluators]
+        self.loggers = list(loggers)
         self.rank, self.world = 0, 1
 
     # ------------------------------------------------------------------ public
@@ -278,6 +284,8 @@ class Trainer:
                     row["time_s"] = round(state.elapsed, 3)
                     if self.rank == 0:
                         self.run.append_row(row, state.rows)
+                        for logger in self.loggers:
+                            logger.log(row, step=epoch)
                     state.rows.append(row)
                 stopping = self._stop_agreed(stop) and epoch < cfg.epochs
                 if self.rank == 0 and (stopping or self._checkpoint_due(epoch, state)):
