@@ -1,0 +1,130 @@
+"""compute_metrics at vocabulary scale: time and peak memory against the cost model.
+
+Run:  python benchmarks/metrics_scale.py [--classes 100 1000 10000 50000] [--dims 256 512]
+
+For each (C, d) the statistics of C classes (class means, spreads, a within-class
+scatter) are built directly through ``load_state_dict`` (the streaming pass is measured
+by stats_throughput.py), with a classifier W, b; then ``compute_metrics`` runs once.
+
+Cost model (docs/performance.md), with P = C (C - 1) / 2 class pairs:
+
+    time   = P (2 g d / F + e)  +  [C^2 <= 4e6] 3 C^2 (2 d / F)  +  s C d^2
+    memory = 8 bytes x (9 C d + 2 block^2 + [C^2 <= 4e6] 6 C^2 + 4 d^2)
+
+g = 2 Gram products per tile (centred means, classifier rows) at the float64 GEMM rate
+F of one block x block x d tile product; e the elementwise work per pair; the bracket
+the dense ETF gaps below 2,000 classes (three C x C products); s C d^2 the SVD of the
+centred means (nc1) and the d x d Grams. F, e and s are measured here, in the same run,
+on fixed small problems: F on one tile product, e from pair_sums at C = 4,096, d = 16
+minus its products, s from one SVD of 4,096 x d. Every prediction beyond is an
+extrapolation of the model's laws, not a fit to the rows it is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import best_time  # noqa: E402
+
+from nclab import CollapseStats, compute_metrics  # noqa: E402
+from nclab.core.geometry import DEFAULT_BLOCK, pair_sums  # noqa: E402
+
+GRAMS = 2  # tile products per pair tile: centred means, classifier rows
+DENSE_LIMIT = 4_000_000  # C^2 up to which the ETF gaps form C x C matrices
+CALIBRATION_C = 4096
+
+
+def synthetic_stats(classes: int, dim: int, seed: int = 0) -> tuple[CollapseStats, ...]:
+    """Statistics of C classes with 4 samples each, built without streaming."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(classes, dim))
+    factor = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    state = {
+        "num_classes": torch.tensor(classes), "dim": torch.tensor(dim),
+        "counts": torch.full((classes,), 4, dtype=torch.int64),
+        "means": torch.from_numpy(means),
+        "spread": torch.from_numpy(rng.uniform(0.5, 1.5, size=classes) * 4),
+        "scatter": torch.from_numpy(factor @ factor.T * 4 * classes),
+    }
+    stats = CollapseStats(classes).load_state_dict(state)
+    weight = means + 0.3 * rng.normal(size=(classes, dim))
+    return stats, weight, rng.normal(size=classes)
+
+
+def gemm_rate(dim: int, block: int = DEFAULT_BLOCK) -> float:
+    """float64 flop/s of one block x block x d tile product."""
+    a, b = np.random.default_rng(1).normal(size=(2, block, dim))
+    return 2 * block * block * dim / best_time(lambda: a @ b.T, repeats=5)
+
+
+def pair_cost(classes: int = CALIBRATION_C, dim: int = 16) -> float:
+    """Seconds of elementwise work per pair: pair_sums at small d minus its products."""
+    rng = np.random.default_rng(2)
+    centred, weight = rng.normal(size=(2, classes, dim))
+    seconds = best_time(lambda: pair_sums(centred, np.ones(classes), weight), repeats=3)
+    pairs = classes * (classes - 1) / 2
+    return (seconds - pairs * GRAMS * 2 * dim / gemm_rate(dim)) / pairs
+
+
+def svd_cost(dim: int, classes: int = CALIBRATION_C) -> float:
+    """Seconds per C d^2 of the SVD of a C x d matrix."""
+    matrix = np.random.default_rng(3).normal(size=(classes, dim))
+    return best_time(lambda: np.linalg.svd(matrix, full_matrices=False), repeats=3) / (
+        classes * dim * dim)
+
+
+def predicted(classes: int, dim: int, flops: float, per_pair: float, per_cdd: float,
+              block: int = DEFAULT_BLOCK) -> tuple[float, float]:
+    """(seconds, bytes) of the cost model."""
+    pairs = classes * (classes - 1) / 2
+    dense = classes * classes <= DENSE_LIMIT
+    seconds = (pairs * (GRAMS * 2 * dim / flops + per_pair)
+               + dense * 3 * classes**2 * 2 * dim / flops + per_cdd * classes * dim**2)
+    entries = 9 * classes * dim + 2 * min(block, classes) ** 2 + dense * 6 * classes**2
+    return seconds, 8.0 * (entries + 4 * dim * dim)
+
+
+def measured(classes: int, dim: int) -> tuple[float, float]:
+    """(seconds, peak bytes allocated) of one compute_metrics call."""
+    stats, weight, bias = synthetic_stats(classes, dim)
+    tracemalloc.start()
+    start = time.perf_counter()
+    compute_metrics(stats, weight, bias)
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return seconds, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000, 10_000, 50_000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[256, 512])
+    args = parser.parse_args()
+    per_pair = pair_cost()
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} "
+          f"threads, load average {os.getloadavg()[0]:.1f}; elementwise work "
+          f"e = {per_pair * 1e9:.1f} ns per pair (pair_sums at C = {CALIBRATION_C}, d = 16)")
+    print(f"{'C':>7} {'d':>5} {'F GFLOP/s':>10} {'time s':>9} {'model s':>9} {'ratio':>6} "
+          f"{'peak MiB':>9} {'model MiB':>10} {'ratio':>6}")
+    for dim in args.dims:
+        flops, per_cdd = gemm_rate(dim), svd_cost(dim)
+        for classes in args.classes:
+            seconds, peak = measured(classes, dim)
+            model_s, model_b = predicted(classes, dim, flops, per_pair, per_cdd)
+            print(f"{classes:>7} {dim:>5} {flops / 1e9:>10.1f} {seconds:>9.2f} {model_s:>9.2f} "
+                  f"{seconds / model_s:>6.2f} {peak / 2**20:>9.1f} {model_b / 2**20:>10.1f} "
+                  f"{peak / model_b:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
