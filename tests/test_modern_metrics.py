@@ -208,3 +208,24 @@ def test_gap_trace_identity_for_more_classes_than_dimensions_equals_dense(pair, 
     monkeypatch.setattr(geometry, "_DENSE_GRAM_LIMIT", 0)
     assert geometry.simplex_gap(left, right) == pytest.approx(dense, rel=1e-12)
     assert dense > np.sqrt((60 - 1 - 8) / 59) - 1e-12  # the lower bound of the comment
+
+
+def test_cli_measure_prints_and_writes_the_modern_metrics(tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    rng = np.random.default_rng(22)
+    H, y = gaussian_classes(rng, C=4, d=6, sizes=[20, 30, 25, 10])
+    W, b, ood = rng.normal(size=(4, 6)), rng.normal(size=4), rng.normal(size=(15, 6)) + 2
+    np.savez(tmp_path / "f.npz", features=H, labels=y, weight=W, bias=b)
+    np.savez(tmp_path / "ood.npz", features=ood)
+    code, out, _ = run_cli(["measure", tmp_path / "f.npz", "--ood", tmp_path / "ood.npz",
+                            "--json", tmp_path / "m.json"], capsys)
+    assert code == 0 and all(name in out for name in MODERN)
+    data = json.loads((tmp_path / "m.json").read_text())
+    for name, value in reference_metrics(H, y, W, b, ood=ood).items():
+        assert data[name] == pytest.approx(value, rel=1e-8, abs=1e-12), name
+    np.savez(tmp_path / "bad.npz", features=np.ones((3, 5)))
+    code, _, err = run_cli(["measure", tmp_path / "f.npz", "--ood", tmp_path / "bad.npz",
+                            "--json", tmp_path / "n.json"], capsys)
+    assert code == 2 and "ood_features has dimension 5" in err
+    assert err.strip().count("\n") == 0 and not (tmp_path / "n.json").exists()

@@ -23,11 +23,16 @@ def measure_command(
     num_classes: int | None = typer.Option(
         None, "--num-classes", min=1, help="Number of classes C (default: the rows of "
                                            "'weight', else the largest label + 1)."),
+    ood: Path | None = typer.Option(
+        None, "--ood", help="A .npz whose 'features' (N_ood x d) are out-of-distribution "
+                            "samples, for nc5_ood_orthogonality."),
 ) -> None:
     """Print every Neural Collapse metric of a feature file."""
     arrays = load_npz(file, required=("features", "labels"))
+    ood_features = None if ood is None else load_npz(ood, required=("features",))["features"]
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
-                     arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean)
+                     arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean,
+                     ood_features=ood_features)
     show_result(metrics_table(result, title=str(file)), result, file, json_out)
 
 
