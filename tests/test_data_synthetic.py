@@ -32,6 +32,28 @@ def test_digits_and_gaussian():
     assert (g.train.class_counts() == 7).all()
 
 
+def test_wine_is_bundled_split_and_standardized():
+    from sklearn.datasets import load_wine
+
+    raw = load_wine()
+    w = load_dataset("wine")
+    assert w.input_shape == (13,) and w.num_classes == 3 and len(w.train) == 142
+    assert len(w.test) == 36 and w.train.class_names == tuple(raw.target_names)
+    # brute force: the same permutation, standardized in float64 by the training split
+    order = np.random.default_rng(0).permutation(178)
+    x_train, x_test = raw.data[order[:142]], raw.data[order[142:]]
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    np.testing.assert_allclose(w.train.x.numpy(), (x_train - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(w.test.x.numpy(), (x_test - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(w.test.y.numpy(), raw.target[order[142:]])
+    assert abs(w.train.x.double().mean(0)).max() < 1e-6
+    assert abs(w.train.x.double().std(0, unbiased=False) - 1).max() < 1e-6
+    kept = load_dataset("wine", standardize=False)
+    np.testing.assert_allclose(kept.train.x.numpy(), x_train, rtol=1e-6)
+    sub = load_dataset("wine", classes=[2, 0], per_class=10, seed=3)
+    assert list(sub.train.class_counts()) == [10, 10]
+
+
 def test_subset_relabels_and_balances():
     d = load_dataset("digits", classes=[7, 2], per_class=30, per_class_test=5, seed=1)
     assert d.num_classes == 2 and d.train.class_names == ("7", "2")

@@ -67,6 +67,7 @@ _IMITATION = ("seed", "search_progress", "collect_progress")
 DATASETS: dict[str, DatasetEntry] = {
     "mnist1d": DatasetEntry(synthetic.mnist1d, CLASSIFICATION),
     "digits": DatasetEntry(synthetic.digits, CLASSIFICATION),
+    "wine": DatasetEntry(synthetic.wine, CLASSIFICATION),
     "gaussian": DatasetEntry(synthetic.gaussian, CLASSIFICATION),
     "hierarchical": DatasetEntry(hierarchical.hierarchical, CLASSIFICATION),
     "mnist": DatasetEntry(mnist, CLASSIFICATION, needs_root=True),
