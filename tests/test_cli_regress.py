@@ -10,8 +10,9 @@ from regression_reference import nrc_reference, regression_problem
 
 def test_ufm_command_reports_every_regime(tmp_path, capsys):
     out_json = tmp_path / "ufm.json"
-    code, out, _ = run_cli(["regress", "ufm", "--d", "6", "--m", "60", "--lambdas", "0.1,0.1",
-                            "--lambdas", "1,1.5", "--lambdas", "0,0", "--json", out_json], capsys)
+    code, out, _ = run_cli(["regress", "ufm", "--dim", "6", "--samples", "60", "--lambdas",
+                            "0.1,0.1", "--lambdas", "1,1.5", "--lambdas", "0,0",
+                            "--json", out_json], capsys)
     assert code == 0
     assert "collapse" in out and "partial" in out and "none" in out
     rows = json.loads(out_json.read_text())["results"]
@@ -26,7 +27,7 @@ def test_ufm_command_reports_every_regime(tmp_path, capsys):
 def test_data_teacher_writes_npz_and_info(tmp_path, capsys):
     out = tmp_path / "teacher.npz"
     code, text, _ = run_cli(["regress", "data", "teacher", "--out", out, "--samples", "100",
-                             "--n", "2", "--spectrum", "1,0.25", "--noise", "0"], capsys)
+                             "--target-dim", "2", "--spectrum", "1,0.25", "--noise", "0"], capsys)
     assert code == 0 and "wrote" in text
     arrays = np.load(out, allow_pickle=False)
     assert arrays["x"].shape == (80, 16) and arrays["y_test"].shape == (20, 2)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_train_resume_and_refusals(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, err = run_cli(["train", *TINY_ARGS, "--epochs", "5", "--log-points", "4",
-                              "--run-dir", run_dir],
+                              "--out", run_dir],
                              capsys)
     assert code in (0, None), err
     assert "trained 5 epochs" in out and "report: " in out
@@ -21,16 +21,16 @@ def test_train_resume_and_refusals(tmp_path, capsys):
     expected = {**TINY.to_dict(), "epochs": 5}
     assert stored == expected  # every option reached the config
     # resuming needs no options: they come from the run dir
-    code, out, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--no-progress",
+    code, out, err = run_cli(["train", "--out", run_dir, "--resume", "--no-progress",
                               "--no-report", "--threads", "1"], capsys)
     assert code in (0, None), err
     assert "trained 5 epochs" in out
-    code, _, err = run_cli(["train", "--run-dir", run_dir, "--resume", "--lr", "0.2",
+    code, _, err = run_cli(["train", "--out", run_dir, "--resume", "--lr", "0.2",
                             "--widths", "64", "--no-progress"], capsys)
     assert code == 2
     assert err.startswith("error: refusing to resume") and err.count("\n") == 1
     assert "lr: 0.05 -> 0.2" in err and "model_options: " in err
-    code, _, err = run_cli(["train", *TINY_ARGS, "--run-dir", run_dir], capsys)
+    code, _, err = run_cli(["train", *TINY_ARGS, "--out", run_dir], capsys)
     assert code == 2 and "already holds a run: pass --resume" in err
 
 
@@ -45,7 +45,7 @@ def test_train_resume_and_refusals(tmp_path, capsys):
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
-    code, _, err = run_cli(["train", "--run-dir", tmp_path / "r", "--no-progress",
+    code, _, err = run_cli(["train", "--out", tmp_path / "r", "--no-progress",
                             "--epochs", "1", *args], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
@@ -53,7 +53,7 @@ def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
 
 def test_resume_needs_a_run_dir(capsys):
     code, _, err = run_cli(["train", "--resume"], capsys)
-    assert code == 2 and "--resume needs the --run-dir" in err
+    assert code == 2 and "--resume needs the --out" in err
 
 
 def test_demo_trains_reports_and_reruns(tmp_path, capsys, monkeypatch):
@@ -61,12 +61,16 @@ def test_demo_trains_reports_and_reruns(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(demo, "DEMO_CONFIG", TINY)  # the real demo takes minutes
     run_dir = tmp_path / "demo"
-    code, out, err = run_cli(["demo", "--run-dir", run_dir, "--no-progress"], capsys)
+    code, out, err = run_cli(["demo", "--out", run_dir, "--no-progress"], capsys)
     assert code in (0, None), err
     last = out.strip().splitlines()[-1]
     assert last == f"report: {run_dir / 'report.html'}"
     assert "TPT onset: epoch" in out
-    code, again, _ = run_cli(["demo", "--run-dir", run_dir, "--no-progress"], capsys)
+    code, again, _ = run_cli(["demo", "--out", run_dir, "--no-progress"], capsys)
     assert code in (0, None)
-    assert again.strip().splitlines()[-1] == last  # a finished demo is not retrained
+    lines = again.strip().splitlines()
+    assert lines[-1] == last  # a finished demo is not retrained: it says so, and how to rerun
+    assert lines[0] == (f"{run_dir} holds this finished demo run: its result (to train again, "
+                        f"remove {run_dir} or pass another --out)")
+    assert "trained" in again and "Epoch" not in again
     assert json.loads((run_dir / "summary.json").read_text())["epochs_done"] == TINY.epochs

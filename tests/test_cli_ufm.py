@@ -11,8 +11,8 @@ def read_json(folder):
 
 
 def test_normalized_runs_reach_f_star(tmp_path, capsys):
-    code, out, _ = run_cli(["ufm", "--normalized", "-K", 4, "-d", 5, "-n", 3, "--seeds", 4,
-                            "--tau", 3, "--probe", "--out", tmp_path], capsys)
+    code, out, _ = run_cli(["ufm", "--normalized", "--classes", 4, "--dim", 5, "--per-class", 3,
+                            "--seeds", 4, "--tau", 3, "--probe", "--out", tmp_path], capsys)
     assert code == 0
     assert "reached within 1e-06 by 4/4 random starts (100%)" in out
     data = read_json(tmp_path)
@@ -27,8 +27,8 @@ def test_normalized_runs_reach_f_star(tmp_path, capsys):
 
 
 def test_regularized_mse_low_dimension_has_a_closed_form(tmp_path, capsys):
-    _, _, _ = run_cli(["ufm", "-K", 5, "-d", 2, "-n", 2, "--loss", "mse", "--lambda-b", 0,
-                            "--lambda-w", 0.02, "--lambda-h", 0.02, "--seeds", 2,
+    _, _, _ = run_cli(["ufm", "--classes", 5, "--dim", 2, "--per-class", 2, "--loss", "mse",
+                            "--lambda-b", 0, "--lambda-w", 0.02, "--lambda-h", 0.02, "--seeds", 2,
                             "--out", tmp_path], capsys)
     data = read_json(tmp_path)
     assert data["f_star"] is not None and data["fraction_reached"] == 1.0
@@ -36,8 +36,8 @@ def test_regularized_mse_low_dimension_has_a_closed_form(tmp_path, capsys):
 
 
 def test_low_dimension_without_closed_form_reports_the_best_run(tmp_path, capsys):
-    code, out, _ = run_cli(["ufm", "--normalized", "-K", 6, "-d", 2, "-n", 1, "--seeds", 3,
-                            "--out", tmp_path], capsys)
+    code, out, _ = run_cli(["ufm", "--normalized", "--classes", 6, "--dim", 2, "--per-class", 1,
+                            "--seeds", 3, "--out", tmp_path], capsys)
     assert "f* unknown (d < K - 1: no simplex ETF)" in out
     data = read_json(tmp_path)
     assert data["f_star"] is None and data["runs"][0]["gap"] is None
@@ -53,7 +53,7 @@ def test_low_dimension_without_closed_form_reports_the_best_run(tmp_path, capsys
     (["--tau", "2"], "--tau applies to --normalized"),
     (["--normalized", "--lambda-w", "1e-3"], "no weight decay"),
     (["--probe"], "--probe needs --normalized"),
-    (["-K", "1"], "num_classes"),
+    (["--classes", "1"], "num_classes"),
     (["--loss", "hinge"], "loss must be"),
     (["--seeds", "0"], "--seeds"),
     (["--lambda-h", "0"], "lambda_h"),
@@ -67,8 +67,8 @@ def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
 
 
 def test_heavy_decay_reports_the_vanishing_minimizer(tmp_path, capsys):
-    code, out, _ = run_cli(["ufm", "-K", 5, "-d", 6, "-n", 2, "--lambda-w", 0.3, "--lambda-h",
-                            0.3, "--seeds", 2, "--out", tmp_path], capsys)
+    code, out, _ = run_cli(["ufm", "--classes", 5, "--dim", 6, "--per-class", 2, "--lambda-w", 0.3,
+                            "--lambda-h", 0.3, "--seeds", 2, "--out", tmp_path], capsys)
     assert code == 0 and "the minimizer is W = H = 0" in " ".join(out.split())
     data = read_json(tmp_path)
     assert data["f_star"] == pytest.approx(1.6094379124341003)  # log 5: all logits zero

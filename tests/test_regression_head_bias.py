@@ -13,16 +13,14 @@ from threadpoolctl import threadpool_limits
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import NCInputError
-from nclab.cli.regress_train import regression_given
+from nclab.cli.options import ConfigChanges
+from nclab.cli.regress_train import PRESET
 from nclab.data.regression_base import load_regression
 from nclab.models import build_model
 from nclab.train import Trainer, regression_config
 from nclab.train.tasks import make_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-GIVEN_KEYS = ("samples", "noise", "target_dim", "input_dim", "spectrum", "policy", "data_seed",
-              "data_opt", "epochs", "lr", "momentum", "batch_size", "widths", "log_points",
-              "seed", "standardize")
 
 
 def test_bias_free_head_keeps_the_initial_W(data_file):  # noqa: F811
@@ -38,15 +36,25 @@ def test_bias_free_head_keeps_the_initial_W(data_file):  # noqa: F811
     assert torch.equal(heads[0].weight, heads[1].weight)
 
 
-def test_command_line_sets_head_bias_schedule_and_activation():
-    given = regression_given("teacher", **{key: None for key in GIVEN_KEYS}, head_bias=False,
-                             milestones="0.5", lr_gamma=0.2, activation="leaky_relu")
-    assert given["options"] == {"head_bias": False}
-    assert given["model_options"] == {"activation": "leaky_relu"}
-    assert given["lr_milestones"] == (0.5,) and given["lr_gamma"] == 0.2
-    given = regression_given("teacher", **{key: None for key in GIVEN_KEYS})
-    assert given["options"] is None and given["lr_milestones"] is None
-    assert given["model_options"] is None
+def test_command_line_sets_head_bias_schedule_and_activation(capsys, monkeypatch):
+    from cli_helpers import run_cli
+
+    seen = []
+    original = ConfigChanges.apply
+
+    def record(self, base):
+        seen.append(original(self, base))
+        raise SystemExit(0)  # stop before training
+
+    monkeypatch.setattr(ConfigChanges, "apply", record)
+    run_cli(["regress", "train", "teacher", "--no-head-bias", "--milestones", "0.5",
+             "--lr-gamma", "0.2", "--activation", "leaky_relu"], capsys)
+    run_cli(["regress", "train", "teacher"], capsys)
+    given, default = seen
+    assert given.options == {"head_bias": False}
+    assert given.model_options == {**PRESET.model_options, "activation": "leaky_relu"}
+    assert given.lr_milestones == (0.5,) and given.lr_gamma == 0.2
+    assert default == PRESET.updated(dataset="teacher")
     model = build_model("mlp", (3,), 2, widths=[4], activation="leaky_relu")
     assert isinstance(model.body[2], torch.nn.LeakyReLU)
 

@@ -1,4 +1,9 @@
-"""The typer application every sub-command registers on."""
+"""The typer boards the sub-commands register on, the consoles and the printing helpers.
+
+A command module registers with ``@app.command("name")`` (or ``@regress_app.command``
+for ``nclab regress name``) and is listed in ``nclab.cli.COMMANDS``, which imports it
+only when the command runs.
+"""
 
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,20 +15,22 @@ from rich.table import Table
 
 from nclab.core.io import write_json
 
-app = typer.Typer(
-    name="nclab",
-    help="Measure, reproduce and explain Neural Collapse.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer.Typer(name="nclab", add_completion=False, pretty_exceptions_enable=False)
+regress_app = typer.Typer(name="regress", add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one message, one line
 
 
-@app.callback()
-def _root() -> None:
-    """Measure, reproduce and explain Neural Collapse."""
+class OptionValueError(Exception):
+    """A bad option value found while typer parses the command line: one ``error:`` line.
+
+    Not a ValueError, so that typer passes it on instead of wrapping it in a usage box.
+    """
+
+
+def warn(message: str) -> None:
+    """One ``warning: ...`` line on stderr."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def short(value: float | None, digits: int = 3) -> str:
@@ -48,7 +55,7 @@ def show_result(table: Table, result: Any, file: Path, json_out: Path | None) ->
     """Print a metrics table and the result's warnings; write it as JSON if asked."""
     console.print(table)
     for note in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+        warn(note)
     if json_out is not None:
         write_json(json_out, {"file": str(file), **result.to_dict()})
         console.print(f"wrote {json_out}")

@@ -7,28 +7,41 @@ from pathlib import Path
 import typer
 
 from nclab.cli.app import app, console
-from nclab.cli.train import run_training
+from nclab.cli.options import ConfigChanges, Runtime, runtime_options, training_options
+from nclab.cli.train import OUT_HELP, print_summary, run_training
 from nclab.runs import RunDir
-from nclab.studies.demo import DEMO_CONFIG, DEMO_RUN_DIR, DEMO_THREADS
+from nclab.studies.demo import DEMO_CONFIG, DEMO_RUN_DIR
 
 
 @app.command("demo")
+@training_options(DEMO_CONFIG, exclude=("task",))
+@runtime_options()
 def demo_command(
-    run_dir: Path = typer.Option(Path(DEMO_RUN_DIR), help="Output folder."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda..."),
-    threads: int = typer.Option(DEMO_THREADS, help="CPU threads of torch."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    *,
+    changes: ConfigChanges,
+    runtime: Runtime,
+    out: Path = typer.Option(Path(DEMO_RUN_DIR), "--out", help=OUT_HELP),
 ) -> None:
     """Train the demo network on MNIST-1D into the terminal phase, then write its report.
 
-    An interrupted demo continues from its checkpoint when run again.
+    An interrupted demo continues from its checkpoint when run again; a finished one is
+    shown again, not retrained.
     """
-    c = DEMO_CONFIG
-    widths = "-".join(str(w) for w in c.model_options["widths"])
-    console.print(f"nclab demo: MNIST-1D ({c.per_class} training samples per class), "
-                  f"MLP {widths} with batch norm, {c.loss.upper()} loss, {c.epochs} epochs of "
-                  f"SGD (lr {c.lr}, momentum {c.momentum}, weight decay {c.weight_decay}) "
-                  f"-> {run_dir}", highlight=False)
-    resume = RunDir(run_dir).read_config() is not None
-    run_training(DEMO_CONFIG, run_dir, resume=resume, device=device, checkpoint_every=None,
-                 progress=progress, threads=threads, report=True)
+    config = changes.apply(DEMO_CONFIG)
+    run = RunDir(out)
+    summary = run.read_summary()
+    if run.read_config() == config.to_dict() and summary is not None \
+            and summary.get("epochs_done") == config.epochs:
+        console.print(f"{out} holds this finished demo run: its result (to train again, "
+                      f"remove {out} or pass another --out)", highlight=False,
+                      soft_wrap=True)
+        print_summary(summary)
+        console.print(f"report: {out / 'report.html'}", highlight=False, soft_wrap=True)
+        return
+    widths = "-".join(str(w) for w in config.model_options.get("widths", []))
+    console.print(f"nclab demo: MNIST-1D ({config.per_class} training samples per class), "
+                  f"MLP {widths} with batch norm, {config.loss.upper()} loss, "
+                  f"{config.epochs} epochs of SGD (lr {config.lr}, momentum "
+                  f"{config.momentum}, weight decay {config.weight_decay}) -> {out}",
+                  highlight=False)
+    run_training(config, out, resume=run.read_config() is not None, runtime=runtime)

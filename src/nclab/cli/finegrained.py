@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import typer
 
-from nclab.cli import options
 from nclab.cli.app import app, console, value_table
-from nclab.cli.train import parse_list, parse_pairs
+from nclab.cli.options import (
+    ConfigChanges,
+    Runtime,
+    model_shortcuts,
+    number_parser,
+    runtime_options,
+    training_options,
+)
 from nclab.core.errors import NCInputError
 from nclab.studies.finegrained import (
     PROJECTION_PNG,
@@ -19,7 +24,7 @@ from nclab.studies.finegrained import (
     comparison_configs,
     run_comparison,
 )
-from nclab.train import TrainConfig
+from nclab.train.config import Setting, TrainConfig
 
 
 def print_result(summary: dict[str, Any], out: Path) -> None:
@@ -44,63 +49,45 @@ def print_result(summary: dict[str, Any], out: Path) -> None:
                   highlight=False)
 
 
+#: The preset of ``nclab finegrained``: the 1-D CNN, 30 epochs, 12 logged epochs.
+PRESET = TrainConfig(model="cnn1d", epochs=30, log_points=12)
+FINE = "Fine-grained"
+
+
 @app.command("finegrained")
+@training_options(PRESET, exclude=("task", "evaluators", "options"))
+@model_shortcuts(("widths",))
+@runtime_options()
 def finegrained_command(
-    dataset: str = typer.Option("mnist1d", help="Data set name (its classes are the fine "
-                                                "labels)."),
-    root: Path = typer.Option(None, help="Folder of a data set read from files."),
-    classes: str = typer.Option(None, help="Keep these fine classes, e.g. 0,1,2,3."),
-    per_class: int = options.PER_CLASS,
-    per_class_test: int = options.PER_CLASS_TEST,
-    data_opt: list[str] = options.DATA_OPT,
-    pairing: str = typer.Option("mod", help="How fine classes form superclasses: mod "
-                                            "(y -> y mod K'), random, explicit."),
-    num_coarse: int = typer.Option(None, help="K', the number of superclasses (default 5; "
-                                              "read from the map with --pairing explicit)."),
-    coarse_map: str = typer.Option(None, help="Explicit map, e.g. '0:0,1:0,2:1,3:1' or "
-                                              "'0,0,1,1'."),
-    pairing_seed: int = typer.Option(0, help="Seed of --pairing random."),
-    model: str = typer.Option("cnn1d", help="Network name (cnn1d for 1-D sequences, mlp...)."),
-    widths: str = options.WIDTHS,
-    model_opt: list[str] = options.MODEL_OPT,
-    epochs: int = typer.Option(30, help="Epochs of each of the two runs."),
-    batch_size: int = options.BATCH_SIZE,
-    lr: float = typer.Option(0.05, help="Learning rate."),
-    momentum: float = options.MOMENTUM,
-    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
-    milestones: str = typer.Option(None, help="Fractions of the run after which the lr is "
-                                              "divided by 10 (default 0.333,0.667)."),
-    seed: int = typer.Option(0, help="Seed of initialization, sample order and k-means."),
-    log_points: int = typer.Option(12, help="Log-spaced epochs at which recovery is measured."),
-    n_init: int = typer.Option(10, help="k-means restarts per superclass."),
-    superclass: int = typer.Option(0, help="Superclass shown in the projection figure."),
-    out: Path = typer.Option(None, help="Output folder (default runs/finegrained-DATASET-"
-                                        "MODEL-seedSEED): coarse/ and fine/ run folders, "
-                                        "JSON, figures."),
+    *,
+    changes: ConfigChanges,
+    runtime: Runtime,
+    pairing: str = typer.Option("mod", rich_help_panel=FINE,
+                                help="How fine classes form superclasses: mod (y -> y mod "
+                                     "K'), random, explicit."),
+    num_coarse: int = typer.Option(None, rich_help_panel=FINE, show_default="5",
+                                   parser=number_parser(int, Setting(help="", low=1),
+                                                        "--num-coarse"), metavar="INTEGER",
+                                   help="K', the number of superclasses (read from the map "
+                                        "with --pairing explicit)."),
+    coarse_map: str = typer.Option(None, rich_help_panel=FINE,
+                                   help="Explicit map, e.g. '0:0,1:0,2:1,3:1' or '0,0,1,1'."),
+    pairing_seed: int = typer.Option(0, rich_help_panel=FINE, help="Seed of --pairing random."),
+    n_init: int = typer.Option(10, rich_help_panel=FINE, parser=number_parser(
+        int, Setting(help="", low=1), "--n-init"), metavar="INTEGER",
+        help="k-means restarts per superclass."),
+    superclass: int = typer.Option(0, rich_help_panel=FINE,
+                                   help="Superclass shown in the projection figure."),
+    out: Path = typer.Option(None, "--out", show_default="runs/finegrained-DATASET-MODEL-seedN",
+                             help="Output folder: coarse/ and fine/ runs, JSON, figures."),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted runs in --out."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda..."),
-    threads: int = typer.Option(1, help="CPU threads of torch and k-means."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Train on superclass labels and on the fine labels; recover the fine labels from the
     coarse model's features by k-means inside each superclass; compare the two."""
-    if threads < 1:
-        raise NCInputError(f"--threads must be >= 1; got {threads}")
-    torch.set_num_threads(threads)
-    model_options = parse_pairs(model_opt, "--model-opt")
-    if widths is not None:
-        model_options["widths"] = list(parse_list(widths, int, "--widths"))
-    base = TrainConfig(
-        dataset=dataset, root=None if root is None else str(root),
-        classes=parse_list(classes, int, "--classes"), per_class=per_class,
-        per_class_test=per_class_test, dataset_options=parse_pairs(data_opt, "--data-opt"),
-        model=model, model_options=model_options, epochs=epochs, batch_size=batch_size, lr=lr,
-        momentum=momentum, weight_decay=weight_decay, seed=seed, log_points=log_points,
-        **({"lr_milestones": parse_list(milestones, float, "--milestones")}
-           if milestones is not None else {}),
-    )
+    runtime.apply_threads(console)
+    base = changes.apply(PRESET)
     options: dict[str, Any] = {"coarse_pairing": pairing, "coarse_seed": pairing_seed,
-                               "recovery_n_init": n_init, "recovery_threads": threads}
+                               "recovery_n_init": n_init, "recovery_threads": runtime.threads}
     if coarse_map is not None:
         options["coarse_map"] = coarse_map
     if num_coarse is not None or pairing != "explicit":
@@ -110,8 +97,9 @@ def finegrained_command(
                            f"{options.get('num_coarse', 'the number of superclasses')}); "
                            f"got {superclass}")
     coarse_config, fine_config = comparison_configs(base, options)
-    out = out or Path("runs") / f"finegrained-{dataset}-{model}-seed{seed}"
+    out = out or Path("runs") / f"finegrained-{base.dataset}-{base.model}-seed{base.seed}"
     summary = run_comparison(coarse_config, fine_config, out, superclass=superclass,
-                             resume=resume, device=device, progress=console if progress else False,
+                             resume=resume, device=runtime.device,
+                             progress=console if runtime.progress else False,
                              announce=lambda text: console.print(text, highlight=False))
     print_result(summary, out)

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nclab.cli.app import app, console
+from nclab.cli.options import integer, real
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A
@@ -27,32 +29,46 @@ REPORT_NAME = "kernel_summary.md"
 def kernel_command(
     out: Path = typer.Option(Path("kernel_sweep"), "--out", help="Folder for the JSON and the "
                                                                  "figures."),
-    sizes: str | None = typer.Option(None, "--sizes", help="Sample sizes N, comma-separated "
-                                                           f"(default {FULL['sizes']})."),
-    dims: str | None = typer.Option(None, "--dims", help="Input dimensions d0, comma-separated "
-                                                         f"(default {FULL['dims']})."),
-    draws: int | None = typer.Option(None, "--draws", help="Data draws per (N, d0) "
-                                                           f"(default {FULL['draws']})."),
+    sizes: str | None = typer.Option(None, "--sizes", show_default=FULL["sizes"],
+                                     help="Sample sizes N, comma-separated."),
+    dims: str | None = typer.Option(None, "--dims", show_default=FULL["dims"],
+                                    help="Input dimensions d0, comma-separated."),
+    draws: int | None = typer.Option(None, "--draws", show_default=str(FULL["draws"]),
+                                     help="Data draws per (N, d0).", **integer("--draws")),
     series: str = typer.Option(",".join(DEFAULT_SERIES), "--series",
                                help="What to measure: <method>-<activation>, method in nngp, "
                                     "ntk, adaptive, network; activation erf or relu."),
     quick: bool = typer.Option(False, "--quick", help="Light sweep: N 128,256; d0 1,8,32; "
                                                       "3 draws; 200 training steps."),
-    mean: float = typer.Option(2.0, help="D1 class means are +-mean in every coordinate."),
-    std: float = typer.Option(0.5, help="Within-class standard deviation."),
-    imbalance: float = typer.Option(1.0, help="Class-size ratio n0/n1 (1 = balanced)."),
-    sigma_w: float = typer.Option(1.0, help="Weight scale of the kernels and the network."),
-    sigma_b: float = typer.Option(0.0, help="Bias scale of the kernels and the network."),
-    adaptive_width: float = typer.Option(500.0, help="Width h of the adaptive kernel."),
+    mean: float = typer.Option(2.0, help="D1 class means are +-mean in every coordinate.",
+                               **real("--mean", low=0, low_open=True)),
+    std: float = typer.Option(0.5, help="Within-class standard deviation.",
+                              **real("--std", low=0, low_open=True)),
+    imbalance: float = typer.Option(1.0, help="Class-size ratio n0/n1 (1 = balanced).",
+                                    **real("--imbalance", low=0, low_open=True)),
+    sigma_w: float = typer.Option(1.0, help="Weight scale of the kernels and the network.",
+                                  **real("--sigma-w", low=0, low_open=True)),
+    sigma_b: float = typer.Option(0.0, help="Bias scale of the kernels and the network.",
+                                  **real("--sigma-b", low=0)),
+    adaptive_width: float = typer.Option(500.0, help="Width h of the adaptive kernel.",
+                                         **real("--adaptive-width", low=0, low_open=True)),
     sigma_a: float = typer.Option(DEFAULT_SIGMA_A, help="Read-out scale of the adaptive kernel "
-                                                               "(sigma_a^2 = 1/128)."),
-    noise: float = typer.Option(1e-6, help="sigma^2 of the adaptive kernel."),
-    network_width: int = typer.Option(500, help="Hidden width of the trained network."),
-    lr: float = typer.Option(1.0, help="Learning rate of full-batch gradient descent."),
-    steps: int | None = typer.Option(None, help=f"Training steps (default {FULL['steps']})."),
-    weight_decay: float = typer.Option(1e-4, help="Weight decay of the network."),
-    seed: int = typer.Option(0, help="Seed of every data draw and initialization."),
-    workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Worker processes."),
+                                                        "(sigma_a^2 = 1/128).",
+                                  **real("--sigma-a", low=0, low_open=True)),
+    noise: float = typer.Option(1e-6, help="sigma^2 of the adaptive kernel.",
+                                **real("--noise", low=0, low_open=True)),
+    network_width: int = typer.Option(500, help="Hidden width of the trained network.",
+                                      **integer("--network-width")),
+    lr: float = typer.Option(1.0, help="Learning rate of full-batch gradient descent.",
+                             **real("--lr", low=0, low_open=True)),
+    steps: int | None = typer.Option(None, show_default=str(FULL["steps"]),
+                                     help="Training steps.", **integer("--steps")),
+    weight_decay: float = typer.Option(1e-4, help="Weight decay of the network.",
+                                       **real("--weight-decay", low=0)),
+    seed: int = typer.Option(0, help="Seed of every data draw and initialization.",
+                             **integer("--seed", 0)),
+    workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Worker processes (one "
+                                "torch thread each).", **integer("--workers")),
     resume: bool = typer.Option(False, "--resume",
                                 help=f"Continue the sweep in --out/{JSON_NAME}."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing sweep."),
@@ -70,8 +86,6 @@ def kernel_command(
         steps=steps if steps is not None else preset["steps"], weight_decay=weight_decay,
         seed=seed,
     )
-    if workers < 1:
-        raise NCInputError(f"--workers must be >= 1; got {workers}")
     path = out / JSON_NAME
     if path.exists() and not (resume or overwrite):
         raise NCInputError(f"{path} exists: pass --resume to continue it or --overwrite")
@@ -99,11 +113,12 @@ def kernel_command(
 def summary_table(document: dict) -> Table:
     """mean log10 NC1 per (N, d0) and series; '!' marks draws that produced no value."""
     summary = document["summary"]
-    table = Table(title="mean log10 NC1 over draws  (! = some draws failed, see JSON)")
-    table.add_column("N", justify="right")
-    table.add_column("d0", justify="right")
-    for name in summary:
-        table.add_column(name, justify="right")
+    table = Table(title="mean log10 NC1 over draws  (! = some draws failed, see JSON)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table.add_column("N", justify="right", no_wrap=True)
+    table.add_column("d0", justify="right", no_wrap=True)
+    for name in summary:  # "nngp-erf" on two lines: ten columns fit 80 characters
+        table.add_column(name.replace("-", "\n", 1), justify="right", no_wrap=True)
     first = next(iter(summary.values()))
     for i, row in enumerate(first):
         cells = []

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
-from nclab.cli import options
-from nclab.cli.app import app, console, short
-from nclab.cli.train import parse_list, parse_pairs
-from nclab.core.errors import NCInputError
+from nclab.cli.app import app, console, short, warn
+from nclab.cli.options import (
+    ConfigChanges,
+    Runtime,
+    model_shortcuts,
+    number_parser,
+    parse_list,
+    runtime_options,
+    training_options,
+)
 from nclab.studies.normcompare import FIGURE_PNG, RESULT_JSON, compare_normalized
-from nclab.train import TrainConfig
+from nclab.train.config import Setting, TrainConfig
 from nclab.train.normalized import DEFAULT_TAU
 
 
@@ -38,40 +43,42 @@ def print_result(result: dict) -> None:
             highlight=False, soft_wrap=True)
 
 
+#: The preset of ``nclab normcompare``: 100 epochs (every one logged unless
+#: --log-points is given).
+PRESET = TrainConfig(epochs=100)
+STUDY = "Comparison"
+
+
 @app.command("normcompare")
+@training_options(PRESET, exclude=("task", "evaluators", "options", "weight_decay",
+                                   "log_points"))
+@model_shortcuts(("widths",))
+@runtime_options()
 def normcompare_command(
-    dataset: str = typer.Option("mnist1d", help="Data set name."),
-    per_class: int = options.PER_CLASS,
-    per_class_test: int = options.PER_CLASS_TEST,
-    data_opt: list[str] = options.DATA_OPT,
-    model: str = typer.Option("mlp", help="Network name."),
-    widths: str = options.WIDTHS,
-    model_opt: list[str] = options.MODEL_OPT,
-    epochs: int = typer.Option(100, help="Epochs of each run."),
-    batch_size: int = options.BATCH_SIZE,
-    lr: float = typer.Option(0.05, help="Learning rate of every run."),
-    momentum: float = options.MOMENTUM,
-    milestones: str = typer.Option(None, help="Fractions of the run after which the lr is "
-                                              "multiplied by --lr-gamma (default 0.333,0.667)."),
-    lr_gamma: float = typer.Option(0.1, help="LR factor at each milestone."),
-    seed: int = typer.Option(0, help="Seed of initialization and sample order."),
-    tau: str = typer.Option(f"{DEFAULT_TAU:g}", help="Inverse temperature of the normalized "
-                                                     "run; a list (3,5,10) for one run each."),
-    weight_decay: str = typer.Option("5e-4", help="Weight decay of the regularized run; a "
-                                                  "list for one run each."),
-    normalized_weight_decay: float = typer.Option(0.0, help="Weight decay of the normalized "
-                                                            "runs."),
-    threshold: float = typer.Option(1e-2, help="Report the first epoch with train nc1 below "
-                                               "this."),
-    log_points: int = typer.Option(None, help="Logged epochs (default: every epoch)."),
-    out: Path = typer.Option(Path("runs/normcompare"), help="Output folder: one folder per run, "
-                                                            f"{RESULT_JSON}, {FIGURE_PNG}."),
-    json_path: Path = typer.Option(None, "--json",
-                                   help=f"Result file (default OUT/{RESULT_JSON})."),
-    figure: Path = typer.Option(None, help=f"Figure file (default OUT/{FIGURE_PNG})."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda..."),
-    threads: int = typer.Option(None, help="CPU threads of torch (default: torch's choice)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    *,
+    changes: ConfigChanges,
+    runtime: Runtime,
+    taus: str = typer.Option(f"{DEFAULT_TAU:g}", rich_help_panel=STUDY,
+                             help="Inverse temperatures of the normalized runs, comma "
+                                  "separated (one run each)."),
+    weight_decays: str = typer.Option("5e-4", rich_help_panel=STUDY,
+                                      help="Weight decays of the regularized runs, comma "
+                                           "separated (one run each)."),
+    normalized_weight_decay: float = typer.Option(
+        0.0, rich_help_panel=STUDY, parser=number_parser(float, Setting(help="", low=0),
+                                                         "--normalized-weight-decay"),
+        metavar="NUMBER", help="Weight decay of the normalized runs."),
+    threshold: float = typer.Option(1e-2, rich_help_panel=STUDY, parser=number_parser(
+        float, Setting(help="", low=0, low_open=True), "--threshold"), metavar="NUMBER",
+        help="Report the first epoch with train nc1 below this."),
+    log_points: int = typer.Option(None, show_default="every epoch", parser=number_parser(
+        int, Setting(help="", low=1), "--log-points"), metavar="INTEGER",
+        rich_help_panel="Training", help="Number of log-spaced logged epochs."),
+    out: Path = typer.Option(Path("runs/normcompare"), "--out",
+                             help=f"Output folder: one folder per run, {RESULT_JSON}, "
+                                  f"{FIGURE_PNG}."),
+    json_path: Path = typer.Option(None, "--json", hidden=True),
+    figure: Path = typer.Option(None, "--figure", hidden=True),
 ) -> None:
     """Train with normalized features (CE, tau) and with weight decay (CE + wd) on the same
     data, model and budget; plot nc1, etf_error_means and wh_duality against epoch, and
@@ -79,21 +86,14 @@ def normcompare_command(
 
     Run again with the same options to continue interrupted runs.
     """
-    if threads is not None:
-        if threads < 1:
-            raise NCInputError(f"--threads must be >= 1; got {threads}")
-        torch.set_num_threads(threads)
-    model_options = parse_pairs(model_opt, "--model-opt")
-    if widths is not None:
-        model_options["widths"] = list(parse_list(widths, int, "--widths"))
-    base = TrainConfig(
-        dataset=dataset, per_class=per_class, per_class_test=per_class_test,
-        dataset_options=parse_pairs(data_opt, "--data-opt"), model=model,
-        model_options=model_options, epochs=epochs, batch_size=batch_size, lr=lr,
-        momentum=momentum, lr_milestones=parse_list(milestones, float, "--milestones")
-        or TrainConfig.lr_milestones, lr_gamma=lr_gamma, seed=seed,
-        log_points=epochs if log_points is None else log_points,
-    )
+    for name, value in (("--json", json_path), ("--figure", figure)):
+        if value is not None:
+            warn(f"{name} is deprecated and will be removed: the results are in --out")
+    runtime.apply_threads(console)
+    changes.set("log_points", log_points)
+    base = changes.apply(PRESET)
+    if log_points is None:
+        base = base.updated(log_points=base.epochs)
 
     def heading(name: str, config: TrainConfig) -> None:
         console.print(f"[bold]{name}[/]: {config.model} on {config.dataset}, "
@@ -101,12 +101,12 @@ def normcompare_command(
                       + (f", tau {config.options['tau']:g}" if "tau" in config.options else ""),
                       highlight=False)
 
-    result = compare_normalized(base, out, taus=parse_list(tau, float, "--tau"),
-                                weight_decays=parse_list(weight_decay, float, "--weight-decay"),
-                                normalized_weight_decay=normalized_weight_decay,
-                                threshold=threshold, device=device,
-                                progress=console if progress else False, on_run=heading,
-                                json_path=json_path, figure_path=figure)
+    result = compare_normalized(
+        base, out, taus=parse_list(taus, float, "--taus"),
+        weight_decays=parse_list(weight_decays, float, "--weight-decays"),
+        normalized_weight_decay=normalized_weight_decay, threshold=threshold,
+        device=runtime.device, progress=console if runtime.progress else False,
+        on_run=heading, json_path=json_path, figure_path=figure)
     print_result(result)
     console.print(f"results: {json_path or out / RESULT_JSON}\n"
                   f"figure: {figure or out / FIGURE_PNG}", highlight=False)

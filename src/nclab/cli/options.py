@@ -1,12 +1,563 @@
-"""Command-line options shared by the training commands (one definition, one help text)."""
+"""Command-line options generated from one definition, and values checked at the boundary.
+
+The training options of every command come from the :class:`~nclab.train.config.Setting`
+of each ``TrainConfig`` field (help text, option name, type and range): the decorator
+:func:`training_options` adds them to a command, shows the defaults of that command's
+preset through the help machinery, and hands the command a :class:`ConfigChanges`.
+``KEY=VALUE`` options (``--data-opt``, ``--model-opt``, ``--opt``) are converted to the
+type annotated on the data set builder, the model builder or the task's options
+dataclass; an unknown key or a bad value is one line naming the option and what it
+accepts. :func:`runtime_options` adds ``--device``, ``--threads`` and ``--progress``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any, Literal, Union
 
 import typer
 
-PER_CLASS = typer.Option(None, help="At most this many training samples per class.")
-PER_CLASS_TEST = typer.Option(None, help="At most this many test samples per class.")
-DATA_OPT = typer.Option(None, help="Data set option KEY=VALUE (repeatable), "
-                                   "e.g. num_samples=10000.")
-WIDTHS = typer.Option(None, help="MLP hidden widths, e.g. 256,256,256.")
-MODEL_OPT = typer.Option(None, help="Model option KEY=VALUE (repeatable).")
-MOMENTUM = typer.Option(0.9, help="SGD momentum.")
-BATCH_SIZE = typer.Option(128, help="Batch size.")
+from nclab.cli.app import OptionValueError
+from nclab.core.errors import NCInputError
+from nclab.train.config import Setting, TrainConfig, base_type, field_types
+
+DICT_FIELDS = ("dataset_options", "model_options", "options")
+#: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
+#: 2-core machine: one thread trains the shipped MLP and 1-D CNN about 5x faster than
+#: torch's default of one per core, whose threads spin-wait for each other.
+DEFAULT_THREADS = 1
+
+
+# ------------------------------------------------------------------ values of one option
+def number_parser(kind: type, rule: Setting, option: str) -> Callable[[str], Any]:
+    """A typer ``parser``: the text as an int or a finite float inside ``rule``'s range."""
+    return _parser(lambda text: parse_number(text, kind, rule, option))
+
+
+def list_parser(kind: type, rule: Setting | None, option: str) -> Callable[[str], Any]:
+    """A typer ``parser``: a comma-separated list of ``kind`` ('' is the empty list)."""
+    return _parser(lambda text: parse_list(text, kind, option, rule))
+
+
+def integer(option: str, low: int = 1) -> dict[str, Any]:
+    """Keywords of ``typer.Option`` for an integer >= ``low``."""
+    return {"parser": number_parser(int, Setting(help="", low=low), option),
+            "metavar": "INTEGER"}
+
+
+def real(option: str, **bounds: Any) -> dict[str, Any]:
+    """Keywords of ``typer.Option`` for a finite number inside ``bounds`` (Setting's
+    ``low``, ``high``, ``low_open``, ``high_open``)."""
+    return {"parser": number_parser(float, Setting(help="", **bounds), option),
+            "metavar": "NUMBER"}
+
+
+def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def run(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse(value)
+        except NCInputError as exc:
+            # typer turns a ValueError of a parser into a multi-line usage error; this
+            # one reaches nclab's main and prints as one line
+            raise OptionValueError(str(exc)) from None
+    return run
+
+
+def parse_number(value: Any, kind: type, rule: Setting, option: str) -> Any:
+    """``value`` as ``kind`` (int or float), finite and inside ``rule``'s range."""
+    text = str(value).strip()
+    try:
+        number = kind(text)
+    except ValueError:
+        raise NCInputError(f"{option} expects {'an integer' if kind is int else 'a number'}"
+                           f"; got '{text}'") from None
+    if kind is float and not math.isfinite(number):
+        raise NCInputError(f"{option} must be a finite number {rule.range_text()}; got {text}")
+    if not rule.admits(number):
+        raise NCInputError(f"{option} must {rule.requirement()}; got {text}")
+    return number
+
+
+def parse_list(text: str | None, kind: type, option: str,
+               rule: Setting | None = None) -> tuple[Any, ...] | None:
+    """``"1,2,3"`` -> (1, 2, 3) of ``kind``, each inside ``rule``'s range; None stays None."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if kind is str:
+        return tuple(parts)
+    try:
+        values = tuple(kind(part) for part in parts)
+    except ValueError:
+        raise NCInputError(f"{option} expects a comma-separated list of {kind.__name__}; "
+                           f"got '{text}'") from None
+    rule = rule or Setting(help="")
+    for value in values:
+        if (kind is float and not math.isfinite(value)) or not rule.admits(value):
+            bounds = rule.range_text()
+            raise NCInputError(f"{option} takes {'finite ' if kind is float else ''}values"
+                               f"{' ' + bounds if bounds else ''}; got '{text}'")
+    return values
+
+
+# ------------------------------------------------------------------ KEY=VALUE options
+def split_pairs(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (the text of each value)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise NCInputError(f"{option} expects KEY=VALUE; got '{pair}'")
+        out[key.strip()] = text
+    return out
+
+
+def typed_pairs(pairs: Sequence[str] | None, option: str, owner: str,
+                hints: dict[str, Any]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs converted to the types ``hints`` gives each accepted key.
+
+    Parameters
+    ----------
+    pairs : list of str
+    option : str
+        The option's name, for messages (``--data-opt``).
+    owner : str
+        What takes the options, for messages (``dataset 'gaussian'``).
+    hints : dict
+        Accepted key -> type annotation (``typing.Any`` when the builder has none).
+    """
+    out = {}
+    for key, text in split_pairs(pairs, option).items():
+        if key not in hints:
+            raise NCInputError(f"{option}: {owner} has no option {key}; it accepts: "
+                               f"{', '.join(hints) or 'none'}")
+        try:
+            out[key] = convert_text(text, hints[key])
+        except ValueError:
+            raise NCInputError(f"{option} {key}={text}: {owner} takes {describe(hints[key])} "
+                               f"for {key}") from None
+    return out
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def convert_text(text: str, hint: Any) -> Any:
+    """The command-line text of one value as the annotated type; ValueError if it is not."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    word = text.strip()
+    if hint in (Any, inspect.Parameter.empty):
+        try:
+            return json.loads(word)
+        except json.JSONDecodeError:
+            return text
+    if origin in (Union, types.UnionType):
+        if type(None) in args and word.lower() in ("none", "null"):
+            return None
+        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
+            try:
+                return convert_text(text, arg)
+            except ValueError:
+                continue
+        raise ValueError(text)
+    if origin is Literal:
+        if word in map(str, args):
+            return next(a for a in args if str(a) == word)
+        raise ValueError(text)
+    if hint is bool:
+        if word.lower() in _TRUE + _FALSE:
+            return word.lower() in _TRUE
+        raise ValueError(text)
+    if hint is int:
+        return int(word)
+    if hint is float:
+        value = float(word)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if hint is str:
+        return text
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        return _convert_sequence(word, args[0] if args else Any)
+    if origin is dict or hint is dict:
+        value = json.loads(word)
+        if not isinstance(value, dict):
+            raise ValueError(text)
+        return value
+    return text  # a type the command line cannot spell: passed on for the builder to judge
+
+
+def _convert_sequence(word: str, item: Any) -> list[Any]:
+    if word.startswith("["):
+        try:
+            values = json.loads(word)
+        except json.JSONDecodeError:
+            raise ValueError(word) from None
+        if not isinstance(values, list):
+            raise ValueError(word)
+        return [convert_text(json.dumps(v) if not isinstance(v, str) else v, item)
+                for v in values]
+    return [convert_text(part, item) for part in word.split(",") if part.strip()]
+
+
+def describe(hint: Any) -> str:
+    """A type annotation in words, for messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        words = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or none" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        plural = {int: "integers", float: "finite numbers", str: "names", bool: "true/false"}
+        return f"a comma-separated list of {plural.get(args[0], 'values') if args else 'values'}"
+    named = {bool: "true or false", int: "an integer", float: "a finite number", str: "text",
+             dict: "a JSON object"}
+    return named.get(origin or hint, "a JSON value")
+
+
+def builder_hints(builder: Callable[..., Any], names: Sequence[str]) -> dict[str, Any]:
+    """name -> type annotation of the keyword parameters ``names`` of ``builder``."""
+    target = builder.func if isinstance(builder, partial) else builder
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):  # an annotation that does not resolve: take any value
+        hints = {}
+    return {name: hints.get(name, Any) for name in names}
+
+
+def dataset_hints(name: str, kind: str | None) -> tuple[str, dict[str, Any]]:
+    """The registered name of data set ``name`` and its options' types."""
+    from nclab.data import DATASETS, resolve_dataset
+
+    name = resolve_dataset(name, kind)
+    entry = DATASETS[name]
+    return name, builder_hints(entry.builder, entry.options())
+
+
+def model_hints(name: str) -> dict[str, Any]:
+    from nclab.models import MODELS, check_model, model_options
+
+    check_model(name, {})
+    return builder_hints(MODELS[name], model_options(name))
+
+
+def task_class(name: str) -> Any:
+    from nclab.train.tasks import TASKS
+
+    if name not in TASKS:
+        raise NCInputError(f"unknown task '{name}'; choose from: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def task_hints(name: str) -> dict[str, Any]:
+    options_type = task_class(name).options_type
+    hints = typing.get_type_hints(options_type)
+    return {item.name: hints[item.name] for item in fields(options_type)}
+
+
+# ------------------------------------------------------------------ the config options
+@dataclass
+class ConfigChanges:
+    """What the command line set of a TrainConfig (None or absent: not given).
+
+    Attributes
+    ----------
+    values : dict
+        Field -> value of the scalar and list fields given.
+    pairs : dict
+        ``dataset_options`` / ``model_options`` / ``options`` -> their raw KEY=VALUE texts.
+    typed : dict
+        The same three fields -> values set by dedicated options (``--widths``, ...).
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, list[str]] = field(default_factory=dict)
+    typed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set a field (ignored when None)."""
+        if value is not None:
+            self.values[name] = value
+
+    def set_option(self, kind: str, key: str, value: Any) -> None:
+        """Set one entry of a dict field (ignored when None)."""
+        if value is not None:
+            self.typed.setdefault(kind, {})[key] = value
+
+    def apply(self, base: TrainConfig) -> TrainConfig:
+        """``base`` with these changes; dict fields are merged, KEY=VALUE texts converted
+        to the types of the data set builder, the model and the task options."""
+        config = base.updated(**self.values)
+        kind = task_class(config.task).data_kind
+        dataset, data_types = dataset_hints(config.dataset, kind)
+        owners = {
+            "dataset_options": ("--data-opt", f"dataset '{dataset}'", lambda: data_types),
+            "model_options": ("--model-opt", f"model '{config.model}'",
+                              lambda: model_hints(config.model)),
+            "options": ("--opt", f"task '{config.task}'", lambda: task_hints(config.task)),
+        }
+        merged = {}
+        for name, (option, owner, hints) in owners.items():
+            given = self.typed.get(name, {})
+            if self.pairs.get(name):
+                given = {**given, **typed_pairs(self.pairs[name], option, owner, hints())}
+            if given:
+                merged[name] = {**getattr(base, name), **given}
+        config = config.updated(**merged)
+        task_class(config.task).options_type.parse(config.options, config.task)  # ranges
+        return config
+
+
+def _list_type(hint: Any) -> type | None:
+    """The item type of a ``tuple[X, ...]`` field (None for other fields)."""
+    kind, _ = base_type(hint)
+    if typing.get_origin(kind) is tuple:
+        return typing.get_args(kind)[0]
+    return None
+
+
+def _shown(value: Any) -> str | bool:
+    """A preset value as ``--help`` shows it (False: show nothing)."""
+    if value is None or value == {}:
+        return False
+    if isinstance(value, tuple):
+        return ",".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value) or "none"
+    return str(value)
+
+
+def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
+    """The typer parameter of the config field ``name``, showing ``preset``'s value."""
+    rule = TrainConfig.settings()[name]
+    hint = field_types()[name]
+    kind, _ = base_type(hint)
+    item = _list_type(hint)
+    common = {"help": rule.help, "rich_help_panel": rule.group,
+              "show_default": _shown(getattr(preset, name))}
+    annotation: Any = str | None
+    if name in DICT_FIELDS:
+        info = typer.Option(None, rule.cli, metavar="KEY=VALUE", **common)
+        annotation = list[str] | None
+    elif item is not None:
+        info = typer.Option(None, rule.cli, parser=list_parser(item, rule, rule.cli),
+                            metavar="LIST", **common)
+    elif kind is str:
+        info = typer.Option(None, rule.cli, **common)
+    else:
+        info = typer.Option(None, rule.cli, parser=number_parser(kind, rule, rule.cli),
+                            metavar="INTEGER" if kind is int else "NUMBER", **common)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
+                             annotation=annotation)
+
+
+def config_fields(exclude: Sequence[str] = ()) -> list[str]:
+    """The config fields that are options, in field order, less ``exclude``."""
+    return [name for name, rule in TrainConfig.settings().items()
+            if rule.cli is not None and name not in exclude]
+
+
+def add_parameters(func: Callable[..., Any], parameters: list[inspect.Parameter],
+                   collect: Callable[[dict[str, Any], dict[str, Any]], None],
+                   provides: Sequence[str] = ()) -> Callable[..., Any]:
+    """``func`` with ``parameters`` added to the signature typer reads.
+
+    ``collect(values, kwargs)`` turns the values of the added parameters into keyword
+    arguments of ``func`` (``provides`` names those it adds, which leave the signature).
+    """
+    own = inspect.signature(func, eval_str=True)
+    hints = typing.get_type_hints(func)
+    added = {p.name for p in parameters}
+    kept = [p.replace(annotation=hints.get(p.name, p.annotation),
+                      kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in own.parameters.values() if p.name not in provides]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in list(kwargs) if name in added}
+        collect(values, kwargs)
+        return func(**kwargs)
+
+    signature = inspect.Signature([*kept, *parameters])
+    command.__signature__ = signature  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return command
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def training_options(preset: TrainConfig, *, exclude: Sequence[str] = ()) -> Decorator:
+    """Decorator: add an option for every TrainConfig field (less ``exclude``), with the
+    preset's values as the defaults shown, and pass ``changes: ConfigChanges``.
+
+    Values not given are None (not the preset's): on ``--resume`` the stored config
+    supplies them.
+    """
+    parameters = [config_parameter(name, preset) for name in config_fields(exclude)]
+
+    def collect(values: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        changes = ConfigChanges()
+        for name, value in values.items():
+            if name in DICT_FIELDS:
+                if value:
+                    changes.pairs[name] = list(value)
+            else:
+                changes.set(name, value)
+        kwargs["changes"] = changes
+
+    return lambda func: add_parameters(func, parameters, collect, provides=("changes",))
+
+
+#: Options that set one model option each: name -> (type, help).
+MODEL_SHORTCUTS: dict[str, tuple[Any, str]] = {
+    "widths": (list_parser(int, Setting(help="", low=1), "--widths"),
+               "Hidden widths of the MLP, e.g. 256,256,256 (model option widths)."),
+    "width": (number_parser(float, Setting(help="", low=0, low_open=True), "--width"),
+              "Width multiplier of vgg*/resnet* (model option width)."),
+    "activation": (None, "Hidden activation of the MLP: relu, leaky_relu, tanh, gelu "
+                         "(model option activation)."),
+}
+
+
+def model_shortcuts(names: Sequence[str] = ("widths", "width"),
+                    preset: TrainConfig | None = None) -> Decorator:
+    """Decorator: ``--widths`` and the like, each one model option; the command's
+    ``changes`` (from :func:`training_options`) receives them."""
+    parameters = []
+    for name in names:
+        kind, text = MODEL_SHORTCUTS[name]
+        shown = _shown(tuple((preset.model_options if preset else {}).get(name, ())) or None)
+        extra = {"parser": kind, "metavar": "LIST" if name == "widths" else "NUMBER"} \
+            if kind is not None else {}
+        parameters.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+            default=typer.Option(None, f"--{name}", help=text, rich_help_panel="Model",
+                                 show_default=shown, **extra)))
+
+    def collect(values: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        for name, value in values.items():
+            value = list(value) if isinstance(value, tuple) else value
+            kwargs["changes"].set_option("model_options", name, value)
+
+    return lambda func: add_parameters(func, parameters, collect)
+
+
+# ------------------------------------------------------------------ runtime options
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a command computes; nothing here changes its results."""
+
+    device: str
+    threads: int
+    progress: bool
+
+    def apply_threads(self, console: Any = None) -> None:
+        """Set torch's and the BLAS's thread counts, and say so."""
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(self.threads)
+        threadpool_limits(self.threads)
+        if console is not None:
+            console.print(f"torch threads: {self.threads} (--threads)", highlight=False)
+
+
+def check_device(name: str, option: str = "--device") -> str:
+    """``name`` if torch can compute there: auto, cpu, cuda[:i], mps; else one line."""
+    if name == "auto":
+        return name
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise NCInputError(f"{option} {name!r} is not a torch device; use auto, cpu, "
+                           "cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise NCInputError(f"{option} {name}: this torch has no CUDA device "
+                               f"(torch {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise NCInputError(f"{option} {name}: only {count} CUDA device(s), "
+                               f"cuda:0..cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise NCInputError(f"{option} {name}: MPS is not available here")
+    elif device.type != "cpu":
+        raise NCInputError(f"{option} {name!r}: nclab computes on cpu, cuda or mps")
+    return name
+
+
+def available_memory(device: Any) -> int | None:
+    """Bytes free on ``device`` (a torch.device): the GPU's, else the host's MemAvailable."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(needed: int, device: Any, what: str) -> None:
+    """Refuse, in one line, a computation that needs more memory than ``device`` has free
+    (instead of allocating until the process is killed)."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise NCInputError(f"{what} needs about {needed / 2**30:.3g} GiB; {device} has "
+                           f"{free / 2**30:.3g} GiB free: use smaller sizes")
+
+
+def _device_callback(value: str) -> str:
+    return check_device(value)
+
+
+def runtime_parameters(progress: bool = True) -> list[inspect.Parameter]:
+    """``--device``, ``--threads`` (and ``--progress/--no-progress``)."""
+    runtime = "Runtime (no effect on the results)"
+    made = [
+        ("device", str, typer.Option("auto", "--device", callback=_device_callback,
+                                     rich_help_panel=runtime,
+                                     help="auto (CUDA if available), cpu, cuda, cuda:1...")),
+        ("threads", int, typer.Option(DEFAULT_THREADS, "--threads",
+                                      parser=number_parser(int, Setting(help="", low=1),
+                                                           "--threads"), metavar="INTEGER",
+                                      rich_help_panel=runtime,
+                                      help="CPU threads of torch and numpy's BLAS.")),
+    ]
+    if progress:
+        made.append(("progress", bool, typer.Option(True, "--progress/--no-progress",
+                                                    rich_help_panel=runtime,
+                                                    help="Progress bars.")))
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
+                              annotation=annotation) for name, annotation, info in made]
+
+
+def runtime_options(progress: bool = True) -> Decorator:
+    """Decorator: add the runtime options and pass ``runtime: Runtime``."""
+    def collect(values: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        kwargs["runtime"] = Runtime(values["device"], values["threads"],
+                                    values.get("progress", False))
+
+    return lambda func: add_parameters(func, runtime_parameters(progress), collect,
+                                       provides=("runtime",))

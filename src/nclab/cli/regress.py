@@ -15,17 +15,16 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nclab.cli.app import app, console, err_console, short, show_result, value_table
+from nclab.cli.app import console, err_console, regress_app, short, show_result, value_table
+from nclab.cli.options import integer, list_parser, real
 from nclab.core.errors import NCInputError
 from nclab.core.io import load_npz, write_atomic, write_json
 from nclab.core.regression import RegressionMetrics, measure_regression
 from nclab.core.validation import ensure_moderate_scale
+from nclab.train.config import Setting
 
-regress_app = typer.Typer(
-    help="Neural regression collapse: NRC1-NRC3, the regression UFM, imitation data.",
-    no_args_is_help=True,
-)
-app.add_typer(regress_app, name="regress")
+SPECTRUM = {"parser": list_parser(float, Setting(help="", low=0, low_open=True), "--spectrum"),
+            "metavar": "LIST"}
 
 
 def _progress() -> Progress:
@@ -49,13 +48,17 @@ def ufm_command(
     lambdas: list[str] = typer.Option(
         ["0.1,0.1", "0.5,0.5", "1,1.5", "3,3", "0,0"], "--lambdas",
         help="lambda_H,lambda_W pairs to solve (repeat the option)."),
-    target_dim: int = typer.Option(3, "--n", help="Target dimension n."),
-    dim: int = typer.Option(16, "--d", help="Feature dimension d."),
-    samples: int = typer.Option(200, "--m", help="Number of samples M."),
+    target_dim: int = typer.Option(3, "--target-dim", help="Target dimension n.",
+                                   **integer("--target-dim")),
+    dim: int = typer.Option(16, "--dim", help="Feature dimension d.", **integer("--dim")),
+    samples: int = typer.Option(200, "--samples", help="Number of samples M.",
+                                **integer("--samples", 2)),
     spectrum: str = typer.Option("2,1,0.5", help="Eigenvalues of the target covariance "
-                                                  "(comma separated, n of them)."),
-    seed: int = typer.Option(0, help="Seed of the targets and of the solver's start."),
-    steps: int = typer.Option(50_000, help="Most gradient steps per solve."),
+                                                  "(comma separated, n of them).", **SPECTRUM),
+    seed: int = typer.Option(0, help="Seed of the targets and of the solver's start.",
+                             **integer("--seed", 0)),
+    steps: int = typer.Option(50_000, help="Most gradient steps per solve.",
+                              **integer("--steps")),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON."),
     save: Path | None = typer.Option(
         None, help="Folder to write each solution to, as ufm_<lH>_<lW>.npz with features, "
@@ -64,9 +67,10 @@ def ufm_command(
     """Solve the regression UFM by gradient descent and compare with its closed form."""
     from nclab.ufm.regression import closed_form, optimal_loss, solve
 
-    eigenvalues = np.array([float(v) for v in spectrum.split(",")])
-    if len(eigenvalues) != target_dim or (eigenvalues <= 0).any():
-        raise NCInputError(f"--spectrum needs n={target_dim} positive eigenvalues; got {spectrum}")
+    eigenvalues = np.array(spectrum, dtype=float)
+    if len(eigenvalues) != target_dim:
+        raise NCInputError(f"--spectrum needs --target-dim={target_dim} positive eigenvalues; "
+                           f"got {len(eigenvalues)}")
     targets = _targets_with_spectrum(samples, eigenvalues, seed)
     table = Table(title=f"regression UFM  (M={samples}, n={target_dim}, d={dim}, Sigma "
                         f"eigenvalues {', '.join(f'{v:g}' for v in eigenvalues)})",
@@ -131,7 +135,8 @@ def _parse_pair(pair: str) -> tuple[float, float]:
 def _targets_with_spectrum(samples: int, eigenvalues: np.ndarray, seed: int) -> np.ndarray:
     """Gaussian targets whose sample covariance has exactly these eigenvalues."""
     if samples <= len(eigenvalues):
-        raise NCInputError(f"--m must exceed n={len(eigenvalues)}; got {samples}")
+        raise NCInputError(f"--samples must exceed --target-dim={len(eigenvalues)}; "
+                           f"got {samples}")
     rng = np.random.default_rng(seed)
     raw = rng.normal(size=(samples, len(eigenvalues)))
     raw -= raw.mean(axis=0)
@@ -146,28 +151,35 @@ def _targets_with_spectrum(samples: int, eigenvalues: np.ndarray, seed: int) -> 
 @regress_app.command("data")
 def data_command(
     task: str = typer.Argument(..., help="reacher, swimmer, hopper or teacher."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the .npz "
-                                                      "(x, y, x_test, y_test)."),
-    samples: int | None = typer.Option(None, "--samples", help="Train + test samples "
-                                       "(default: the paper's 1k / 1k / 10k; teacher 1000)."),
-    test_fraction: float = typer.Option(0.2, help="Fraction held out as the test set."),
+    out: Path = typer.Option(None, "--out", "-o", show_default="data/TASK.npz",
+                             help="Where to write the .npz (x, y, x_test, y_test)."),
+    samples: int | None = typer.Option(None, "--samples", help="Train + test samples.",
+                                       show_default="teacher 1000, Reacher/Swimmer 1k, "
+                                                    "Hopper 10k", **integer("--samples", 2)),
+    test_fraction: float = typer.Option(0.2, help="Fraction held out as the test set.",
+                                        **real("--test-fraction", low=0, high=1,
+                                                low_open=True, high_open=True)),
     noise: float = typer.Option(0.1, help="MuJoCo: exploration noise on executed actions; "
-                                          "teacher: target noise."),
-    episodes: int = typer.Option(5, help="MuJoCo: episodes scoring the expert and random."),
+                                          "teacher: target noise.", **real("--noise", low=0)),
+    episodes: int = typer.Option(5, help="MuJoCo: episodes scoring the expert and random.",
+                                 **integer("--episodes")),
     policy: Path | None = typer.Option(None, help="Hopper: the expert's linear policy .npz, "
                                                   "read if it exists, else written there."),
-    search_iterations: int = typer.Option(100, help="Hopper: most random-search iterations."),
-    target_dim: int = typer.Option(3, "--n", help="Teacher: target dimension n."),
-    input_dim: int = typer.Option(16, help="Teacher: input dimension."),
+    search_iterations: int = typer.Option(100, help="Hopper: most random-search iterations.",
+                                          **integer("--search-iterations")),
+    target_dim: int = typer.Option(3, "--target-dim", help="Teacher: target dimension n.",
+                                   **integer("--target-dim")),
+    input_dim: int = typer.Option(16, help="Teacher: input dimension.", **integer("--input-dim")),
     spectrum: str | None = typer.Option(None, help="Teacher: eigenvalues of the target "
-                                                   "covariance, comma separated."),
-    seed: int = typer.Option(0, help="Seed."),
+                                                   "covariance, comma separated.", **SPECTRUM),
+    seed: int = typer.Option(0, help="Seed.", **integer("--seed", 0)),
 ) -> None:
     """Make a regression data set offline and save it as .npz."""
+    out = out or Path("data") / f"{task}.npz"
     if task == "teacher":
         from nclab.data.teacher import teacher
 
-        cov = None if spectrum is None else [float(v) for v in spectrum.split(",")]
+        cov = None if spectrum is None else list(spectrum)
         data = teacher(samples or 1000, input_dim, target_dim, cov, noise=noise,
                        test_fraction=test_fraction, seed=seed)
     else:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.core.errors import NCInputError
+from nclab.cli.options import Runtime, check_memory, integer, real, runtime_options
 from nclab.studies.ufm import (
     DEFAULT_DECAY,
     DEFAULT_TAU,
@@ -21,42 +20,55 @@ from nclab.studies.ufm import (
     fmt,
     solve_ufm,
 )
+from nclab.train.trainer import resolve_device
 from nclab.ufm.classification import LOSSES
 
 
 @app.command("ufm")
+@runtime_options()
 def ufm_command(
-    classes: int = typer.Option(10, "--classes", "-K", help="Number of classes K."),
-    dim: int = typer.Option(16, "--dim", "-d", help="Feature dimension d."),
-    per_class: int = typer.Option(5, "--per-class", "-n", help="Features per class n."),
+    *,
+    runtime: Runtime,
+    classes: int = typer.Option(10, "--classes", help="Number of classes K.",
+                                **integer("--classes")),
+    dim: int = typer.Option(16, "--dim", help="Feature dimension d.", **integer("--dim")),
+    per_class: int = typer.Option(5, "--per-class", help="Features per class n.",
+                                  **integer("--per-class")),
     loss: str = typer.Option("ce", help=f"Loss of the regularized model: {', '.join(LOSSES)}."),
     normalized: bool = typer.Option(
-        False, "--normalized", help="Unit-norm features and classifiers (SPEC section 4)."),
-    tau: float | None = typer.Option(None, help="Inverse temperature (--normalized; default "
-                                                f"{DEFAULT_TAU:g})."),
-    lambda_w: float | None = typer.Option(
-        None, help=f"Weight decay on W (default {DEFAULT_DECAY})."),
-    lambda_h: float | None = typer.Option(
-        None, help=f"Weight decay on H (default {DEFAULT_DECAY})."),
-    lambda_b: float | None = typer.Option(
-        None, help=f"Weight decay on b (default {DEFAULT_DECAY})."),
-    steps: int = typer.Option(5000, help="Maximum gradient steps."),
-    lr: float = typer.Option(1.0, help="Initial step size (adapted per run by backtracking)."),
-    grad_tol: float = typer.Option(1e-10, help="Stop when every run's gradient norm is below."),
-    seeds: int = typer.Option(1, help="Number of random starts (seeds 0..S-1), run as a batch."),
-    tol: float = typer.Option(1e-6, help="A run reaches f* when f - f* <= tol."),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
+        False, "--normalized", help="Unit-norm features and classifiers (docs/ufm.md)."),
+    tau: float | None = typer.Option(None, show_default=f"{DEFAULT_TAU:g}",
+                                     help="Inverse temperature (--normalized)."),
+    lambda_w: float | None = typer.Option(None, show_default=f"{DEFAULT_DECAY:g}",
+                                          help="Weight decay on W."),
+    lambda_h: float | None = typer.Option(None, show_default=f"{DEFAULT_DECAY:g}",
+                                          help="Weight decay on H."),
+    lambda_b: float | None = typer.Option(None, show_default=f"{DEFAULT_DECAY:g}",
+                                          help="Weight decay on b."),
+    steps: int = typer.Option(5000, help="Maximum gradient steps.", **integer("--steps")),
+    lr: float = typer.Option(1.0, help="Initial step size (adapted per run by backtracking).",
+                             **real("--lr", low=0, low_open=True)),
+    grad_tol: float = typer.Option(1e-10, help="Stop when every run's gradient norm is below.",
+                                   **real("--grad-tol", low=0)),
+    seeds: int = typer.Option(1, help="Number of random starts (seeds 0..S-1), run as a batch.",
+                              **integer("--seeds")),
+    tol: float = typer.Option(1e-6, help="A run reaches f* when f - f* <= tol.",
+                              **real("--tol", low=0, low_open=True)),
     probe_hessian: bool = typer.Option(
         False, "--probe", help="(--normalized) Hessian spectrum at every solution."),
-    out: Path = typer.Option(Path("ufm_out"), help="Folder for ufm.json and convergence.png."),
+    out: Path = typer.Option(Path("runs/ufm"), "--out",
+                             help="Folder for ufm.json and convergence.png."),
 ) -> None:
     """Solve a UFM from random starts: objective, gap to f*, collapse metrics, figure."""
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
                       lambda_b)
-    torch_device = _device(device)
+    torch_device = resolve_device(runtime.device)
+    check_memory(ufm_bytes(classes, dim, per_class, seeds), torch_device,
+                 f"--classes {classes} --dim {dim} --per-class {per_class} --seeds {seeds}")
+    runtime.apply_threads(console)
     console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)
     with Progress(TextColumn("descent"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=not runtime.progress) as bar:
         task = bar.add_task("descent", total=steps)
         result = solve_ufm(model, out, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
                            tol=tol, device=torch_device, probe_hessian=probe_hessian,
@@ -68,14 +80,12 @@ def ufm_command(
     console.print(f"wrote {out / RESULT_JSON} and {result['figure']}")
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise NCInputError(f"--device {name!r} is not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NCInputError("--device cuda: no CUDA device is available")
-    return device
+def ufm_bytes(classes: int, dim: int, per_class: int, seeds: int) -> int:
+    """Memory of one solve, in bytes: float64 W (S, K, d), H (S, K n, d) and logits
+    (S, K n, K), each held about four times (values, gradients, the line search's trial
+    point, temporaries)."""
+    values = seeds * (classes * dim + classes * per_class * dim + classes * per_class * classes)
+    return 4 * 8 * values
 
 
 def _tables(runs: list[dict]) -> list[Table]:
