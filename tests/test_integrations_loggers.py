@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from cli_helpers import run_cli
 from integration_helpers import clusters, mlp, tracked
 from logger_readers import READERS
 from torch.utils.data import DataLoader, TensorDataset
 from torch_threads import one_thread  # noqa: F401
-from train_helpers import TINY
+from train_helpers import TINY, TINY_ARGS
 
 import nclab
 from nclab import NCInputError
@@ -103,3 +104,27 @@ def test_trainer_rows_reach_every_logger_as_in_metrics_jsonl(tmp_path):
         assert sorted(got) == sorted(expected), name
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, rel=1e-12, abs=0), (name, key)
+
+
+def test_loggers_start_at_their_first_row(tmp_path):
+    chosen = make_loggers(list(READERS), tmp_path / "run")
+    close_loggers(chosen)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_nclab_train_logger_option(tmp_path, capsys):
+    """``--logger`` (repeatable) on the command line; an unknown name stops the run
+    with one line before anything is written."""
+    out = tmp_path / "run"
+    args = ["train", *TINY_ARGS, "--epochs", "3", "--log-points", "2", "--no-report",
+            "--out", out]
+    code, _, err = run_cli([*args, "--logger", "csv", "--logger", "neptune"], capsys)
+    assert code == 2 and "unknown logger 'neptune'" in err and not out.exists()
+    code, _, err = run_cli([*args, "--logger", "csv", "--logger", "tensorboard"], capsys)
+    assert code == 0, err
+    rows = RunDir(out).read_rows()
+    expected = {(row["epoch"], name): value for row in rows
+                for name, value in row_scalars(row).items()}
+    for name in ("csv", "tensorboard"):
+        assert READERS[name](out) == pytest.approx(expected, rel=1e-12), name

@@ -41,15 +41,22 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def run_training(config: TrainConfig, out: Path, *, resume: bool, runtime: Runtime,
-                 checkpoint_every: int | None = None, report: bool = True) -> dict[str, Any]:
-    """Train, then (on rank 0) print the outcome and write the report."""
+                 checkpoint_every: int | None = None, report: bool = True,
+                 loggers: list[str] | None = None) -> dict[str, Any]:
+    """Train, then (on rank 0) print the outcome and write the report. ``loggers``
+    names experiment loggers that get every logged row too (``--logger``)."""
+    from nclab.integrations.loggers import close_loggers, make_loggers
     from nclab.report import write_report
     from nclab.train import Trainer
 
+    chosen = make_loggers(loggers or (), out, config=config.to_dict())
     runtime.apply_threads(console)
     trainer = Trainer(config, out, device=runtime.device, checkpoint_every=checkpoint_every,
-                      progress=console if runtime.progress else False)
-    summary = trainer.fit(resume=resume)
+                      progress=console if runtime.progress else False, loggers=chosen)
+    try:
+        summary = trainer.fit(resume=resume)
+    finally:
+        close_loggers(chosen)
     if int(os.environ.get("RANK", "0")) == 0:
         print_summary(summary)
         if report:
@@ -105,6 +112,11 @@ def train_command(
                                          help="Checkpoint every this many epochs."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at "
                                                                    "the end."),
+    logger: list[str] = typer.Option(
+        None, "--logger", metavar="tensorboard|wandb|mlflow|csv",
+        help="Also log every row's numbers to TensorBoard (OUT/tensorboard), W&B (offline, "
+             "OUT/wandb), MLflow (file store OUT/mlruns) or csv (OUT/scalars.csv); "
+             "repeatable. metrics.jsonl stays the record (docs/in_your_training.md)."),
 ) -> None:
     """Train a network past zero training error, logging every collapse metric."""
     normalization(changes, normalize_features, tau, resume)
@@ -113,4 +125,4 @@ def train_command(
         raise NCInputError("--tau is the inverse temperature of --normalize-features: "
                            "pass both")
     run_training(config, out or default_run_dir(config), resume=resume, runtime=runtime,
-                 checkpoint_every=checkpoint_every, report=report)
+                 checkpoint_every=checkpoint_every, report=report, loggers=logger)

@@ -31,7 +31,7 @@ import importlib.util
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -200,9 +200,31 @@ def check_logger_names(names: Iterable[str]) -> list[str]:
     return chosen
 
 
+class LazyLogger:
+    """A logger that is made at its first row, so that nothing is written (no event
+    file, no W&B or MLflow run) unless a row is logged: a run that stops at its checks,
+    or a rank other than 0, leaves no trace."""
+
+    def __init__(self, make: Callable[[], Logger]) -> None:
+        self.make = make
+        self.logger: Logger | None = None
+
+    def log(self, row: Mapping[str, Any], step: int) -> None:
+        if self.logger is None:
+            self.logger = self.make()
+        self.logger.log(row, step)
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+
 def make_loggers(names: Iterable[str], run_dir: str | os.PathLike,
                  config: Mapping[str, Any] | None = None) -> list[Logger]:
     """The loggers named, writing next to ``run_dir``'s metrics.jsonl.
+
+    The names are checked (and the libraries found) now; each logger starts at its
+    first row (:class:`LazyLogger`).
 
     Parameters
     ----------
@@ -216,24 +238,18 @@ def make_loggers(names: Iterable[str], run_dir: str | os.PathLike,
     Returns
     -------
     list of Logger
-        Objects with ``log(row, step)`` and ``close()``; the caller closes them.
+        Objects with ``log(row, step)`` and ``close()``; the caller closes them
+        (:func:`close_loggers`).
     """
     chosen = check_logger_names(names)
     run_dir = Path(run_dir)
-    makers = {
+    makers: dict[str, Callable[[], Logger]] = {
         "tensorboard": lambda: TensorBoardLogger(run_dir / "tensorboard"),
         "wandb": lambda: WandbLogger(run_dir, run_dir.name, config),
         "mlflow": lambda: MlflowLogger(run_dir / "mlruns", run_dir.name, config),
         "csv": lambda: CsvLogger(run_dir / "scalars.csv"),
     }
-    loggers: list[Logger] = []
-    try:
-        for name in chosen:
-            loggers.append(makers[name]())
-    except BaseException:
-        close_loggers(loggers)
-        raise
-    return loggers
+    return [LazyLogger(makers[name]) for name in chosen]
 
 
 def close_loggers(loggers: Iterable[Logger]) -> None:
