@@ -24,8 +24,8 @@ def _rows(profile: LayerProfile | Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _label(row: Mapping[str, Any], last: bool) -> str:
-    name = str(row["name"])
-    return f"{name} (classifier input)" if last else f"{name} ({row.get('point', 'output')})"
+    point = "classifier input" if last else str(row.get("point", "output"))
+    return f"{row['name']}\n{point}"
 
 
 def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.PathLike,
@@ -43,8 +43,9 @@ def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.Pat
     """
     rows = _rows(profile)
     depth = list(range(1, len(rows) + 1))
+    crowded = len(rows) > 6
     with figure_style():
-        fig, (ax,) = panel_grid(1, size=(max(4.5, 0.55 * len(rows) + 2.5), 3.6))
+        fig, (ax,) = panel_grid(1, size=(max(6.0, 0.6 * len(rows) + 2.5), 4.2))
         for i, (key, label) in enumerate(CURVES):
             points = [(x, row.get(key)) for x, row in zip(depth, rows, strict=True)]
             kept = [(x, v) for x, v in points
@@ -52,11 +53,11 @@ def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.Pat
             if kept:
                 ax.plot(*zip(*kept, strict=True), marker="o", color=color(i), label=label)
         ax.set_yscale("log")
-        ax.set_xticks(depth, [_label(row, x == len(rows)) for x, row in zip(depth, rows,
-                                                                               strict=True)],
-                      rotation=35, ha="right")
+        labels = [_label(row, x == len(rows)) for x, row in zip(depth, rows, strict=True)]
+        ax.set_xticks(depth, labels, rotation=35 if crowded else 0,
+                      ha="right" if crowded else "center", fontsize=8)
         ax.set_xlabel("layer, in the order of the forward pass")
-        ax.set_ylabel("within-class / between-class variability")
+        ax.set_ylabel("NC1 and NC1_trace")
         ax.set_title(title or "collapse layer by layer")
         ax.legend()
         save_png(fig, path)
