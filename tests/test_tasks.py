@@ -129,6 +129,13 @@ def test_the_old_npz_name_still_loads_with_a_warning(tmp_path):
                               dataset_options={}))
 
 
+def test_an_evaluator_of_the_other_kind_is_refused():
+    with pytest.raises(NCInputError, match="'nrc' evaluator needs real targets"):
+        make_task(tiny_config("classification", evaluators=("nrc",)))
+    with pytest.raises(NCInputError, match="'collapse' evaluator needs class labels"):
+        make_task(tiny_config("regression", evaluators=("collapse",)))
+
+
 def test_a_data_set_of_the_other_kind_is_refused():
     with pytest.raises(NCInputError, match="unknown dataset 'teacher' for classification"):
         make_task(tiny_config("classification", dataset="teacher"))

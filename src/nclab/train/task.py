@@ -194,6 +194,9 @@ class ClassificationTask(Task):
         if self.config.loss not in self.LOSSES:
             raise NCInputError(f"unknown loss '{self.config.loss}'; "
                                f"choose from: {', '.join(self.LOSSES)}")
+        if "nrc" in self.evaluator_names:
+            raise NCInputError("the 'nrc' evaluator needs real targets; classification runs "
+                               "use the 'collapse' evaluator")
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "ce":
