@@ -15,6 +15,7 @@ exactly with the pairwise update of Chan, Golub & LeVeque (SPEC section 1), and
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,22 @@ import torch
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.io import json_ready
-from nclab.core.validation import as_features, as_targets, ensure_finite, to_numpy64
+from nclab.core.streaming import (
+    Moments,
+    StreamingStatistic,
+    check_scatter,
+    state_entry,
+    state_mapping,
+    state_scalar,
+    times_power_of_two,
+)
+from nclab.core.validation import (
+    as_features,
+    as_targets,
+    ensure_finite,
+    positive_int,
+    to_numpy64,
+)
 
 #: The NRC metrics of SPEC section 5, in SPEC order.
 NRC_NAMES = ("nrc1", "nrc2", "nrc3")
@@ -34,45 +50,7 @@ GAMMA_GRID = 256
 GAMMA_CURVE_POINTS = 64
 
 
-class _Moments:
-    """Count, mean and centred scatter of vectors of one dimension, in float64 on the CPU."""
-
-    def __init__(self, dim: int) -> None:
-        self.count = 0
-        self.mean = torch.zeros(dim, dtype=torch.float64)
-        self.scatter = torch.zeros(dim, dim, dtype=torch.float64)
-
-    def batch(self, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """(count, mean, scatter) of a batch; the product runs on x's device and dtype.
-
-        A reference point close to the data (the running mean, or the batch's first row)
-        is subtracted first, so a float32 product loses nothing to the size of the mean.
-        """
-        shift = self.mean.to(device=x.device, dtype=x.dtype) if self.count else x[0]
-        residual = x - shift
-        sums = residual.sum(dim=0)
-        gram = residual.T @ residual
-        gram = (gram + gram.T) / 2  # low-precision products are not exactly symmetric
-        sums, gram, shift = (t.to(device="cpu", dtype=torch.float64) for t in (sums, gram, shift))
-        offset = sums / len(x)
-        return len(x), shift + offset, gram - len(x) * torch.outer(offset, offset)
-
-    def merge(self, count: int, mean: torch.Tensor, scatter: torch.Tensor) -> None:
-        if count == 0:
-            return
-        total = self.count + count
-        delta = mean - self.mean
-        self.scatter += scatter + (self.count * count / total) * torch.outer(delta, delta)
-        self.mean += delta * (count / total)
-        self.count = total
-
-    def about(self, origin: torch.Tensor) -> torch.Tensor:
-        """Scatter about ``origin`` instead of the own mean (exact shift of the moments)."""
-        delta = self.mean - origin if self.count else torch.zeros_like(origin)
-        return self.scatter + self.count * torch.outer(delta, delta)
-
-
-class RegressionStats:
+class RegressionStats(StreamingStatistic):
     """One-pass statistics of regression features and targets, accumulated in float64.
 
     Parameters
@@ -86,14 +64,16 @@ class RegressionStats:
     -----
     Features with norm zero have no direction: they count in the PCA, the target
     statistics and the MSE, but are left out of the normalized moments (NRC1, NRC2);
-    ``zero_features`` says how many there were.
+    ``zero_features`` says how many there were. Both moments are
+    :class:`nclab.core.streaming.Moments` with one group (the accumulation shared with
+    the classification statistics).
 
     Examples
     --------
     >>> stats = RegressionStats()
     >>> for features, targets in batches:                        # doctest: +SKIP
     ...     stats.update(features, targets)
-    >>> compute_regression_metrics(stats, weight=W, bias=b)       # doctest: +SKIP
+    >>> stats.compute(weight=W, bias=b)                            # doctest: +SKIP
     """
 
     def __init__(self, dim: int | None = None, target_dim: int | None = None) -> None:
@@ -102,7 +82,7 @@ class RegressionStats:
         if (dim is None) != (target_dim is None):
             raise NCInputError("give both dim and target_dim, or neither")
         if dim is not None and target_dim is not None:
-            self._allocate(int(dim), int(target_dim))
+            self._allocate(positive_int(dim, "dim"), positive_int(target_dim, "target_dim"))
 
     def _allocate(self, dim: int, target_dim: int) -> None:
         if dim < 1 or target_dim < 1:
@@ -110,8 +90,8 @@ class RegressionStats:
                 f"feature and target dimensions must be >= 1; got d={dim}, n={target_dim}"
             )
         self.dim, self.target_dim = dim, target_dim
-        self._joint = _Moments(dim + target_dim)
-        self._unit = _Moments(dim)
+        self._joint = Moments(1, dim + target_dim)
+        self._unit = Moments(1, dim)
 
     def _check_dims(self, dim: int, target_dim: int, what: str) -> None:
         if self.dim is None:
@@ -124,7 +104,7 @@ class RegressionStats:
 
     # ------------------------------------------------------------------ accumulation
     def update(self, features: Any, targets: Any) -> RegressionStats:
-        """Add a batch.
+        """Add a batch (an empty one changes nothing).
 
         Parameters
         ----------
@@ -138,139 +118,160 @@ class RegressionStats:
         -------
         self
         """
-        h = as_features(features, check_finite=False)  # checked on the batch sums instead
+        h = as_features(features, check_finite=False)  # checked by the magnitude pass
         y = as_targets(targets, h.shape[0])
         dtype = torch.promote_types(h.dtype, y.dtype)
         h, y = h.to(dtype), y.to(device=h.device, dtype=dtype)
         self._check_dims(h.shape[1], y.shape[1], "this batch")
         if h.shape[0] == 0:
             return self
-        joint = self._joint.batch(torch.cat([h, y], dim=1))
-        if not bool(torch.isfinite(joint[2]).all()):
-            ensure_finite(h)  # NaN or inf reach every sum: find the row only on this path
+        try:
+            self._joint.update(torch.cat([h, y], dim=1), name="features and targets")
+        except NCInputError:
+            ensure_finite(h)  # name the array and the row
             ensure_finite(y, "targets")
-        self._joint.merge(*joint)
+            raise
         norms = torch.linalg.vector_norm(h, dim=1)
         nonzero = norms > 0
         if bool(nonzero.any()):
-            unit = h[nonzero] / norms[nonzero, None]
-            self._unit.merge(*self._unit.batch(unit))
+            self._unit.update(h[nonzero] / norms[nonzero, None], name="normalized features")
         return self
 
-    def merge(self, other: RegressionStats) -> RegressionStats:
-        """Fold the statistics of ``other`` (another part of the data) into these."""
-        if not isinstance(other, RegressionStats):
-            raise NCInputError(f"can only merge RegressionStats; got {type(other).__name__}")
+    def _merge(self, other: RegressionStats) -> RegressionStats:
         if other.dim is None or other.target_dim is None:
             return self
         self._check_dims(other.dim, other.target_dim, "the other statistics")
-        for mine, theirs in ((self._joint, other._joint), (self._unit, other._unit)):
-            mine.merge(theirs.count, theirs.mean.clone(), theirs.scatter.clone())
+        self._joint.merge(other._joint)
+        self._unit.merge(other._unit)
         return self
 
-    def all_reduce(self) -> RegressionStats:
-        """Replace these statistics by those of the union over every rank, in place.
-
-        Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU). Each rank
-        sends its moments about the global means: the exact pairwise merge of all ranks.
-        """
-        if not distributed.is_initialized():
-            return self  # one process: the local statistics are already the whole
+    def _all_reduce(self) -> RegressionStats:
+        """Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU); each
+        rank sends its moments about the global means: the exact pairwise merge."""
         shape = torch.tensor([self.dim or 0, self.target_dim or 0])
         dim, target_dim = (int(v) for v in distributed.all_reduce(shape, op="max"))
         if dim == 0:
             return self
         self._check_dims(dim, target_dim, "another rank's statistics")
-        parts = (self._joint, self._unit)
-        first = distributed.all_reduce(torch.cat([
-            torch.cat([torch.tensor([float(m.count)], dtype=torch.float64), m.mean * m.count])
-            for m in parts
-        ]))
-        means, counts, at = [], [], 0
-        for m in parts:
-            count, k = first[at], len(m.mean)
-            counts.append(int(torch.round(count)))
-            means.append(first[at + 1 : at + 1 + k] / max(float(count), 1.0))
-            at += 1 + k
-        second = distributed.all_reduce(
-            torch.cat([m.about(mean).ravel() for m, mean in zip(parts, means, strict=True)])
-        )
-        at = 0
-        for m, mean, count in zip(parts, means, counts, strict=True):
-            k = len(mean)
-            m.count, m.mean, m.scatter = count, mean, second[at : at + k * k].reshape(k, k)
-            at += k * k
+        self._joint.all_reduce()
+        self._unit.all_reduce()
         return self
 
+    def reset(self) -> RegressionStats:
+        """Forget every sample; d and n stay."""
+        if self.dim is not None:
+            self._joint.reset()
+            self._unit.reset()
+        return self
+
+    def compute(self, weight: Any = None, bias: Any = None, **kwargs: Any) -> RegressionMetrics:
+        """``compute_regression_metrics(self, weight, bias, **kwargs)``."""
+        return compute_regression_metrics(self, weight, bias, **kwargs)
+
     # ------------------------------------------------------------------ derived quantities
+    @staticmethod
+    def _in_data_units(moments: Moments) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (k,), scatter (k, k)) of one-group moments, in the data's units."""
+        _, means, _, scatter = moments.moments()
+        shift = -moments.exponent
+        return (times_power_of_two(means[0], shift).cpu().numpy(),
+                times_power_of_two(scatter, 2 * shift).cpu().numpy())
+
     @property
     def num_samples(self) -> int:
-        return 0 if self.dim is None else self._joint.count
+        return 0 if self.dim is None else self._joint.rows
+
+    @property
+    def unit_count(self) -> int:
+        """How many features had a direction (norm > 0): the samples of NRC1 and NRC2."""
+        return 0 if self.dim is None else self._unit.rows
 
     @property
     def zero_features(self) -> int:
         """How many features had norm zero (left out of NRC1 and NRC2)."""
-        return 0 if self.dim is None else self._joint.count - self._unit.count
+        return self.num_samples - self.unit_count
+
+    def joint_mean(self) -> np.ndarray:
+        """Mean of z = [h, y], shape (d + n,)."""
+        return self._in_data_units(self._joint)[0]
 
     def feature_mean(self) -> np.ndarray:
         """Mean of h, shape (d,)."""
-        return self._joint.mean[: self.dim].numpy()
+        return self.joint_mean()[: self.dim]
 
     def target_mean(self) -> np.ndarray:
         """ybar, shape (n,)."""
-        return self._joint.mean[self.dim :].numpy()
+        return self.joint_mean()[self.dim :]
+
+    def joint_covariance(self) -> np.ndarray:
+        """Covariance of z = [h, y], shape (d + n, d + n)."""
+        return self._in_data_units(self._joint)[1] / self.num_samples
 
     def feature_covariance(self) -> np.ndarray:
         """(1/M) sum (h_i - hbar)(h_i - hbar)^T, shape (d, d)."""
         d = self.dim
-        return self._joint.scatter[:d, :d].numpy() / self.num_samples
+        return self.joint_covariance()[:d, :d]
 
     def target_covariance(self) -> np.ndarray:
         """Sigma = (1/M) sum (y_i - ybar)(y_i - ybar)^T, shape (n, n)."""
         d = self.dim
-        return self._joint.scatter[d:, d:].numpy() / self.num_samples
-
-    def joint_covariance(self) -> np.ndarray:
-        """Covariance of z = [h, y], shape (d + n, d + n)."""
-        return self._joint.scatter.numpy() / self.num_samples
+        return self.joint_covariance()[d:, d:]
 
     def unit_second_moment(self) -> np.ndarray:
         """(1/M') sum h~_i h~_i^T over the M' nonzero features (not centred), (d, d)."""
-        unit = self._unit
-        if unit.count == 0:
+        if self.unit_count == 0:
             raise NCInputError("every feature vector is zero: normalized features are undefined")
-        mean = unit.mean.numpy()
-        return unit.scatter.numpy() / unit.count + np.outer(mean, mean)
+        mean, scatter = self._in_data_units(self._unit)
+        return scatter / self.unit_count + np.outer(mean, mean)
 
     # ------------------------------------------------------------------ persistence
+    _PARTS = ("joint", "unit")
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only, so that ``torch.load(..., weights_only=True)`` reads it back."""
+        """Tensors only (on the CPU), so that ``torch.load(..., weights_only=True)`` reads
+        it back. Means and scatters are of the data times ``2**{part}_exponent``."""
         state = {"dim": torch.tensor(self.dim or 0),
                  "target_dim": torch.tensor(self.target_dim or 0)}
         if self.dim is not None:
-            for name, m in (("joint", self._joint), ("unit", self._unit)):
-                state[f"{name}_count"] = torch.tensor(m.count)
-                state[f"{name}_mean"] = m.mean.clone()
-                state[f"{name}_scatter"] = m.scatter.clone()
+            for name, moments in zip(self._PARTS, (self._joint, self._unit), strict=True):
+                counts, means, _, scatter = moments.moments()
+                state[f"{name}_count"] = counts[0].cpu().clone()
+                state[f"{name}_mean"] = means[0].cpu().clone()
+                state[f"{name}_scatter"] = scatter.cpu().clone()
+                state[f"{name}_exponent"] = torch.tensor(moments.exponent)
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> RegressionStats:
-        dim, target_dim = int(state["dim"]), int(state["target_dim"])
+    def load_state_dict(self, state: Mapping[str, Any]) -> RegressionStats:
+        """Restore a :meth:`state_dict`; every entry is checked before anything changes."""
+        state = state_mapping(state, "RegressionStats")
+        dim, target_dim = state_scalar(state, "dim"), state_scalar(state, "target_dim")
         if dim == 0:
             self.dim = self.target_dim = None
             return self
-        self._allocate(dim, target_dim)
-        for name, m in (("joint", self._joint), ("unit", self._unit)):
-            mean = torch.as_tensor(state[f"{name}_mean"], dtype=torch.float64)
-            scatter = torch.as_tensor(state[f"{name}_scatter"], dtype=torch.float64)
-            if mean.shape != m.mean.shape or scatter.shape != m.scatter.shape:
-                raise NCInputError(
-                    f"state entry '{name}' has shapes {tuple(mean.shape)}, "
-                    f"{tuple(scatter.shape)}; expected {tuple(m.mean.shape)}, "
-                    f"{tuple(m.scatter.shape)}"
-                )
-            m.count, m.mean, m.scatter = int(state[f"{name}_count"]), mean.clone(), scatter.clone()
+        if dim < 0 or target_dim < 1:
+            raise NCInputError(f"state has dimensions d={dim}, n={target_dim}")
+        if self.dim is not None and (dim, target_dim) != (self.dim, self.target_dim):
+            raise NCInputError(f"state has (d, n) = ({dim}, {target_dim}); these statistics "
+                               f"have ({self.dim}, {self.target_dim})")
+        parts = [self._checked_part(state, name, size)
+                 for name, size in zip(self._PARTS, (dim + target_dim, dim), strict=True)]
+        if parts[1][0] > parts[0][0]:
+            raise NCInputError("state entry 'unit_count' exceeds 'joint_count'")
+        self._check_dims(dim, target_dim, "the state")
+        for moments, (count, mean, scatter, exponent) in zip(
+                (self._joint, self._unit), parts, strict=True):
+            moments.load(count.reshape(1), mean[None], torch.diagonal(scatter).sum().reshape(1),
+                         scatter, exponent)
         return self
+
+    @staticmethod
+    def _checked_part(state: Mapping[str, Any], name: str,
+                      size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        count = state_entry(state, f"{name}_count", (), integer=True, nonnegative=True)
+        mean = state_entry(state, f"{name}_mean", (size,))
+        scatter = state_entry(state, f"{name}_scatter", (size, size))
+        check_scatter(scatter, f"{name}_scatter")
+        return count, mean, scatter, state_scalar(state, f"{name}_exponent", default=0)
 
     def __repr__(self) -> str:
         return (f"RegressionStats(dim={self.dim}, target_dim={self.target_dim}, "
@@ -360,7 +361,7 @@ def compute_regression_metrics(
     k = min(d, components if components is not None else max(10, n + 1))
     values["explained_variance_ratio"] = tuple(float(r) for r in ratios[:k])
     values["top_n_explained"] = float(ratios[: min(n, d)].sum())
-    if stats._unit.count:
+    if stats.unit_count:
         unit = stats.unit_second_moment()
         values["nrc1"] = _residual_energy(unit, directions[:, min(n, d):])
         if w is not None:
@@ -444,7 +445,7 @@ def _fit(
     """
     n = len(b)
     a = np.hstack([w, -np.eye(n)])
-    offset = a @ stats._joint.mean.numpy() + b
+    offset = a @ stats.joint_mean() + b
     residual = a @ stats.joint_covariance() @ a.T + np.outer(offset, offset)
     per_output = np.clip(np.diag(residual), 0, None)
     variance = np.diag(stats.target_covariance())

@@ -2,10 +2,13 @@
 
 One pass over (features, labels) keeps, per class, the count, the mean and the sum of
 squared distances to the mean, plus one pooled within-class scatter matrix (d x d).
-Memory is O(d^2 + C d), independent of the number of samples.
+Memory is O(d^2 + C d), independent of the number of samples; the accumulation is
+:class:`nclab.core.streaming.Moments` with one group per class (its notes say how a
+batch costs little more than its batch product and how precision and float range are
+kept).
 
 Two partial statistics merge exactly with the pairwise update of Chan, Golub & LeVeque
-(SPEC section 1)::
+(definitions, section 1)::
 
     scatter = scatter_a + scatter_b + sum_c (n_a,c n_b,c / n_c) delta_c delta_c^T
 
@@ -14,17 +17,46 @@ which stays accurate when the within-class spread is tiny next to the class mean
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
-from nclab.core.validation import as_classifier, as_features, as_labels, ensure_finite
+from nclab.core.streaming import (
+    Moments,
+    StreamingStatistic,
+    check_scatter,
+    normalizing_exponent,
+    state_entry,
+    state_mapping,
+    state_scalar,
+    times_power_of_two,
+)
+from nclab.core.validation import (
+    as_classifier,
+    as_features,
+    as_labels,
+    ensure_finite,
+    positive_int,
+    real_tensor,
+)
+
+if TYPE_CHECKING:
+    from nclab.core.metrics import CollapseMetrics
+
+#: Largest |exponent| a state dict may declare (float64 spans 2^-1074 .. 2^1024).
+_MAX_STATE_EXPONENT = 2200
 
 
-class CollapseStats:
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+class CollapseStats(StreamingStatistic):
     """One-pass statistics of classification features, accumulated in float64.
 
     Parameters
@@ -44,62 +76,59 @@ class CollapseStats:
         sum_{i in c} ||h_i - mu_c||^2, so that sigma_c^2 = spread_c / n_c.
     scatter : ndarray of shape (d, d), float64
         Pooled within-class scatter sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T = N Sigma_W.
+    scale : float
+        A power of two s such that the ``scaled_*`` accessors, the same quantities for
+        the features times s, are of order one: the metrics are scale-free and read
+        those, so no square or fourth power of them over- or underflows.
 
     Notes
     -----
-    The state lives in float64 CPU tensors and every accumulation step uses torch, so
-    that a second BLAS (numpy's) never competes with torch's threads in the hot loop.
-    The attributes above are numpy views of that state.
+    The state lives in float64 tensors on the features' device (no host round trip per
+    batch) and every accumulation step uses torch, so that a second BLAS (numpy's)
+    never competes with torch's threads in the hot loop. The attributes above are numpy
+    arrays read from that state (views of it on the CPU); quantities that do not fit in
+    float64 in the features' units (the scatter of features of magnitude 1e200) read as
+    inf there, and exactly in the scaled accessors.
 
     Examples
     --------
     >>> stats = CollapseStats(num_classes=10)
     >>> for features, labels in batches:          # doctest: +SKIP
     ...     stats.update(features, labels)
-    >>> compute_metrics(stats, weight=W, bias=b)   # doctest: +SKIP
+    >>> stats.compute(weight=W, bias=b)            # doctest: +SKIP
     """
 
-    _STATE = ("counts", "means", "spread", "scatter")
-
     def __init__(self, num_classes: int, dim: int | None = None) -> None:
-        if int(num_classes) < 1:
-            raise NCInputError(f"num_classes must be >= 1; got {num_classes}")
-        self.num_classes = int(num_classes)
+        self.num_classes = positive_int(num_classes, "num_classes")
         self.dim: int | None = None
-        self._workspace: torch.Tensor | None = None
+        self._moments: Moments | None = None
+        self._views: dict[str, Any] = {}
+        self._views_version = -1
         if dim is not None:
-            self._allocate(int(dim))
+            self._allocate(positive_int(dim, "dim"))
 
     def _allocate(self, dim: int) -> None:
-        if dim < 1:
-            raise NCInputError(f"feature dimension must be >= 1; got {dim}")
         self.dim = dim
-        self._counts = torch.zeros(self.num_classes, dtype=torch.int64)
-        self._means = torch.zeros(self.num_classes, dim, dtype=torch.float64)
-        self._spread = torch.zeros(self.num_classes, dtype=torch.float64)
-        self._scatter = torch.zeros(dim, dim, dtype=torch.float64)
+        self._moments = Moments(self.num_classes, dim)
 
-    def _check_dim(self, dim: int, what: str) -> None:
-        if self.dim is None:
-            self._allocate(dim)
+    def _check_dim(self, dim: int, what: str) -> Moments:
+        if self._moments is None:
+            self._allocate(positive_int(dim, "feature dimension"))
         elif dim != self.dim:
             raise NCInputError(
                 f"{what} has feature dimension {dim}; these statistics have {self.dim}"
             )
-
-    counts = property(lambda self: self._counts.numpy(), doc="Samples per class, (C,).")
-    means = property(lambda self: self._means.numpy(), doc="Class means, (C, d).")
-    spread = property(lambda self: self._spread.numpy(), doc="Squared spread per class, (C,).")
-    scatter = property(lambda self: self._scatter.numpy(), doc="Within-class scatter, (d, d).")
+        assert self._moments is not None
+        return self._moments
 
     # ------------------------------------------------------------------ accumulation
     def update(self, features: Any, labels: Any) -> CollapseStats:
-        """Add a batch.
+        """Add a batch (an empty one changes nothing).
 
         Parameters
         ----------
         features : array or tensor of shape (n, d)
-            Any float dtype, any device; the batch product runs on that device and dtype
+            Any real dtype, any device; the batch product runs on that device and dtype
             (half precision is promoted to float32).
         labels : array or tensor of shape (n,)
             Integer class labels in ``0..C-1``.
@@ -108,169 +137,174 @@ class CollapseStats:
         -------
         self
         """
-        x = as_features(features, check_finite=False)  # checked on the batch sums instead
+        x = as_features(features, check_finite=False)  # checked by the magnitude pass
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
-        self._check_dim(x.shape[1], "features")
-        if x.shape[0]:
-            self._merge_moments(*self._batch_moments(x, y))
+        self._check_dim(x.shape[1], "features").update(x, y)
         return self
 
-    def _workspace_like(self, x: torch.Tensor) -> torch.Tensor:
-        """A reused (n, d) buffer: a fresh batch-sized tensor each call costs page faults."""
-        buf = self._workspace
-        if buf is None or buf.dtype != x.dtype or buf.device != x.device or len(buf) < len(x):
-            buf = self._workspace = torch.empty_like(x)
-        return buf[: len(x)]
-
-    def _shift(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-class reference points close to the data, in the batch's dtype.
-
-        Subtracting them before the batch product keeps the residuals small, so a float32
-        product loses nothing to the size of the means. Known classes use their running
-        mean; new classes use their first sample in the batch.
-        """
-        n = x.shape[0]
-        first = torch.full((self.num_classes,), n, dtype=torch.int64, device=x.device)
-        first.scatter_reduce_(0, y, torch.arange(n, device=x.device), reduce="amin")
-        shift = x[first.clamp(max=n - 1)]
-        seen = (self._counts > 0).to(x.device)
-        if bool(seen.any()):
-            known = self._means.to(device=x.device, dtype=x.dtype)
-            shift = torch.where(seen[:, None], known, shift)
-        return shift
-
-    def _batch_moments(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        shift = self._shift(x, y)
-        residual = self._workspace_like(x)
-        torch.index_select(shift, 0, y, out=residual)
-        torch.sub(x, residual, out=residual)
-        counts = torch.bincount(y, minlength=self.num_classes)
-        sums = torch.zeros_like(shift).index_add_(0, y, residual)
-        squares = torch.zeros(self.num_classes, dtype=x.dtype, device=x.device)
-        squares.index_add_(0, y, torch.linalg.vector_norm(residual, dim=1).square())
-        if not bool(torch.isfinite(squares).all()):
-            ensure_finite(x)  # NaN or inf reach every sum: find the row only on this path
-        gram = residual.T @ residual
-        gram = (gram + gram.T) / 2  # low-precision products are not exactly symmetric
-        sums, squares, gram, shift = (
-            t.to(device="cpu", dtype=torch.float64) for t in (sums, squares, gram, shift)
-        )
-        counts = counts.cpu()
-        weights = counts.to(torch.float64)
-        offset = sums / weights.clamp(min=1)[:, None]
-        spread = squares - weights * (offset * offset).sum(dim=1)
-        scatter = gram - (offset.T * weights) @ offset
-        return counts, shift + offset, spread.clamp(min=0), scatter
-
-    def _merge_moments(
-        self, counts: torch.Tensor, means: torch.Tensor, spread: torch.Tensor,
-        scatter: torch.Tensor,
-    ) -> None:
-        rows = counts > 0
-        n_a, n_b = self._counts[rows].to(torch.float64), counts[rows].to(torch.float64)
-        total = n_a + n_b
-        delta = means[rows] - self._means[rows]
-        weight = n_a * n_b / total
-        self._means[rows] += delta * (n_b / total)[:, None]
-        self._spread[rows] += spread[rows] + weight * (delta * delta).sum(dim=1)
-        self._scatter += scatter + (delta.T * weight) @ delta
-        self._counts[rows] += counts[rows]
-
-    def merge(self, other: CollapseStats) -> CollapseStats:
-        """Fold the statistics of ``other`` (another part of the data) into these."""
-        if not isinstance(other, CollapseStats):
-            raise NCInputError(f"can only merge CollapseStats; got {type(other).__name__}")
+    def _merge(self, other: CollapseStats) -> CollapseStats:
         if other.num_classes != self.num_classes:
             raise NCInputError(
                 f"cannot merge statistics of {other.num_classes} classes into {self.num_classes}"
             )
-        if other.dim is None:
+        if other._moments is None:
             return self
-        self._check_dim(other.dim, "the other statistics")
-        self._merge_moments(other._counts, other._means, other._spread, other._scatter)
+        self._check_dim(other._moments.dim, "the other statistics").merge(other._moments)
         return self
 
-    def all_reduce(self) -> CollapseStats:
-        """Replace these statistics by those of the union over every rank, in place.
-
-        Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU). Each rank
-        sends its moments about the global class means, which is the exact pairwise merge
-        of all ranks at once.
-        """
-        if not distributed.is_initialized():
-            return self  # one process: the local statistics are already the whole
+    def _all_reduce(self) -> CollapseStats:
+        """Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU); each
+        rank sends its moments about the global class means, the exact pairwise merge of
+        all ranks at once."""
         dim = int(distributed.all_reduce(torch.tensor([self.dim or 0]), op="max"))
         if dim == 0:
             return self
-        self._check_dim(dim, "another rank's features")
-        C, n_local = self.num_classes, self._counts.to(torch.float64)
-        sums_local = (self._means * n_local[:, None]).ravel()
-        first = distributed.all_reduce(torch.cat([n_local, sums_local]))
-        counts, sums = first[:C], first[C:].reshape(C, dim)
-        means = sums / counts.clamp(min=1)[:, None]
-        delta = torch.where((n_local > 0)[:, None], self._means - means, 0.0)
-        spread = self._spread + n_local * (delta * delta).sum(dim=1)
-        scatter = self._scatter + (delta.T * n_local) @ delta
-        second = distributed.all_reduce(torch.cat([spread, scatter.ravel()]))
-        self._counts = torch.round(counts).to(torch.int64)
-        self._means, self._spread, self._scatter = means, second[:C], second[C:].reshape(dim, dim)
+        self._check_dim(dim, "another rank's features").all_reduce()
         return self
+
+    def reset(self) -> CollapseStats:
+        """Forget every sample; C and d stay."""
+        if self._moments is not None:
+            self._moments.reset()
+        return self
+
+    def compute(self, weight: Any = None, bias: Any = None, **kwargs: Any) -> CollapseMetrics:
+        """``compute_metrics(self, weight, bias, **kwargs)``: every collapse metric."""
+        from nclab.core.metrics import compute_metrics  # metrics imports this module
+
+        return compute_metrics(self, weight, bias, **kwargs)
+
+    # ------------------------------------------------------------------ views of the state
+    def _view(self, key: str) -> Any:
+        """A numpy view of the finalized state, cached until the state changes."""
+        if self._moments is None:
+            if key == "counts":
+                return np.zeros(self.num_classes, dtype=np.int64)
+            raise NCInputError("no samples were seen yet: the statistics are empty")
+        moments = self._moments
+        state = moments.moments()
+        if moments.version != self._views_version:
+            self._views, self._views_version = {}, moments.version
+        if key not in self._views:
+            self._views[key] = self._make_view(key, *state)
+        return self._views[key]
+
+    def _make_view(self, key: str, counts: torch.Tensor, means: torch.Tensor,
+                   spread: torch.Tensor, scatter: torch.Tensor) -> Any:
+        assert self._moments is not None
+        if key == "counts":
+            return _numpy(counts)
+        if key == "shift":  # internal units -> scaled units: times 2**-shift
+            return self._normalizing_exponent(counts, means, spread)
+        if key.startswith("scaled_"):
+            shift = -self._view("shift")
+            key = key[len("scaled_"):]
+        else:
+            shift = -self._moments.exponent  # internal units -> the features' units
+        tensor, power = {"means": (means, 1), "spread": (spread, 2), "scatter": (scatter, 2)}[key]
+        return _numpy(times_power_of_two(tensor, power * shift))
+
+    @staticmethod
+    def _normalizing_exponent(counts: torch.Tensor, means: torch.Tensor,
+                              spread: torch.Tensor) -> int:
+        """k such that means and class radii times 2**-k are at most 1 (about)."""
+        present = counts > 0
+        if not bool(present.any()):
+            return 0
+        radius = float((spread[present] / counts[present]).max()) ** 0.5
+        return normalizing_exponent(max(float(means.amax()), -float(means.amin()), radius))
+
+    counts = property(lambda self: self._view("counts"), doc="Samples per class, (C,).")
+    means = property(lambda self: self._view("means"), doc="Class means, (C, d).")
+    spread = property(lambda self: self._view("spread"), doc="Squared spread per class, (C,).")
+    scatter = property(lambda self: self._view("scatter"), doc="Within-class scatter, (d, d).")
+
+    @property
+    def scale(self) -> float:
+        """The power of two s of the ``scaled_*`` accessors (features times s)."""
+        if self._moments is None:
+            return 1.0
+        return math.ldexp(1.0, self._moments.exponent - self._view("shift"))
+
+    def scaled_means(self) -> np.ndarray:
+        """Class means of the features times :attr:`scale`, (C, d)."""
+        return self._view("scaled_means")
+
+    def scaled_spread(self) -> np.ndarray:
+        """Squared spread per class of the features times :attr:`scale`, (C,)."""
+        return self._view("scaled_spread")
+
+    def scaled_scatter(self) -> np.ndarray:
+        """Within-class scatter of the features times :attr:`scale`, (d, d)."""
+        return self._view("scaled_scatter")
 
     # ------------------------------------------------------------------ derived quantities
     @property
     def num_samples(self) -> int:
-        return 0 if self.dim is None else int(self._counts.sum())
+        return 0 if self._moments is None else self._moments.rows
 
     @property
     def present(self) -> np.ndarray:
         """Boolean mask (C,) of the classes that have at least one sample."""
-        if self.dim is None:
-            return np.zeros(self.num_classes, dtype=bool)
         return self.counts > 0
 
-    def global_mean(self, weighted: bool = False) -> np.ndarray:
-        """mu_G: the plain average of the present class means, or the sample mean."""
+    def global_mean(self, weighted: bool = False, scaled: bool = False) -> np.ndarray:
+        """mu_G: the plain average of the present class means, or the sample mean.
+
+        With ``scaled`` in the units of the ``scaled_*`` accessors.
+        """
         present = self.present
+        means = self.scaled_means() if scaled else self.means
         if weighted:
-            return self.counts[present] @ self.means[present] / self.num_samples
-        return self.means[present].mean(axis=0)
+            return self.counts[present] @ means[present] / self.num_samples
+        return means[present].mean(axis=0)
 
-    def within_class_covariance(self) -> np.ndarray:
-        """Sigma_W = scatter / N, shape (d, d)."""
-        return self.scatter / self.num_samples
+    def within_class_covariance(self, scaled: bool = False) -> np.ndarray:
+        """Sigma_W = scatter / N, shape (d, d) (``scaled``: of the scaled features)."""
+        return (self.scaled_scatter() if scaled else self.scatter) / self.num_samples
 
-    def class_variances(self) -> np.ndarray:
+    def class_variances(self, scaled: bool = False) -> np.ndarray:
         """sigma_c^2 of the present classes, shape (C_present,)."""
         present = self.present
-        return self.spread[present] / self.counts[present]
+        spread = self.scaled_spread() if scaled else self.spread
+        return spread[present] / self.counts[present]
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only, so that ``torch.load(..., weights_only=True)`` reads it back."""
+        """Tensors only (on the CPU), so that ``torch.load(..., weights_only=True)`` reads
+        it back. ``means``, ``spread`` and ``scatter`` are of the features times
+        ``2**scale_exponent`` (0 for features of ordinary magnitude)."""
         state = {"num_classes": torch.tensor(self.num_classes), "dim": torch.tensor(self.dim or 0)}
-        if self.dim is not None:
-            state.update({key: getattr(self, f"_{key}").clone() for key in self._STATE})
+        if self._moments is not None:
+            counts, means, spread, scatter = self._moments.moments()
+            state.update(counts=counts.cpu().clone(), means=means.cpu().clone(),
+                         spread=spread.cpu().clone(), scatter=scatter.cpu().clone(),
+                         scale_exponent=torch.tensor(self._moments.exponent))
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> CollapseStats:
-        if int(state["num_classes"]) != self.num_classes:
-            raise NCInputError(
-                f"state holds {int(state['num_classes'])} classes; expected {self.num_classes}"
-            )
-        dim = int(state["dim"])
+    def load_state_dict(self, state: Mapping[str, Any]) -> CollapseStats:
+        """Restore a :meth:`state_dict`; every entry is checked before anything changes."""
+        state = state_mapping(state, "CollapseStats")
+        classes = state_scalar(state, "num_classes")
+        if classes != self.num_classes:
+            raise NCInputError(f"state holds {classes} classes; expected {self.num_classes}")
+        dim = state_scalar(state, "dim")
+        if dim < 0 or (self.dim is not None and dim not in (0, self.dim)):
+            raise NCInputError(f"state has feature dimension {dim}; these statistics have "
+                               f"{self.dim}")
         if dim == 0:
-            self.dim = None
+            self.dim, self._moments = None, None
             return self
-        self._allocate(dim)
-        for key in self._STATE:
-            current = getattr(self, f"_{key}")
-            value = torch.as_tensor(state[key])
-            if tuple(value.shape) != tuple(current.shape):
-                raise NCInputError(
-                    f"state entry '{key}' has shape {tuple(value.shape)}; "
-                    f"expected {tuple(current.shape)}"
-                )
-            current.copy_(value)
+        C = self.num_classes
+        counts = state_entry(state, "counts", (C,), integer=True, nonnegative=True)
+        means = state_entry(state, "means", (C, dim))
+        spread = state_entry(state, "spread", (C,), nonnegative=True)
+        scatter = state_entry(state, "scatter", (dim, dim))
+        check_scatter(scatter)
+        exponent = state_scalar(state, "scale_exponent", default=0)
+        if abs(exponent) > _MAX_STATE_EXPONENT:
+            raise NCInputError(f"state entry 'scale_exponent' is out of range: {exponent}")
+        self._check_dim(dim, "the state").load(counts, means, spread, scatter, exponent)
         return self
 
     def __repr__(self) -> str:
@@ -278,46 +312,85 @@ class CollapseStats:
                 f"num_samples={self.num_samples})")
 
 
-class DecisionStats:
+class DecisionStats(StreamingStatistic):
     """Second pass: how often the classifier agrees with the nearest class mean (NC4).
 
     Counts, over the samples seen, where argmax_c (W h + b)_c differs from
-    argmin_c ||h - mu_c|| (``ncc_mismatch``) and where it equals the label (``accuracy``).
-    Classes absent from the first pass are never chosen by the nearest-mean rule.
+    argmin_c ||h - mu_c|| (``ncc_mismatch``) and where it equals the label (``accuracy``),
+    in total and per true class. Classes absent from the first pass are never chosen by
+    the nearest-mean rule.
 
     Parameters
     ----------
     means : ndarray of shape (C, d)
-        Class means from the first pass.
+        Class means from the first pass (of the features times ``scale``).
     present : ndarray of shape (C,), bool
         Classes that had samples in the first pass.
     weight : array of shape (C, d)
     bias : array of shape (C,), optional
+    scale : float
+        The features are multiplied by it (a power of two, exactly) before the
+        nearest-mean rule; :meth:`from_stats` passes the statistics' scale and scaled
+        means, so that no distance over- or underflows.
+
+    Notes
+    -----
+    W, b and the centred means are converted once per device and dtype and stay there;
+    the counts accumulate on the features' device (read back only by the accessors).
     """
 
-    _CHUNK_ENTRIES = 1 << 22
+    _CHUNK_ENTRIES = 1 << 24  # bounds the chunk x C temporaries (64 MiB in float32)
 
-    def __init__(self, means: np.ndarray, present: np.ndarray, weight: Any, bias: Any = None):
+    def __init__(self, means: np.ndarray, present: np.ndarray, weight: Any, bias: Any = None,
+                 *, scale: float = 1.0) -> None:
+        means = np.asarray(means, dtype=np.float64)
+        present = np.asarray(present, dtype=bool)
         num_classes, dim = means.shape
         self.weight, self.bias = as_classifier(weight, bias, num_classes, dim)
         if self.weight is None:
             raise NCInputError("DecisionStats needs the classifier weight")
         self.num_classes = num_classes
+        self.scale = float(scale)
         self.origin = means[present].mean(axis=0)
         self.centred = np.where(present[:, None], means - self.origin, 0.0)
         self.penalty = np.where(present, np.einsum("cd,cd->c", self.centred, self.centred), np.inf)
-        self.samples = self.mismatched = self.correct = 0
-        # per true class, for the per-class views (which classes collapse last)
-        # rows: seen, mismatched, correct
-        self.class_counts = torch.zeros(3, num_classes, dtype=torch.int64)
+        self._constants: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        # per true class, rows: seen, mismatched, correct; on the features' device
+        self._tallies = torch.zeros(3, num_classes, dtype=torch.int64)
 
     @classmethod
     def from_stats(cls, stats: CollapseStats, weight: Any, bias: Any = None) -> DecisionStats:
-        if stats.dim is None:
+        if stats.dim is None or stats.num_samples == 0:
             raise NCInputError("the first pass saw no samples: class means are unknown")
-        return cls(stats.means, stats.present, weight, bias)
+        return cls(stats.scaled_means(), stats.present, weight, bias, scale=stats.scale)
 
-    def update(self, features: Any, labels: Any) -> DecisionStats:
+    # ------------------------------------------------------------------ counts
+    @property
+    def class_counts(self) -> torch.Tensor:
+        """(3, C) int64 on the CPU: samples seen, mismatched and correct, per true class."""
+        return self._tallies.cpu()
+
+    samples = property(lambda self: int(self._tallies[0].sum()), doc="Samples seen.")
+    mismatched = property(lambda self: int(self._tallies[1].sum()),
+                          doc="Samples where the classifier and the nearest mean disagree.")
+    correct = property(lambda self: int(self._tallies[2].sum()),
+                       doc="Samples the classifier labels correctly.")
+
+    def _device_constants(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(W, b, origin, centred, penalty) in x's dtype on x's device, converted once."""
+        key = (x.device, x.dtype)
+        if key not in self._constants:
+            bias = self.bias if self.bias is not None else np.zeros(self.num_classes)
+            self._constants[key] = tuple(
+                torch.from_numpy(np.ascontiguousarray(a)).to(device=x.device, dtype=x.dtype)
+                for a in (self.weight, bias, self.origin, self.centred, self.penalty)
+            )
+        return self._constants[key]
+
+    def update(self, features: Any, labels: Any, logits: Any = None) -> DecisionStats:
+        """Add a batch: features (n, d), labels (n,), and optionally the classifier's
+        outputs ``logits`` (n, C) already computed by the model (W is then not applied
+        again)."""
         x = as_features(features)
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
         if x.shape[1] != self.weight.shape[1]:
@@ -325,51 +398,69 @@ class DecisionStats:
                 f"features has dimension {x.shape[1]}; "
                 f"the classifier expects {self.weight.shape[1]}"
             )
-        as_x = {"device": x.device, "dtype": x.dtype}
-        weight = torch.from_numpy(self.weight).to(**as_x)
-        bias = torch.from_numpy(self.bias if self.bias is not None else np.zeros(len(weight)))
-        bias = bias.to(**as_x)
-        # ||h - mu_c||^2 up to a constant, measured from the global mean to limit cancellation
-        origin = torch.from_numpy(self.origin).to(**as_x)
-        centred = torch.from_numpy(self.centred).to(**as_x)
-        penalty = torch.from_numpy(self.penalty).to(**as_x)
-        rows = max(1, self._CHUNK_ENTRIES // self.num_classes)  # bounds the n x C temporaries
-        mismatched, correct = [], []
-        for xs, ys in zip(x.split(rows), y.split(rows), strict=True):
-            predicted = (xs @ weight.T + bias).argmax(dim=1)
-            nearest = (penalty - 2 * (xs - origin) @ centred.T).argmin(dim=1)
-            mismatched.append(predicted != nearest)
-            correct.append(predicted == ys)
-        mismatched, correct = torch.cat(mismatched), torch.cat(correct)
-        self.mismatched += int(mismatched.sum())
-        self.correct += int(correct.sum())
-        for row, kept in enumerate((y, y[mismatched], y[correct])):
-            self.class_counts[row] += torch.bincount(kept, minlength=self.num_classes).cpu()
-        self.samples += x.shape[0]
+        scores = None if logits is None else self._as_logits(logits, x)
+        weight, bias, origin, centred, penalty = self._device_constants(x)
+        if self._tallies.device != x.device:
+            self._tallies = self._tallies.to(x.device)
+        rows = max(1, self._CHUNK_ENTRIES // self.num_classes)
+        for start in range(0, x.shape[0], rows):
+            xs, ys = x[start : start + rows], y[start : start + rows]
+            if scores is None:
+                predicted = torch.addmm(bias, xs, weight.T).argmax(dim=1)
+            else:
+                predicted = scores[start : start + rows].argmax(dim=1)
+            if self.scale != 1.0:
+                xs = xs * self.scale  # a power of two: the same decisions, in range
+            # ||h - mu_c||^2 up to a constant, from the global mean to limit cancellation
+            nearest = torch.addmm(penalty, xs - origin, centred.T, alpha=-2).argmin(dim=1)
+            self._tallies[0].index_add_(0, ys, torch.ones_like(ys))
+            self._tallies[1].index_add_(0, ys, (predicted != nearest).to(torch.int64))
+            self._tallies[2].index_add_(0, ys, (predicted == ys).to(torch.int64))
         return self
 
-    def merge(self, other: DecisionStats) -> DecisionStats:
-        self.samples += other.samples
-        self.mismatched += other.mismatched
-        self.correct += other.correct
-        self.class_counts += other.class_counts
+    def _as_logits(self, logits: Any, x: torch.Tensor) -> torch.Tensor:
+        scores = real_tensor(logits, "logits")
+        if tuple(scores.shape) != (x.shape[0], self.num_classes):
+            raise NCInputError(f"logits must have shape (n, C) = ({x.shape[0]}, "
+                               f"{self.num_classes}); got {tuple(scores.shape)}")
+        ensure_finite(scores, "logits")
+        return scores.to(x.device)
+
+    def _merge(self, other: DecisionStats) -> DecisionStats:
+        if other.num_classes != self.num_classes:
+            raise NCInputError(f"cannot merge decisions over {other.num_classes} classes into "
+                               f"{self.num_classes}")
+        self._tallies += other._tallies.to(self._tallies.device)
         return self
 
-    def all_reduce(self) -> DecisionStats:
-        if not distributed.is_initialized():
-            return self  # one process: the local statistics are already the whole
-        total = distributed.all_reduce(
-            torch.tensor([self.samples, self.mismatched, self.correct], dtype=torch.int64)
-        )
-        self.samples, self.mismatched, self.correct = (int(v) for v in total)
-        self.class_counts = distributed.all_reduce(self.class_counts)
+    def _all_reduce(self) -> DecisionStats:
+        self._tallies = distributed.reduce_on_device(self._tallies)
+        return self
+
+    def reset(self) -> DecisionStats:
+        """Forget every sample; the classifier and the means stay."""
+        self._tallies.zero_()
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"class_counts": self.class_counts.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> DecisionStats:
+        state = state_mapping(state, "DecisionStats")
+        counts = state_entry(state, "class_counts", (3, self.num_classes), integer=True,
+                             nonnegative=True)
+        if bool((counts[1:] > counts[0]).any()):
+            raise NCInputError("state entry 'class_counts' has more mismatched or correct "
+                               "samples than samples seen")
+        self._tallies = counts.to(self._tallies.device)
         return self
 
     def compute(self) -> tuple[float, float]:
         """(ncc_mismatch, accuracy) as fractions of the samples seen."""
-        if self.samples == 0:
+        seen, mismatched, correct = (int(v) for v in self._tallies.sum(dim=1))
+        if seen == 0:
             raise NCInputError("the second pass saw no samples")
-        return self.mismatched / self.samples, self.correct / self.samples
+        return mismatched / seen, correct / seen
 
     def compute_per_class(self) -> tuple[np.ndarray, np.ndarray]:
         """(ncc_mismatch, accuracy) of each true class, shape (C,); NaN where none was seen."""

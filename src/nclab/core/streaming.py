@@ -1,0 +1,622 @@
+"""The streaming protocol of nclab's statistics, and the grouped moments behind them.
+
+Every statistic (:class:`~nclab.core.stats.CollapseStats`,
+:class:`~nclab.core.stats.DecisionStats`,
+:class:`~nclab.core.regression.RegressionStats`) has the shape of a torchmetrics metric
+(:class:`StreamingStatistic`): ``update``, ``merge``, ``reset``, ``compute``,
+``state_dict`` / ``load_state_dict`` and ``all_reduce``, which does nothing in a single
+process without a process group.
+
+:class:`Moments` is the one accumulator of first and second moments. For vectors x_i in
+R^d with group labels g_i in 0..G-1 it holds, in float64 on the data's device,
+
+    counts (G,), means mu_g (G, d), spread_g = sum_{g_i = g} ||x_i - mu_g||^2 (G,),
+    scatter = sum_i (x_i - mu_{g_i})(x_i - mu_{g_i})^T (d, d).
+
+How a batch is added (the hot path, at the pace of the batch product):
+
+- each group has a fixed reference point r_g near its data (its first sample, then its
+  mean after every finalize), in the features' dtype and on their device;
+- rows are staged into blocks of ``BLOCK_ROWS``; a full block costs one gather and one
+  subtraction of the references, the row norms, the per-group residual sums over the
+  groups *present* in the block, and one batch product of the residuals, added into a
+  float64 Gram. Nothing per block is proportional to G, and every buffer is allocated
+  once;
+- on read (any accessor, ``merge``, ``all_reduce``, ``state_dict``) the pending sums are
+  finalized once: mean_g = r_g + s_g / n_g, spread_g = q_g - n_g ||s_g / n_g||^2 and
+  scatter = Gram - sum_g n_g (s_g / n_g)(s_g / n_g)^T, folded into the centred state with
+  the pairwise update of Chan, Golub & LeVeque::
+
+      scatter = scatter_a + scatter_b + sum_g (n_a,g n_b,g / n_g) delta_g delta_g^T,
+
+  after which the references move to the means, so no precision is lost however the
+  data drift.
+
+Residuals about a point of their own group are small, so a float32 product of them
+loses nothing to the size of the means (means of norm 1e3 with a spread of 1e-4 keep
+their float64 accuracy).
+
+Float range: the state is kept in units of ``2**exponent`` times the data, a power of two
+chosen from the data's largest magnitude when it leaves a safe band of the working dtype
+(float32: 2^-30 .. 2^40, float64: 2^-400 .. 2^400) and lowered, exactly, when a later
+batch would overflow. Powers of two scale without rounding, so squares never overflow or
+underflow and the scale-free metrics are the same at every scale.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from nclab.core import distributed
+from nclab.core.errors import NCInputError
+from nclab.core.validation import ensure_finite
+
+Stat = TypeVar("Stat", bound="StreamingStatistic")
+
+
+class StreamingStatistic(ABC):
+    """A statistic accumulated batch by batch, mergeable across parts and processes.
+
+    The shape of a torchmetrics metric: ``update`` adds a batch, ``merge`` folds in the
+    statistic of another part of the data, ``reset`` empties it (its configuration
+    stays), ``compute`` turns it into results, ``state_dict`` / ``load_state_dict``
+    persist it as tensors, and ``all_reduce`` replaces it by the union over every rank of
+    a ``torch.distributed`` group: without a process group it returns ``self`` unchanged,
+    as torchmetrics' sync does.
+    """
+
+    @abstractmethod
+    def update(self: Stat, *args: Any, **kwargs: Any) -> Stat:
+        """Add a batch; return self."""
+
+    def merge(self: Stat, other: Stat) -> Stat:
+        """Fold the statistic of ``other`` (another part of the data) into this one."""
+        if not isinstance(other, type(self)):
+            raise NCInputError(
+                f"can only merge {type(self).__name__}; got {type(other).__name__}"
+            )
+        return self._merge(other)
+
+    @abstractmethod
+    def _merge(self: Stat, other: Stat) -> Stat:
+        """``merge`` after the type check."""
+
+    @abstractmethod
+    def reset(self: Stat) -> Stat:
+        """Forget every sample; keep the configuration (class count, dimensions)."""
+
+    @abstractmethod
+    def compute(self, *args: Any, **kwargs: Any) -> Any:
+        """The results of the samples seen."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors only, so that ``torch.load(..., weights_only=True)`` reads it back."""
+
+    @abstractmethod
+    def load_state_dict(self: Stat, state: Mapping[str, Any]) -> Stat:
+        """Restore a ``state_dict``, checked entry by entry (NCInputError when wrong)."""
+
+    def all_reduce(self: Stat) -> Stat:
+        """Replace this statistic by the union over every rank, in place; return self."""
+        if not distributed.is_initialized():
+            return self  # one process: the local statistic is already the whole
+        return self._all_reduce()
+
+    @abstractmethod
+    def _all_reduce(self: Stat) -> Stat:
+        """``all_reduce`` inside an initialized process group."""
+
+
+# ---------------------------------------------------------------------------- float range
+@dataclass(frozen=True)
+class _Band:
+    """Magnitudes a working dtype holds without over- or underflow in its squares."""
+
+    low: float
+    high: float
+    max_exponent: int
+
+
+_BANDS = {
+    torch.float32: _Band(2.0**-30, 2.0**40, 120),
+    torch.float64: _Band(2.0**-400, 2.0**400, 1000),
+}
+_NO_EXPONENT = 1 << 20  # stands for "no data" in the all-reduce of exponents
+
+
+def times_power_of_two(t: torch.Tensor, power: int) -> torch.Tensor:
+    """``t * 2**power`` (a new tensor unless ``power`` is 0), exact barring over/underflow.
+
+    Applied in steps so that ``2**power`` itself need not be a representable float.
+    """
+    while power:
+        step = max(-1000, min(1000, power))
+        t = t * math.ldexp(1.0, step)
+        power -= step
+    return t
+
+
+def normalizing_exponent(magnitude: float) -> int:
+    """k with ``magnitude * 2**-k`` in [0.5, 1) (0 for a magnitude of 0)."""
+    return math.frexp(magnitude)[1] if magnitude > 0 else 0
+
+
+def _exact_peak(x: torch.Tensor, name: str) -> float:
+    """max |x|; NCInputError naming the first row with NaN or inf."""
+    peak = max(float(x.amax()), -float(x.amin()))
+    if not math.isfinite(peak):
+        ensure_finite(x, name)
+        raise NCInputError(f"{name} contain NaN or inf")  # amax saw one that isfinite missed
+    return peak
+
+
+def _magnitude(x: torch.Tensor, name: str) -> tuple[float, float]:
+    """(lower, upper) bounds of max |x| from one pass; NCInputError on NaN or inf.
+
+    The Frobenius norm bounds the largest entry from above and sqrt(numel) times it from
+    below; only when it over- or underflows is the exact maximum read.
+    """
+    norm = float(torch.linalg.vector_norm(x))
+    if math.isnan(norm):
+        ensure_finite(x, name)
+    if 0 < norm < math.inf:
+        return norm / math.sqrt(x.numel()), norm
+    peak = _exact_peak(x, name)
+    return peak, peak
+
+
+# ---------------------------------------------------------------------------- hot path
+class _Pending:
+    """The hot-path state of :class:`Moments`: references, residual sums, staged rows.
+
+    ``counts``, ``sums`` (float64), ``squares`` (float64) and ``gram`` (float64) are the
+    moments of the residuals x - ref_g of the rows folded since the last finalize.
+    """
+
+    def __init__(self, groups: int, dim: int, dtype: torch.dtype, device: torch.device,
+                 rows: int) -> None:
+        work = {"dtype": dtype, "device": device}
+        wide = {"dtype": torch.float64, "device": device}
+        self.dtype, self.device = dtype, device
+        self.ref = torch.zeros(groups, dim, **work)
+        self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
+        self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
+        self.sums = torch.zeros(groups, dim, **wide)
+        self.squares = torch.zeros(groups, **wide)
+        self.gram = torch.zeros(dim, dim, **wide)
+        self.rows = 0  # rows folded into the sums above
+        self.stage = torch.empty(rows, dim, **work)  # staged rows, then their residuals
+        self.stage_groups = torch.empty(rows, dtype=torch.int64, device=device)
+        self.staged = 0
+        self.gather = torch.empty(rows, dim, **work)  # references of the rows, then sums
+        self.block_gram = torch.empty(dim, dim, **work)
+        self.scratch = torch.empty(dim, dim, **wide)  # float64 copy of the block Gram
+        narrow = dtype != torch.float64
+        self.wide_sums = torch.empty(min(groups, rows), dim, **wide) if narrow else None
+
+    def widen_sums(self, sums: torch.Tensor) -> torch.Tensor:
+        """``sums`` (k, d) in float64 through a persistent buffer (no allocation)."""
+        return sums if self.wide_sums is None else self.wide_sums[: len(sums)].copy_(sums)
+
+    def widen_gram(self) -> torch.Tensor:
+        if self.dtype == torch.float64:
+            return self.block_gram
+        return self.scratch.copy_(self.block_gram)  # a mixed-dtype add_ is 10x slower
+
+
+class Moments:
+    """Per-group counts, means and squared spread, and the pooled within-group scatter.
+
+    Parameters
+    ----------
+    num_groups : int
+        G; group labels lie in ``0..G-1``.
+    dim : int
+        d, the length of the vectors.
+
+    Notes
+    -----
+    Values are held in units of ``2**exponent`` times the data (``exponent`` is 0 for
+    data of ordinary magnitude). :meth:`moments` returns them in those units; the
+    callers convert.
+    """
+
+    BLOCK_ROWS = 4096
+
+    def __init__(self, num_groups: int, dim: int) -> None:
+        self.num_groups, self.dim = num_groups, dim
+        self._pending: _Pending | None = None
+        self._clear(torch.device("cpu"))
+
+    def _clear(self, device: torch.device) -> None:
+        wide = {"dtype": torch.float64, "device": device}
+        self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
+        self._means = torch.zeros(self.num_groups, self.dim, **wide)
+        self._spread = torch.zeros(self.num_groups, **wide)
+        self._scatter = torch.zeros(self.dim, self.dim, **wide)
+        self.exponent = 0
+        self.rows = 0  # every row added, pending ones included
+        self._signal = False  # a nonzero value was seen: the exponent is fixed by it
+        # changes whenever the finalized state does (never repeats: views cache on it)
+        self.version = getattr(self, "version", -1) + 1
+
+    def reset(self) -> None:
+        """Forget everything, including the workspace."""
+        self._pending = None
+        self._clear(self._means.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._means.device
+
+    # ------------------------------------------------------------------ accumulation
+    def update(self, x: torch.Tensor, groups: torch.Tensor | None = None,
+               name: str = "features") -> None:
+        """Add rows ``x`` (n, d), float32 or float64, with ``groups`` (n,) int64 on the
+        same device (None: every row in group 0). NaN or inf is refused before anything
+        is written."""
+        if x.shape[0] == 0:
+            return
+        lower, upper = _magnitude(x, name)
+        self._refuse_overflow(x, upper, name)
+        self._ensure_workspace(x.dtype, x.device)
+        self._fit_exponent(x, lower, upper, name)
+        self._stage_rows(x, groups)
+        self.rows += x.shape[0]
+
+    @staticmethod
+    def _refuse_overflow(x: torch.Tensor, upper: float, name: str) -> None:
+        limit = torch.finfo(x.dtype).max / 4  # differences of two rows must stay finite
+        if upper > limit and (peak := _exact_peak(x, name)) > limit:
+            advice = "pass them as float64" if x.dtype != torch.float64 else "rescale them"
+            raise NCInputError(
+                f"{name} reach magnitude {peak:.3g}, too close to the largest {x.dtype} "
+                f"({torch.finfo(x.dtype).max:.3g}) to take their differences: {advice}"
+            )
+
+    def _ensure_workspace(self, dtype: torch.dtype, device: torch.device) -> None:
+        p = self._pending
+        if p is not None and p.dtype == dtype and p.device == device:
+            return
+        ref = None
+        if p is not None:
+            self._finalize()
+            ref, has_ref = p.ref, p.has_ref
+        self._move_state(device)
+        p = self._pending = _Pending(self.num_groups, self.dim, dtype, device, self.BLOCK_ROWS)
+        if ref is not None:
+            p.ref.copy_(ref)
+            p.has_ref.copy_(has_ref)
+
+    def _move_state(self, device: torch.device) -> None:
+        if self._means.device != device:
+            for key in ("_counts", "_means", "_spread", "_scatter"):
+                setattr(self, key, getattr(self, key).to(device))
+
+    def _fit_exponent(self, x: torch.Tensor, lower: float, upper: float, name: str) -> None:
+        band = _BANDS[x.dtype]
+        if not self._signal:  # the state is all zeros: any exponent fits it
+            if upper == 0:
+                return
+            self._signal = True
+            if lower >= band.low and upper <= band.high:
+                self._set_exponent(0)
+            else:
+                peak = _exact_peak(x, name)
+                inside = band.low <= peak <= band.high
+                self._set_exponent(0 if inside else self._exponent_for(peak, band))
+            return
+        if upper * math.ldexp(1.0, self.exponent) <= band.high:
+            return
+        peak = _exact_peak(x, name)
+        if peak * math.ldexp(1.0, self.exponent) > band.high:
+            self._rescale(min(self.exponent, self._exponent_for(peak, band)))
+
+    @staticmethod
+    def _exponent_for(peak: float, band: _Band) -> int:
+        exponent = -normalizing_exponent(peak)
+        return max(-band.max_exponent, min(band.max_exponent, exponent))
+
+    def _set_exponent(self, exponent: int) -> None:
+        """Change units of an all-zero state (nothing to convert but the references)."""
+        if self._pending is not None and exponent != self.exponent:
+            self._finalize()
+            p = self._pending
+            p.ref.copy_(times_power_of_two(p.ref, exponent - self.exponent))
+        self.exponent = exponent
+
+    def _rescale(self, exponent: int) -> None:
+        """Express the state in units of 2**exponent, exactly (powers of two)."""
+        if exponent == self.exponent:
+            return
+        self._finalize()
+        shift = exponent - self.exponent
+        self._means = times_power_of_two(self._means, shift)
+        self._spread = times_power_of_two(self._spread, 2 * shift)
+        self._scatter = times_power_of_two(self._scatter, 2 * shift)
+        if self._pending is not None:
+            p = self._pending
+            p.ref.copy_(times_power_of_two(p.ref, shift))
+        self.exponent = exponent
+        self.version += 1
+
+    def _stage_rows(self, x: torch.Tensor, groups: torch.Tensor | None) -> None:
+        """Fold full blocks straight from ``x``; stage the rest (scaled when needed)."""
+        p = self._pending
+        assert p is not None
+        scale = math.ldexp(1.0, self.exponent)
+        block, start, n = len(p.stage), 0, x.shape[0]
+        while start < n:
+            if p.staged == 0 and n - start >= block and scale == 1.0:
+                rows = slice(start, start + block)
+                self._fold(x[rows], None if groups is None else groups[rows])
+                start += block
+                continue
+            take = min(block - p.staged, n - start)
+            target = p.stage[p.staged : p.staged + take]
+            if scale == 1.0:
+                target.copy_(x[start : start + take])
+            else:
+                torch.mul(x[start : start + take], scale, out=target)
+            if groups is not None:
+                p.stage_groups[p.staged : p.staged + take].copy_(groups[start : start + take])
+            p.staged += take
+            start += take
+            if p.staged == block:
+                self._flush_stage(groups is not None)
+
+    def _flush_stage(self, grouped: bool = True) -> None:
+        p = self._pending
+        assert p is not None
+        rows, p.staged = p.staged, 0
+        self._fold(p.stage[:rows], p.stage_groups[:rows] if grouped else None)
+
+    def _fold(self, x: torch.Tensor, groups: torch.Tensor | None) -> None:
+        """Add a block of rows (in the state's units) to the pending residual moments."""
+        p = self._pending
+        assert p is not None
+        residual = p.stage[: len(x)]
+        if groups is None or self.num_groups == 1:
+            self._fold_one_group(x, residual)
+        else:
+            self._fold_groups(x, groups, residual)
+        torch.mm(residual.T, residual, out=p.block_gram)
+        p.gram.add_(p.widen_gram())
+        p.rows += len(x)
+
+    def _fold_one_group(self, x: torch.Tensor, residual: torch.Tensor) -> None:
+        p = self._pending
+        assert p is not None
+        if not bool(p.has_ref[0]):
+            p.ref[0] = x[0]
+            p.has_ref[0] = True
+        torch.sub(x, p.ref[0], out=residual)
+        p.counts[0] += len(x)
+        p.sums[0] += residual.sum(dim=0)
+        p.squares[0] += torch.linalg.vector_norm(residual).square()
+
+    def _fold_groups(self, x: torch.Tensor, groups: torch.Tensor,
+                     residual: torch.Tensor) -> None:
+        p = self._pending
+        assert p is not None
+        present, inverse, counts = torch.unique(groups, return_inverse=True,
+                                                return_counts=True)
+        self._adopt_references(x, present, inverse)
+        gathered = p.gather[: len(x)]
+        torch.index_select(p.ref, 0, groups, out=gathered)
+        torch.sub(x, gathered, out=residual)
+        sums = gathered[: len(present)].zero_().index_add_(0, inverse, residual)
+        p.sums.index_add_(0, present, p.widen_sums(sums))
+        squares = torch.linalg.vector_norm(residual, dim=1).square_()
+        p.squares.index_add_(0, groups, squares.to(torch.float64))
+        p.counts.index_add_(0, present, counts)
+
+    def _adopt_references(self, x: torch.Tensor, present: torch.Tensor,
+                          inverse: torch.Tensor) -> None:
+        """Groups seen for the first time take their first row of the block as reference."""
+        p = self._pending
+        assert p is not None
+        fresh = ~p.has_ref[present]
+        if not bool(fresh.any()):
+            return
+        rows = len(x)
+        first = torch.full((len(present),), rows, dtype=torch.int64, device=x.device)
+        first.scatter_reduce_(0, inverse, torch.arange(rows, device=x.device), reduce="amin")
+        chosen = fresh.nonzero().squeeze(1)
+        new = present[chosen]
+        p.ref[new] = x[first[chosen]]
+        p.has_ref[new] = True
+
+    # ------------------------------------------------------------------ finalize and merge
+    def _finalize(self) -> None:
+        """Fold the pending residual moments into the centred state (once per read)."""
+        p = self._pending
+        if p is None:
+            return
+        if p.staged:
+            self._flush_stage(self.num_groups > 1)
+        if p.rows == 0:
+            return
+        groups = p.counts.nonzero().squeeze(1)
+        counts = p.counts[groups]
+        weights = counts.to(torch.float64)
+        offset = p.sums[groups] / weights[:, None]
+        means = p.ref[groups].to(torch.float64) + offset
+        spread = (p.squares[groups] - weights * (offset * offset).sum(dim=1)).clamp_(min=0)
+        scatter = torch.add(p.gram, p.gram.T, out=p.scratch).mul_(0.5)
+        scatter.addmm_((offset * weights[:, None]).T, offset, alpha=-1)
+        self._combine(groups, counts, means, spread, scatter)
+        p.sums[groups] = 0
+        p.squares[groups] = 0
+        p.counts[groups] = 0
+        p.gram.zero_()
+        p.rows = 0
+        p.ref[groups] = self._means[groups].to(p.dtype)  # re-centre on the means
+
+    def _combine(self, groups: torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
+                 spread: torch.Tensor, scatter: torch.Tensor) -> None:
+        """Chan's pairwise merge of centred moments of ``groups`` into the state."""
+        n_a = self._counts[groups].to(torch.float64)
+        n_b = counts.to(torch.float64)
+        total = n_a + n_b
+        delta = means - self._means[groups]
+        weight = n_a * n_b / total
+        self._means[groups] += delta * (n_b / total)[:, None]
+        self._spread[groups] += spread + weight * (delta * delta).sum(dim=1)
+        self._scatter += scatter
+        self._scatter.addmm_((delta * weight[:, None]).T, delta)
+        self._counts[groups] += counts
+        self.version += 1
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(counts, means, spread, scatter), finalized, in units of 2**exponent (do not
+        modify them)."""
+        self._finalize()
+        return self._counts, self._means, self._spread, self._scatter
+
+    def merge(self, other: Moments) -> None:
+        """Fold ``other`` (same G and d) into these moments, exactly."""
+        other._finalize()
+        if other.rows == 0:
+            return
+        self._finalize()
+        exponent = self._common_exponent(other)
+        self._rescale(exponent)
+        shift, device = exponent - other.exponent, self.device
+        groups = other._counts.nonzero().squeeze(1)
+        self._combine(
+            groups.to(device), other._counts[groups].to(device),
+            times_power_of_two(other._means[groups], shift).to(device),
+            times_power_of_two(other._spread[groups], 2 * shift).to(device),
+            times_power_of_two(other._scatter, 2 * shift).to(device),
+        )
+        self.rows += other.rows
+        self._signal = self._signal or other._signal
+
+    def _common_exponent(self, other: Moments) -> int:
+        if not other._signal:
+            return self.exponent
+        if not self._signal:
+            self._set_exponent(other.exponent)
+            return other.exponent
+        return min(self.exponent, other.exponent)
+
+    def all_reduce(self) -> None:
+        """Replace these moments by those of every rank together (a collective call).
+
+        Each rank sends its moments about the global group means: the exact pairwise
+        merge of all ranks at once, in two rounds (plus one for the common units).
+        """
+        self._finalize()
+        mine = self.exponent if self._signal else _NO_EXPONENT
+        exponent = -int(distributed.reduce_on_device(torch.tensor([-mine]), op="max"))
+        if exponent != _NO_EXPONENT:
+            if self._signal:
+                self._rescale(exponent)
+            else:
+                self._set_exponent(exponent)
+            self._signal = True
+        local = self._counts.to(torch.float64)
+        first = distributed.reduce_on_device(
+            torch.cat([local, (self._means * local[:, None]).ravel()]))
+        counts, sums = first[: self.num_groups], first[self.num_groups :]
+        means = sums.reshape(self.num_groups, self.dim) / counts.clamp(min=1)[:, None]
+        delta = torch.where((local > 0)[:, None], self._means - means, 0.0)
+        spread = self._spread + local * (delta * delta).sum(dim=1)
+        scatter = torch.addmm(self._scatter, (delta * local[:, None]).T, delta)
+        second = distributed.reduce_on_device(torch.cat([spread, scatter.ravel()]))
+        self._counts = torch.round(counts).to(torch.int64)
+        self._means, self._spread = means, second[: self.num_groups]
+        self._scatter = second[self.num_groups :].reshape(self.dim, self.dim)
+        self.rows = int(self._counts.sum())
+        self.version += 1
+        if self._pending is not None:
+            seen = self._counts > 0
+            self._pending.ref[seen] = self._means[seen].to(self._pending.dtype)
+            self._pending.has_ref |= seen
+
+    # ------------------------------------------------------------------ persistence
+    def load(self, counts: torch.Tensor, means: torch.Tensor, spread: torch.Tensor,
+             scatter: torch.Tensor, exponent: int) -> None:
+        """Replace the state by checked tensors (in units of 2**exponent)."""
+        device = self.device
+        self._pending = None
+        self._clear(device)
+        self._counts = counts.to(device=device, dtype=torch.int64).clone()
+        self._means = means.to(device=device, dtype=torch.float64).clone()
+        self._spread = spread.to(device=device, dtype=torch.float64).clone()
+        self._scatter = scatter.to(device=device, dtype=torch.float64).clone()
+        self.exponent = int(exponent)
+        self.rows = int(self._counts.sum())
+        self._signal = bool((self._means != 0).any() or (self._spread != 0).any())
+        self.version += 1
+
+
+# ---------------------------------------------------------------------------- state checks
+def state_mapping(state: Any, owner: str) -> Mapping[str, Any]:
+    if not isinstance(state, Mapping):
+        raise NCInputError(
+            f"a {owner} state must be a dict of tensors (from state_dict()); "
+            f"got {type(state).__name__}"
+        )
+    return state
+
+
+def state_entry(state: Mapping[str, Any], key: str, shape: tuple[int, ...] | None = None,
+                integer: bool = False, nonnegative: bool = False) -> torch.Tensor:
+    """One entry of a state dict as a CPU tensor, checked; NCInputError naming ``key``."""
+    if key not in state:
+        raise NCInputError(f"the state has no entry '{key}'")
+    value = state[key]
+    try:
+        t = torch.as_tensor(value).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise NCInputError(f"state entry '{key}' is not numeric: {type(value).__name__}") from None
+    if t.is_complex() or not (t.is_floating_point() or _integer_dtype(t.dtype)):
+        raise NCInputError(f"state entry '{key}' must hold real numbers; got {t.dtype}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise NCInputError(f"state entry '{key}' has shape {tuple(t.shape)}; expected {shape}")
+    wide = t.to(torch.float64)
+    if not bool(torch.isfinite(wide).all()):
+        raise NCInputError(f"state entry '{key}' holds NaN or inf")
+    if integer and not bool((wide == torch.round(wide)).all()):
+        raise NCInputError(f"state entry '{key}' must hold whole numbers")
+    if nonnegative and bool((wide < 0).any()):
+        raise NCInputError(f"state entry '{key}' holds negative values (min {float(wide.min()):g})")
+    return t.to(torch.int64) if integer else wide
+
+
+def _integer_dtype(dtype: torch.dtype) -> bool:
+    return dtype != torch.bool and not dtype.is_floating_point and not dtype.is_complex
+
+
+def state_scalar(state: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    """A whole-number scalar entry (``default`` when absent and a default is given)."""
+    if key not in state and default is not None:
+        return default
+    return int(state_entry(state, key, shape=(), integer=True))
+
+
+def check_scatter(scatter: torch.Tensor, key: str = "scatter", rtol: float = 1e-5) -> None:
+    """NCInputError unless ``scatter`` is symmetric and positive semidefinite up to
+    rounding (``rtol`` times its trace)."""
+    size = scatter.shape[0]
+    diagonal = torch.diagonal(scatter)
+    tolerance = rtol * float(diagonal.abs().sum()) + torch.finfo(torch.float64).tiny
+    if bool((diagonal < -tolerance).any()):
+        raise NCInputError(f"state entry '{key}' has a negative diagonal: not a scatter matrix")
+    if float((scatter - scatter.T).abs().max()) > tolerance:
+        raise NCInputError(f"state entry '{key}' is not symmetric")
+    shifted = scatter + tolerance * torch.eye(size, dtype=scatter.dtype)
+    if int(torch.linalg.cholesky_ex(shifted).info) != 0:
+        raise NCInputError(
+            f"state entry '{key}' is not positive semidefinite (beyond rounding): "
+            "not a scatter matrix"
+        )
