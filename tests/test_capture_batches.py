@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from capture_helpers import assert_same_metrics
+from docs_helpers import documented, numbers, run_documented
 from torch import nn
 from torch_threads import one_thread  # noqa: F401
 
@@ -10,14 +12,8 @@ import nclab
 from nclab import NCInputError
 from nclab.capture import features
 from nclab.capture.batches import to_device
-from nclab.core.metrics import METRIC_NAMES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def assert_same_metrics(got, want):
-    for name in METRIC_NAMES:
-        assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-6), name
 
 
 class TwoInputs(nn.Module):
@@ -168,3 +164,17 @@ def test_a_huggingface_model_with_attention_masks_measures_its_pooled_features()
     unmasked = nclab.track(model, [(ids[s], y[s]) for s in chunks(48, 16)])
     assert unmasked.nc1 != pytest.approx(want.nc1, rel=1e-3)
     assert features(model, hf_batches).outputs.shape == (48, 3)  # the logits of the output
+
+
+def test_the_documented_own_loop_runs_and_prints_what_the_docs_say(capsys):
+    namespace = run_documented("in_your_training.md", "## Your own loop")
+    printed = capsys.readouterr().out
+    output = documented("in_your_training.md", "## Your own loop")[1]
+    assert numbers(printed) == pytest.approx(numbers(output), rel=2e-3)
+    model, measure = namespace["model"], namespace["measure"]
+    x, y = measure.dataset.tensors
+    with torch.no_grad():
+        h = model[:4](x)
+    want = nclab.measure(h, y, model[4].weight.detach(), model[4].bias.detach())
+    assert namespace["metrics"].nc1 == pytest.approx(want.nc1, rel=1e-6)
+    assert namespace["scalars"]["nc/nc1"] == namespace["metrics"].nc1

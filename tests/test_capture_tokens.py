@@ -1,12 +1,10 @@
 """Token-level labels: (batch, seq, d) features, ignore_index, HF's causal-LM shift."""
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from docs_helpers import documented, numbers, run_documented
 from reference import reference_metrics
 from torch import nn
 from torch_threads import one_thread  # noqa: F401
@@ -17,7 +15,7 @@ from nclab.capture import Arrangement, Probe, collect, features
 from nclab.core.stats import CollapseStats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "in_your_training.md"
+PAGE = "in_your_training.md"
 #: Metrics that do not depend on how the classifier's argmax treats unseen classes.
 MEAN_METRICS = ("nc1", "nc1_trace", "cdnv", "equinorm_means", "etf_error_means",
                 "equiangularity_means", "maxangle_means")
@@ -158,27 +156,14 @@ def test_a_vocabulary_of_50000_classes_stays_bounded_and_reports_empty_classes()
         stats = collect(model, batches, lambda _: CollapseStats(vocab), [Probe(model, "lm_head")],
                         prepare=Arrangement(shift_labels=True))["lm_head"]
         sizes.append(sum(t.numel() for t in stats.state_dict().values()))
-    assert sizes[0] == sizes[1] <= vocab * (d + 2) + d * d + 2
-
-
-def documented(heading):
-    """The first python block of DOCS after ``heading``, and the output block after it."""
-    text = DOCS.read_text()
-    section = text[text.index(heading):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    output = re.search(r"```text\n(.*?)```", section, re.S).group(1)
-    return code, output
-
-
-def numbers(text):
-    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
+    assert sizes[0] == sizes[1] <= vocab * (d + 2) + d * d + 16
 
 
 def test_the_documented_next_token_recipe_runs_and_prints_what_the_docs_say(capsys):
-    code, output = documented("## Token-level labels: next-token collapse of a causal LM")
-    namespace = {}
-    exec(compile(code, str(DOCS), "exec"), namespace)  # the docs' own example, verbatim
+    heading = "## Token-level labels: next-token collapse of a causal LM"
+    namespace = run_documented(PAGE, heading)  # the docs' own example, verbatim
     printed = capsys.readouterr().out
+    output = documented(PAGE, heading)[1]
     assert numbers(printed) == pytest.approx(numbers(output), rel=2e-3)
     model, loader, metrics = namespace["model"], namespace["loader"], namespace["metrics"]
     h, y = hand_shifted(model, loader)

@@ -39,9 +39,10 @@ def data(n=90, d=4, classes=3, seed=0):
 
 
 def assert_reference(metrics, h, y):
+    # float32 features: 1e-5 leaves room for rounding, a wrong layer or point is far off
     want = reference_metrics(h.double().numpy(), y.numpy())
     for name in ("nc1", "nc1_trace", "cdnv"):
-        assert getattr(metrics, name) == pytest.approx(want[name], rel=1e-6), name
+        assert getattr(metrics, name) == pytest.approx(want[name], rel=1e-5), name
 
 
 def test_layers_at_their_outputs_or_inputs_come_in_the_order_of_the_forward_calls():
