@@ -10,7 +10,7 @@
 from nclab.capture.batches import BatchFormat
 from nclab.capture.hooks import POINTS, Probe, collect, probing
 from nclab.capture.tokens import MAX_DIM, Arrangement
-from nclab.capture.track import (
+from nclab.capture.tracking import (
     CapturedFeatures,
     LayerProfile,
     classifier_parameters,
