@@ -189,3 +189,13 @@ def test_nclab_profile_refuses_bad_input_before_writing(trained_run, tmp_path, c
     code, _, err = run_cli(["profile", trained_run, "--out", out, "--split", "val"], capsys)
     assert code == 2 and "split must be one of train, test" in err
     assert not out.exists()
+
+
+def test_the_report_of_a_profiled_run_shows_the_profile(trained_run, tmp_path, capsys):
+    from nclab.report import write_report
+
+    assert run_cli(["profile", trained_run, "--threads", "1"], capsys)[0] == 0
+    page = write_report(trained_run, tmp_path / "report").read_text()
+    assert "Collapse layer by layer" in page and "src='profile.png'" in page
+    assert (tmp_path / "report" / "profile.png").read_bytes() == \
+        (trained_run / "profile.png").read_bytes()

@@ -16,6 +16,7 @@ from nclab.core.io import make_dirs, write_atomic
 from nclab.core.metrics import METRIC_NAMES
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
 from nclab.report.pages import page, run_status, table
+from nclab.report.profile import profile_section
 from nclab.runs import RunRecord, load_run
 
 PANEL_PNG, NC1_PNG, REPORT_HTML = "collapse.png", "nc1.png", "report.html"
@@ -119,6 +120,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
         + _metric_tables(run)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"
+        + profile_section(run.path, out)
         + settings
         + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>.</p>"
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from nclab.capture import LayerProfile
 from nclab.core.errors import NCInputError
+from nclab.core.io import write_atomic
 from nclab.report.style import color, figure_style, panel_grid, save_png
 
+PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))
 
@@ -61,3 +64,15 @@ def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.Pat
         ax.set_title(title or "collapse layer by layer")
         ax.legend()
         save_png(fig, path)
+
+
+def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
+    """The HTML of the run's layer profile (written by ``nclab profile`` into the run
+    directory) for its report in ``out``; empty when the run has none."""
+    source = Path(run_dir) / PROFILE_PNG
+    if not source.is_file():
+        return ""
+    if Path(out).resolve() != Path(run_dir).resolve():
+        write_atomic(Path(out) / PROFILE_PNG, source.read_bytes())
+    return (f"<h2>Collapse layer by layer</h2><img src='{PROFILE_PNG}' "
+            "alt='NC1 and NC1_trace per layer' style='max-width:700px'>")

@@ -20,7 +20,7 @@ from torch import nn
 from nclab.capture import LayerProfile, find_classifier, profile
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
-from nclab.report.profile import profile_figure
+from nclab.report.profile import PROFILE_JSON, PROFILE_PNG, profile_figure
 from nclab.runs import RunDir
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
@@ -28,7 +28,6 @@ from nclab.train.task import Task
 from nclab.train.tasks import make_task
 from nclab.train.trainer import resolve_device
 
-PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 SPLITS = ("train", "test")
 #: At most this many default layers (evenly spaced): each holds a d x d scatter.
 MAX_DEFAULT_LAYERS = 16
