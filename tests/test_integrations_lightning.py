@@ -8,8 +8,9 @@ import csv
 
 import pytest
 import torch
+from docs_helpers import documented, numbers, run_documented
 from integration_helpers import assert_same_values, clusters, mlp, tracked
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 from torch_threads import one_thread  # noqa: F401
 
 import nclab
@@ -108,3 +109,14 @@ def test_bad_every_n_epochs_is_one_clear_error():
 
     with pytest.raises(NCInputError, match="every_n_epochs"):
         CollapseCallback(every_n_epochs=0)
+
+
+def test_the_documented_example_prints_what_the_docs_say(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # its CSVLogger writes into the working directory
+    namespace = run_documented("in_your_training.md", "## Lightning")
+    shown = documented("in_your_training.md", "## Lightning")[1]
+    assert numbers(capsys.readouterr().out) == pytest.approx(numbers(shown), rel=2e-3)
+    x, y = namespace["loader"].dataset.tensors
+    module = namespace["trainer"].lightning_module
+    assert float(namespace["trainer"].callback_metrics["nc/nc1"]) == pytest.approx(
+        nclab.track(module, DataLoader(TensorDataset(x, y), batch_size=100)).nc1, rel=1e-6)

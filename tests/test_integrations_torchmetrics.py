@@ -8,11 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from docs_helpers import documented, numbers, run_documented
+from torch_threads import one_thread  # noqa: F401
 
 import nclab
 from nclab import NCInputError
 
 pytest.importorskip("torchmetrics")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from nclab.integrations.torchmetrics import NeuralCollapse  # noqa: E402
 
@@ -127,3 +130,9 @@ def test_bad_input_is_one_clear_error():
         metric.update(torch.randn(3, D + 1), torch.tensor([0, 1, 2]))
     with pytest.raises(NCInputError):
         metric.update(torch.randn(3, D), torch.tensor([0, 1, C]))
+
+
+def test_the_documented_example_prints_what_the_docs_say(capsys):
+    run_documented("in_your_training.md", "## torchmetrics")
+    shown = documented("in_your_training.md", "## torchmetrics")[1]
+    assert numbers(capsys.readouterr().out) == pytest.approx(numbers(shown), rel=2e-3)

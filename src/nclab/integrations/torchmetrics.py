@@ -124,9 +124,8 @@ class NeuralCollapse(Metric):
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch: features (n, d) of any float dtype and device, labels (n,)."""
-        batch = pack(CollapseStats(self.num_classes, self.dim).update(features, labels))
-        both = torch.stack([self.moments.to(torch.float64), batch.to(self.moments.device)])
-        self.moments = merge_packed(both, self.num_classes, self.dim)
+        stats = unpack(self.moments, self.num_classes, self.dim).update(features, labels)
+        self.moments = pack(stats).to(self.moments.device)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Every metric that has a value, ``{name: 0-d float64 tensor}``.
