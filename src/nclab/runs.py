@@ -61,7 +61,14 @@ class RunLogWarning(UserWarning):
 
 
 def _csv_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    return {key: "" if row.get(key) is None else row[key] for key in columns}
+    """Cells of one row: null is empty, lists and dicts are JSON text."""
+    return {key: _csv_cell(row.get(key)) for key in columns}
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return json.dumps(value, allow_nan=False) if isinstance(value, (list, dict)) else value
 
 
 class RunDir:
@@ -127,7 +134,7 @@ class RunDir:
                 os.close(fd)
                 raise NCInputError(
                     f"{self.path} is in use by another nclab process{holder}: wait for it "
-                    "to end (or stop it), or choose another --run-dir") from None
+                    "to end (or stop it), or choose another --out") from None
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

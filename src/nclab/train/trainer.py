@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nclab.core import distributed
-from nclab.core.errors import NCInputError
+from nclab.core.errors import Interrupted, NCInputError
 from nclab.core.io import finite_or_none
 from nclab.runs import CHECKPOINT, RunDir
 from nclab.train.batches import EvalBatches, TrainBatches
@@ -48,17 +48,9 @@ class TrainingDiverged(NCInputError):
     good checkpoint is kept."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM stopped the run after a checkpoint was saved.
-
-    The message says how to resume; ``exit_code`` is 128 + the signal number (130 for
-    SIGINT, 143 for SIGTERM), as a shell reports a process the signal ended.
-    """
-
-    def __init__(self, message: str, signal_number: int) -> None:
-        super().__init__(message)
-        self.signal_number = signal_number
-        self.exit_code = 128 + signal_number
+class TrainingInterrupted(Interrupted):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run after a checkpoint was saved; the
+    message gives the command that resumes it, ``exit_code`` is 130 or 143."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -229,11 +221,11 @@ class Trainer:
                 raise NCInputError(
                     f"{self.run.path} holds {', '.join(present)} but no config.json: refusing "
                     "to start over them (restore config.json to --resume the run, or choose "
-                    "another --run-dir)")
+                    "another --out)")
             return None
         if not resume:
             raise NCInputError(f"{self.run.path} already holds a run: pass --resume to "
-                               "continue it, or choose another --run-dir")
+                               "continue it, or choose another --out")
         differences = config_diff(stored, self.config.to_dict())
         if differences:
             raise NCInputError(f"refusing to resume: {self.run.path} holds a run with a "
@@ -419,7 +411,7 @@ class Trainer:
                  else f"after epoch {state.epoch} of {self.config.epochs}")
         return TrainingInterrupted(
             f"stopped by {signal.Signals(number).name} {where}; checkpoint saved in "
-            f"{self.run.file(CHECKPOINT)}; continue with: nclab train --run-dir "
+            f"{self.run.file(CHECKPOINT)}; continue with: nclab train --out "
             f"{self.run.path} --resume", number)
 
     # ------------------------------------------------------------------ helpers
