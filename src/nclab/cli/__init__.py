@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from nclab.cli.app import OptionValueError, err_console, warn
-from nclab.core.errors import NCInputError
+from nclab.core.errors import Interrupted, NCInputError
 
 __all__ = ["COMMANDS", "DEPRECATED", "main", "root_group"]
 
@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         _error(str(exc))
     except typer.TyperException as exc:
         _error(exc.format_message(), exc.exit_code)
+    except Interrupted as exc:  # a run stopped by a signal: how to resume it
+        err_console.print(str(exc), highlight=False)
+        sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         sys.exit(130)
