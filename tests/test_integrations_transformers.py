@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from docs_helpers import run_documented
 from integration_helpers import assert_same_values
 from torch.utils.data import DataLoader, Dataset
 from torch_threads import one_thread  # noqa: F401
@@ -144,3 +145,16 @@ def test_causal_lm_next_token_collapse(tmp_path, run):
 def test_bad_every_n_epochs_is_one_clear_error():
     with pytest.raises(NCInputError, match="every_n_epochs"):
         CollapseCallback(every_n_epochs=0)
+
+
+def test_the_documented_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("accelerate")
+    monkeypatch.chdir(tmp_path)  # its TrainingArguments write into the working directory
+    namespace = run_documented("in_your_training.md", "## HF Trainer")
+    trainer = namespace["trainer"]
+    logged = [row["nc/nc1"] for row in trainer.state.log_history if "nc/nc1" in row]
+    assert len(logged) == 3
+    loader = DataLoader(namespace["Sentences"](),
+                        batch_size=trainer.args.per_device_eval_batch_size,
+                        collate_fn=transformers.default_data_collator)
+    assert logged[-1] == pytest.approx(nclab.track(trainer.model, loader).nc1, rel=1e-6)
