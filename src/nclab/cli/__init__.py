@@ -33,7 +33,7 @@ COMMANDS: dict[str, Any] = {
     "finegrained": ("nclab.cli.finegrained", "Recover fine labels from coarse training."),
     "ufm": ("nclab.cli.ufm", "Unconstrained features models from random starts."),
     "kernel": ("nclab.cli.kernel", "Kernel NC1 (NNGP, NTK, adaptive) on Gaussian data."),
-    "regress": ("Neural regression collapse: NRC1-NRC3, the regression UFM, imitation data.", {
+    "regress": ("Regression collapse: NRC1-NRC3, the UFM, imitation data.", {
         "ufm": ("nclab.cli.regress", "Regression UFM: gradient descent vs closed form."),
         "data": ("nclab.cli.regress", "Make a regression data set offline (.npz)."),
         "measure": ("nclab.cli.regress", "NRC metrics of a feature file."),

@@ -114,7 +114,7 @@ def summary_table(document: dict) -> Table:
     """mean log10 NC1 per (N, d0) and series; '!' marks draws that produced no value."""
     summary = document["summary"]
     table = Table(title="mean log10 NC1 over draws  (! = some draws failed, see JSON)",
-                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+                  box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("N", justify="right", no_wrap=True)
     table.add_column("d0", justify="right", no_wrap=True)
     for name in summary:  # "nngp-erf" on two lines: ten columns fit 80 characters
@@ -125,7 +125,7 @@ def summary_table(document: dict) -> Table:
         for rows in summary.values():
             entry = rows[i]
             value = entry["log10_nc1_mean"]
-            text = "n/a" if value is None else f"{value:.3f}"
+            text = "n/a" if value is None else f"{value:.2f}"  # 8 series fit 80 columns
             cells.append(text + ("!" if entry["failed"] else ""))
         table.add_row(str(row["n"]), str(row["d0"]), *cells)
     return table

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nclab.core.errors import NCInputError
+from nclab.core.validation import positive_int
 from nclab.data.base import DatasetSplits, from_numpy
 
 
@@ -83,6 +85,12 @@ def gaussian(
     Class means are ``separation / sqrt(2)`` times random unit vectors (so two means are
     about ``separation`` apart); within-class standard deviation ``noise`` per dimension.
     """
+    for name, value in (("num_classes", num_classes), ("dim", dim),
+                        ("train_per_class", train_per_class), ("test_per_class", test_per_class)):
+        positive_int(value, f"gaussian {name}")
+    if not (np.isfinite(separation) and np.isfinite(noise) and noise >= 0):
+        raise NCInputError(f"gaussian separation must be finite and noise finite and >= 0; "
+                           f"got {separation}, {noise}")
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(num_classes, dim))
     means *= separation / np.sqrt(2) / np.linalg.norm(means, axis=1, keepdims=True)

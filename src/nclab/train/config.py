@@ -156,8 +156,8 @@ class TrainConfig:
     eval_batch_size: int = setting(1024, cli="--eval-batch-size", low=1,
                                    help="Batch size of evaluation passes.")
     evaluators: tuple[str, ...] | None = setting(
-        None, cli="--evaluators", help="Evaluators run at logged epochs, comma separated "
-                                       "(default: the task's).")
+        None, cli="--evaluators", help="Evaluators run at logged epochs, comma separated; "
+                                       "none given: the task's.")
     options: dict[str, Any] = setting(factory=dict, cli="--opt",
                                       help="Task option KEY=VALUE (repeatable).")
 

@@ -1,0 +1,165 @@
+"""Values checked where they enter: one ``error:`` line, exit code 2, nothing written;
+the command surface at 80 columns; the lazy start; old spellings kept with a warning."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from cli_helpers import run_cli
+from rich.console import Console
+from torch_threads import one_thread  # noqa: F401
+from train_helpers import SRC
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GAUSSIAN = ["--dataset", "gaussian", "--data-opt", "dim=4", "--per-class", "5",
+            "--epochs", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--lr", "inf"], "--lr must be a finite number > 0; got inf"),
+    (["train", "--width", "nan"], "--width must be a finite number > 0; got nan"),
+    (["train", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
+    (["train", *GAUSSIAN, "--data-opt", "num_classes=abc"],
+     "--data-opt num_classes=abc: dataset 'gaussian' takes an integer for num_classes"),
+    (["train", *GAUSSIAN, "--data-opt", "num_classes=-3"],
+     "gaussian num_classes must be an integer >= 1; got -3"),
+    (["train", "--dataset", "digits", "--data-opt", "test_fraction=abc"],
+     "--data-opt test_fraction=abc: dataset 'digits' takes a finite number for test_fraction"),
+    (["train", "--dataset", "gaussian", "--data-opt", "test_fraction=0.5"],
+     "dataset 'gaussian' has no option test_fraction; it accepts: num_classes, dim"),
+    (["train", "--model-opt", "widths=abc"],
+     "--model-opt widths=abc: model 'mlp' takes a comma-separated list of integers"),
+    (["train", "--model-opt", "batch_norm=maybe"],
+     "--model-opt batch_norm=maybe: model 'mlp' takes true or false for batch_norm"),
+    (["train", "--opt", "bogus=1"], "--opt: task 'classification' has no option bogus"),
+    (["train", "--epochs", "abc"], "--epochs expects an integer; got 'abc'"),
+    (["train", "--momentum", "1"], "--momentum must lie in [0, 1); got 1"),
+    (["kernel", "--std", "0"], "--std must be > 0; got 0"),
+    (["regress", "ufm", "--spectrum", "abc"], "--spectrum expects a comma-separated list"),
+    (["regress", "data", "teacher", "--spectrum", "abc"],
+     "--spectrum expects a comma-separated list"),
+    (["regress", "data", "teacher", "--samples", "0"], "--samples must be >= 2; got 0"),
+    (["ufm", "--classes", "100000000", "--per-class", "1"], "GiB free: use smaller sizes"),
+    (["ufm", "--tol", "-1"], "--tol must be > 0; got -1"),
+    (["finegrained", "--num-coarse", "0"], "--num-coarse must be >= 1; got 0"),
+])
+def test_bad_values_give_one_line_and_write_nothing(args, message, tmp_path, capsys,
+                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # every default output folder is under the cwd
+    code, _, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+def test_cuda_on_a_cpu_only_torch_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in (["train"], ["ufm"], ["regress", "train", "teacher"]):
+        code, _, err = run_cli([*command, "--device", "cuda"], capsys)
+        assert code == 2 and err.count("\n") == 1 and "this torch has no CUDA device" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_typed_options_reach_the_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", *GAUSSIAN, "--data-opt", "num_classes=3",
+                            "--data-opt", "separation=6", "--model-opt", "batch_norm=true",
+                            "--widths", "8", "--milestones", "0.5", "--no-report",
+                            "--out", out], capsys)
+    assert code in (0, None), err
+    import json
+
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["dataset_options"] == {"dim": 4, "num_classes": 3, "separation": 6.0}
+    assert stored["model_options"] == {"batch_norm": True, "widths": [8]}
+    assert stored["lr_milestones"] == [0.5]
+
+
+def test_one_definition_gives_the_same_options_to_every_training_command():
+    from typer.main import get_group
+
+    from nclab.cli import COMMANDS, LazyGroup
+    from nclab.train.config import TrainConfig
+
+    root = LazyGroup("nclab", "", COMMANDS, "app")
+    regress = root.load("regress")
+    commands = {name: root.load(name) for name in ("train", "demo", "finegrained",
+                                                   "normcompare")}
+    commands.update({f"regress {n}": regress.load(n) for n in ("train", "sweep")})
+    del get_group
+    common = {"--epochs", "--lr", "--momentum", "--batch-size", "--seed", "--milestones",
+              "--lr-gamma", "--eval-batch-size", "--model-opt", "--data-opt", "--out",
+              "--device", "--threads", "--progress"}
+    for name, command in commands.items():
+        options = {opt for param in command.params for opt in param.opts}
+        assert common <= options, (name, common - options)
+        for param in command.params:  # help texts never repeat a default by hand
+            assert "(default" not in (param.help or ""), (name, param.opts)
+    spelled = {rule.cli for rule in TrainConfig.settings().values() if rule.cli}
+    train_options = {opt for param in commands["train"].params for opt in param.opts}
+    assert spelled <= train_options
+
+
+def test_help_fits_80_columns_one_line_per_command():
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": SRC}
+    text = subprocess.run([sys.executable, "-m", "nclab", "--help"], env=env, text=True,
+                          capture_output=True, check=True).stdout
+    from nclab.cli import COMMANDS
+
+    for name in COMMANDS:
+        line = next(line for line in text.splitlines() if f"│ {name} " in line)
+        assert line.rstrip().endswith("│") and len(line.rstrip()) <= 80
+        # the whole one-line help is on the command's own line
+        entry = COMMANDS[name]
+        help_text = entry[0] if isinstance(entry[1], dict) else entry[1]
+        assert help_text in line, (name, line)
+    assert "<bool>" not in text
+
+
+def test_flags_show_no_value_and_version_prints(capsys):
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    assert code == 0 and "<bool>" not in out and "--normalize-features" in out
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("nclab ")
+
+
+def test_help_imports_no_command_module_and_no_plotting():
+    code = ("import sys\nfrom nclab.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'scipy', "
+            "'sklearn') or m.startswith(('nclab.cli.', 'nclab.train'))]\n"
+            "print(sorted(set(heavy) - {'nclab.cli.app'}))")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    result = subprocess.run([sys.executable, "-c", code], env=env, text=True,
+                            capture_output=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_kernel_table_headers_are_whole_at_80_columns():
+    from nclab.cli.kernel import summary_table
+
+    series = ["nngp-erf", "ntk-erf", "nngp-relu", "ntk-relu", "adaptive-erf", "adaptive-relu",
+              "network-erf", "network-relu"]
+    row = [{"n": 1024, "d0": 128, "log10_nc1_mean": -12.345, "failed": True}]  # the widest
+    document = {"summary": {name: row for name in series}}
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None).print(summary_table(document))
+    text = buffer.getvalue()
+    assert "…" not in text and "-12.35!" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in series:
+        method, activation = name.split("-")
+        assert method in text and activation in text
+
+
+def test_old_spellings_work_with_a_warning(tmp_path, capsys):
+    code, out, err = run_cli(["ufm", "-K", 3, "-d", 4, "-n", 2, "--no-progress",
+                              "--out", tmp_path], capsys)
+    assert code in (0, None), err
+    assert "warning: -K is deprecated and will be removed: use --classes" in err
+    assert (tmp_path / "ufm.json").exists()
