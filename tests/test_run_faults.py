@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from torch_threads import one_thread  # noqa: F401
-from train_helpers import SRC, TINY, rows
+from train_helpers import SRC, TINY, TINY_ARGS, rows
 
 import nclab.core.io
 import nclab.runs
@@ -615,3 +616,50 @@ def test_report_of_a_hand_written_log_shows_what_it_has_and_says_what_it_lacks(t
     run = load_run(log)
     assert run.rows == [{"epoch": 1, "train_nc1": 2.0, "my_score": 0.1},
                         {"epoch": 30, "train_nc1": 0.05, "my_score": None}]
+
+
+# --- the same on the command line --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [
+    ["--classes", "0,1,99"], ["--data-opt", "bogus=1"], ["--dataset", "mnist"],
+    ["--device", "tpu9"], ["--device", "cuda:99"], ["--model-opt", "depth=3"],
+    ["--device", "cuda"],
+])
+def test_a_failed_command_leaves_the_folder_as_it_was_and_the_fixed_one_runs(tmp_path,
+                                                                              capsys, bad):
+    if bad == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run_dir = tmp_path / "run"
+    args = ["train", *TINY_ARGS, "--epochs", "2", "--no-report", "--out", run_dir]
+    code, _, err = run_cli([*args, *bad], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert not run_dir.exists() and snapshot(tmp_path) == {}
+    code, out, err = run_cli(args, capsys)
+    assert code in (0, None) and "trained 2 epochs" in out, err
+
+
+def test_resume_of_a_damaged_run_on_the_command_line(tmp_path, finished, capsys):
+    run_dir = copy_of(finished, tmp_path)
+    resume = ["train", "--out", run_dir, "--resume", "--no-progress", "--no-report"]
+    for text in ("[]", json.dumps({**TINY.to_dict(), "epochs": "abc"})):
+        (run_dir / "config.json").write_text(text)
+        before = snapshot(run_dir)
+        code, _, err = run_cli(resume, capsys)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+        assert snapshot(run_dir) == before
+    (run_dir / "config.json").write_text(json.dumps(TINY.to_dict()))
+    torch.save(torch.zeros(3), run_dir / "checkpoint.pt")
+    code, _, err = run_cli(resume, capsys)
+    assert code == 2 and "checkpoint.pt holds a tensor of shape (3,)" in err, err
+
+
+def test_report_command_warns_once_per_skipped_line(tmp_path, finished, capsys):
+    run_dir = copy_of(finished, tmp_path)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    (run_dir / "metrics.jsonl").write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
+    code, out, err = run_cli(["report", run_dir], capsys)
+    assert code in (0, None), err
+    assert err.strip().splitlines() == [
+        f"warning: {run_dir / 'metrics.jsonl'} line 2 is not valid JSON: skipped"], err
+    assert f"epoch {rows(finished)[-1]['epoch']}" in (run_dir / "report.html").read_text()
