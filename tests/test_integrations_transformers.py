@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from docs_helpers import run_documented
+from docs_helpers import documented, numbers, run_documented
 from integration_helpers import assert_same_values
 from torch.utils.data import DataLoader, Dataset
 from torch_threads import one_thread  # noqa: F401
@@ -147,10 +147,14 @@ def test_bad_every_n_epochs_is_one_clear_error():
         CollapseCallback(every_n_epochs=0)
 
 
-def test_the_documented_example_runs(tmp_path, monkeypatch):
+def test_the_documented_example_prints_what_the_docs_say(tmp_path, monkeypatch, capsys):
     pytest.importorskip("accelerate")
     monkeypatch.chdir(tmp_path)  # its TrainingArguments write into the working directory
     namespace = run_documented("in_your_training.md", "## HF Trainer")
+    # the Trainer prints its logs too; the example's own lines come last
+    printed = capsys.readouterr().out.strip().splitlines()[-3:]
+    shown = documented("in_your_training.md", "## HF Trainer")[1]
+    assert numbers("\n".join(printed)) == pytest.approx(numbers(shown), rel=2e-3)
     trainer = namespace["trainer"]
     logged = [row["nc/nc1"] for row in trainer.state.log_history if "nc/nc1" in row]
     assert len(logged) == 3
