@@ -97,6 +97,7 @@ def test_nan_metrics_at_any_depth_are_stored_as_null_and_the_run_ends(tmp_path):
     summary = Trainer(config, tmp_path, progress=False, evaluators=[NaNEvaluator()]).fit()
     assert summary["status"] == "complete"
     stored = strict_json(tmp_path / "summary.json")
+    assert summary == stored  # what fit returns is what summary.json holds
     assert stored["final"]["nan_metric"] is None and stored["final"]["values"] == [1.0, None, None]
     assert stored["history"]["x"] == [None] and set(stored["history"]["nan_metric"]) == {None}
     for line in (tmp_path / "metrics.jsonl").read_text().splitlines():

@@ -285,7 +285,7 @@ class Trainer:
                 if stopping:
                     raise self._interrupted(stop, state)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
-        summary = self._summary(state)
+        summary = finite_or_none(self._summary(state))  # as summary.json holds it
         if self.rank == 0:
             self.run.write_summary(summary)
         return summary
@@ -353,7 +353,7 @@ class Trainer:
         """Stop as diverged when the loss or a weight is NaN or infinite."""
         if not math.isfinite(running_loss):
             self._diverged(epoch, f"the training loss became {running_loss}", state)
-        if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+        if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
             self._diverged(epoch, "the weights became NaN or infinite", state)
 
     def _evaluate_checked(self, epoch: int, lr: float, running_loss: float,
