@@ -173,10 +173,13 @@ def compute_metrics(
         notes.append(f"C={num_present} > d+1={stats.dim + 1}: no simplex ETF exists in d dims, "
                      "so etf_error and wh_duality cannot reach 0")
 
-    means = stats.means[present]
-    global_mean = stats.global_mean(weighted=weighted_mean)
+    # the state of the features times stats.scale (a power of two): the scale-free
+    # metrics are exact on it, and no square or fourth power over- or underflows
+    scale = stats.scale
+    means = stats.scaled_means()[present]
+    global_mean = stats.global_mean(weighted=weighted_mean, scaled=True)
     centred = means - global_mean
-    sigma_w = stats.within_class_covariance()
+    sigma_w = stats.within_class_covariance(scaled=True)
     max_rank = num_present if weighted_mean else num_present - 1
     w = None if w is None else w[present]
     values: dict[str, Any] = {
@@ -185,11 +188,14 @@ def compute_metrics(
         "equinorm_means": geometry.equinorm(centred),
         "etf_error_means": geometry.simplex_gap(centred, centred),
     }
-    values.update(_pair_metrics(centred, stats.class_variances(), w, cdnv_exponent, block))
+    values.update(_pair_metrics(centred, stats.class_variances(scaled=True), w, cdnv_exponent,
+                                block))
+    values["cdnv"] = _unscaled(values["cdnv"], scale, 2 - cdnv_exponent)
     if w is not None:
         values.update(_classifier_metrics(w, centred))
+        values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"], scale, 2)
         if b is not None:
-            values["bias_relation"] = _bias_relation(w, b[present], global_mean)
+            values["bias_relation"] = _bias_relation(w, b[present], global_mean / scale)
     if decisions is not None:
         values["ncc_mismatch"], values["accuracy"] = decisions.compute()
     if ood is not None:
@@ -203,6 +209,19 @@ def compute_metrics(
         cdnv_exponent=None if cdnv_exponent == 2 else float(cdnv_exponent),
         empty_classes=empty, warnings=tuple(notes),
     )
+
+
+def _unscaled(value: float, scale: float, power: float) -> float:
+    """A metric proportional to scale**power on the scaled state, for the features
+    themselves: value / scale**power (inf where that leaves the float64 range)."""
+    if power == 0 or value == 0 or not math.isfinite(value):
+        return value
+    exponent = -power * math.log2(scale)
+    whole = math.floor(exponent)
+    try:
+        return math.ldexp(value * 2.0 ** (exponent - whole), whole)
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray | None,
