@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from nclab.core.io import make_dirs
 from nclab.report.style import color, figure_style, save_png
 
 #: One palette colour per method (the data in black, the palette's seventh colour).
@@ -28,7 +29,7 @@ def plot_sweep(document: dict[str, Any], folder: str | os.PathLike,
     layer's NC1 along training.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     paths = []
     with figure_style():
         figures = {"": _figure(document, False), "_relative": _figure(document, True)}

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nclab.core.io import write_atomic
+from nclab.core.io import make_dirs, write_atomic
 from nclab.core.regression import nrc3_history, nrc_drops
 from nclab.report import REPORT_HTML
 from nclab.report.figures import Panel, run_panels
@@ -104,7 +104,7 @@ def write_regression_report(run_dir: str | os.PathLike,
     """Write report.html, nrc.png and gamma.png for one regression run; return the HTML."""
     run = load_run(run_dir)
     out = Path(out) if out is not None else run.path
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     cfg = run.config
     title = (f"{run.label}: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
              f"weight decay {cfg.get('weight_decay')}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nclab.core.errors import NCInputError
-from nclab.core.io import write_json
+from nclab.core.io import make_dirs, write_json
 from nclab.data.registry import RENAMED
 from nclab.report.regression import gamma_figure, nrc_figure, regression_outcome, with_nrc3
 from nclab.runs import RunDir, load_run
@@ -96,7 +96,7 @@ def sweep_weight_decay(
         raise NCInputError(f"a weight-decay sweep needs task 'regression'; got '{config.task}'")
     RegressionTask(config).check()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     shared = prepare_data(config, out)
     runs = []
     for index, weight_decay in enumerate(values):

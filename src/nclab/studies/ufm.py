@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.core.io import write_json
+from nclab.core.io import make_dirs, write_json
 from nclab.report.ufm import plot_convergence
 from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
 
@@ -85,7 +85,7 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
                            callback=callback)
     runs = _runs(model, solution, tol, probe_hessian)
     summary = _summary(model, solution, runs, tol)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     figure = plot_convergence(solution, out / FIGURE_PNG, tol=tol, title=repr(model),
                               riemannian=isinstance(model, SphereUFM))
     document = {
