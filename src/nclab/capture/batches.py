@@ -89,10 +89,10 @@ class BatchFormat:
     forward: ForwardFn | None = None
     labels: LabelsFn | None = None
 
-    def run(self, model: nn.Module, batch: Any, device: torch.device
-            ) -> tuple[Any, torch.Tensor]:
-        """``(outputs, labels)`` of ``model`` on one batch, the labels on ``device``."""
-        dtype = model_dtype(model)
+    def run(self, model: nn.Module, batch: Any, device: torch.device,
+            dtype: torch.dtype | None = None) -> tuple[Any, torch.Tensor]:
+        """``(outputs, labels)`` of ``model`` on one batch, the labels on ``device`` and
+        the floating-point inputs in ``dtype`` (the model's: :func:`model_dtype`)."""
         if self.forward is not None:
             moved = to_device(batch, device)
             labels = self.labels(moved) if self.labels is not None else self._split(batch)[1]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from nclab.capture.batches import BatchFormat, model_device
+from nclab.capture.batches import BatchFormat, model_device, model_dtype
 from nclab.core.errors import NCInputError
 
 #: Where a layer is measured: what it receives, or what it returns.
@@ -175,11 +175,12 @@ def collect(
     """
     batch_format = batch_format or BatchFormat()
     device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
     sinks: dict[str, Sink] = {}
     seen = False
     with probing(model, probes):
         for batch in loader:
-            outputs, labels = batch_format.run(model, batch, device)
+            outputs, labels = batch_format.run(model, batch, device, dtype)
             seen = True
             if on_batch is not None:
                 on_batch(outputs, labels)
