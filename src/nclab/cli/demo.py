@@ -38,9 +38,8 @@ def demo_command(
         print_summary(summary)
         console.print(f"report: {out / 'report.html'}", highlight=False, soft_wrap=True)
         return
-    widths = "-".join(str(w) for w in config.model_options.get("widths", []))
     console.print(f"nclab demo: MNIST-1D ({config.per_class} training samples per class), "
-                  f"MLP {widths} with batch norm, {config.loss.upper()} loss, "
+                  f"model {config.model}, {config.loss.upper()} loss, "
                   f"{config.epochs} epochs of SGD (lr {config.lr}, momentum "
                   f"{config.momentum}, weight decay {config.weight_decay}) -> {out}",
                   highlight=False)
