@@ -18,6 +18,10 @@ centred means (nc1) and the d x d Grams. F, e and s are measured here, in the sa
 on fixed small problems: F on one tile product, e from pair_sums at C = 4,096, d = 16
 minus its products, s from one SVD of 4,096 x d. Every prediction beyond is an
 extrapolation of the model's laws, not a fit to the rows it is compared with.
+
+The last two columns time, in the same run, the shared pass over pairs alone and the
+three separate pair passes (cdnv, the cosines of the means and of the weights) that the
+metrics made before it, which computed less (no gnc2 metrics).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import best_time  # noqa: E402
 
 from nclab import CollapseStats, compute_metrics  # noqa: E402
+from nclab.core import geometry  # noqa: E402
 from nclab.core.geometry import DEFAULT_BLOCK, pair_sums  # noqa: E402
 
 GRAMS = 2  # tile products per pair tile: centred means, classifier rows
@@ -93,6 +98,21 @@ def predicted(classes: int, dim: int, flops: float, per_pair: float, per_cdd: fl
     return seconds, 8.0 * (entries + 4 * dim * dim)
 
 
+def pair_passes(classes: int, dim: int) -> tuple[float, float]:
+    """Seconds of (the shared pass, the three separate pair passes the metrics made
+    before it: geometry.cdnv and geometry.cosine_moments of the means and weights)."""
+    stats, weight, _ = synthetic_stats(classes, dim)
+    means, variances = stats.means, stats.class_variances()
+    centred = means - means.mean(axis=0)
+    start = time.perf_counter()
+    pair_sums(centred, variances, weight, cosine_squares=classes <= dim)
+    middle = time.perf_counter()
+    geometry.cdnv(means, variances)
+    geometry.cosine_moments(centred)
+    geometry.cosine_moments(weight)
+    return middle - start, time.perf_counter() - middle
+
+
 def measured(classes: int, dim: int) -> tuple[float, float]:
     """(seconds, peak bytes allocated) of one compute_metrics call."""
     stats, weight, bias = synthetic_stats(classes, dim)
@@ -109,21 +129,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000, 10_000, 50_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--previous-up-to", type=int, default=10_000,
+                        help="Also time the three separate pair passes of before, up to this C.")
     args = parser.parse_args()
     per_pair = pair_cost()
     print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} "
           f"threads, load average {os.getloadavg()[0]:.1f}; elementwise work "
           f"e = {per_pair * 1e9:.1f} ns per pair (pair_sums at C = {CALIBRATION_C}, d = 16)")
     print(f"{'C':>7} {'d':>5} {'F GFLOP/s':>10} {'time s':>9} {'model s':>9} {'ratio':>6} "
-          f"{'peak MiB':>9} {'model MiB':>10} {'ratio':>6}")
+          f"{'peak MiB':>9} {'model MiB':>10} {'ratio':>6} {'shared s':>9} {'3 passes s':>11}")
     for dim in args.dims:
         flops, per_cdd = gemm_rate(dim), svd_cost(dim)
         for classes in args.classes:
             seconds, peak = measured(classes, dim)
             model_s, model_b = predicted(classes, dim, flops, per_pair, per_cdd)
+            shared, previous = "-", "-"
+            if classes <= args.previous_up_to:
+                shared, previous = (f"{t:.2f}" for t in pair_passes(classes, dim))
             print(f"{classes:>7} {dim:>5} {flops / 1e9:>10.1f} {seconds:>9.2f} {model_s:>9.2f} "
                   f"{seconds / model_s:>6.2f} {peak / 2**20:>9.1f} {model_b / 2**20:>10.1f} "
-                  f"{peak / model_b:>6.2f}")
+                  f"{peak / model_b:>6.2f} {shared:>9} {previous:>11}")
 
 
 if __name__ == "__main__":
