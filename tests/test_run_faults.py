@@ -531,7 +531,8 @@ FAILED_STARTS = {
     "unknown data option": ({"dataset_options": {**TINY.dataset_options, "bogus": 1}}, {},
                             "has no option bogus"),
     "unknown model option": ({"model_options": {"depth": 3}}, {}, "has no option depth"),
-    "unknown device": ({}, {"device": "tpu9"}, "unknown device 'tpu9'; use auto, cpu, cuda"),
+    "unknown device": ({}, {"device": "tpu9"},
+                       "device 'tpu9' is not a torch device; use auto, cpu, cuda"),
     "cuda index": ({}, {"device": "cuda:99"}, "device 'cuda:99'"),
 }
 
@@ -557,7 +558,7 @@ def test_a_failed_start_leaves_the_folder_as_it_was(tmp_path, case, state):
 def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(NCInputError, match="device 'cuda': no CUDA device is available"):
+    with pytest.raises(NCInputError, match="device 'cuda': this torch has no CUDA device"):
         Trainer(TINY, tmp_path / "run", device="cuda", progress=False).fit()
     assert not (tmp_path / "run").exists()
 

@@ -27,6 +27,7 @@ from typing import Any, Literal, Union
 import typer
 
 from nclab.cli.app import OptionValueError
+from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
 from nclab.train.config import Setting, TrainConfig, base_type, field_types
 
@@ -473,33 +474,6 @@ class Runtime:
             console.print(f"torch threads: {self.threads} (--threads)", highlight=False)
 
 
-def check_device(name: str, option: str = "--device") -> str:
-    """``name`` if torch can compute there: auto, cpu, cuda[:i], mps; else one line."""
-    if name == "auto":
-        return name
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise NCInputError(f"{option} {name!r} is not a torch device; use auto, cpu, "
-                           "cuda or cuda:N") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise NCInputError(f"{option} {name}: this torch has no CUDA device "
-                               f"(torch {torch.__version__}); use --device cpu or auto")
-        if device.index is not None and device.index >= count:
-            raise NCInputError(f"{option} {name}: only {count} CUDA device(s), "
-                               f"cuda:0..cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise NCInputError(f"{option} {name}: MPS is not available here")
-    elif device.type != "cpu":
-        raise NCInputError(f"{option} {name!r}: nclab computes on cpu, cuda or mps")
-    return name
-
-
 def available_memory(device: Any) -> int | None:
     """Bytes free on ``device`` (a torch.device): the GPU's, else the host's MemAvailable."""
     if device.type == "cuda":
@@ -529,7 +503,8 @@ def check_memory(needed: int, device: Any, what: str) -> None:
 
 
 def _device_callback(value: str) -> str:
-    return check_device(value)
+    resolve_device(value, "--device")  # the one device check, also the Python API's
+    return value
 
 
 def runtime_parameters(progress: bool = True) -> list[inspect.Parameter]:

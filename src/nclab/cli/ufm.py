@@ -11,6 +11,7 @@ from rich.table import Table
 
 from nclab.cli.app import app, console
 from nclab.cli.options import Runtime, check_memory, integer, real, runtime_options
+from nclab.core.distributed import resolve_device
 from nclab.studies.ufm import (
     DEFAULT_DECAY,
     DEFAULT_TAU,
@@ -20,7 +21,6 @@ from nclab.studies.ufm import (
     fmt,
     solve_ufm,
 )
-from nclab.train.trainer import resolve_device
 from nclab.ufm.classification import LOSSES
 
 

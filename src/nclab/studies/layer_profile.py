@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nclab.capture import LayerProfile, find_classifier, profile
+from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
 from nclab.report.profile import PROFILE_JSON, PROFILE_PNG, profile_figure
@@ -26,7 +27,6 @@ from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
 from nclab.train.task import Task
 from nclab.train.tasks import make_task
-from nclab.train.trainer import resolve_device
 
 SPLITS = ("train", "test")
 #: At most this many default layers (evenly spaced): each holds a d x d scatter.

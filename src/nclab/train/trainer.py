@@ -24,11 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nclab.core import distributed
+from nclab.core.distributed import resolve_device
 from nclab.core.errors import Interrupted, NCInputError
 from nclab.core.io import finite_or_none
 from nclab.runs import CHECKPOINT, RunDir
 from nclab.train.batches import EvalBatches, TrainBatches
-from nclab.train.checkpoint import RunProgress, checkpoint_state, first_line, restore
+from nclab.train.checkpoint import RunProgress, checkpoint_state, restore
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss
 from nclab.train.schedule import learning_rate, log_spaced_epochs
@@ -51,37 +52,6 @@ class TrainingDiverged(NCInputError):
 class TrainingInterrupted(Interrupted):
     """SIGINT (Ctrl-C) or SIGTERM stopped the run after a checkpoint was saved; the
     message gives the command that resumes it, ``exit_code`` is 130 or 143."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: this process's GPU when CUDA is available, else the CPU.
-
-    Raises NCInputError for a device this torch cannot use (an unknown name, CUDA
-    without a GPU or a CUDA build, a GPU index beyond the ones present).
-    """
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise NCInputError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NCInputError(f"device '{device}': no CUDA device is available to this torch "
-                               f"({torch.__version__}); use --device cpu or auto")
-        count = torch.cuda.device_count()
-        if resolved.index is not None and resolved.index >= count:
-            raise NCInputError(f"device '{device}': this machine has {count} CUDA device(s), "
-                               f"cuda:0..cuda:{count - 1}")
-    elif resolved.type != "cpu":
-        try:
-            torch.empty(1, device=resolved)
-        except Exception as exc:  # each backend fails in its own way
-            raise NCInputError(f"device '{device}' is not usable here "
-                               f"({first_line(exc)}); use auto, cpu, cuda or cuda:N") from None
-    return resolved
 
 
 class Trainer:
