@@ -191,3 +191,23 @@ def test_hostile_regression_files_give_one_line(tmp_path, capsys, change, words)
     np.savez(tmp_path / "bad.npz", **{"features": FEATURES, "targets": TARGETS, **change})
     code, _, err = run_cli(["regress", "measure", tmp_path / "bad.npz"], capsys)
     assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_key_options_rename_the_arrays(feature_file, tmp_path, capsys):
+    path, H, y, W, b = feature_file
+    renamed = tmp_path / "renamed.npz"
+    np.savez(renamed, h=H, c=y, w=W, bias=b)
+    np.savez(tmp_path / "ood.npz", h=H[:5] + 1.0)
+    code, _, err = run_cli(["measure", renamed, "--features-key", "h", "--labels-key", "c",
+                            "--weight-key", "w", "--ood", tmp_path / "ood.npz",
+                            "--json", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "m.json").read_text())
+    for name, value in reference_metrics(H, y, W, b).items():
+        assert data[name] == pytest.approx(value, rel=1e-5), name
+    assert data["nc5_ood_orthogonality"] is not None
+    code, _, err = run_cli(["measure", renamed, "--features-key", "h"], capsys)
+    assert code == 2 and "no array named 'labels' (found: bias, c, h, w)" in err
+    code, _, err = run_cli(["measure", renamed, "--features-key", "h", "--labels-key", "h"],
+                           capsys)
+    assert code == 2 and "h is given twice" in err and err.count("\n") == 1

@@ -71,3 +71,22 @@ def test_measure_constant_column_explicit_gamma_is_an_error(tmp_path, capsys):
     assert code == 2
     assert err.strip().startswith("error:") and "target column 2 is constant" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_measure_key_options_rename_the_arrays(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    H, Y, W, b = regression_problem(rng, 80, 6, 2)
+    np.savez(tmp_path / "plain.npz", features=H, targets=Y, weight=W, bias=b)
+    np.savez(tmp_path / "named.npz", h=H, actions=Y, head=W, offset=b)
+    results = []
+    for args in (["plain.npz"], ["named.npz", "--features-key", "h", "--targets-key", "actions",
+                                 "--weight-key", "head", "--bias-key", "offset"]):
+        code, _, err = run_cli(["regress", "measure", tmp_path / args[0], *args[1:], "--gamma",
+                                "0.05", "--json", tmp_path / "m.json"], capsys)
+        assert code == 0, err
+        results.append(json.loads((tmp_path / "m.json").read_text()))
+        results[-1].pop("file")
+    assert results[0] == results[1] and results[0]["nrc3"] is not None
+    code, _, err = run_cli(["regress", "measure", tmp_path / "named.npz", "--features-key", "h"],
+                           capsys)
+    assert code == 2 and "no array named 'targets'" in err

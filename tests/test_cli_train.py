@@ -74,3 +74,30 @@ def test_demo_trains_reports_and_reruns(tmp_path, capsys, monkeypatch):
                         f"remove {run_dir} or pass another --out)")
     assert "trained" in again and "Epoch" not in again
     assert json.loads((run_dir / "summary.json").read_text())["epochs_done"] == TINY.epochs
+
+
+NPZ_ARGS = ["--model", "mlp", "--widths", "16", "--batch-size", "16", "--epochs", "2",
+            "--log-points", "2", "--threads", "1", "--no-progress", "--no-report"]
+
+
+def test_npz_labels_with_renamed_keys_and_a_run_saved_under_the_old_name(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "feats.npz"
+    np.savez(data, h=rng.normal(size=(40, 5)), c=np.arange(40) % 2)
+    run_dir = tmp_path / "run"
+    given = ["--dataset", "npz_labels", "--root", data, "--data-opt", "x_key=h",
+             "--data-opt", "y_key=c", *NPZ_ARGS, "--out", run_dir]
+    code, out, err = run_cli(["train", *given], capsys)
+    assert code in (0, None) and "trained 2 epochs" in out, err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset_options"] == {"x_key": "h", "y_key": "c"}
+    # a run folder written before npz was renamed npz_labels resumes, with a warning
+    (run_dir / "config.json").write_text(json.dumps({**config, "dataset": "npz"}))
+    code, out, err = run_cli(["train", *given, "--resume"], capsys)
+    assert code in (0, None), err
+    assert "'npz' is renamed 'npz_labels'" in err and "refusing" not in err
+    code, _, err = run_cli(["train", *given[:-2], "--out", tmp_path / "new", "--data-opt",
+                            "x_key=features"], capsys)
+    assert code == 2 and "or features and c; found c, h" in err and err.count("\n") == 1

@@ -518,6 +518,32 @@ def test_npz_bad_input(tmp_path):
     one_line_error("no such file", load_dataset, "npz_labels", tmp_path / "absent.npz")
 
 
+def test_npz_labels_reads_renamed_keys(tmp_path):
+    feats = np.random.default_rng(1).normal(size=(12, 5))
+    labels = np.arange(12) % 3
+    path = tmp_path / "renamed.npz"
+    np.savez(path, x=feats, y=labels)
+    plain = load_dataset("npz_labels", path, test_fraction=0.25, seed=2)
+    np.savez(path, features=feats, labels=labels)
+    renamed = load_dataset("npz_labels", path, test_fraction=0.25, seed=2,
+                           x_key="features", y_key="labels")
+    for split in ("train", "test"):  # the same draw as under the default names
+        assert torch.equal(getattr(renamed, split).x, getattr(plain, split).x)
+        assert torch.equal(getattr(renamed, split).y, getattr(plain, split).y)
+    np.savez(path, h_train=feats[:9], c_train=labels[:9], h_test=feats[9:], c_test=labels[9:])
+    stored = load_dataset("npz_labels", path, x_key="h", y_key="c")
+    assert stored.test.y.tolist() == labels[9:].tolist() and len(stored.train) == 9
+    one_line_error("expected arrays x_train, y_train, x_test, y_test, or x and y; found "
+                   "c_test", load_dataset, "npz_labels", path)
+    one_line_error("expected arrays q_train, r_train, q_test, r_test, or q and r",
+                   load_dataset, "npz_labels", path, x_key="q", y_key="r")
+    one_line_error("has h_train, h_test but lacks y_train, y_test", load_dataset,
+                   "npz_labels", path, x_key="h")
+    one_line_error("x_key and y_key must differ", load_dataset, "npz_labels", path,
+                   x_key="h", y_key="h")
+    one_line_error("x_key must be an array name", load_dataset, "npz_labels", path, x_key="")
+
+
 def test_registry_lists_every_file_loader_as_needing_a_root():
     for name in ("mnist", "fashionmnist", "kmnist", "cifar10", "cifar100", "svhn", "stl10",
                  "npz_labels", "npz_targets"):

@@ -64,6 +64,27 @@ def test_npz_round_trip_and_split(tmp_path):
     np.testing.assert_array_equal(arrays(old)[3], y_test)
 
 
+def test_npz_targets_reads_renamed_keys(tmp_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(20, 4)), rng.normal(size=(20, 2))
+    np.savez(tmp_path / "plain.npz", x=x, y=y)
+    np.savez(tmp_path / "named.npz", inputs=x, actions=y)
+    plain = arrays(load_dataset("npz_targets", tmp_path / "plain.npz", seed=5))
+    named = arrays(load_dataset("npz_targets", tmp_path / "named.npz", seed=5,
+                                x_key="inputs", y_key="actions"))
+    for got, expected in zip(named, plain, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    np.savez(tmp_path / "split.npz", inputs=x[:15], actions=y[:15], inputs_test=x[15:],
+             actions_test=y[15:])
+    split = arrays(load_regression(tmp_path / "split.npz", x_key="inputs", y_key="actions"))
+    np.testing.assert_array_equal(split[3], y[15:].astype(np.float32))
+    with pytest.raises(NCInputError, match="has no array named 'x', 'y'"):
+        load_dataset("npz_targets", tmp_path / "named.npz")
+    np.savez(tmp_path / "bad.npz", inputs=x, actions=y, inputs_test=x[:2])
+    with pytest.raises(NCInputError, match="give both inputs_test and actions_test"):
+        load_regression(tmp_path / "bad.npz", x_key="inputs", y_key="actions")
+
+
 def test_registry_seeds_the_regression_builders():
     data = load_dataset("teacher", num_samples=60, target_dim=2, seed=4)
     x, y, x_test, y_test = arrays(data)

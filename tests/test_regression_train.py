@@ -214,3 +214,24 @@ def test_bad_command_lines(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(args, capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_command_resumes_a_run_saved_as_npz(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    data = tmp_path / "named.npz"
+    np.savez(data, inputs=rng.normal(size=(60, 3)), actions=rng.normal(size=(60, 2)))
+    run_dir = tmp_path / "run"
+    args = ["regress", "train", data, "--x-key", "inputs", "--y-key", "actions",
+            "--out", run_dir, *TRAIN_ARGS, "--epochs", "2"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"] == "npz_targets"
+    assert config["dataset_options"] == {"x_key": "inputs", "y_key": "actions"}
+    (run_dir / "config.json").write_text(json.dumps({**config, "dataset": "npz"}))
+    code, _, err = run_cli([*args, "--resume"], capsys)
+    assert code == 0, err
+    assert "'npz' is renamed 'npz_targets'" in err and "refusing" not in err
+    code, _, err = run_cli([*args, "--resume", "--lr", "0.5"], capsys)
+    assert code == 2 and "refusing to resume" in err and "lr: " in err
+    assert "dataset" not in err  # the renamed name is not a difference

@@ -8,14 +8,18 @@ import typer
 from rich.table import Table
 
 from nclab.cli.app import app, show_result, value_table
-from nclab.core.io import load_npz
+from nclab.cli.options import array_keys, read_arrays
 from nclab.core.metrics import METRIC_NAMES, CollapseMetrics, measure
 
 
 @app.command("measure")
+@array_keys("features", "labels", "weight", "bias")
 def measure_command(
+    *,
+    keys: dict[str, str],
     file: Path = typer.Argument(..., help="A .npz with 'features' (N x d), 'labels' (N,), "
-                                          "and optionally 'weight' (C x d) and 'bias' (C,)."),
+                                          "and optionally 'weight' (C x d) and 'bias' (C,) "
+                                          "(other names: --features-key, ...)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON here."),
     weighted_mean: bool = typer.Option(
         False, "--weighted-mean", help="Use the sample-weighted global mean instead of the "
@@ -24,12 +28,12 @@ def measure_command(
         None, "--num-classes", min=1, help="Number of classes C (default: the rows of "
                                            "'weight', else the largest label + 1)."),
     ood: Path | None = typer.Option(
-        None, "--ood", help="A .npz whose 'features' (N_ood x d) are out-of-distribution "
-                            "samples, for nc5_ood_orthogonality."),
+        None, "--ood", help="A .npz whose features (N_ood x d, --features-key) are "
+                            "out-of-distribution samples, for nc5_ood_orthogonality."),
 ) -> None:
     """Print every Neural Collapse metric of a feature file."""
-    arrays = load_npz(file, required=("features", "labels"))
-    ood_features = None if ood is None else load_npz(ood, required=("features",))["features"]
+    arrays = read_arrays(file, keys, required=("features", "labels"))
+    ood_features = None if ood is None else read_arrays(ood, keys, ("features",))["features"]
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
                      arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean,
                      ood_features=ood_features)

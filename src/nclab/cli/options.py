@@ -22,6 +22,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal, Union
 
 import typer
@@ -452,6 +453,36 @@ def model_shortcuts(names: Sequence[str] = ("widths", "width"),
             kwargs["changes"].set_option("model_options", name, value)
 
     return lambda func: add_parameters(func, parameters, collect)
+
+
+# ------------------------------------------------------------------ arrays of a file
+def array_keys(*names: str) -> Decorator:
+    """Decorator: ``--NAME-key`` (default NAME) for each array a command reads from a
+    .npz; passes ``keys``, a dict NAME -> the array's name in the file."""
+    parameters = [inspect.Parameter(
+        f"{name}_key", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+        default=typer.Option(name, f"--{name}-key", rich_help_panel="Arrays", metavar="NAME",
+                             help=f"Name of the {name} array in the file."))
+        for name in names]
+
+    def collect(values: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        keys = {name: values[f"{name}_key"] for name in names}
+        clashes = sorted({key for key in keys.values() if list(keys.values()).count(key) > 1})
+        if clashes:
+            raise NCInputError(f"--*-key: each array needs its own name; {', '.join(clashes)} "
+                               "is given twice")
+        kwargs["keys"] = keys
+
+    return lambda func: add_parameters(func, parameters, collect, provides=("keys",))
+
+
+def read_arrays(file: Path, keys: dict[str, str], required: Sequence[str]) -> dict[str, Any]:
+    """The arrays of ``file`` by their role (the keys of ``keys``); the ``required`` roles
+    must be there, the others are left out when absent."""
+    from nclab.core.io import load_npz
+
+    arrays = load_npz(file, required=tuple(keys[name] for name in required))
+    return {name: arrays[key] for name, key in keys.items() if key in arrays}
 
 
 # ------------------------------------------------------------------ runtime options

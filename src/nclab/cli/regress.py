@@ -16,9 +16,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nclab.cli.app import console, err_console, regress_app, short, show_result, value_table
-from nclab.cli.options import integer, list_parser, real
+from nclab.cli.options import array_keys, integer, list_parser, read_arrays, real
 from nclab.core.errors import NCInputError
-from nclab.core.io import load_npz, write_atomic, write_json
+from nclab.core.io import write_atomic, write_json
 from nclab.core.regression import RegressionMetrics, measure_regression
 from nclab.core.validation import ensure_moderate_scale
 from nclab.train.config import Setting
@@ -224,9 +224,13 @@ def _imitation(task, samples, test_fraction, noise, episodes, policy, iterations
 
 # ---------------------------------------------------------------------------- measure
 @regress_app.command("measure")
+@array_keys("features", "targets", "weight", "bias")
 def measure_command(
+    *,
+    keys: dict[str, str],
     file: Path = typer.Argument(..., help="A .npz with 'features' (M x d), 'targets' (M x n), "
-                                          "and optionally 'weight' (n x d) and 'bias' (n,)."),
+                                          "and optionally 'weight' (n x d) and 'bias' (n,) "
+                                          "(other names: --features-key, ...)."),
     gamma: str = typer.Option("search", help="NRC3's gamma: a number in (0, lambda_min), "
                                              "'search' or 'none'."),
     uncentred_pca: bool = typer.Option(False, "--uncentred-pca",
@@ -234,7 +238,7 @@ def measure_command(
     json_out: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON here."),
 ) -> None:
     """Print the neural regression collapse metrics of a feature file."""
-    arrays = load_npz(file, required=("features", "targets"))
+    arrays = read_arrays(file, keys, required=("features", "targets"))
     for name in ("features", "targets", "weight", "bias"):
         if name in arrays:  # NRC3 forms fourth powers: refuse what float64 cannot hold
             ensure_moderate_scale(arrays[name], name)

@@ -39,7 +39,7 @@ from nclab.train.regression import PAPER_SETTINGS
 
 #: Andriopoulos et al.'s settings, 350 epochs.
 PRESET = TrainConfig(**{**PAPER_SETTINGS, "epochs": 350})
-DATA_HELP = "teacher, reacher, swimmer, hopper, or a .npz file with x and y."
+DATA_HELP = "teacher, reacher, swimmer, hopper, or a .npz file with x and y (--x-key, --y-key)."
 #: Fields the regression commands do not offer: the DATA argument names the data set,
 #: and class subsets do not apply to real targets.
 NOT_OPTIONS = ("task", "dataset", "root", "classes", "per_class", "per_class_test", "loss",
@@ -90,7 +90,7 @@ REGRESSION_OPTIONS: dict[str, tuple[tuple[str, str], Any]] = {
 def regression_options() -> Decorator:
     """Decorator: the DATA argument and the options of ``REGRESSION_OPTIONS``; they go
     into the command's ``changes``."""
-    names = [name for name in REGRESSION_OPTIONS if name not in _npz_keys_missing()]
+    names = list(REGRESSION_OPTIONS)
     hints = {"spectrum": str | None, "policy": str | None, "x_key": str | None,
              "y_key": str | None, "standardize": bool | None, "head_bias": bool | None,
              "noise": float | None}
@@ -113,14 +113,6 @@ def regression_options() -> Decorator:
             changes.set_option(kind, key, str(value) if isinstance(value, Path) else value)
 
     return lambda func: add_parameters(func, parameters, collect, provides=("data",))
-
-
-def _npz_keys_missing() -> tuple[str, ...]:
-    """``x_key``/``y_key`` unless the npz_targets builder takes them."""
-    from nclab.data import DATASETS
-
-    accepted = DATASETS["npz_targets"].options()
-    return tuple(name for name in ("x_key", "y_key") if name not in accepted)
 
 
 def data_set(data: str) -> tuple[str, str | None]:

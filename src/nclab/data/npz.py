@@ -2,7 +2,8 @@
 
 The file holds either ``x_train``, ``y_train``, ``x_test``, ``y_test`` or just ``x`` and
 ``y`` (then split at random under a seed), and optionally ``class_names`` (1-D strings).
-It is read with ``allow_pickle=False``.
+Other names are given by ``x_key`` and ``y_key`` (the split arrays are then
+``{x_key}_train``, ...). It is read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from nclab.core.validation import class_limit
 from nclab.data.base import DatasetSplits, from_numpy
 from nclab.data.files import to_unit_float
 
-SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 CHANNELS = ("first", "last", "none")
 
 
@@ -77,37 +77,59 @@ def _class_names(path: Path, names: np.ndarray) -> tuple[str, ...]:
     return tuple(str(n) for n in np.atleast_1d(names).tolist())
 
 
+def check_keys(x_key: str, y_key: str) -> None:
+    """Refuse array names that are not two different non-empty strings."""
+    for option, key in (("x_key", x_key), ("y_key", y_key)):
+        if not isinstance(key, str) or not key:
+            raise NCInputError(f"npz: {option} must be an array name; got {key!r}")
+    if x_key == y_key:
+        raise NCInputError(f"npz: x_key and y_key must differ; both are '{x_key}'")
+
+
+def split_keys(x_key: str = "x", y_key: str = "y") -> tuple[str, str, str, str]:
+    """The names of the stored splits: ``x_train``, ``y_train``, ``x_test``, ``y_test``
+    for the default keys."""
+    check_keys(x_key, y_key)
+    return f"{x_key}_train", f"{y_key}_train", f"{x_key}_test", f"{y_key}_test"
+
+
 def _split_arrays(
     path: Path, arrays: dict[str, np.ndarray], test_fraction: float, seed: int,
-) -> dict[str, np.ndarray]:
-    """The arrays of SPLIT_KEYS as stored, or drawn at random from x and y."""
-    present = [k for k in SPLIT_KEYS if k in arrays]
+    x_key: str, y_key: str,
+) -> dict[str, tuple[str, np.ndarray]]:
+    """train/test x/y -> (the key it was read under, the array): as stored, or drawn at
+    random from ``x_key`` and ``y_key``."""
+    stored = split_keys(x_key, y_key)
+    roles = ("x_train", "y_train", "x_test", "y_test")
+    present = [k for k in stored if k in arrays]
     if present:
-        missing = [k for k in SPLIT_KEYS if k not in arrays]
+        missing = [k for k in stored if k not in arrays]
         if missing:
             raise NCInputError(f"{path} has {', '.join(present)} but lacks {', '.join(missing)}")
-        return {k: arrays[k] for k in SPLIT_KEYS}
-    if "x" not in arrays or "y" not in arrays:
+        return {role: (key, arrays[key]) for role, key in zip(roles, stored, strict=True)}
+    if x_key not in arrays or y_key not in arrays:
         raise NCInputError(
-            f"{path}: expected arrays x_train, y_train, x_test, y_test, or x and y; found "
+            f"{path}: expected arrays {', '.join(stored)}, or {x_key} and {y_key}; found "
             f"{', '.join(sorted(arrays)) or 'nothing'}"
         )
     if not 0 < test_fraction < 1:
         raise NCInputError(f"npz: test_fraction must lie in (0, 1); got {test_fraction}")
-    x, y = arrays["x"], arrays["y"]
+    x, y = arrays[x_key], arrays[y_key]
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) < 2:
         raise NCInputError(
-            f"{path}: x has shape {x.shape} and y {y.shape}; expected N >= 2 samples and "
-            "N labels"
+            f"{path}: {x_key} has shape {x.shape} and {y_key} {y.shape}; expected N >= 2 "
+            "samples and N labels"
         )
     order = np.random.default_rng(seed).permutation(len(x))
     cut = len(x) - max(1, round(len(x) * test_fraction))
     train, test = order[:cut], order[cut:]
-    return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}
+    return {"x_train": (x_key, x[train]), "y_train": (y_key, y[train]),
+            "x_test": (x_key, x[test]), "y_test": (y_key, y[test])}
 
 
 def npz_labels(
     root: Path, channels: str = "first", test_fraction: float = 0.2, seed: int = 0,
+    x_key: str = "x", y_key: str = "y",
 ) -> DatasetSplits:
     """A classification set from one ``.npz`` file (``root`` is the file itself).
 
@@ -121,6 +143,9 @@ def npz_labels(
     test_fraction, seed : float, int
         Used only when the file holds ``x`` and ``y``: the share of samples drawn for the
         test split, and the seed of that draw.
+    x_key, y_key : str
+        The names of the samples and the labels in the file: ``x_key``/``y_key``, or the
+        splits ``{x_key}_train``, ``{y_key}_train``, ``{x_key}_test``, ``{y_key}_test``.
 
     Integer samples must be 8-bit pixels (0..255) and are divided by 255; float samples
     are kept as they are. Labels are integers >= 0; the number of classes is one more
@@ -132,17 +157,16 @@ def npz_labels(
         found = ", ".join(sorted(p.name for p in root.glob("*.npz"))) or "no .npz file"
         raise NCInputError(f"npz: {root} is a folder ({found}); give the .npz file itself")
     arrays = load_npz(root)
-    split = _split_arrays(root, arrays, test_fraction, seed)
-    key = {k: k if k in arrays else k[0] for k in SPLIT_KEYS}  # "x" / "y" when split here
-    x_train = _samples(root, key["x_train"], split["x_train"], channels)
-    x_test = _samples(root, key["x_test"], split["x_test"], channels)
+    split = _split_arrays(root, arrays, test_fraction, seed, x_key, y_key)
+    x_train = _samples(root, *split["x_train"], channels)
+    x_test = _samples(root, *split["x_test"], channels)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise NCInputError(
             f"{root}: train samples have shape {x_train.shape[1:]}, test samples "
             f"{x_test.shape[1:]}"
         )
-    y_train = _labels(root, key["y_train"], split["y_train"], len(x_train))
-    y_test = _labels(root, key["y_test"], split["y_test"], len(x_test))
+    y_train = _labels(root, *split["y_train"], len(x_train))
+    y_test = _labels(root, *split["y_test"], len(x_test))
     num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     names = None if "class_names" not in arrays else _class_names(root, arrays["class_names"])
     samples = len(y_train) + len(y_test)

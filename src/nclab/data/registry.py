@@ -96,18 +96,27 @@ def dataset_names(kind: str | None = None) -> list[str]:
     return [name for name, entry in DATASETS.items() if kind in (None, entry.kind)]
 
 
+def current_name(name: str, kind: str | None = None) -> str:
+    """The name a renamed data set has now (with a FutureWarning), else ``name`` itself.
+
+    The old name is translated by the kind (default classification, the meaning it had
+    in ``load_dataset``).
+    """
+    if name not in RENAMED:
+        return name
+    new = RENAMED[name][kind or CLASSIFICATION]
+    warnings.warn(f"data set '{name}' is renamed '{new}'; the old name is accepted for "
+                  "one release", FutureWarning, stacklevel=3)
+    return new
+
+
 def resolve_dataset(name: str, kind: str | None = None) -> str:
     """The registered name of ``name`` for data of ``kind``, or one NCInputError line.
 
-    A renamed name is translated, with a FutureWarning, by the kind (default
-    classification, the meaning the old name had in ``load_dataset``). A name of the
-    other kind is refused, naming the names of ``kind``.
+    A renamed name is translated (:func:`current_name`). A name of the other kind is
+    refused, naming the names of ``kind``.
     """
-    if name in RENAMED:
-        new = RENAMED[name][kind or CLASSIFICATION]
-        warnings.warn(f"data set '{name}' is renamed '{new}'; the old name is accepted for "
-                      "one release", FutureWarning, stacklevel=3)
-        name = new
+    name = current_name(name, kind)
     entry = DATASETS.get(name)
     if entry is None or (kind is not None and entry.kind != kind):
         other = "" if entry is None else f" for {kind} (it is a {entry.kind} data set)"

@@ -1,7 +1,8 @@
 """Regression data from arrays or a file: inputs x and real targets y, train and test.
 
 The file format is a .npz with ``x`` (N, ...) and ``y`` (N, n) or (N,), and optionally
-``x_test`` and ``y_test``; a file without a test split is split at load time. Every
+``x_test`` and ``y_test`` (other names: ``x_key``, ``y_key``, then ``{x_key}_test``,
+``{y_key}_test``); a file without a test split is split at load time. Every
 builder returns :class:`~nclab.data.base.DatasetSplits` with ``num_classes=None``.
 """
 
@@ -18,11 +19,13 @@ from nclab.core.errors import NCInputError
 from nclab.core.io import load_npz
 from nclab.core.validation import as_targets, ensure_finite
 from nclab.data.base import DatasetSplits, targets_from_numpy
+from nclab.data.npz import check_keys
 
 
 def make_regression_data(
     x: Any, y: Any, x_test: Any = None, y_test: Any = None, *, name: str = "",
     test_fraction: float = 0.2, seed: int = 0, info: dict[str, Any] | None = None,
+    keys: tuple[str, str, str, str] = ("x", "y", "x_test", "y_test"),
 ) -> DatasetSplits:
     """Validate arrays and build regression splits, splitting off a test set if none is given.
 
@@ -36,12 +39,15 @@ def make_regression_data(
     test_fraction, seed : float, int
     info : dict, optional
         How the data were made; kept in ``DatasetSplits.info``.
+    keys : tuple of 4 str
+        What messages call x, y, x_test and y_test (the names in a file).
     """
-    x, y = _inputs(x, "x", name), _targets(y, "y", name)
+    x_name, y_name, x_test_name, y_test_name = keys
+    x, y = _inputs(x, x_name, name), _targets(y, y_name, name)
     if len(x) != len(y):
-        raise NCInputError(f"{name}: x has {len(x)} rows but y has {len(y)}")
+        raise NCInputError(f"{name}: {x_name} has {len(x)} rows but {y_name} has {len(y)}")
     if (x_test is None) != (y_test is None):
-        raise NCInputError(f"{name}: give both x_test and y_test, or neither")
+        raise NCInputError(f"{name}: give both {x_test_name} and {y_test_name}, or neither")
     if x_test is None:
         if not 0 < test_fraction < 1:
             raise NCInputError(f"test_fraction must lie in (0, 1); got {test_fraction}")
@@ -52,7 +58,7 @@ def make_regression_data(
         train, test = order[:cut], order[cut:]
         x, y, x_test, y_test = x[train], y[train], x[test], y[test]
     else:
-        x_test, y_test = _inputs(x_test, "x_test", name), _targets(y_test, "y_test", name)
+        x_test, y_test = _inputs(x_test, x_test_name, name), _targets(y_test, y_test_name, name)
     if len(x) == 0:
         raise NCInputError(f"{name}: no training samples")
     if len(x_test) != len(y_test):
@@ -62,19 +68,25 @@ def make_regression_data(
 
 
 def load_regression(
-    path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
+    path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0,
+    x_key: str = "x", y_key: str = "y",
 ) -> DatasetSplits:
-    """Read a .npz with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``)."""
-    arrays = load_npz(path, required=("x", "y"))
+    """Read a .npz with ``x_key`` and ``y_key`` (default ``x``, ``y``) and optionally
+    ``{x_key}_test``, ``{y_key}_test``."""
+    check_keys(x_key, y_key)
+    keys = (x_key, y_key, f"{x_key}_test", f"{y_key}_test")
+    arrays = load_npz(path, required=keys[:2])
     return make_regression_data(
-        arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test"),
-        name=os.path.basename(os.fspath(path)), test_fraction=test_fraction, seed=seed,
+        *(arrays.get(key) for key in keys), name=os.path.basename(os.fspath(path)),
+        test_fraction=test_fraction, seed=seed, keys=keys,
     )
 
 
-def npz_targets(root: Path, test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
+def npz_targets(root: Path, test_fraction: float = 0.2, seed: int = 0, x_key: str = "x",
+                y_key: str = "y") -> DatasetSplits:
     """The ``npz_targets`` data set: :func:`load_regression` of the file ``root``."""
-    return load_regression(root, test_fraction=test_fraction, seed=seed)
+    return load_regression(root, test_fraction=test_fraction, seed=seed, x_key=x_key,
+                           y_key=y_key)
 
 
 def _inputs(x: Any, what: str, name: str) -> np.ndarray:

@@ -22,9 +22,8 @@ from typing import Any
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
-from nclab.data.registry import RENAMED
 from nclab.report.regression import gamma_figure, nrc_figure, regression_outcome, with_nrc3
-from nclab.runs import RunDir, load_run
+from nclab.runs import load_run
 from nclab.train.config import TrainConfig
 from nclab.train.regression import RegressionTask
 from nclab.train.trainer import Trainer
@@ -104,7 +103,7 @@ def sweep_weight_decay(
         if on_run is not None:
             on_run(index, weight_decay, run_dir)
         # resume=True: continues an interrupted run, re-summarizes a finished one
-        Trainer(_as_stored(shared.updated(weight_decay=weight_decay), run_dir), run_dir,
+        Trainer(shared.updated(weight_decay=weight_decay), run_dir,
                 **trainer_options).fit(resume=True)
         runs.append(load_run(run_dir, label=f"weight decay {weight_decay:g}"))
     options = config.model_options
@@ -122,15 +121,6 @@ def sweep_weight_decay(
     }
     write_json(out / SWEEP_JSON, result)
     return result
-
-
-def _as_stored(config: TrainConfig, run_dir: Path) -> TrainConfig:
-    """``config`` with the data set name of a run made before ``npz`` was renamed
-    ``npz_targets``, so that such a run resumes."""
-    stored = RunDir(run_dir).read_config()
-    if stored is not None and stored.get("dataset") in RENAMED:
-        return config.updated(dataset=stored["dataset"])
-    return config
 
 
 def _run_result(run, weight_decay: float) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from torch import nn
 from nclab.capture import find_classifier
 from nclab.core.errors import NCInputError
 from nclab.data import CLASSIFICATION, DatasetSplits, load_dataset, resolve_dataset
+from nclab.data.registry import current_name
 from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 
@@ -140,6 +141,14 @@ class Task:
     def dataset(self) -> str:
         """The registered name of the config's data set (a renamed name translated)."""
         return resolve_dataset(self.config.dataset, self.data_kind)
+
+    def current_values(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """A config dict read back from a run folder, with the names renamed since it was
+        written translated (each with a FutureWarning): on ``--resume`` a run saved under
+        an old name compares equal to the same run under the new one."""
+        if isinstance(stored.get("dataset"), str):
+            return {**stored, "dataset": current_name(stored["dataset"], self.data_kind)}
+        return stored
 
     def check(self) -> None:
         """Validate the names in the config before any data is loaded."""

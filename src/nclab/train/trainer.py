@@ -196,7 +196,7 @@ class Trainer:
         if not resume:
             raise NCInputError(f"{self.run.path} already holds a run: pass --resume to "
                                "continue it, or choose another --out")
-        differences = config_diff(stored, self.config.to_dict())
+        differences = config_diff(self.task.current_values(stored), self.config.to_dict())
         if differences:
             raise NCInputError(f"refusing to resume: {self.run.path} holds a run with a "
                                f"different config ({'; '.join(differences)})")
