@@ -153,6 +153,34 @@ def test_a_last_step_that_blows_up_the_network_is_a_divergence(tmp_path, value, 
     assert [r["epoch"] for r in rows(tmp_path)] == [1, 2]
 
 
+class FailingEvaluator:
+    """An evaluator that breaks, and records how the model runs during the outputs check
+    that follows."""
+
+    name = "failing"
+
+    def __init__(self):
+        self.forward_modes = []
+
+    def __call__(self, context):
+        context.model.register_forward_hook(
+            lambda module, args, out: self.forward_modes.append(
+                (module.training, torch.is_grad_enabled())))
+        raise RuntimeError("evaluator bug")
+
+
+def test_an_evaluation_error_with_finite_outputs_is_raised_as_it_is(tmp_path):
+    # the outputs check runs through the one capture: eval mode, no gradients, the
+    # model's training mode restored; finite outputs mean the error is no divergence
+    evaluator = FailingEvaluator()
+    trainer = Trainer(TINY, tmp_path, progress=False, evaluators=[evaluator])
+    with pytest.raises(RuntimeError, match="evaluator bug"):
+        trainer.fit()
+    assert evaluator.forward_modes and set(evaluator.forward_modes) == {(False, False)}
+    assert trainer.model.training
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_the_issue_reproduction_of_overflowing_features_is_a_divergence(tmp_path):
     config = TrainConfig(dataset="gaussian", dataset_options={"num_classes": 4, "dim": 8},
                          epochs=5, lr=100, batch_size=100_000, log_points=5)

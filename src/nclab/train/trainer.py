@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from nclab.capture import collect
 from nclab.core import distributed
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import Interrupted, NCInputError
@@ -341,15 +342,12 @@ class Trainer:
             self._diverged(epoch, "the loss on the training set became NaN or infinite", state)
         return row
 
-    @torch.no_grad()
     def _outputs_finite(self, batches: EvalBatches) -> bool:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            bad = sum(int((~self.model(x).isfinite()).any()) for x, _ in batches)
-        finally:
-            self.model.train(was_training)
-        return float(self._all_reduce(torch.tensor(float(bad)))) == 0
+        """Whether the network's outputs on ``batches`` are finite on every rank."""
+        finite: list[bool] = []
+        collect(self.model, batches,
+                on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
+        return float(self._all_reduce(torch.tensor(float(finite.count(False))))) == 0
 
     def _diverged(self, epoch: int, what: str, state: RunProgress) -> NoReturn:
         kept = (f"the last good checkpoint (epoch {state.saved_epoch}) is kept in "
