@@ -19,7 +19,7 @@ from nclab.cli.options import (
 from nclab.core.errors import NCInputError
 from nclab.runs import RunDir
 from nclab.train import TrainConfig
-from nclab.train.normalized import DEFAULT_TAU, NORMALIZED_TASK
+from nclab.train.normalized import DEFAULT_TAU, NORMALIZED_TASK, normalization_flags
 
 OUT_HELP = "Output folder (the run folder: config, checkpoint, metrics, report)."
 
@@ -79,17 +79,6 @@ def print_summary(summary: dict[str, Any]) -> None:
                       highlight=False)
 
 
-def normalization(changes: ConfigChanges, normalize: bool, tau: float | None,
-                  resume: bool) -> None:
-    """``--normalize-features`` sets the task; ``--tau`` (on a new run, by default
-    ``DEFAULT_TAU``) goes into the task options."""
-    if normalize:
-        changes.set("task", NORMALIZED_TASK)
-    if tau is None and normalize and not resume:
-        tau = DEFAULT_TAU
-    changes.set_option("options", "tau", tau)
-
-
 @app.command("train")
 @training_options(TrainConfig(), exclude=("task",))
 @model_shortcuts()
@@ -119,10 +108,9 @@ def train_command(
              "repeatable. metrics.jsonl stays the record (docs/in_your_training.md)."),
 ) -> None:
     """Train a network past zero training error, logging every collapse metric."""
-    normalization(changes, normalize_features, tau, resume)
-    config = build_config(out, resume, changes)
-    if tau is not None and config.task != NORMALIZED_TASK:
-        raise NCInputError("--tau is the inverse temperature of --normalize-features: "
-                           "pass both")
+    if normalize_features:
+        changes.set("task", NORMALIZED_TASK)
+    config = normalization_flags(build_config(out, resume, changes), normalize_features, tau,
+                                 resume)
     run_training(config, out or default_run_dir(config), resume=resume, runtime=runtime,
                  checkpoint_every=checkpoint_every, report=report, loggers=logger)

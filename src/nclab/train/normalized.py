@@ -176,29 +176,21 @@ def normalized_config(config: TrainConfig, tau: float = DEFAULT_TAU) -> TrainCon
                           options={**config.options, "tau": check_tau(tau)})
 
 
-def normalization_changes(normalize: bool, tau: float | None, options: dict[str, Any] | None,
-                          resume: bool) -> dict[str, Any]:
-    """The config changes of the ``--normalize-features`` / ``--tau`` flags of a command.
+def normalization_flags(config: TrainConfig, normalize: bool, tau: float | None,
+                        resume: bool) -> TrainConfig:
+    """``config`` (built from a command's other options) with its ``--tau`` flag.
 
-    ``--normalize-features`` sets the task; ``--tau`` (or, on a new run, the default
-    ``DEFAULT_TAU``) goes into ``options``. A resumed run keeps its stored tau unless
-    ``--tau`` is given (and a different one is then refused as a config change).
+    ``--tau`` sets the inverse temperature of a run that normalizes its features (by
+    ``--normalize-features``, or as stored when resuming) and is refused on any other;
+    a new run given ``--normalize-features`` alone gets ``DEFAULT_TAU``. A resumed run
+    keeps its stored tau unless ``--tau`` is given (a different one is then refused as
+    a config change).
     """
-    changes: dict[str, Any] = {}
-    options = dict(options or {})
     if tau is not None:
-        options["tau"] = check_tau(tau)
-    elif normalize and not resume and "tau" not in options:
-        options["tau"] = DEFAULT_TAU
-    if normalize:
-        changes["task"] = NORMALIZED_TASK
-    if options:
-        changes["options"] = options
-    return changes
-
-
-def check_normalization_flags(config: TrainConfig, tau: float | None) -> None:
-    """Refuse ``--tau`` on a run that does not normalize its features."""
-    if tau is not None and config.task != NORMALIZED_TASK:
-        raise NCInputError("--tau is the inverse temperature of --normalize-features: "
-                           "pass both")
+        if config.task != NORMALIZED_TASK:
+            raise NCInputError("--tau is the inverse temperature of --normalize-features: "
+                               "pass both")
+        return normalized_config(config, tau)
+    if normalize and not resume and "tau" not in config.options:
+        return normalized_config(config)
+    return config
