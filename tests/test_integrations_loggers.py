@@ -77,6 +77,41 @@ def test_unknown_or_missing_logger_is_one_clear_error_before_writing(tmp_path, m
     assert not (tmp_path / "run").exists()
 
 
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("loggers", "setting", "obstacle", "message"), [
+    (["csv", "neptune"], {}, None, "unknown logger 'neptune'; choose from"),
+    (["csv", "wandb"], {"WANDB_MODE": "bogus"}, None,
+     "--logger wandb: WANDB_MODE='bogus' is not a W&B mode"),
+    (["tensorboard"], {}, "tensorboard", "tensorboard is a file; it needs a folder there"),
+    (["csv"], {}, "scalars.csv/", "scalars.csv is a folder; it needs a file there"),
+])
+def test_a_bad_logger_leaves_the_run_folder_as_it_was(tmp_path, capsys, monkeypatch, loggers,
+                                                      setting, obstacle, message):
+    """Names, W&B settings and the places of the loggers' files are checked before the
+    run writes anything: the folder keeps exactly what it held."""
+    if "wandb" in loggers:
+        pytest.importorskip("wandb")
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    if obstacle is not None and obstacle.endswith("/"):
+        (out / obstacle).mkdir()
+    elif obstacle is not None:
+        (out / obstacle).write_text("a file where the logger's folder goes")
+    before = _files(out)
+    chosen = [arg for name in loggers for arg in ("--logger", name)]
+    code, _, err = run_cli(["train", *TINY_ARGS, "--epochs", "1", "--no-report", "--out", out,
+                            *chosen], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert _files(out) == before
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_trainer_rows_reach_every_logger_as_in_metrics_jsonl(tmp_path):
     """A tiny nclab training run with all four loggers: each holds every finite number

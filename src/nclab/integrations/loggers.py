@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nclab.core.errors import NCInputError
+from nclab.core.io import make_dirs
 
 #: logger name -> (module it needs, extra that installs it)
 REQUIREMENTS = {
@@ -43,6 +44,13 @@ REQUIREMENTS = {
     "wandb": ("wandb", "wandb"),
     "mlflow": ("mlflow", "mlflow"),
     "csv": (None, None),
+}
+#: logger name -> what it writes in the run directory, and whether that is a folder
+DESTINATIONS = {
+    "tensorboard": ("tensorboard", True),
+    "wandb": ("wandb", True),
+    "mlflow": ("mlruns", True),
+    "csv": ("scalars.csv", False),
 }
 #: Names the W&B project and the MLflow experiment when the environment does not.
 PROJECT = "nclab"
@@ -98,18 +106,34 @@ class WandbLogger:
     def __init__(self, directory: Path, name: str, config: Mapping[str, Any] | None) -> None:
         import wandb
 
-        directory.mkdir(parents=True, exist_ok=True)
+        settings = wandb_settings()
+        make_dirs(directory)
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", PROJECT), dir=str(directory), name=name,
-            config=dict(config or {}), mode=os.environ.get("WANDB_MODE", "offline"),
-            reinit="create_new",
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+            config=dict(config or {}), mode=settings.mode, reinit="create_new",
+            settings=settings)
 
     def log(self, row: Mapping[str, Any], step: int) -> None:
         self.run.log(row_scalars(row), step=step)
 
     def close(self) -> None:
         self.run.finish()
+
+
+def wandb_settings() -> Any:
+    """W&B's settings of an nclab run (offline unless ``WANDB_MODE`` says otherwise),
+    checked without writing anything.
+
+    Raises NCInputError when ``WANDB_MODE`` is not a mode W&B knows.
+    """
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE", "offline")
+    try:
+        return wandb.Settings(mode=mode, silent=True, console="off", x_disable_stats=True)
+    except ValueError:  # pydantic's ValidationError
+        raise NCInputError(f"--logger wandb: WANDB_MODE={mode!r} is not a W&B mode; use "
+                           "offline, online or disabled") from None
 
 
 class MlflowLogger:
@@ -159,7 +183,7 @@ class CsvLogger:
     (metrics.csv, always written, is the wide table)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         new = not path.is_file()
         self.handle = open(path, "a", newline="")  # closed by close()
         self.writer = csv.writer(self.handle, lineterminator="\n")
@@ -183,6 +207,23 @@ def _flat_items(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
         else:
             items.append((f"{prefix}{key}", value))
     return items
+
+
+def check_destinations(names: Iterable[str], run_dir: Path) -> None:
+    """Refuse, before anything is written, a logger whose folder or file in ``run_dir``
+    is taken by the other kind (a file where its folder goes, or the reverse), and
+    W&B settings it would refuse."""
+    for name in names:
+        if name == "mlflow" and os.environ.get("MLFLOW_TRACKING_URI"):
+            continue  # MLflow writes where the URI says, not in the run directory
+        if name == "wandb":
+            wandb_settings()
+        relative, folder = DESTINATIONS[name]
+        path = run_dir / relative
+        if path.exists() and path.is_dir() != folder:
+            found, needed = ("file", "folder") if folder else ("folder", "file")
+            raise NCInputError(f"--logger {name}: {path} is a {found}; it needs a {needed} "
+                               "there")
 
 
 def check_logger_names(names: Iterable[str]) -> list[str]:
@@ -223,8 +264,9 @@ def make_loggers(names: Iterable[str], run_dir: str | os.PathLike,
                  config: Mapping[str, Any] | None = None) -> list[Logger]:
     """The loggers named, writing next to ``run_dir``'s metrics.jsonl.
 
-    The names are checked (and the libraries found) now; each logger starts at its
-    first row (:class:`LazyLogger`).
+    The names, the libraries, the W&B settings and the place of each logger's files
+    are checked now, before anything is written; each logger starts at its first row
+    (:class:`LazyLogger`).
 
     Parameters
     ----------
@@ -243,6 +285,7 @@ def make_loggers(names: Iterable[str], run_dir: str | os.PathLike,
     """
     chosen = check_logger_names(names)
     run_dir = Path(run_dir)
+    check_destinations(chosen, run_dir)
     makers: dict[str, Callable[[], Logger]] = {
         "tensorboard": lambda: TensorBoardLogger(run_dir / "tensorboard"),
         "wandb": lambda: WandbLogger(run_dir, run_dir.name, config),
