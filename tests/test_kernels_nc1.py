@@ -149,3 +149,30 @@ def test_data_model_errors_and_targets():
         d1(2, mean=0.0)
     assert class_targets(np.array([0, 1, 1]), 2).tolist() == [-1.0, 1.0, 1.0]
     assert class_targets(np.array([0, 2]), 3).tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+SCALES = [1e-300, 1e-200, 1e-160, 1e-100, 1e-20, 1.0, 1e20, 1e100, 1e160, 1e200, 1e300]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_feature_nc1_is_scale_free_across_the_float_range(scale):
+    h, y = unbalanced(11)
+    reference = reference_metrics(h, y)["nc1_trace"]  # float64 brute force at scale 1
+    for weighted in (False, True):
+        got = feature_nc1(h * scale, y, weighted_mean=weighted)
+        assert got.nc1 == pytest.approx(feature_nc1(h, y, weighted_mean=weighted).nc1,
+                                        rel=1e-12)
+    assert feature_nc1(h * scale, y).nc1 == pytest.approx(reference, rel=1e-9)
+    if 1e-30 < scale < 1e30:  # float32 features of such magnitudes
+        h32 = (h * scale).astype(np.float32)
+        assert feature_nc1(h32, y).nc1 == pytest.approx(reference, rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-100, 1.0, 1e100, 1e200, 1e306])
+def test_kernel_nc1_is_scale_free_across_the_float_range(scale):
+    h, y = unbalanced(12)
+    K = h @ h.T
+    reference = reference_metrics(h, y)["nc1_trace"]
+    got = kernel_nc1(K * scale, y)
+    assert got.nc1 == pytest.approx(reference, rel=1e-9)
+    assert got.trace_within == pytest.approx(kernel_nc1(K, y).trace_within * scale, rel=1e-9)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
+from nclab.core.geometry import power_of_two_scale
 from nclab.core.validation import as_features, as_labels
 from nclab.kernels._arrays import as_square
 
@@ -71,12 +72,16 @@ def kernel_nc1(K: Any, labels: Any, *, weighted_mean: bool = False) -> KernelNC1
     Returns
     -------
     KernelNC1
+        The traces in the units of K (0 or inf where they leave the float64 range; the
+        ratio is computed in range whatever the scale of K).
     """
     k = as_square(K)
     n = k.shape[0]
     y = as_labels(labels, n, None).to(k.device)
     if n == 0:
         raise NCInputError("K is empty")
+    unit = _unit(k)
+    k = k / unit  # exact: the sums below neither overflow nor underflow
     scale = float(k.abs().max())
     if float((k - k.T).abs().max()) > 1e-8 * scale:
         raise NCInputError("K is not symmetric")
@@ -95,7 +100,8 @@ def kernel_nc1(K: Any, labels: Any, *, weighted_mean: bool = False) -> KernelNC1
     if between <= _NOISE * max(trace, scale) / n:
         raise NCInputError("the class means coincide in feature space (Tr Sigma_B = 0)")
     within = max(within, 0.0)
-    return KernelNC1(within, between, within / between, n, len(present), weighted_mean)
+    return KernelNC1(within * unit, between * unit, within / between, n, len(present),
+                     weighted_mean)
 
 
 def feature_nc1(features: Any, labels: Any, *, weighted_mean: bool = False) -> KernelNC1:
@@ -115,8 +121,11 @@ def feature_nc1(features: Any, labels: Any, *, weighted_mean: bool = False) -> K
     Returns
     -------
     KernelNC1
+        As :func:`kernel_nc1`: the traces in squared units of the features.
     """
     h = as_features(features).to(torch.float64)
+    unit = _unit(h)
+    h = h / unit  # exact: the squares below neither overflow nor underflow
     n = h.shape[0]
     y = as_labels(labels, n, None).to(h.device)
     if n == 0:
@@ -134,7 +143,13 @@ def feature_nc1(features: Any, labels: Any, *, weighted_mean: bool = False) -> K
     between = _between_trace(present_means @ present_means.T, sizes, weighted_mean)
     if between <= _NOISE * float((present_means**2).sum(dim=1).max()):
         raise NCInputError("the class means coincide in feature space (Tr Sigma_B = 0)")
-    return KernelNC1(within, between, within / between, n, len(present), weighted_mean)
+    return KernelNC1(within * unit * unit, between * unit * unit, within / between, n,
+                     len(present), weighted_mean)
+
+
+def _unit(x: torch.Tensor) -> float:
+    """The power of two near the largest magnitude of ``x`` (1 for an empty or zero x)."""
+    return power_of_two_scale(np.asarray(float(x.abs().max())) if x.numel() else np.zeros(0))
 
 
 def _between_trace(mean_gram: torch.Tensor, sizes: torch.Tensor, weighted: bool) -> float:
