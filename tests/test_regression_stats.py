@@ -217,3 +217,25 @@ def test_to_dict_is_json_ready():
     data = measure_regression(H, Y, W, b).to_dict()
     assert set(("nrc1", "nrc2", "nrc3", "gamma", "mse", "r2")) <= set(data)
     json.dumps(data, allow_nan=False)
+
+
+@pytest.mark.parametrize("scale", [1e-60, 1e-20, 1.0, 1e20, 1e60])
+def test_measure_regression_is_scale_free_in_the_features(scale):
+    rng = np.random.default_rng(7)
+    H, Y, W, b = regression_problem(rng, 90, 6, 2)
+    expected = nrc_reference(H, Y, W, 0.05)  # float64 brute force at scale 1
+    got = measure_regression(H * scale, Y, W, b, gamma=0.05)
+    for name in ("nrc1", "nrc2", "nrc3"):
+        assert getattr(got, name) == pytest.approx(expected[name], rel=1e-7), name
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-100, 1e100, 1e300])
+@pytest.mark.parametrize("which", ["features", "targets", "weight", "bias"])
+def test_measure_regression_refuses_what_float64_cannot_hold(scale, which):
+    rng = np.random.default_rng(8)
+    arrays = dict(zip(("features", "targets", "weight", "bias"),
+                      regression_problem(rng, 60, 5, 2), strict=True))
+    arrays[which] = arrays[which] * scale
+    with pytest.raises(NCInputError, match=f"{which} reach magnitude .*rescale them") as info:
+        measure_regression(*arrays.values(), gamma=0.05)
+    assert "\n" not in str(info.value)

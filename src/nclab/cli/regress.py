@@ -20,7 +20,6 @@ from nclab.cli.options import array_keys, integer, list_parser, read_arrays, rea
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic, write_json
 from nclab.core.regression import RegressionMetrics, measure_regression
-from nclab.core.validation import ensure_moderate_scale
 from nclab.train.config import Setting
 
 SPECTRUM = {"parser": list_parser(float, Setting(help="", low=0, low_open=True), "--spectrum"),
@@ -239,9 +238,6 @@ def measure_command(
 ) -> None:
     """Print the neural regression collapse metrics of a feature file."""
     arrays = read_arrays(file, keys, required=("features", "targets"))
-    for name in ("features", "targets", "weight", "bias"):
-        if name in arrays:  # NRC3 forms fourth powers: refuse what float64 cannot hold
-            ensure_moderate_scale(arrays[name], name)
     result = measure_regression(arrays["features"], arrays["targets"], arrays.get("weight"),
                                 arrays.get("bias"), gamma=_parse_gamma(gamma),
                                 centred_pca=not uncentred_pca)

@@ -38,6 +38,7 @@ from nclab.core.validation import (
     as_features,
     as_targets,
     ensure_finite,
+    ensure_moderate_scale,
     positive_int,
     to_numpy64,
 )
@@ -618,12 +619,21 @@ def measure_regression(
         As in :func:`compute_regression_metrics`.
     batch_size : int
         Rows per streamed batch.
+
+    Raises
+    ------
+    NCInputError
+        Also for magnitudes beyond 1e64 or nonzero ones below 1e-64: NRC3 forms
+        fourth powers of them, which leave the float64 range (rescale the arrays).
     """
     x = as_features(features)
     y = as_targets(targets, x.shape[0])
     ensure_finite(y, "targets")
     if x.shape[0] == 0:
         raise NCInputError("features has no rows")
+    for name, values in (("features", x), ("targets", y), ("weight", weight), ("bias", bias)):
+        if values is not None:
+            ensure_moderate_scale(values, name)
     stats = RegressionStats()
     for start in range(0, len(x), batch_size):
         stats.update(x[start : start + batch_size], y[start : start + batch_size])
