@@ -648,6 +648,29 @@ def test_report_of_a_hand_written_log_shows_what_it_has_and_says_what_it_lacks(t
                         {"epoch": 30, "train_nc1": 0.05, "my_score": None}]
 
 
+def test_regression_report_of_a_hand_written_log_says_what_it_lacks(tmp_path):
+    log = tmp_path / "mine"
+    log.mkdir()
+    (log / "config.json").write_text(json.dumps({"task": "regression", "loss": "mse"}))
+    entries = [{"epoch": 1, "train_nrc1": 0.4, "train_mse": 2.0},
+               {"epoch": 20, "train_nrc1": 0.01, "train_mse": 0.1}]
+    (log / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    page = write_report(log).read_text()
+    for absent in ("?", "None", "nan", "weight decay"):
+        assert absent not in page.replace("<!doctype", ""), absent
+    assert "<title>nclab regression report: mine</title>" in page
+    assert ("Not in this log: train_nrc2, head_gram, target_cov, test_mse." in page)
+    assert "Not in config.json: model, dataset, weight_decay." in page
+    assert "<td>train_nrc1</td><td>0.4</td><td>0.01</td>" in page
+    assert "<td>test_nrc1</td>" not in page  # rows of values the log does not hold
+    # what the config does hold is named
+    (log / "config.json").write_text(json.dumps({"task": "regression", "model": "mlp",
+                                                 "weight_decay": 0.01}))
+    page = write_report(log).read_text()
+    assert "<title>nclab regression report: mine: mlp, weight decay 0.01</title>" in page
+    assert "Not in config.json: dataset." in page
+
+
 # --- the same on the command line --------------------------------------------------------
 
 

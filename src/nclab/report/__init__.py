@@ -15,7 +15,7 @@ from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_atomic
 from nclab.core.metrics import METRIC_NAMES
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
-from nclab.report.pages import page, run_status, table
+from nclab.report.pages import lacks_note, page, run_status, run_title, table
 from nclab.report.profile import profile_section
 from nclab.runs import RunRecord, load_run
 
@@ -47,25 +47,6 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
         ("final test error", last.get("test_error")),
         ("training time (s)", last.get("time_s")),
     ]
-
-
-def _title(run: RunRecord) -> str:
-    model, dataset = run.config.get("model"), run.config.get("dataset")
-    return f"{run.label}: {model} on {dataset}" if model and dataset else run.label
-
-
-def _lacks(run: RunRecord) -> str:
-    """A paragraph naming what this log does not hold (a hand-written log, say)."""
-    columns = set(run.columns)
-    missing = [name for name in HEADLINE_COLUMNS if name not in columns]
-    parts = []
-    if missing:
-        parts.append(f"not in this log: {', '.join(missing)}")
-    if not run.config:
-        parts.append("no config.json: the settings of this run are unknown")
-    if run.notes:
-        parts.append(f"{len(run.notes)} unreadable line(s) skipped: " + "; ".join(run.notes))
-    return "".join(f"<p>{html.escape(part[0].upper() + part[1:])}.</p>" for part in parts)
 
 
 def _metric_tables(run: RunRecord) -> str:
@@ -108,7 +89,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         from nclab.report.regression import write_regression_report
 
         return write_regression_report(run_dir, out)
-    title = _title(run)
+    title = run_title(run)
     collapse_panel([run], out / PANEL_PNG, title=title)
     nc1_figure([run], out / NC1_PNG)
     headline = [(name, value) for name, value in _headline(run) if value is not None]
@@ -116,7 +97,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                 if run.config else "")
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + table(("", ""), headline) + _lacks(run)
+        + table(("", ""), headline) + lacks_note(run, HEADLINE_COLUMNS)
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
         + _metric_tables(run)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"

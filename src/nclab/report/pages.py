@@ -36,6 +36,56 @@ def page(title: str, body: str) -> str:
             f"{body}</body></html>\n")
 
 
+def run_title(run: RunRecord, settings: Sequence[tuple[str, str]] = ()) -> str:
+    """``label: model on dataset, words value, ...`` with the parts the config holds.
+
+    Parameters
+    ----------
+    run : RunRecord
+    settings : sequence of (config key, words)
+        More settings to name, e.g. ``("weight_decay", "weight decay")``; each absent
+        one is left out (:func:`lacks_note` says so).
+    """
+    cfg = run.config
+    model, dataset = cfg.get("model"), cfg.get("dataset")
+    parts = [f"{model} on {dataset}" if model is not None and dataset is not None
+             else str(model) if model is not None
+             else f"on {dataset}" if dataset is not None else ""]
+    parts += [f"{words} {cfg[key]}" for key, words in settings if cfg.get(key) is not None]
+    shown = ", ".join(part for part in parts if part)
+    return f"{run.label}: {shown}" if shown else run.label
+
+
+def lacks_note(run: RunRecord, columns: Sequence[str],
+               settings: Sequence[tuple[str, str]] = ()) -> str:
+    """Paragraphs naming what a run's files do not hold (a hand-written log, say).
+
+    Parameters
+    ----------
+    run : RunRecord
+    columns : sequence of str
+        The columns the page reads; the absent ones are named.
+    settings : sequence of (config key, words)
+        As for :func:`run_title`; with ``model`` and ``dataset``, the absent ones of an
+        existing config.json are named.
+    """
+    present = set(run.columns)
+    missing = [name for name in columns if name not in present]
+    parts = []
+    if missing:
+        parts.append(f"not in this log: {', '.join(missing)}")
+    if not run.config:
+        parts.append("no config.json: the settings of this run are unknown")
+    else:
+        unset = [key for key in ("model", "dataset", *(key for key, _ in settings))
+                 if run.config.get(key) is None]
+        if unset:
+            parts.append(f"not in config.json: {', '.join(unset)}")
+    if run.notes:
+        parts.append(f"{len(run.notes)} unreadable line(s) skipped: " + "; ".join(run.notes))
+    return "".join(f"<p>{html.escape(part[0].upper() + part[1:])}.</p>" for part in parts)
+
+
 def run_status(run: RunRecord) -> str:
     """How the run stands, from its summary (or its absence) and its last logged epoch."""
     done = run.rows[-1]["epoch"]

@@ -22,7 +22,7 @@ from nclab.core.io import make_dirs, write_atomic
 from nclab.core.regression import nrc3_history, nrc_drops
 from nclab.report import REPORT_HTML
 from nclab.report.figures import Panel, run_panels
-from nclab.report.pages import page, run_status, table
+from nclab.report.pages import lacks_note, page, run_status, run_title, table
 from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.runs import RunRecord, load_run
 
@@ -40,6 +40,11 @@ LOSS_PANEL = Panel("MSE", (("train_mse", "train"), ("test_mse", "test")))
 #: Values reported at the first and last logged epochs.
 OUTCOME_KEYS = ("train_nrc1", "train_nrc2", "nrc3", "train_nrc1_centred", "train_nrc2_centred",
                 "test_nrc1", "test_nrc2", "train_mse", "test_mse", "train_r2", "test_r2")
+#: Columns the page is read by; a log without them is told so.
+HEADLINE_COLUMNS = ("train_nrc1", "train_nrc2", "head_gram", "target_cov", "train_mse",
+                    "test_mse")
+#: Settings the title names besides the model and the data set.
+TITLE_SETTINGS = (("weight_decay", "weight decay"),)
 
 
 def with_nrc3(run: RunRecord) -> tuple[RunRecord, dict[str, Any]]:
@@ -106,21 +111,22 @@ def write_regression_report(run_dir: str | os.PathLike,
     out = Path(out) if out is not None else run.path
     make_dirs(out)
     cfg = run.config
-    title = (f"{run.label}: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
-             f"weight decay {cfg.get('weight_decay')}")
+    title = run_title(run, TITLE_SETTINGS)
     nrc_figure([run], out / NRC_PNG, title=title, loss=True)
     gamma_figure([run], out / GAMMA_PNG)
     outcome = regression_outcome(run)
     rows = [(name, outcome["first"][name], outcome["last"][name],
-             outcome["drop"].get(name.removeprefix("train_"))) for name in OUTCOME_KEYS]
+             outcome["drop"].get(name.removeprefix("train_"))) for name in OUTCOME_KEYS
+            if outcome["first"][name] is not None or outcome["last"][name] is not None]
     headline = [("status", run_status(run)),
                 ("γ of NRC3 (searched on the final W)", outcome["gamma"]),
                 ("λ_min of Σ", outcome["lambda_min"])]
     if outcome["nrc3_warning"]:
         headline.append(("NRC3", outcome["nrc3_warning"]))
+    headline = [(name, value) for name, value in headline if value is not None]
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + table(("", ""), headline)
+        + table(("", ""), headline) + lacks_note(run, HEADLINE_COLUMNS, TITLE_SETTINGS)
         + f"<img src='{NRC_PNG}' alt='NRC curves'>"
         + table(("metric", f"epoch {outcome['first_epoch']}",
                   f"epoch {outcome['last_epoch']}", "first / last"), rows)
