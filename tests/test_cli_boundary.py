@@ -3,6 +3,7 @@ the command surface at 80 columns; the lazy start; old spellings kept with a war
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -163,3 +164,14 @@ def test_old_spellings_work_with_a_warning(tmp_path, capsys):
     assert code in (0, None), err
     assert "warning: -K is deprecated and will be removed: use --classes" in err
     assert (tmp_path / "ufm.json").exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["regress", "train"], ["regress", "data"],
+                                     ["ufm"]])
+def test_defaults_given_as_text_show_without_parentheses(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option: no wrapped defaults
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0 and "[default: " in out
+    assert re.search(r"\[default: \(", out) is None, out
+    if command == ["train"]:
+        assert "Epochs. [default: 350]" in out and "[default: every 30 s and at the end]" in out

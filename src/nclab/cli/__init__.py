@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nclab.cli.app import OptionValueError, err_console, warn
 from nclab.core.errors import Interrupted, NCInputError
@@ -111,8 +111,19 @@ def _flag_aware_type(self: TyperOption, ctx: Any) -> str | None:
     return None if self.is_flag else _typer_display_type(self, ctx)
 
 
+def _plain_default(self: Any, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
+    # typer 0.29 prints a default given as text in parentheses: "[default: (350)]"
+    if show_default_is_str:
+        return str(self.show_default)
+    return _typer_default_string(self, ctx=ctx, show_default_is_str=False,
+                                 default_value=default_value)
+
+
 _typer_display_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _flag_aware_type  # type: ignore[method-assign]
+_typer_default_string = TyperOption._get_default_string
+for _kind in (TyperOption, TyperArgument):
+    _kind._get_default_string = _plain_default  # type: ignore[method-assign]
 
 
 def root_group() -> LazyGroup:
