@@ -175,3 +175,33 @@ def test_defaults_given_as_text_show_without_parentheses(command, capsys, monkey
     assert re.search(r"\[default: \(", out) is None, out
     if command == ["train"]:
         assert "Epochs. [default: 350]" in out and "[default: every 30 s and at the end]" in out
+
+
+def test_training_progress_fits_80_columns(tmp_path):
+    from train_helpers import TINY
+
+    from nclab.train import Trainer
+    from nclab.train.checkpoint import RunProgress
+    from nclab.train.trainer import _ProgressBar, _status
+
+    screen = Console(width=80, record=True, force_terminal=True)
+    Trainer(TINY.updated(epochs=4, log_points=2), tmp_path / "run", progress=screen).fit()
+    shown = screen.export_text()
+    assert "epoch 4/4" in shown and "loss " in shown and "…" not in shown, shown
+    # the widest status: long numbers, a terminal phase, four-digit epochs, hours to go
+    state = RunProgress()
+    state.rows.append({"train_error": 0.000123, "train_nc1": 1.23e-5})
+    state.tpt_onset = 1234
+    status = _status(1.23e-5, state)
+    assert status == "loss 1.23e-5  err 0.000123  nc1 1.23e-5  TPT from 1234"
+    with _ProgressBar(9999, 1000, True, Console(file=io.StringIO())) as (bar, task):
+        bar.tasks[0].start_time = bar.get_time() - 4000.0  # 4,000 s for 1,000 epochs so far
+        bar.update(task, advance=1, status=status)
+        frame = bar.make_tasks_table(bar.tasks)  # what one refresh draws
+    screen = Console(width=80, record=True)
+    screen.print(frame)
+    lines = [line.rstrip() for line in screen.export_text().splitlines() if line.strip()]
+    assert lines and "…" not in "".join(lines), lines
+    assert all(len(line) <= 80 for line in lines)
+    assert "1001/9999" in lines[0] and "TPT from 1234" in "".join(lines)
+    assert "1:06:40<" in lines[0], lines

@@ -20,7 +20,9 @@ from typing import Any, NoReturn
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+from rich.table import Column
+from rich.text import Text
 from torch import nn
 
 from nclab.capture import collect
@@ -438,12 +440,19 @@ class Trainer:
 
 
 class _ProgressBar:
-    """A rich progress bar over epochs (a no-op when hidden)."""
+    """A rich progress bar over epochs (a no-op when hidden).
+
+    It fits 80 columns (piped output, CI logs): a short bar, elapsed<remaining in one
+    compact column, and a status that wraps onto a second line rather than cutting the
+    other columns short.
+    """
 
     def __init__(self, total: int, done: int, show: bool, console: Console | None) -> None:
         self.bar = Progress(
-            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            TextColumn("[bold]epoch", table_column=Column(no_wrap=True)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)), BarColumn(bar_width=10),
+            _Clock(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[status]}", table_column=Column()),
             disable=not show, console=console,
         )
         self.total, self.done = total, done
@@ -455,6 +464,22 @@ class _ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.bar.__exit__(*exc)
+
+
+class _Clock(ProgressColumn):
+    """``elapsed<remaining`` as m:ss (h:mm:ss from an hour on)."""
+
+    def render(self, task: Any) -> Text:
+        left = task.time_remaining if not task.finished else 0.0
+        return Text(f"{_clock(task.elapsed)}<{_clock(left)}", style="progress.remaining")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class _StopSignals:
@@ -484,16 +509,21 @@ class _StopSignals:
 
 
 def _status(loss: float, state: RunProgress) -> str:
-    parts = [f"loss {loss:.3g}"]
+    parts = [f"loss {_short(loss)}"]
     if state.rows:
         last = state.rows[-1]
         if last.get("train_error") is not None:
-            parts.append(f"train err {last['train_error']:.3g}")
+            parts.append(f"err {_short(last['train_error'])}")
         if last.get("train_nc1") is not None:
-            parts.append(f"nc1 {last['train_nc1']:.3g}")
+            parts.append(f"nc1 {_short(last['train_nc1'])}")
     if state.tpt_onset is not None:
         parts.append(f"TPT from {state.tpt_onset}")
     return "  ".join(parts)
+
+
+def _short(value: float) -> str:
+    """Three significant digits with a short exponent (1.23e-5)."""
+    return f"{value:.3g}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
