@@ -45,6 +45,7 @@ underflow and the scale-free metrics are the same at every scale.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -173,6 +174,38 @@ def _magnitude(x: torch.Tensor, name: str) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- hot path
+def _upper_blocks(lo: int, hi: int, leaf: int) -> list[tuple[int, int, int, int]]:
+    """Blocks (r0, r1, c0, c1) covering the upper block triangle of columns lo..hi.
+
+    The diagonal halves recurse and the off-diagonal block is one product, so the Gram of
+    d columns costs about (1/2 + leaf / 2d) of the full product, as a symmetric rank-k
+    update does, in large products that run at the GEMM's pace.
+    """
+    if hi - lo <= leaf:
+        return [(lo, hi, lo, hi)]
+    mid = lo + -(-(hi - lo) // 32) * 16  # the half, rounded to 16 columns
+    return [*_upper_blocks(lo, mid, leaf), (lo, mid, mid, hi), *_upper_blocks(mid, hi, leaf)]
+
+
+@functools.lru_cache(maxsize=64)
+def _gram_plan(dim: int, leaf: int) -> tuple[tuple[slice, slice, float], ...]:
+    """(rows, columns, weight) of the upper block triangle of a d x d Gram; off-diagonal
+    blocks weigh 2, so that (G + G^T) / 2 of the blocks' sum is the whole Gram."""
+    return tuple((slice(r0, r1), slice(c0, c1), 1.0 if r0 == c0 else 2.0)
+                 for r0, r1, c0, c1 in _upper_blocks(0, dim, leaf))
+
+
+def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0) -> None:
+    """target += alpha z^T z in upper-block form (float64 products, no temporaries)."""
+    for rows, columns, weight in _gram_plan(z.shape[1], Moments.GRAM_LEAF):
+        target[rows, columns].addmm_(z[:, rows].T, z[:, columns], alpha=alpha * weight)
+
+
+def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
+    """target += (upper + upper^T) / 2: the whole Gram from its upper-block form."""
+    target.add_(upper, alpha=0.5).add_(upper.T, alpha=0.5)
+
+
 class _Pending:
     """The hot-path state of :class:`Moments`: references, residual sums, staged rows.
 
@@ -196,19 +229,28 @@ class _Pending:
         self.stage_groups = torch.empty(rows, dtype=torch.int64, device=device)
         self.staged = 0
         self.gather = torch.empty(rows, dim, **work)  # references of the rows, then sums
-        self.block_gram = torch.empty(dim, dim, **work)
-        self.scratch = torch.empty(dim, dim, **wide)  # float64 copy of the block Gram
         narrow = dtype != torch.float64
+        # float32 products of the Gram's upper blocks, added into the float64 Gram through
+        # a float64 copy (a mixed-dtype add_ is 10x slower)
+        self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
+                         for r, c, _ in _gram_plan(dim, Moments.GRAM_LEAF)] if narrow else []
+        self.scratch = torch.empty(dim, dim, **wide) if narrow else None
         self.wide_sums = torch.empty(min(groups, rows), dim, **wide) if narrow else None
 
     def widen_sums(self, sums: torch.Tensor) -> torch.Tensor:
         """``sums`` (k, d) in float64 through a persistent buffer (no allocation)."""
         return sums if self.wide_sums is None else self.wide_sums[: len(sums)].copy_(sums)
 
-    def widen_gram(self) -> torch.Tensor:
-        if self.dtype == torch.float64:
-            return self.block_gram
-        return self.scratch.copy_(self.block_gram)  # a mixed-dtype add_ is 10x slower
+    def add_gram(self, residual: torch.Tensor) -> None:
+        """gram += residual^T residual, in upper-block form (about half the products)."""
+        if self.scratch is None:
+            _add_upper_gram(self.gram, residual)
+            return
+        plan = _gram_plan(residual.shape[1], Moments.GRAM_LEAF)
+        for (rows, columns, weight), product in zip(plan, self.products, strict=True):
+            torch.mm(residual[:, rows].T, residual[:, columns], out=product)
+            wide = self.scratch[: product.shape[0], : product.shape[1]].copy_(product)
+            self.gram[rows, columns].add_(wide, alpha=weight)
 
 
 class Moments:
@@ -229,6 +271,7 @@ class Moments:
     """
 
     BLOCK_ROWS = 4096
+    GRAM_LEAF = 128  # widest diagonal block of the Gram computed as one product
 
     def __init__(self, num_groups: int, dim: int) -> None:
         self.num_groups, self.dim = num_groups, dim
@@ -387,8 +430,7 @@ class Moments:
             self._fold_one_group(x, residual)
         else:
             self._fold_groups(x, groups, residual)
-        torch.mm(residual.T, residual, out=p.block_gram)
-        p.gram.add_(p.widen_gram())
+        p.add_gram(residual)
         p.rows += len(x)
 
     def _fold_one_group(self, x: torch.Tensor, residual: torch.Tensor) -> None:
@@ -445,34 +487,42 @@ class Moments:
         if p.rows == 0:
             return
         groups = p.counts.nonzero().squeeze(1)
-        counts = p.counts[groups]
+        # views when every group is pending, gathers of the pending ones otherwise
+        rows = slice(None) if len(groups) == self.num_groups else groups
+        counts = p.counts[rows].clone()
         weights = counts.to(torch.float64)
-        offset = p.sums[groups] / weights[:, None]
-        means = p.ref[groups].to(torch.float64) + offset
-        spread = (p.squares[groups] - weights * (offset * offset).sum(dim=1)).clamp_(min=0)
-        scatter = torch.add(p.gram, p.gram.T, out=p.scratch).mul_(0.5)
-        scatter.addmm_((offset * weights[:, None]).T, offset, alpha=-1)
-        self._combine(groups, counts, means, spread, scatter)
-        p.sums[groups] = 0
-        p.squares[groups] = 0
-        p.counts[groups] = 0
+        offset = p.sums[rows].div_(weights[:, None])  # the sums are cleared below
+        means = p.ref[rows].to(torch.float64, copy=True).add_(offset)
+        spread = (p.squares[rows] - weights * (offset * offset).sum(dim=1)).clamp_(min=0)
+        _add_upper_gram(p.gram, offset * weights.sqrt()[:, None], alpha=-1.0)
+        self._combine(rows, counts, means, spread, p.gram)
+        for buffer in (p.sums, p.squares, p.counts):
+            buffer[rows] = 0
         p.gram.zero_()
         p.rows = 0
-        p.ref[groups] = self._means[groups].to(p.dtype)  # re-centre on the means
+        p.ref[rows] = self._means[rows].to(p.dtype)  # re-centre on the means
 
-    def _combine(self, groups: torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
-                 spread: torch.Tensor, scatter: torch.Tensor) -> None:
-        """Chan's pairwise merge of centred moments of ``groups`` into the state."""
-        n_a = self._counts[groups].to(torch.float64)
-        n_b = counts.to(torch.float64)
-        total = n_a + n_b
-        delta = means - self._means[groups]
-        weight = n_a * n_b / total
-        self._means[groups] += delta * (n_b / total)[:, None]
-        self._spread[groups] += spread + weight * (delta * delta).sum(dim=1)
-        self._scatter += scatter
-        self._scatter.addmm_((delta * weight[:, None]).T, delta)
-        self._counts[groups] += counts
+    def _combine(self, rows: slice | torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
+                 spread: torch.Tensor, upper: torch.Tensor) -> None:
+        """Chan's pairwise merge of centred moments of the groups ``rows`` into the state;
+        ``upper`` is their scatter in upper-block form (any symmetric matrix is one), and
+        is used as scratch."""
+        n_a = self._counts[rows]
+        if not bool((n_a > 0).any()):  # groups seen for the first time: no cross term
+            if isinstance(rows, slice):
+                self._counts, self._means, self._spread = counts, means, spread
+            else:
+                self._counts[rows], self._means[rows], self._spread[rows] = counts, means, spread
+        else:
+            n_a, n_b = n_a.to(torch.float64), counts.to(torch.float64)
+            total = n_a + n_b
+            delta = means - self._means[rows]
+            weight = n_a * n_b / total
+            self._means[rows] += delta * (n_b / total)[:, None]
+            self._spread[rows] += spread + weight * (delta * delta).sum(dim=1)
+            _add_upper_gram(upper, delta * weight.sqrt()[:, None])
+            self._counts[rows] += counts
+        _add_symmetrized(self._scatter, upper)
         self.version += 1
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -495,7 +545,7 @@ class Moments:
             groups.to(device), other._counts[groups].to(device),
             times_power_of_two(other._means[groups], shift).to(device),
             times_power_of_two(other._spread[groups], 2 * shift).to(device),
-            times_power_of_two(other._scatter, 2 * shift).to(device),
+            times_power_of_two(other._scatter, 2 * shift).to(device=device, copy=True),
         )
         self.rows += other.rows
         self._signal = self._signal or other._signal
