@@ -107,7 +107,7 @@ def test_pairings_and_a_map_read_back_from_json():
     ({"coarse_pairing": "nearest", "num_coarse": 5}, "unknown pairing 'nearest'; choose from: "
                                                      "mod, random, explicit"),
     ({"coarse_pairing": "random", "num_coarse": 4.0},
-     "coarse option num_coarse must be an integer; got 4.0"),
+     "coarse option num_coarse must be an integer or none; got 4.0"),
     ({"num_coarse": 0}, "option num_coarse must be an integer >= 1"),
     ({"num_coarse": 11}, "need 1 <= num_coarse <= num_fine"),
     ({"coarse_pairing": "explicit"}, "give a coarse map"),

@@ -196,7 +196,7 @@ def test_bad_configs_are_refused(tmp_path):
     for tau in (0, -1.0, float("inf"), "10", True):
         with pytest.raises(NCInputError, match="tau must be"):
             normalized_config(TINY, tau)
-    with pytest.raises(NCInputError, match="normalized option tau must be a number"):
+    with pytest.raises(NCInputError, match="normalized option tau must be a finite number"):
         Trainer(TINY.updated(task="normalized", options={"tau": "10"}), tmp_path,
                 progress=False)
     with pytest.raises(NCInputError, match="tau must be a finite number > 0"):

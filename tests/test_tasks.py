@@ -94,9 +94,10 @@ class ExampleOptions(TaskOptions):
     ({"flag": 1}, "example option flag must be true or false; got 1"),
     ({"count": 2.0}, "example option count must be an integer; got 2.0"),
     ({"count": True}, "example option count must be an integer; got True"),
-    ({"scale": "1"}, "example option scale must be a number; got '1'"),
-    ({"name": 3}, "example option name must be text; got 3"),
-    ({"widths": [1, "2"]}, "example option widths must be a list; got [1, '2']"),
+    ({"scale": "1"}, "example option scale must be a finite number; got '1'"),
+    ({"name": 3}, "example option name must be text or none; got 3"),
+    ({"widths": [1, "2"]},
+     "example option widths must be a list of integers or none; got [1, '2']"),
     ({"size": 1, "colour": 2}, "example has no option colour, size; it accepts: flag, count"),
 ])
 def test_typed_options_refuse_what_does_not_fit(values, message):
@@ -141,3 +142,31 @@ def test_a_data_set_of_the_other_kind_is_refused():
         make_task(tiny_config("classification", dataset="teacher"))
     with pytest.raises(NCInputError, match="unknown dataset 'hierarchical' for regression"):
         make_task(tiny_config("regression", dataset="hierarchical"))
+
+
+def test_option_texts_convert_to_the_annotated_types_from_python():
+    from nclab.train.config import Setting, parse_list, parse_number
+    from nclab.train.tasks import option_types, options_from_text
+
+    config = TrainConfig(dataset="gaussian", task="coarse")
+    assert options_from_text(config, "dataset_options", ["num_classes=3", "dim=4"]) == {
+        "num_classes": 3, "dim": 4}
+    assert options_from_text(config, "model_options", ["widths=[8, 4]", "batch_norm=yes"]) == {
+        "widths": [8, 4], "batch_norm": True}
+    assert options_from_text(config, "options", ["num_coarse=none"]) == {"num_coarse": None}
+    owner, hints = option_types(config, "options")
+    assert owner == "task 'coarse'" and "num_coarse" in hints
+    with pytest.raises(NCInputError, match="dataset_options num_classes=abc: dataset "
+                                           "'gaussian' takes an integer for num_classes"):
+        options_from_text(config, "dataset_options", ["num_classes=abc"])
+    with pytest.raises(NCInputError, match="--model-opt: model 'mlp' has no option depth"):
+        options_from_text(config, "model_options", ["depth=3"], "--model-opt")
+    rule = Setting(help="", low=0, high=1, high_open=True)
+    assert parse_number(" 0.5 ", float, rule, "momentum") == 0.5
+    with pytest.raises(NCInputError, match=r"momentum must lie in \[0, 1\); got 1.0"):
+        parse_number("1", float, rule, "momentum")
+    with pytest.raises(NCInputError, match="momentum must be a finite number"):
+        parse_number("inf", float, rule, "momentum")
+    assert parse_list("0.1, 0.5", float, "milestones", rule) == (0.1, 0.5)
+    with pytest.raises(NCInputError, match="milestones takes finite values in"):
+        parse_list("0.1,nan", float, "milestones", rule)

@@ -12,12 +12,11 @@ from nclab.cli.options import (
     Runtime,
     model_shortcuts,
     number_parser,
-    parse_list,
     runtime_options,
     training_options,
 )
 from nclab.studies.normcompare import FIGURE_PNG, RESULT_JSON, compare_normalized
-from nclab.train.config import Setting, TrainConfig
+from nclab.train.config import Setting, TrainConfig, parse_list
 from nclab.train.normalized import DEFAULT_TAU
 
 

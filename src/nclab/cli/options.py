@@ -14,25 +14,29 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
-import math
 import os
-import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import typer
 
 from nclab.cli.app import OptionValueError
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
-from nclab.train.config import Setting, TrainConfig, base_type, field_types
+from nclab.data import resolve_dataset
+from nclab.train.config import (
+    Setting,
+    TrainConfig,
+    base_type,
+    field_types,
+    parse_list,
+    parse_number,
+)
+from nclab.train.tasks import OPTION_FIELDS, options_from_text, task_type
 
-DICT_FIELDS = ("dataset_options", "model_options", "options")
 #: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
 #: 2-core machine: one thread trains the shipped MLP and 1-D CNN about 5x faster than
 #: torch's default of one per core, whose threads spin-wait for each other.
@@ -76,199 +80,6 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return run
 
 
-def parse_number(value: Any, kind: type, rule: Setting, option: str) -> Any:
-    """``value`` as ``kind`` (int or float), finite and inside ``rule``'s range."""
-    text = str(value).strip()
-    try:
-        number = kind(text)
-    except ValueError:
-        raise NCInputError(f"{option} expects {'an integer' if kind is int else 'a number'}"
-                           f"; got '{text}'") from None
-    if kind is float and not math.isfinite(number):
-        raise NCInputError(f"{option} must be a finite number {rule.range_text()}; got {text}")
-    if not rule.admits(number):
-        raise NCInputError(f"{option} must {rule.requirement()}; got {text}")
-    return number
-
-
-def parse_list(text: str | None, kind: type, option: str,
-               rule: Setting | None = None) -> tuple[Any, ...] | None:
-    """``"1,2,3"`` -> (1, 2, 3) of ``kind``, each inside ``rule``'s range; None stays None."""
-    if text is None:
-        return None
-    parts = [part.strip() for part in str(text).split(",") if part.strip()]
-    if kind is str:
-        return tuple(parts)
-    try:
-        values = tuple(kind(part) for part in parts)
-    except ValueError:
-        raise NCInputError(f"{option} expects a comma-separated list of {kind.__name__}; "
-                           f"got '{text}'") from None
-    rule = rule or Setting(help="")
-    for value in values:
-        if (kind is float and not math.isfinite(value)) or not rule.admits(value):
-            bounds = rule.range_text()
-            raise NCInputError(f"{option} takes {'finite ' if kind is float else ''}values"
-                               f"{' ' + bounds if bounds else ''}; got '{text}'")
-    return values
-
-
-# ------------------------------------------------------------------ KEY=VALUE options
-def split_pairs(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}`` (the text of each value)."""
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise NCInputError(f"{option} expects KEY=VALUE; got '{pair}'")
-        out[key.strip()] = text
-    return out
-
-
-def typed_pairs(pairs: Sequence[str] | None, option: str, owner: str,
-                hints: dict[str, Any]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs converted to the types ``hints`` gives each accepted key.
-
-    Parameters
-    ----------
-    pairs : list of str
-    option : str
-        The option's name, for messages (``--data-opt``).
-    owner : str
-        What takes the options, for messages (``dataset 'gaussian'``).
-    hints : dict
-        Accepted key -> type annotation (``typing.Any`` when the builder has none).
-    """
-    out = {}
-    for key, text in split_pairs(pairs, option).items():
-        if key not in hints:
-            raise NCInputError(f"{option}: {owner} has no option {key}; it accepts: "
-                               f"{', '.join(hints) or 'none'}")
-        try:
-            out[key] = convert_text(text, hints[key])
-        except ValueError:
-            raise NCInputError(f"{option} {key}={text}: {owner} takes {describe(hints[key])} "
-                               f"for {key}") from None
-    return out
-
-
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def convert_text(text: str, hint: Any) -> Any:
-    """The command-line text of one value as the annotated type; ValueError if it is not."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    word = text.strip()
-    if hint in (Any, inspect.Parameter.empty):
-        try:
-            return json.loads(word)
-        except json.JSONDecodeError:
-            return text
-    if origin in (Union, types.UnionType):
-        if type(None) in args and word.lower() in ("none", "null"):
-            return None
-        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
-            try:
-                return convert_text(text, arg)
-            except ValueError:
-                continue
-        raise ValueError(text)
-    if origin is Literal:
-        if word in map(str, args):
-            return next(a for a in args if str(a) == word)
-        raise ValueError(text)
-    if hint is bool:
-        if word.lower() in _TRUE + _FALSE:
-            return word.lower() in _TRUE
-        raise ValueError(text)
-    if hint is int:
-        return int(word)
-    if hint is float:
-        value = float(word)
-        if not math.isfinite(value):
-            raise ValueError(text)
-        return value
-    if hint is str:
-        return text
-    if origin in (list, tuple, Sequence) or hint in (list, tuple):
-        return _convert_sequence(word, args[0] if args else Any)
-    if origin is dict or hint is dict:
-        value = json.loads(word)
-        if not isinstance(value, dict):
-            raise ValueError(text)
-        return value
-    return text  # a type the command line cannot spell: passed on for the builder to judge
-
-
-def _convert_sequence(word: str, item: Any) -> list[Any]:
-    if word.startswith("["):
-        try:
-            values = json.loads(word)
-        except json.JSONDecodeError:
-            raise ValueError(word) from None
-        if not isinstance(values, list):
-            raise ValueError(word)
-        return [convert_text(json.dumps(v) if not isinstance(v, str) else v, item)
-                for v in values]
-    return [convert_text(part, item) for part in word.split(",") if part.strip()]
-
-
-def describe(hint: Any) -> str:
-    """A type annotation in words, for messages."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        words = [describe(a) for a in args if a is not type(None)]
-        return " or ".join(words) + (" or none" if type(None) in args else "")
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, args))
-    if origin in (list, tuple, Sequence) or hint in (list, tuple):
-        plural = {int: "integers", float: "finite numbers", str: "names", bool: "true/false"}
-        return f"a comma-separated list of {plural.get(args[0], 'values') if args else 'values'}"
-    named = {bool: "true or false", int: "an integer", float: "a finite number", str: "text",
-             dict: "a JSON object"}
-    return named.get(origin or hint, "a JSON value")
-
-
-def builder_hints(builder: Callable[..., Any], names: Sequence[str]) -> dict[str, Any]:
-    """name -> type annotation of the keyword parameters ``names`` of ``builder``."""
-    target = builder.func if isinstance(builder, partial) else builder
-    try:
-        hints = typing.get_type_hints(target)
-    except (NameError, TypeError):  # an annotation that does not resolve: take any value
-        hints = {}
-    return {name: hints.get(name, Any) for name in names}
-
-
-def dataset_hints(name: str, kind: str | None) -> tuple[str, dict[str, Any]]:
-    """The registered name of data set ``name`` and its options' types."""
-    from nclab.data import DATASETS, resolve_dataset
-
-    name = resolve_dataset(name, kind)
-    entry = DATASETS[name]
-    return name, builder_hints(entry.builder, entry.options())
-
-
-def model_hints(name: str) -> dict[str, Any]:
-    from nclab.models import MODELS, check_model, model_options
-
-    check_model(name, {})
-    return builder_hints(MODELS[name], model_options(name))
-
-
-def task_class(name: str) -> Any:
-    from nclab.train.tasks import TASKS
-
-    if name not in TASKS:
-        raise NCInputError(f"unknown task '{name}'; choose from: {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-def task_hints(name: str) -> dict[str, Any]:
-    options_type = task_class(name).options_type
-    hints = typing.get_type_hints(options_type)
-    return {item.name: hints[item.name] for item in fields(options_type)}
-
-
 # ------------------------------------------------------------------ the config options
 @dataclass
 class ConfigChanges:
@@ -302,23 +113,19 @@ class ConfigChanges:
         """``base`` with these changes; dict fields are merged, KEY=VALUE texts converted
         to the types of the data set builder, the model and the task options."""
         config = base.updated(**self.values)
-        kind = task_class(config.task).data_kind
-        dataset, data_types = dataset_hints(config.dataset, kind)
-        owners = {
-            "dataset_options": ("--data-opt", f"dataset '{dataset}'", lambda: data_types),
-            "model_options": ("--model-opt", f"model '{config.model}'",
-                              lambda: model_hints(config.model)),
-            "options": ("--opt", f"task '{config.task}'", lambda: task_hints(config.task)),
-        }
+        settings = TrainConfig.settings()
         merged = {}
-        for name, (option, owner, hints) in owners.items():
-            given = self.typed.get(name, {})
+        for name in OPTION_FIELDS:
+            given = dict(self.typed.get(name, {}))
             if self.pairs.get(name):
-                given = {**given, **typed_pairs(self.pairs[name], option, owner, hints())}
+                given.update(options_from_text(config, name, self.pairs[name],
+                                               settings[name].cli))
             if given:
                 merged[name] = {**getattr(base, name), **given}
         config = config.updated(**merged)
-        task_class(config.task).options_type.parse(config.options, config.task)  # ranges
+        task = task_type(config.task)
+        resolve_dataset(config.dataset, task.data_kind)  # an unknown name: one line
+        task.options_type.parse(config.options, config.task)  # ranges
         return config
 
 
@@ -348,7 +155,7 @@ def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
     common = {"help": rule.help, "rich_help_panel": rule.group,
               "show_default": _shown(getattr(preset, name))}
     annotation: Any = str | None
-    if name in DICT_FIELDS:
+    if name in OPTION_FIELDS:
         info = typer.Option(None, rule.cli, metavar="KEY=VALUE", **common)
         annotation = list[str] | None
     elif item is not None:
@@ -411,7 +218,7 @@ def training_options(preset: TrainConfig, *, exclude: Sequence[str] = ()) -> Dec
     def collect(values: dict[str, Any], kwargs: dict[str, Any]) -> None:
         changes = ConfigChanges()
         for name, value in values.items():
-            if name in DICT_FIELDS:
+            if name in OPTION_FIELDS:
                 if value:
                     changes.pairs[name] = list(value)
             else:

@@ -25,7 +25,6 @@ from nclab.cli.options import (
     integer,
     list_parser,
     model_shortcuts,
-    parse_list,
     real,
     runtime_options,
     training_options,
@@ -34,7 +33,7 @@ from nclab.cli.train import OUT_HELP, build_config
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
 from nclab.data import REGRESSION, dataset_names
-from nclab.train.config import Setting, TrainConfig
+from nclab.train.config import Setting, TrainConfig, parse_list
 from nclab.train.regression import PAPER_SETTINGS
 
 #: Andriopoulos et al.'s settings, 350 epochs.

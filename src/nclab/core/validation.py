@@ -1,9 +1,22 @@
-"""Checks at the boundary of the public API: everything inside trusts its inputs."""
+"""Checks at the boundary of the public API: everything inside trusts its inputs.
+
+Arrays (``as_features``, ``as_labels``, ``as_targets``, ...) and values of annotated
+types: ``convert_text`` reads the text of a ``KEY=VALUE`` option as a builder's or an
+options dataclass's annotation, ``matches_type`` checks a value read from JSON,
+``describe_type`` says a type in words for the messages.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
 import operator
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch
@@ -270,3 +283,157 @@ def as_targets(targets: Any, num_samples: int | None = None, name: str = "target
     if check_finite:
         ensure_finite(y, name)
     return y
+
+
+# ------------------------------------------------------------------ values of annotated types
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def split_pairs(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (the text of each value)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise NCInputError(f"{option} expects KEY=VALUE; got '{pair}'")
+        out[key.strip()] = text
+    return out
+
+
+def typed_pairs(pairs: Sequence[str] | None, option: str, owner: str,
+                hints: dict[str, Any]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs converted to the types ``hints`` gives each accepted key.
+
+    Parameters
+    ----------
+    pairs : list of str
+    option : str
+        The option's name, for messages (``--data-opt``).
+    owner : str
+        What takes the options, for messages (``dataset 'gaussian'``).
+    hints : dict
+        Accepted key -> type annotation (``typing.Any`` when the builder has none).
+    """
+    out = {}
+    for key, text in split_pairs(pairs, option).items():
+        if key not in hints:
+            raise NCInputError(f"{option}: {owner} has no option {key}; it accepts: "
+                               f"{', '.join(hints) or 'none'}")
+        try:
+            out[key] = convert_text(text, hints[key])
+        except ValueError:
+            raise NCInputError(f"{option} {key}={text}: {owner} takes "
+                               f"{describe_type(hints[key], written=True)} for {key}") from None
+    return out
+
+
+def convert_text(text: str, hint: Any) -> Any:
+    """The text of one value (a command line's) as the annotated type; ValueError if it
+    is not one. ``Any`` (or no annotation) reads JSON, else keeps the text."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    word = text.strip()
+    if hint in (Any, inspect.Parameter.empty):
+        try:
+            return json.loads(word)
+        except json.JSONDecodeError:
+            return text
+    if origin in (Union, types.UnionType):
+        if type(None) in args and word.lower() in ("none", "null"):
+            return None
+        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
+            try:
+                return convert_text(text, arg)
+            except ValueError:
+                continue
+        raise ValueError(text)
+    if origin is Literal:
+        if word in map(str, args):
+            return next(a for a in args if str(a) == word)
+        raise ValueError(text)
+    if hint is bool:
+        if word.lower() in _TRUE + _FALSE:
+            return word.lower() in _TRUE
+        raise ValueError(text)
+    if hint is int:
+        return int(word)
+    if hint is float:
+        value = float(word)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if hint is str:
+        return text
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        return _convert_sequence(word, args[0] if args else Any)
+    if origin is dict or hint is dict:
+        value = json.loads(word)
+        if not isinstance(value, dict):
+            raise ValueError(text)
+        return value
+    return text  # a type a command line cannot spell: passed on for the builder to judge
+
+
+def _convert_sequence(word: str, item: Any) -> list[Any]:
+    """``1,2,3`` or a JSON list, each item converted to ``item``."""
+    if word.startswith("["):
+        try:
+            values = json.loads(word)
+        except json.JSONDecodeError:
+            raise ValueError(word) from None
+        if not isinstance(values, list):
+            raise ValueError(word)
+        return [convert_text(json.dumps(v) if not isinstance(v, str) else v, item)
+                for v in values]
+    return [convert_text(part, item) for part in word.split(",") if part.strip()]
+
+
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as read from JSON) has the type ``hint``; ints count as floats."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(matches_type(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)) and (
+            not args or all(matches_type(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+def describe_type(hint: Any, written: bool = False) -> str:
+    """A type annotation in words, for messages; ``written``: as a command line writes
+    it (a list is comma-separated)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        words = [describe_type(a, written) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or none" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        plural = {int: "integers", float: "finite numbers", str: "names", bool: "true/false"}
+        items = plural.get(args[0], "values") if args else "values"
+        return f"a {'comma-separated ' if written else ''}list of {items}"
+    named = {bool: "true or false", int: "an integer", float: "a finite number", str: "text",
+             dict: "a JSON object"}
+    return named.get(origin or hint, getattr(hint, "__name__", "a JSON value"))
+
+
+def builder_hints(builder: Callable[..., Any], names: Sequence[str]) -> dict[str, Any]:
+    """name -> type annotation of the keyword parameters ``names`` of ``builder``
+    (``typing.Any`` where there is none, or where it does not resolve)."""
+    target = builder.func if isinstance(builder, partial) else builder
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):
+        hints = {}
+    return {name: hints.get(name, Any) for name in names}

@@ -221,6 +221,42 @@ def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
         raise NCInputError(f"{name} must {rule.requirement()}; got {value}")
 
 
+def parse_number(text: Any, kind: type, rule: Setting, name: str) -> Any:
+    """The text of a number as ``kind`` (int or float), finite and inside ``rule``'s
+    range; one NCInputError line naming ``name`` otherwise."""
+    text = str(text).strip()
+    try:
+        number = kind(text)
+    except ValueError:
+        raise NCInputError(f"{name} expects {'an integer' if kind is int else 'a number'}"
+                           f"; got '{text}'") from None
+    check_number(name, number, kind, rule)
+    return number
+
+
+def parse_list(text: str | None, kind: type, name: str,
+               rule: Setting | None = None) -> tuple[Any, ...] | None:
+    """``"1,2,3"`` -> (1, 2, 3) of ``kind``, each inside ``rule``'s range ('' is the empty
+    list, None stays None)."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if kind is str:
+        return tuple(parts)
+    try:
+        values = tuple(kind(part) for part in parts)
+    except ValueError:
+        raise NCInputError(f"{name} expects a comma-separated list of {kind.__name__}; "
+                           f"got '{text}'") from None
+    rule = rule or Setting(help="")
+    for value in values:
+        if (kind is float and not math.isfinite(value)) or not rule.admits(value):
+            bounds = rule.range_text()
+            raise NCInputError(f"{name} takes {'finite ' if kind is float else ''}values"
+                               f"{' ' + bounds if bounds else ''}; got '{text}'")
+    return values
+
+
 def check_value(name: str, value: Any, hint: Any, rule: Setting) -> None:
     """Raise one NCInputError line unless ``value`` has the field's type and range."""
     kind, optional = base_type(hint)

@@ -10,11 +10,10 @@ refused in one line.
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from torch import nn
 
 from nclab.capture import find_classifier
 from nclab.core.errors import NCInputError
+from nclab.core.validation import describe_type, matches_type
 from nclab.data import CLASSIFICATION, DatasetSplits, load_dataset, resolve_dataset
 from nclab.data.registry import current_name
 from nclab.models import build_model, check_model
@@ -56,50 +56,14 @@ class TaskOptions:
         hints = typing.get_type_hints(cls)
         typed = {}
         for key, value in values.items():
-            if not _matches(value, hints[key]):
-                raise NCInputError(f"{task} option {key} must be {_describe(hints[key])}; "
+            if not matches_type(value, hints[key]):
+                raise NCInputError(f"{task} option {key} must be {describe_type(hints[key])}; "
                                    f"got {value!r}")
             typed[key] = float(value) if hints[key] is float else value
         return cls(**typed)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (as read from JSON) has the type ``hint``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
-    if origin is Literal:
-        return value in args
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin in (list, tuple) or hint in (list, tuple):
-        return isinstance(value, (list, tuple)) and (
-            not args or all(_matches(v, args[0]) for v in value))
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    """``hint`` in words, for the error message."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        words = [_describe(arg) for arg in args if arg is not type(None)]
-        return (", ".join(words[:-1]) + " or " + words[-1]) if len(words) > 1 else words[0]
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in args)
-    named = {bool: "true or false", int: "an integer", float: "a number", str: "text",
-             list: "a list", tuple: "a list", dict: "a dict"}
-    return named.get(origin or hint, getattr(hint, "__name__", str(hint)))
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,24 @@
 ``TrainConfig.task`` names a task of ``TASKS``; ``TrainConfig.evaluators`` names
 evaluators of ``EVALUATORS`` (None: the task's ``default_evaluators``). Adding a task
 or an evaluator is its module plus one line here.
+
+The three dict fields of a config hold options of the data set builder, of the model
+builder and of the task: :func:`option_types` names each field's owner and the types it
+annotates, so that ``KEY=VALUE`` texts (``--data-opt``, ``--model-opt``, ``--opt``)
+become typed values (:func:`options_from_text`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any
 
 from nclab.core.errors import NCInputError
+from nclab.core.validation import builder_hints, typed_pairs
+from nclab.data import DATASETS, resolve_dataset
+from nclab.models import MODELS, check_model, model_options
 from nclab.train.config import TrainConfig
 from nclab.train.evaluators import CollapseEvaluator, Evaluator
 from nclab.train.finegrained import CoarseTask, make_recovery_evaluator
@@ -33,13 +44,59 @@ EVALUATORS: dict[str, Callable[[TrainConfig], Evaluator]] = {
 }
 
 
+#: The dict fields of TrainConfig whose keys are options of a builder or of the task.
+OPTION_FIELDS = ("dataset_options", "model_options", "options")
+
+
+def task_type(name: str) -> type[Task]:
+    """The Task class registered as ``name``, or one NCInputError line."""
+    if name not in TASKS:
+        raise NCInputError(f"unknown task '{name}'; choose from: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
 def make_task(config: TrainConfig) -> Task:
     """The task ``config.task`` names, with its options parsed and its names checked."""
-    if config.task not in TASKS:
-        raise NCInputError(f"unknown task '{config.task}'; choose from: {', '.join(TASKS)}")
-    task = TASKS[config.task](config)
+    task = task_type(config.task)(config)
     task.check()
     return task
+
+
+def option_types(config: TrainConfig, field: str) -> tuple[str, dict[str, Any]]:
+    """What takes the options of the dict field ``field`` of ``config``, in words (for
+    messages), and option name -> its annotated type (``typing.Any`` where none)."""
+    if field == "dataset_options":
+        name = resolve_dataset(config.dataset, task_type(config.task).data_kind)
+        entry = DATASETS[name]
+        return f"dataset '{name}'", builder_hints(entry.builder, entry.options())
+    if field == "model_options":
+        check_model(config.model, {})
+        return f"model '{config.model}'", builder_hints(MODELS[config.model],
+                                                        model_options(config.model))
+    if field != "options":
+        raise NCInputError(f"{field} is not one of {', '.join(OPTION_FIELDS)}")
+    options_type = task_type(config.task).options_type
+    hints = typing.get_type_hints(options_type)
+    return f"task '{config.task}'", {item.name: hints[item.name] for item in fields(options_type)}
+
+
+def options_from_text(config: TrainConfig, field: str, pairs: Sequence[str],
+                      option: str | None = None) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` for the dict field ``field`` of ``config``, as typed values.
+
+    Each value is converted to the type its owner annotates (the data set builder, the
+    model builder or the task's options dataclass); an unknown key or a value that does
+    not convert is one NCInputError line naming ``option`` (default: the field) and
+    what the owner accepts.
+
+    Examples
+    --------
+    >>> options_from_text(TrainConfig(dataset="gaussian"), "dataset_options",
+    ...                   ["num_classes=3"])
+    {'num_classes': 3}
+    """
+    owner, hints = option_types(config, field)
+    return typed_pairs(pairs, option or field, owner, hints)
 
 
 def make_evaluators(config: TrainConfig, defaults: tuple[str, ...] = ("collapse",)
