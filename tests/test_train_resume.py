@@ -8,7 +8,7 @@ import pytest
 import torch
 from train_helpers import TINY_ARGS, nclab_command, rows
 
-EPOCHS = 24
+EPOCHS = 16
 ARGS = [*TINY_ARGS, "--epochs", EPOCHS, "--log-points", EPOCHS, "--checkpoint-every", "1",
         "--no-report"]
 
@@ -35,7 +35,7 @@ def test_resume_after_sigkill_and_sigterm_ends_like_an_uninterrupted_run(tmp_pat
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     uninterrupted = nclab_command("train", *ARGS, "--out", whole)
     process = nclab_command("train", *ARGS, "--out", killed)
-    wait_for_rows(process, killed, 5)
+    wait_for_rows(process, killed, 3)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL

@@ -46,7 +46,6 @@ def run_training(config: TrainConfig, out: Path, *, resume: bool, runtime: Runti
     """Train, then (on rank 0) print the outcome and write the report. ``loggers``
     names experiment loggers that get every logged row too (``--logger``)."""
     from nclab.integrations.loggers import close_loggers, make_loggers
-    from nclab.report import write_report
     from nclab.train import Trainer
 
     chosen = make_loggers(loggers or (), out, config=config.to_dict())
@@ -60,6 +59,9 @@ def run_training(config: TrainConfig, out: Path, *, resume: bool, runtime: Runti
     if int(os.environ.get("RANK", "0")) == 0:
         print_summary(summary)
         if report:
+            # imported here: matplotlib costs a second of every --no-report start
+            from nclab.report import write_report
+
             console.print(f"report: {write_report(out)}", highlight=False, soft_wrap=True)
     return summary
 
