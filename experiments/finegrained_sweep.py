@@ -41,7 +41,7 @@ from nclab import capture
 from nclab.cli.finegrained import comparison_configs, run_comparison
 from nclab.core.io import write_json
 from nclab.data import load_dataset
-from nclab.finegrained import CoarseLabeling, recover_fine_labels
+from nclab.finegrained import CoarseLabeling, fine_scatter_shares, recover_fine_labels
 from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
@@ -124,18 +124,12 @@ def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 for split, d in (("train", data.train), ("test", data.test))}
     h = {split: c.features.double().numpy() for split, c in captured.items()}
     fine = {"train": data.fine.train.y.numpy(), "test": data.fine.test.y.numpy()}
-    correct, shares, top = 0, [], []
+    correct = 0
     for s in range(data.labeling.num_coarse):
         train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
         probe = LogisticRegression(max_iter=3000).fit(h["train"][train], fine["train"][train])
         correct += int((probe.predict(h["test"][test]) == fine["test"][test]).sum())
-        x = h["train"][train] - h["train"][train].mean(axis=0)
-        labels = fine["train"][train]
-        total = float((x**2).sum())
-        between = sum(float((labels == c).sum() * (x[labels == c].mean(axis=0) ** 2).sum())
-                      for c in np.unique(labels))
-        shares.append(between / total)
-        top.append(float(np.linalg.svd(x, compute_uv=False)[0] ** 2) / total)
+    shares = fine_scatter_shares(h["train"], fine["train"], data.train.y)
     unit = {split: v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
             for split, v in h.items()}
     l2 = recover_fine_labels(unit["train"], fine["train"], data.train.y, unit["test"],
@@ -144,7 +138,8 @@ def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
                              threads=1)
     return {"linear_probe_test": correct / len(data.test.y),
             "l2_recovered_test": l2.test_accuracy,
-            "fine_variance_share": shares, "top_pc_share": top}
+            "fine_variance_share": list(shares.fine_share),
+            "top_pc_share": list(shares.top_pc_share)}
 
 
 def input_recovery(dataset: str) -> float:

@@ -13,6 +13,7 @@ from nclab.cli.options import (
     Runtime,
     model_shortcuts,
     number_parser,
+    real,
     runtime_options,
     training_options,
 )
@@ -25,6 +26,7 @@ from nclab.studies.finegrained import (
     run_comparison,
 )
 from nclab.train.config import Setting, TrainConfig
+from nclab.train.finegrained import TERMINAL_DROP, TERMINAL_NC1, TerminalPhase
 
 
 def print_result(summary: dict[str, Any], out: Path) -> None:
@@ -43,10 +45,34 @@ def print_result(summary: dict[str, Any], out: Path) -> None:
     ]
     console.print(value_table("fine-label recovery (test set unless noted)", lines,
                               fmt=".4g", missing="never", header=False))
+    console.print(terminal_line(summary), highlight=False)
     for note in summary["recovery"]["warnings"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"wrote {out / RESULT_JSON}, {out / RECOVERY_PNG}, {out / PROJECTION_PNG}",
                   highlight=False)
+
+
+def terminal_line(summary: dict[str, Any]) -> str:
+    """Whether the final coarse model is in the terminal phase (the one demanded with
+    --until-collapse, else the default definition), in one line."""
+    until = summary.get("until_collapse")
+    phase = until or summary["terminal_phase"]
+    epoch, nc1, onset = phase["final_epoch"], phase["nc1_final"], phase["nc1_at_onset"]
+    state = (f"coarse train nc1 {nc1:.4g} at epoch {epoch}" if nc1 is not None
+             else f"no coarse train nc1 at epoch {epoch}")
+    if onset is not None:
+        state += f", {onset:.4g} at the TPT onset (epoch {phase['tpt_onset']})"
+    else:
+        state += ", no TPT onset (the superclass training error never reached zero)"
+    demand = (f"zero training error, nc1 <= {phase['nc1_threshold']:g}, "
+              f">= {phase['drop_required']:g}x below the onset")
+    if phase["reached"]:
+        how = (f"stopped at epoch {epoch} of {summary['epochs']}" if until
+               and until["stopped_early"] else f"at epoch {epoch}")
+        return f"[green]terminal phase reached[/] ({demand}) {how}: {state}"
+    budget = f" within the {summary['epochs']}-epoch budget" if until else ""
+    return (f"[bold yellow]terminal phase NOT reached{budget}[/] ({demand}): {state}; "
+            "the recovery above is not measured in the terminal phase")
 
 
 #: The preset of ``nclab finegrained``: the 1-D CNN, 30 epochs, 12 logged epochs.
@@ -81,6 +107,18 @@ def finegrained_command(
     out: Path = typer.Option(None, "--out", show_default="runs/finegrained-DATASET-MODEL-seedN",
                              help="Output folder: coarse/ and fine/ runs, JSON, figures."),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted runs in --out."),
+    until_collapse: float = typer.Option(
+        None, "--until-collapse", rich_help_panel=FINE, **real("--until-collapse", low=0,
+                                                               low_open=True),
+        help=f"Stop the coarse run at the first logged epoch in the terminal phase: zero "
+             f"training error and coarse train nc1 <= this (the terminal phase: "
+             f"{TERMINAL_NC1:g}) and --collapse-drop times below its TPT-onset value; "
+             "--epochs is the budget. Log more epochs (--log-points) to stop sooner."),
+    collapse_drop: float = typer.Option(
+        TERMINAL_DROP, "--collapse-drop", rich_help_panel=FINE,
+        **real("--collapse-drop", low=1),
+        help="With --until-collapse: how many times below its TPT-onset value the coarse "
+             "train nc1 must be (1: no such condition)."),
 ) -> None:
     """Train on superclass labels and on the fine labels; recover the fine labels from the
     coarse model's features by k-means inside each superclass; compare the two."""
@@ -96,10 +134,12 @@ def finegrained_command(
         raise NCInputError(f"--superclass must be a superclass, in 0..K'-1 (K' = "
                            f"{options.get('num_coarse', 'the number of superclasses')}); "
                            f"got {superclass}")
+    until = TerminalPhase(until_collapse, collapse_drop) if until_collapse is not None else None
     coarse_config, fine_config = comparison_configs(base, options)
     out = out or Path("runs") / f"finegrained-{base.dataset}-{base.model}-seed{base.seed}"
     summary = run_comparison(coarse_config, fine_config, out, superclass=superclass,
                              resume=resume, device=runtime.device,
                              progress=console if runtime.progress else False,
-                             announce=lambda text: console.print(text, highlight=False))
+                             announce=lambda text: console.print(text, highlight=False),
+                             until_collapse=until)
     print_result(summary, out)

@@ -10,6 +10,8 @@ test sample the fine label of the nearest cluster centre of its PREDICTED superc
 - ``SuperclassClustering``: the estimator (``fit`` on training features, ``predict``).
 - ``recover_fine_labels``: fit + predict on train and test in one call, with the coarse
   ``nc1`` at the same features, returned as a ``FineRecovery`` (``to_dict()`` for JSON).
+- ``fine_scatter_shares``: per superclass, the share of its feature scatter between its
+  fine-class means, and the share of its first principal direction.
 """
 
 from nclab.finegrained.labeling import (
@@ -26,6 +28,7 @@ from nclab.finegrained.recovery import (
     match_clusters,
     recover_fine_labels,
 )
+from nclab.finegrained.scatter import ScatterShares, fine_scatter_shares
 
 __all__ = [
     "PAIRINGS",
@@ -33,8 +36,10 @@ __all__ = [
     "CoarseSplits",
     "FineRecovery",
     "SuperclassClustering",
+    "ScatterShares",
     "SuperclassRecovery",
     "coarsen_splits",
+    "fine_scatter_shares",
     "match_clusters",
     "parse_coarse_map",
     "recover_fine_labels",

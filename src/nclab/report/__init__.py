@@ -15,7 +15,14 @@ from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_atomic
 from nclab.core.metrics import METRIC_NAMES
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
-from nclab.report.pages import lacks_note, page, run_status, run_title, table
+from nclab.report.pages import (
+    lacks_note,
+    page,
+    run_status,
+    run_title,
+    settings_table,
+    table,
+)
 from nclab.report.profile import profile_section
 from nclab.runs import RunRecord, load_run
 
@@ -49,11 +56,21 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
     ]
 
 
+#: Metrics of the classifier's weights alone: the same on every split, shown once.
+WEIGHT_METRICS = tuple(name for name in METRIC_NAMES if name.endswith("_weights"))
+
+
 def _metric_tables(run: RunRecord) -> str:
-    """The SPEC metrics of the last row (train and test), then any other columns."""
+    """The SPEC metrics of the last row (train and test; the classifier's own geometry
+    once), then any other columns. Metrics absent from both splits are left out."""
     last = run.rows[-1]
     final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"))
-             for name in METRIC_NAMES if f"train_{name}" in last or f"test_{name}" in last]
+             for name in METRIC_NAMES if name not in WEIGHT_METRICS
+             and (last.get(f"train_{name}") is not None or last.get(f"test_{name}") is not None)]
+    weights = [(name, next((last[f"{split}_{name}"] for split in ("train", "test")
+                            if last.get(f"{split}_{name}") is not None), None))
+               for name in WEIGHT_METRICS]
+    weights = [(name, value) for name, value in weights if value is not None]
     known = {*TRAINER_COLUMNS, *(f"{split}_{name}" for name in METRIC_NAMES
                                  for split in ("train", "test"))}
     other = [(key, value) for key, value in last.items() if key not in known]
@@ -61,6 +78,10 @@ def _metric_tables(run: RunRecord) -> str:
     if final:
         text += (f"<h2>Metrics at epoch {last['epoch']}</h2>"
                  + table(("metric", "train", "test"), final))
+    if weights:
+        text += ("<h2>Geometry of the classifier's weights</h2><p>These depend on W "
+                 "alone, not on the samples: one value for every split.</p>"
+                 + table(("metric", "value"), weights))
     if other:
         text += (f"<h2>Other columns at epoch {last['epoch']}</h2>"
                  + table(("column", "value"), other))
@@ -93,7 +114,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     collapse_panel([run], out / PANEL_PNG, title=title)
     nc1_figure([run], out / NC1_PNG)
     headline = [(name, value) for name, value in _headline(run) if value is not None]
-    settings = (("<h2>Configuration</h2>" + table(("key", "value"), sorted(run.config.items())))
+    settings = (("<h2>Configuration</h2>" + settings_table(("setting", "value"),
+                                                           sorted(run.config.items())))
                 if run.config else "")
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
@@ -127,8 +149,8 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
         table(header, rows)
         + f"<img src='{COMPARE_PNG}' alt='collapse curves of every run'>"
         + "<h2>Settings that differ</h2>"
-        + table(["key", *[r.label for r in runs]],
-                 [[key, *[r.config.get(key) for r in runs]] for key in keys])
+        + settings_table(["setting", *[r.label for r in runs]],
+                         [[key, *[r.config.get(key) for r in runs]] for key in keys])
     )
     path = out / COMPARE_HTML
     write_atomic(path, page("nclab comparison", body))

@@ -9,9 +9,16 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
 
-from nclab.report.style import color, figure_style, panel_grid, save_png
+from nclab.report.style import (
+    color,
+    epoch_axis,
+    figure_style,
+    lr_drop_handle,
+    panel_grid,
+    readable_log_axis,
+    save_png,
+)
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str,
@@ -21,16 +28,6 @@ def _series(rows: Sequence[dict[str, Any]], key: str,
         return np.empty(0), np.empty(0)
     epochs, values = (np.asarray(v, dtype=float) for v in zip(*pairs, strict=True))
     return epochs, values if transform is None else transform(values)
-
-
-def _epoch_axis(ax: Axes) -> None:
-    """Log-scaled epochs labelled 1, 2, 5, 10... rather than in powers of ten."""
-    ax.set_xscale("log")
-    ax.set_xlabel("epoch")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(FuncFormatter(
-        lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
 
 
 def _accuracy(errors: np.ndarray) -> np.ndarray:
@@ -44,10 +41,53 @@ def _plot(ax: Axes, series: tuple[np.ndarray, np.ndarray], label: str, k: int,
         ax.plot(epochs, values, linestyle=style, marker=marker, color=color(k), label=label)
 
 
+def nc1_collapse_axis(ax: Axes, threshold: float | None = None) -> None:
+    """A log x axis of coarse train nc1 that DEcreases to the right (collapse deepens
+    left to right, as training goes on), with the terminal-phase region shaded."""
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    readable_log_axis(ax.xaxis)
+    ax.set_xlabel("coarse train NC1 (log; collapse deepens →)")
+    if threshold is not None:
+        low = min(ax.get_xlim())
+        ax.axvspan(threshold, low, color="0.88", zorder=0, linewidth=0,
+                   label=f"NC1 ≤ {threshold:g}")
+        ax.set_xlim(max(ax.get_xlim()), low)
+
+
+def recovery_against_nc1(ax: Axes, nc1: np.ndarray, recovered: np.ndarray, *, label: str,
+                         k: int = 0, inside: np.ndarray | None = None,
+                         style: str = "-") -> None:
+    """One run's recovered accuracy (y) against its coarse train nc1 (x), in logged order.
+
+    Parameters
+    ----------
+    nc1, recovered : arrays of shape (n,)
+        At each logged epoch, oldest first.
+    inside : bool array of shape (n,), optional
+        Epochs in the terminal phase: filled markers; the others hollow.
+    """
+    ax.plot(nc1, recovered, linestyle=style, color=color(k), linewidth=1.2, label=label)
+    inside = np.zeros(len(nc1), bool) if inside is None else np.asarray(inside, bool)
+    ax.scatter(nc1[inside], recovered[inside], color=color(k), s=16, zorder=3)
+    ax.scatter(nc1[~inside], recovered[~inside], facecolors="white", edgecolors=color(k),
+               s=16, zorder=3)
+
+
+def terminal_legend_handles() -> list[Line2D]:
+    """Legend entries explaining filled and hollow markers."""
+    return [Line2D([], [], linestyle="", marker="o", color="0.3", label="in the terminal phase"),
+            Line2D([], [], linestyle="", marker="o", markerfacecolor="white",
+                   markeredgecolor="0.3", label="not (yet) in it")]
+
+
 def recovery_figure(coarse_rows: Sequence[dict[str, Any]],
                     baseline_rows: Sequence[dict[str, Any]], chance: float,
-                    path: str | os.PathLike, title: str | None = None) -> None:
-    """Recovered fine accuracy against epoch, beside the nc1 of the same features.
+                    path: str | os.PathLike, title: str | None = None, *,
+                    inside: Sequence[bool] | None = None,
+                    threshold: float | None = None, lr_drops: Sequence[int] = ()) -> None:
+    """Recovered fine accuracy against epoch, the nc1 of the same features, and the
+    recovered accuracy against the coarse train nc1.
 
     Parameters
     ----------
@@ -58,9 +98,15 @@ def recovery_figure(coarse_rows: Sequence[dict[str, Any]],
         Logged rows of the fine-label baseline (``test_error``, ``train_nc1``).
     chance : float
         Accuracy of a uniform guess inside the true superclass.
+    inside : sequence of bool, optional
+        One per coarse row: whether that epoch is in the terminal phase.
+    threshold : float, optional
+        The terminal phase's nc1 threshold, shaded in the third panel.
+    lr_drops : sequence of int
+        Epochs after which the learning rate drops (dash-dot lines).
     """
     with figure_style():
-        fig, (left, right) = panel_grid(2, size=(5.2, 3.9))
+        fig, (left, middle, right) = panel_grid(3, ncols=3, size=(5.0, 3.9))
         _plot(left, _series(coarse_rows, "recovery_test_accuracy"), "recovered, test", 0)
         _plot(left, _series(coarse_rows, "recovery_train_accuracy"), "recovered, train", 0,
               "--", "s")
@@ -69,19 +115,50 @@ def recovery_figure(coarse_rows: Sequence[dict[str, Any]],
         _plot(left, _series(coarse_rows, "test_error", _accuracy),
               "superclass right, test (upper bound)", 2, ":", "v")
         left.axhline(chance, color="0.45", linewidth=1.0, linestyle="-.", label="chance")
-        _epoch_axis(left)
+        epoch_axis(left, lr_drops)
         left.set(ylabel="fine-label accuracy", title="fine labels recovered from coarse features")
         left.legend(loc="lower right")
-        _plot(right, _series(coarse_rows, "coarse_nc1"), "coarse model, coarse labels", 0)
-        _plot(right, _series(coarse_rows, "fine_nc1"), "coarse model, fine labels", 0, "--", "s")
-        _plot(right, _series(baseline_rows, "train_nc1"), "fine model, fine labels", 1, "-", "^")
-        _epoch_axis(right)
-        right.set(yscale="log", ylabel="NC1 (training set)",
-                  title="NC1 = Tr(Σ_W Σ_B⁺)/C of the same features")
-        right.legend(loc="best")
+        _plot(middle, _series(coarse_rows, "coarse_nc1"), "coarse model, coarse labels", 0)
+        _plot(middle, _series(coarse_rows, "fine_nc1"), "coarse model, fine labels", 0, "--",
+              "s")
+        _plot(middle, _series(baseline_rows, "train_nc1"), "fine model, fine labels", 1, "-",
+              "^")
+        epoch_axis(middle, lr_drops)
+        middle.set(yscale="log", ylabel="NC1 (training set)",
+                   title="NC1 = Tr(Σ_W Σ_B⁺)/C of the same features")
+        readable_log_axis(middle.yaxis)
+        handles = middle.get_legend_handles_labels()[0]
+        middle.legend(handles=handles + ([lr_drop_handle()] if lr_drops else []), loc="best")
+        _nc1_panel(right, coarse_rows, baseline_rows, chance, inside, threshold)
         if title:
             fig.suptitle(title, fontsize=11)
         save_png(fig, path)
+
+
+def _nc1_panel(ax: Axes, coarse_rows: Sequence[dict[str, Any]],
+               baseline_rows: Sequence[dict[str, Any]], chance: float,
+               inside: Sequence[bool] | None, threshold: float | None) -> None:
+    rows = [row for row in coarse_rows if row.get("coarse_nc1") and
+            row.get("recovery_test_accuracy") is not None]
+    flags = None
+    if inside is not None:
+        by_epoch = dict(zip((row["epoch"] for row in coarse_rows), inside, strict=True))
+        flags = np.array([by_epoch[row["epoch"]] for row in rows], bool)
+    nc1 = np.array([row["coarse_nc1"] for row in rows], float)
+    recovered = np.array([row["recovery_test_accuracy"] for row in rows], float)
+    recovery_against_nc1(ax, nc1, recovered, label="recovered, test", inside=flags)
+    _, errors = _series(baseline_rows, "test_error", _accuracy)
+    if len(errors):
+        ax.axhline(errors[-1], color=color(1), linestyle="--", linewidth=1.2,
+                   label=f"trained on fine labels, test (final: {errors[-1]:.3f})")
+    ax.axhline(chance, color="0.45", linewidth=1.0, linestyle="-.", label="chance")
+    if len(nc1):
+        nc1_collapse_axis(ax, threshold)
+    ax.set(ylabel="recovered fine accuracy (test)",
+           title="recovery while collapse deepens")
+    handles = ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles + (terminal_legend_handles() if flags is not None else []),
+              loc="lower right")
 
 
 def projection_figure(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],

@@ -23,6 +23,29 @@ def cell(value: Any) -> str:
     return html.escape(str(value))
 
 
+def setting_text(value: Any) -> str:
+    """A config value as people write it: ``0.3333, 0.6667`` for a list, ``widths 256,
+    256, 256; batch_norm true`` for a dict, ``default`` for None (the setting's default
+    applies: all classes, every sample...), numbers with at most 4 significant digits."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting_text(item) for item in value) if value else "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{key} {setting_text(item)}" for key, item in value.items()) \
+            if value else "none"
+    return str(value)
+
+
+def settings_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """:func:`table` with every cell after the first written by :func:`setting_text`."""
+    return table(header, [[row[0], *(setting_text(v) for v in row[1:])] for row in rows])
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
@@ -101,5 +124,8 @@ def run_status(run: RunRecord) -> str:
         epoch = run.summary.get("diverged_epoch")
         return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
     if status == "complete":
+        if run.summary.get("stopped_early"):
+            return (f"complete: stopped at epoch {run.summary.get('epochs_done', done)} of "
+                    f"{epochs}, where its stop condition held")
         return f"complete: {run.summary.get('epochs_done', done)} epochs"
     return f"last logged epoch {done} (summary.json gives no status)"

@@ -12,14 +12,18 @@ backend) and saved as PNG through the Agg canvas with an atomic write.
 from __future__ import annotations
 
 import io
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import Formatter
 
 from nclab.core.io import write_atomic
 
@@ -27,6 +31,9 @@ from nclab.core.io import write_atomic
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
            "#F0E442")
 DPI = 150
+#: Vertical lines after the epochs where the learning rate drops (dash-dot-dot: the
+#: TPT onset is dotted, chance levels dash-dot).
+LR_DROP_STYLE = {"color": "0.55", "linestyle": (0, (5, 2, 1, 2, 1, 2)), "linewidth": 1.0}
 
 _RC = {
     "font.size": 10,
@@ -78,6 +85,65 @@ def mark_epoch(ax: Axes, epoch: float | None, label: str | None = None,
     """A dotted vertical line at ``epoch`` (for example the TPT onset)."""
     if epoch is not None:
         ax.axvline(epoch, color=colour, linestyle=":", linewidth=1.3, label=label, zorder=0)
+
+
+class _LogLabels(Formatter):
+    """Tick labels of a log axis written plainly (0.01, 1, 200). Minor ticks: all
+    labelled while the axis spans at most 0.7 decades (else it could show one label or
+    none), those at 2 and 5 times a power of ten up to 1.5 decades, at 5 times up to
+    ``decades`` decades, none beyond (they would crowd)."""
+
+    def __init__(self, minor: bool, decades: float = 3.0) -> None:
+        self.minor, self.decades = minor, decades
+
+    def __call__(self, value: float, pos: int | None = None) -> str:
+        if value <= 0:
+            return ""
+        if not self.minor:
+            return f"{value:g}"
+        low, high = sorted(abs(v) for v in self.axis.get_view_interval())
+        span = math.log10(high / low) if low > 0 else math.inf
+        lead = f"{value:e}"[0]
+        if (span <= 0.7 or span <= 1.5 and lead in "25"
+                or span <= self.decades and lead == "5"):
+            return f"{value:g}"
+        return ""
+
+
+def readable_log_axis(axis: Axis) -> None:
+    """Plain-number labels on a log-scaled axis (``ax.xaxis`` or ``ax.yaxis``)."""
+    axis.set_major_formatter(_LogLabels(minor=False))
+    axis.set_minor_formatter(_LogLabels(minor=True))
+
+
+def epoch_axis(ax: Axes, lr_drops: Sequence[int] = (), label: str = "epoch") -> None:
+    """Log-scaled epochs (as Papyan et al. draw them) with plain labels, and a dash-dot
+    vertical line after each epoch in ``lr_drops`` (where the learning rate drops)."""
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    readable_log_axis(ax.xaxis)
+    mark_lr_drops(ax, lr_drops)
+
+
+def mark_lr_drops(ax: Axes, epochs: Sequence[int], colour: str | None = None) -> None:
+    """The dash-dot-dot vertical lines of learning-rate drops (grey, or ``colour``)."""
+    style = LR_DROP_STYLE if colour is None else {**LR_DROP_STYLE, "color": colour}
+    for epoch in epochs:
+        ax.axvline(epoch, zorder=0, **style)
+
+
+def lr_drop_handle(gamma: object = None) -> Line2D:
+    """A legend entry for the lines ``epoch_axis`` draws at learning-rate drops."""
+    factor = f" (lr × {gamma:g})" if isinstance(gamma, (int, float)) else ""
+    return Line2D([], [], label=f"learning-rate drop{factor}", **LR_DROP_STYLE)
+
+
+def lr_drop_epochs(config: dict) -> list[int]:
+    """The epochs after which the learning rate drops, from a run's config.json
+    (``epochs``, ``lr_milestones``: fractions, as ``nclab.train.schedule`` applies them)."""
+    epochs = int(config.get("epochs") or 0)
+    return sorted({round(f * epochs) for f in config.get("lr_milestones") or ()
+                   if 0 < round(f * epochs) < epochs})
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> None:

@@ -3,7 +3,10 @@
 :func:`run_comparison` trains the same network on superclass labels and on the fine
 labels, recovers the fine labels from the coarse model's features by k-means inside
 each superclass, and writes ``finegrained.json``, ``recovery.png`` (recovery against
-epoch) and ``projection.png`` (PCA of one superclass's features under both models).
+epoch and against the coarse train nc1) and ``projection.png`` (PCA of one
+superclass's features under both models). With ``until_collapse`` the coarse run stops
+at the first logged epoch in the terminal phase (:class:`TerminalPhase`); the JSON says
+whether the final coarse model is in it.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from rich.console import Console
 from nclab import capture
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
-from nclab.finegrained import CoarseSplits, FineRecovery
+from nclab.finegrained import CoarseSplits, FineRecovery, fine_scatter_shares
 from nclab.report.finegrained import projection_figure, recovery_figure
+from nclab.report.style import lr_drop_epochs
 from nclab.runs import RunDir
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
 from nclab.train.finegrained import (
     RECOVERY_COLUMNS,
     ModelRecovery,
+    TerminalPhase,
     make_recovery_evaluator,
     recover_from_model,
 )
@@ -44,8 +49,9 @@ def comparison_configs(base: TrainConfig, options: dict[str, Any]) -> tuple[Trai
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool, device: str,
-           progress: bool | Console) -> tuple[Trainer, dict[str, Any]]:
-    trainer = Trainer(config, run_dir, device=device, progress=progress)
+           progress: bool | Console,
+           stop_when: TerminalPhase | None = None) -> tuple[Trainer, dict[str, Any]]:
+    trainer = Trainer(config, run_dir, device=device, progress=progress, stop_when=stop_when)
     return trainer, trainer.fit(resume=resume)
 
 
@@ -81,6 +87,11 @@ def _projection(recovery: ModelRecovery, data: CoarseSplits, baseline: Trainer, 
     return panels, info
 
 
+def terminal_flags(terminal: TerminalPhase, rows: list[dict[str, Any]]) -> list[bool]:
+    """Per logged row: whether the run was in ``terminal``'s terminal phase there."""
+    return [terminal(rows[:i + 1]) for i in range(len(rows))]
+
+
 def _history(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return [{"epoch": row["epoch"], **{key: row.get(key) for key in keys}} for row in rows]
 
@@ -93,7 +104,9 @@ def _logged_rows(trainer: Trainer) -> list[dict[str, Any]]:
 def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Path, *,
                    superclass: int, resume: bool, device: str = "auto",
                    progress: bool | Console = False,
-                   announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   announce: Callable[[str], None] | None = None,
+                   until_collapse: TerminalPhase | None = None,
+                   baseline_dir: Path | None = None) -> dict[str, Any]:
     """Train both runs under ``out``, recover, write the JSON and figures; return the JSON.
 
     Parameters
@@ -111,17 +124,33 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         Passed to :class:`~nclab.train.Trainer`.
     announce : callable, optional
         Called with a line of text before each stage (the two runs, the recovery).
+    until_collapse : TerminalPhase, optional
+        Stop the coarse run at the first logged epoch where it holds (within
+        ``coarse_config.epochs``); the baseline always trains the whole budget.
+    baseline_dir : Path, optional
+        Run folder of the baseline (default ``out / "fine"``): comparisons that differ
+        only in their pairing can share one (its config does not depend on the pairing).
+
+    Returns
+    -------
+    dict
+        Written to ``finegrained.json``. ``terminal_phase`` checks the final coarse
+        model against the fixed definition (``TerminalPhase()``: zero training error,
+        coarse train nc1 <= 0.05 and >= 10x below its value at the TPT onset);
+        ``until_collapse`` (None without it) the same against the demanded one, with
+        ``stopped_early``.
     """
     say = announce or (lambda text: None)
-    if not resume and any(RunDir(out / name).read_config() is not None
-                          for name in ("coarse", "fine")):
+    baseline_dir = baseline_dir or out / "fine"
+    if not resume and any(RunDir(path).read_config() is not None
+                          for path in (out / "coarse", baseline_dir)):
         raise NCInputError(f"{out} already holds runs: pass --resume to continue them, or "
                            "choose another --out")
     say("[bold]1/2[/] training on superclass labels")
     coarse, coarse_summary = _train(coarse_config, out / "coarse", resume=resume, device=device,
-                                    progress=progress)
+                                    progress=progress, stop_when=until_collapse)
     say("[bold]2/2[/] training on fine labels (baseline)")
-    fine, fine_summary = _train(fine_config, out / "fine", resume=resume, device=device,
+    fine, fine_summary = _train(fine_config, baseline_dir, resume=resume, device=device,
                                 progress=progress)
     evaluator = make_recovery_evaluator(coarse_config)  # its n_init and threads
     say("recovering the fine labels of the final model")
@@ -147,28 +176,47 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         "coarse_nc1": result.coarse_nc1, "fine_nc1": result.fine_nc1,
         "baseline_nc1": fine_summary["final"].get("train_nc1"),
         "epochs": coarse_config.epochs,
+        "coarse_epochs_done": coarse_summary["epochs_done"],
+        "terminal_phase": TerminalPhase().report(coarse_rows),
+        "until_collapse": _until_report(until_collapse, coarse_rows, coarse_summary),
         "time_s": {"coarse": coarse_summary["time_s"], "fine": fine_summary["time_s"]},
         "device": coarse_summary["device"],
         "config": coarse_config.to_dict(), "baseline_config": fine_config.to_dict(),
         "recovery": result.to_dict(), "projection": projection,
-        "history": _history(coarse_rows, ("test_error", *RECOVERY_COLUMNS)),
+        "scatter": fine_scatter_shares(recovery.train.features, coarse.data.fine.train.y,
+                                       coarse.data.train.y).to_dict(),
+        "history": [{**row, "terminal_phase": flag} for row, flag in zip(
+            _history(coarse_rows, ("train_error", "test_error", *RECOVERY_COLUMNS)),
+            terminal_flags(TerminalPhase(), coarse_rows), strict=True)],
         "baseline_history": _history(fine_rows, ("test_error", "train_nc1")),
-        "runs": {"coarse": str(out / "coarse"), "fine": str(out / "fine")},
+        "runs": {"coarse": str(out / "coarse"), "fine": str(baseline_dir)},
     }
     write_json(out / RESULT_JSON, summary)
     _figures(coarse_config, result, coarse_rows, fine_rows, panels,
-             coarse.data.fine.train.class_names, superclass, out)
+             coarse.data.fine.train.class_names, superclass, out,
+             until_collapse or TerminalPhase())
     return summary
+
+
+def _until_report(until: TerminalPhase | None, rows: list[dict[str, Any]],
+                  summary: dict[str, Any]) -> dict[str, Any] | None:
+    if until is None:
+        return None
+    return {**until.report(rows), "stopped_early": bool(summary.get("stopped_early")),
+            "epochs_done": summary["epochs_done"]}
 
 
 def _figures(config: TrainConfig, result: FineRecovery, coarse_rows: list[dict[str, Any]],
              fine_rows: list[dict[str, Any]], panels: list[tuple[str, Any, Any, Any]],
-             class_names: tuple[str, ...] | None, superclass: int, out: Path) -> None:
+             class_names: tuple[str, ...] | None, superclass: int, out: Path,
+             terminal: TerminalPhase) -> None:
     settings = ", ".join(f"{key}={value}" for key, value in config.model_options.items())
     name = f"{config.model}{f' ({settings})' if settings else ''} on {config.dataset}"
     recovery_figure(coarse_rows, fine_rows, result.chance_accuracy, out / RECOVERY_PNG,
                     title=f"{name}: {result.num_fine} classes merged into "
-                          f"{result.num_coarse} superclasses")
+                          f"{result.num_coarse} superclasses; {config.loss} loss",
+                    inside=terminal_flags(terminal, coarse_rows),
+                    threshold=terminal.threshold, lr_drops=lr_drop_epochs(config.to_dict()))
     members = result.labeling.members(superclass)
     projection_figure(panels, [class_names[y] if class_names else str(y) for y in members],
                       out / PROJECTION_PNG,

@@ -29,7 +29,14 @@ from rich.console import Console
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
-from nclab.report.style import color, figure_style, panel_grid, save_png
+from nclab.report.style import (
+    color,
+    epoch_axis,
+    figure_style,
+    panel_grid,
+    readable_log_axis,
+    save_png,
+)
 from nclab.runs import RunDir, RunRecord, load_run
 from nclab.train.config import TrainConfig
 from nclab.train.normalized import NORMALIZED_TASK, check_tau, normalized_config
@@ -245,15 +252,15 @@ def comparison_figure(runs: dict[str, RunRecord], path: str | os.PathLike,
         axes[0].axhline(threshold, color="0.4", linestyle=":", linewidth=1.3)
         first = next(iter(runs.values())).config
         drops = _lr_drop_epochs(first)
-        for ax, (_, title) in zip(axes, CURVES, strict=True):
-            for epoch in drops:
-                ax.axvline(epoch, color="0.55", linestyle="-.", linewidth=1.0, zorder=0)
+        for ax, (name, title) in zip(axes, CURVES, strict=True):
+            epoch_axis(ax, drops)  # log epochs, as Papyan et al.'s; the lr drops marked
             ax.set_title(title if ax is not axes[0] else f"{title}; dotted: {threshold:g}")
-            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"{name} (training set)")
             ax.set_yscale("log")
+            readable_log_axis(ax.yaxis)
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
                    fontsize=9)
-        note = (f"; dash-dot lines: lr × {first.get('lr_gamma'):g} after epochs "
+        note = (f"; dash-dot-dot lines: lr × {first.get('lr_gamma'):g} after epochs "
                 f"{', '.join(map(str, drops))}" if drops else "")
         fig.suptitle(f"normalized vs regularized training: {first.get('model')} on "
                      f"{first.get('dataset')}, training set{note}")

@@ -232,3 +232,81 @@ def make_recovery_evaluator(config: TrainConfig) -> RecoveryEvaluator:
     options = (CoarseOptions.parse(config.options, CoarseTask.name)
                if config.task == CoarseTask.name else CoarseOptions())
     return RecoveryEvaluator(n_init=options.recovery_n_init, threads=options.recovery_threads)
+
+
+# --------------------------------------------------------------------------- terminal phase
+
+#: The terminal phase of the coarse model as the fine-grained results require it: zero
+#: training error on the superclasses, coarse train nc1 at most this ...
+TERMINAL_NC1 = 0.05
+#: ... and at least this many times below its value at the TPT onset.
+TERMINAL_DROP = 10.0
+
+
+@dataclass(frozen=True)
+class TerminalPhase:
+    """Whether a run's logged rows are in the terminal phase; usable as ``stop_when``.
+
+    The last logged row is in it when its training error is zero, its ``key`` (the
+    coarse train nc1 of the recovery evaluator) is at most ``threshold`` and at most
+    ``1 / drop`` of its value at the TPT onset (the first epoch with zero training
+    error, always logged by the trainer).
+
+    Parameters
+    ----------
+    threshold : float
+        Largest nc1 accepted (> 0).
+    drop : float
+        Smallest ratio nc1(onset) / nc1(now) accepted (>= 1; 1: no condition).
+    key : str
+        The logged column holding the nc1.
+
+    Examples
+    --------
+    >>> Trainer(config, "runs/x", stop_when=TerminalPhase(0.05))   # doctest: +SKIP
+    """
+
+    threshold: float = TERMINAL_NC1
+    drop: float = TERMINAL_DROP
+    key: str = "coarse_nc1"
+
+    def __post_init__(self) -> None:
+        if not (self.threshold > 0 and self.threshold < float("inf")):
+            raise NCInputError(f"the nc1 threshold must be a finite number > 0; got "
+                               f"{self.threshold!r}")
+        if not (self.drop >= 1 and self.drop < float("inf")):
+            raise NCInputError(f"the nc1 drop factor must be a finite number >= 1; got "
+                               f"{self.drop!r}")
+
+    def __call__(self, rows: list[dict[str, Any]]) -> bool:
+        return bool(rows) and self.holds(rows[-1], _onset_value(rows, self.key))
+
+    def holds(self, row: dict[str, Any], at_onset: float | None) -> bool:
+        """Whether one row is in the terminal phase, given the nc1 at the TPT onset."""
+        value = row.get(self.key)
+        return (row.get("train_error") == 0 and value is not None and at_onset is not None
+                and value <= self.threshold and value * self.drop <= at_onset)
+
+    def report(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """JSON-ready account of ``rows``: the TPT onset, the nc1 there and at the end,
+        the drop, the first logged epoch in the terminal phase, and whether the last
+        row (the final model) is in it (``reached``)."""
+        at_onset = _onset_value(rows, self.key)
+        last = rows[-1] if rows else {}
+        final = last.get(self.key)
+        inside = [row["epoch"] for row in rows if self.holds(row, at_onset)]
+        return {
+            "nc1_threshold": self.threshold, "drop_required": self.drop,
+            "tpt_onset": last.get("tpt_onset"), "nc1_at_onset": at_onset,
+            "final_epoch": last.get("epoch"), "nc1_final": final,
+            "train_error_final": last.get("train_error"),
+            "nc1_drop": at_onset / final if at_onset is not None and final else None,
+            "first_epoch": inside[0] if inside else None,
+            "reached": bool(rows) and self(rows),
+        }
+
+
+def _onset_value(rows: list[dict[str, Any]], key: str) -> float | None:
+    """``key`` in the row of the TPT onset (None before the onset or when not logged)."""
+    onset = rows[-1].get("tpt_onset") if rows else None
+    return next((row.get(key) for row in rows if row["epoch"] == onset), None)

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 from typing import Any, NoReturn
@@ -81,6 +81,12 @@ class Trainer:
         Given every logged row (on rank 0) after it is written to metrics.jsonl, with the
         epoch as step (``nclab.integrations.loggers.make_loggers``); their creator
         closes them.
+    stop_when : callable, optional
+        Called with the rows logged so far (a list of dicts, oldest first) after every
+        logged epoch, and once before training resumes; when it returns True, training
+        stops there, within ``config.epochs``: a checkpoint is saved and the summary
+        says ``stopped_early``. It must give the same answer on every rank (the rows
+        do).
 
     Notes
     -----
@@ -105,6 +111,7 @@ class Trainer:
         evaluators: Sequence[Evaluator] = (),
         task: Task | None = None,
         loggers: Sequence[Any] = (),
+        stop_when: Callable[[list[dict[str, Any]]], bool] | None = None,
     ) -> None:
         if checkpoint_every is not None and checkpoint_every < 1:
             raise NCInputError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
@@ -116,6 +123,7 @@ class Trainer:
         self.task = task if task is not None else make_task(config)
         self.evaluators = [*make_evaluators(config, self.task.default_evaluators), *evaluators]
         self.loggers = list(loggers)
+        self.stop_when = stop_when
         self.rank, self.world = 0, 1
 
     # ------------------------------------------------------------------ public
@@ -226,9 +234,12 @@ class Trainer:
             "test": EvalBatches(x_test, y_test, cfg.eval_batch_size, self.rank, self.world),
         }
         log_epochs = set(log_spaced_epochs(cfg.epochs, cfg.log_points))
+        # a resumed run that had already met stop_when trains no further
+        met = self._stop_met(state.rows)
+        first = cfg.epochs + 1 if met else state.epoch + 1
 
         with self._progress_bar(state.epoch) as (bar, task_id):
-            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            for epoch in range(first, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = learning_rate(epoch, cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.lr_gamma)
                 for group in optimizer.param_groups:
@@ -253,12 +264,17 @@ class Trainer:
                             logger.log(row, step=epoch)
                     state.rows.append(row)
                 stopping = self._stop_agreed(stop) and epoch < cfg.epochs
-                if self.rank == 0 and (stopping or self._checkpoint_due(epoch, state)):
+                met = row is not None and self._stop_met(state.rows)
+                if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch, state)):
                     self._save(optimizer, state)
                 if stopping:
                     raise self._interrupted(stop, state)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
+                if met:
+                    break
         summary = finite_or_none(self._summary(state))  # as summary.json holds it
+        if self.stop_when is not None:
+            summary["stopped_early"] = met and state.epoch < cfg.epochs
         if self.rank == 0:
             self.run.write_summary(summary)
         return summary
@@ -393,6 +409,9 @@ class Trainer:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def _stop_met(self, rows: list[dict[str, Any]]) -> bool:
+        return self.stop_when is not None and bool(rows) and bool(self.stop_when(rows))
 
     def _checkpoint_due(self, epoch: int, state: RunProgress) -> bool:
         if epoch == self.config.epochs:
