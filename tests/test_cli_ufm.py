@@ -73,3 +73,17 @@ def test_heavy_decay_reports_the_vanishing_minimizer(tmp_path, capsys):
     data = read_json(tmp_path)
     assert data["f_star"] == pytest.approx(1.6094379124341003)  # log 5: all logits zero
     assert data["fraction_reached"] == 1.0
+
+
+def test_solve_ufm_refuses_sizes_beyond_free_memory_from_python(tmp_path):
+    import torch
+
+    from nclab.core.errors import NCInputError
+    from nclab.studies.ufm import build_ufm, solve_bytes, solve_ufm
+
+    model = build_ufm(10**8, 16, 1, "ce", False, None, None, None, None)
+    assert solve_bytes(model, 2) == 2 * 32 * (10**8 * 16 * 2 + 10**16)
+    with pytest.raises(NCInputError, match=r"--classes 100000000 .* GiB free: use smaller"):
+        solve_ufm(model, tmp_path / "out", seeds=1, steps=1, lr=1.0, grad_tol=0.0, tol=1e-6,
+                  device=torch.device("cpu"))
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -310,34 +309,6 @@ class Runtime:
         threadpool_limits(self.threads)
         if console is not None:
             console.print(f"torch threads: {self.threads} (--threads)", highlight=False)
-
-
-def available_memory(device: Any) -> int | None:
-    """Bytes free on ``device`` (a torch.device): the GPU's, else the host's MemAvailable."""
-    if device.type == "cuda":
-        import torch
-
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def check_memory(needed: int, device: Any, what: str) -> None:
-    """Refuse, in one line, a computation that needs more memory than ``device`` has free
-    (instead of allocating until the process is killed)."""
-    free = available_memory(device)
-    if free is not None and needed > free:
-        raise NCInputError(f"{what} needs about {needed / 2**30:.3g} GiB; {device} has "
-                           f"{free / 2**30:.3g} GiB free: use smaller sizes")
 
 
 def _device_callback(value: str) -> str:

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.cli.options import Runtime, check_memory, integer, real, runtime_options
+from nclab.cli.options import Runtime, integer, real, runtime_options
 from nclab.core.distributed import resolve_device
 from nclab.studies.ufm import (
     DEFAULT_DECAY,
@@ -63,8 +63,6 @@ def ufm_command(
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
                       lambda_b)
     torch_device = resolve_device(runtime.device)
-    check_memory(ufm_bytes(classes, dim, per_class, seeds), torch_device,
-                 f"--classes {classes} --dim {dim} --per-class {per_class} --seeds {seeds}")
     runtime.apply_threads(console)
     console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)
     with Progress(TextColumn("descent"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -78,14 +76,6 @@ def ufm_command(
     for line in result["lines"]:
         console.print(line, highlight=False)
     console.print(f"wrote {out / RESULT_JSON} and {result['figure']}")
-
-
-def ufm_bytes(classes: int, dim: int, per_class: int, seeds: int) -> int:
-    """Memory of one solve, in bytes: float64 W (S, K, d), H (S, K n, d) and logits
-    (S, K n, K), each held about four times (values, gradients, the line search's trial
-    point, temporaries)."""
-    values = seeds * (classes * dim + classes * per_class * dim + classes * per_class * classes)
-    return 4 * 8 * values
 
 
 def _tables(runs: list[dict]) -> list[Table]:

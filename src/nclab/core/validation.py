@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import operator
+import os
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -256,6 +257,32 @@ def ensure_moderate_scale(x: Any, name: str, limit: float = 1e64) -> None:
             f"{name} reach magnitude {peak:.3g}: the metrics' products of them leave the "
             f"float64 range; rescale them to magnitudes between {1 / limit:g} and {limit:g}"
         )
+
+
+def available_memory(device: Any) -> int | None:
+    """Bytes free on ``device`` (a torch.device): the GPU's, else the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(needed: int, device: Any, what: str) -> None:
+    """Refuse, in one line, a computation that needs more memory than ``device`` has free
+    (instead of allocating until the process is killed)."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise NCInputError(f"{what} needs about {needed / 2**30:.3g} GiB; {device} has "
+                           f"{free / 2**30:.3g} GiB free: use smaller sizes")
 
 
 def as_targets(targets: Any, num_samples: int | None = None, name: str = "targets",

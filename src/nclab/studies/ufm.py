@@ -17,6 +17,7 @@ import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
+from nclab.core.validation import check_memory
 from nclab.report.ufm import plot_convergence
 from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
 
@@ -81,6 +82,9 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
         raise NCInputError("--probe needs --normalized (the probe is for the sphere model)")
     if seeds < 1:
         raise NCInputError(f"--seeds must be >= 1; got {seeds}")
+    check_memory(solve_bytes(model, seeds), device,
+                 f"--classes {model.num_classes} --dim {model.dim} --per-class "
+                 f"{model.per_class} --seeds {seeds}")
     solution = model.solve(range(seeds), steps=steps, lr=lr, grad_tol=grad_tol, device=device,
                            callback=callback)
     runs = _runs(model, solution, tol, probe_hessian)
@@ -94,6 +98,15 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
         "iterations": solution.trace.iterations, **summary["json"], "runs": runs}
     write_json(out / RESULT_JSON, document)
     return {"runs": runs, "lines": summary["lines"], "json": document, "figure": figure}
+
+
+def solve_bytes(model: RegularizedUFM | SphereUFM, seeds: int) -> int:
+    """Memory of one solve, in bytes: float64 W (S, K, d), H (S, K n, d) and logits
+    (S, K n, K), each held about four times (values, gradients, the line search's trial
+    point, temporaries)."""
+    classes, dim, per_class = model.num_classes, model.dim, model.per_class
+    values = seeds * (classes * dim + classes * per_class * dim + classes * per_class * classes)
+    return 4 * 8 * values
 
 
 def _config(model: RegularizedUFM | SphereUFM) -> dict[str, Any]:
