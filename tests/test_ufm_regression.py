@@ -136,3 +136,20 @@ def test_bad_input(args, match):
         solve(Y, *args)
     with pytest.raises(NCInputError, match="targets must be"):
         closed_form(np.ones((1, 2)), 0.1, 0.1, 3)
+
+
+def test_targets_with_spectrum_and_gram_error():
+    from nclab.ufm.regression import RegressionUFMSolution, gram_error, targets_with_spectrum
+
+    eigenvalues = np.array([2.0, 1.0, 0.5])
+    targets = targets_with_spectrum(40, eigenvalues, seed=3)
+    covariance = np.cov(targets.T, bias=True)  # float64 brute force
+    np.testing.assert_allclose(np.linalg.eigvalsh(covariance), np.sort(eigenvalues), rtol=1e-12)
+    exact = closed_form(targets, 0.1, 0.2, 6)
+    assert gram_error(exact, targets, 0.1, 0.2, 6) == pytest.approx(0.0, abs=1e-12)
+    scaled = RegressionUFMSolution(2 * exact.weight, exact.features, exact.bias, exact.loss,
+                                   exact.c, exact.regime)
+    assert gram_error(scaled, targets, 0.1, 0.2, 6) == pytest.approx(3.0, rel=1e-12)
+    assert gram_error(exact, targets, 0.0, 0.2, 6) is None
+    with pytest.raises(NCInputError, match="--samples must exceed --target-dim=3"):
+        targets_with_spectrum(3, eigenvalues)

@@ -64,13 +64,13 @@ def ufm_command(
                    "targets, weight, bias (readable by 'nclab regress measure')."),
 ) -> None:
     """Solve the regression UFM by gradient descent and compare with its closed form."""
-    from nclab.ufm.regression import closed_form, optimal_loss, solve
+    from nclab.ufm.regression import gram_error, optimal_loss, solve, targets_with_spectrum
 
     eigenvalues = np.array(spectrum, dtype=float)
     if len(eigenvalues) != target_dim:
         raise NCInputError(f"--spectrum needs --target-dim={target_dim} positive eigenvalues; "
                            f"got {len(eigenvalues)}")
-    targets = _targets_with_spectrum(samples, eigenvalues, seed)
+    targets = targets_with_spectrum(samples, eigenvalues, seed)
     table = Table(title=f"regression UFM  (M={samples}, n={target_dim}, d={dim}, Sigma "
                         f"eigenvalues {', '.join(f'{v:g}' for v in eigenvalues)})",
                   box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
@@ -86,13 +86,7 @@ def ufm_command(
                              progress=lambda s, loss, t=task: bar.update(
                                  t, completed=s, note=f"loss {loss:.6g}"))
         best = optimal_loss(targets, lambda_h, lambda_w, dim)
-        gap = None
-        if lambda_h > 0 and lambda_w > 0:
-            reference = closed_form(targets, lambda_h, lambda_w, dim).gram
-            gap = float(np.linalg.norm(solution.gram - reference)
-                        / max(np.linalg.norm(reference), np.finfo(float).tiny))
-            if not reference.any():
-                gap = float(np.linalg.norm(solution.gram))  # W* = 0: absolute distance
+        gap = gram_error(solution, targets, lambda_h, lambda_w, dim)
         if save is not None:
             _save_solution(save / f"ufm_{lambda_h:g}_{lambda_w:g}.npz", solution, targets)
         gamma = solution.c if solution.regime == "collapse" else "search"
@@ -129,21 +123,6 @@ def _parse_pair(pair: str) -> tuple[float, float]:
     except ValueError:
         raise NCInputError(f"--lambdas takes 'lambda_H,lambda_W'; got '{pair}'") from None
     return lambda_h, lambda_w
-
-
-def _targets_with_spectrum(samples: int, eigenvalues: np.ndarray, seed: int) -> np.ndarray:
-    """Gaussian targets whose sample covariance has exactly these eigenvalues."""
-    if samples <= len(eigenvalues):
-        raise NCInputError(f"--samples must exceed --target-dim={len(eigenvalues)}; "
-                           f"got {samples}")
-    rng = np.random.default_rng(seed)
-    raw = rng.normal(size=(samples, len(eigenvalues)))
-    raw -= raw.mean(axis=0)
-    values, vectors = np.linalg.eigh(raw.T @ raw / samples)
-    rotation, _ = np.linalg.qr(rng.normal(size=(len(eigenvalues),) * 2))
-    white = raw @ (vectors / np.sqrt(values)) @ vectors.T
-    offset = rng.normal(size=len(eigenvalues))
-    return white @ (rotation * np.sqrt(eigenvalues)) @ rotation.T + offset
 
 
 # ---------------------------------------------------------------------------- data

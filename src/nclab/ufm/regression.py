@@ -130,6 +130,44 @@ class RegressionUFMSolution:
         return measure_regression(self.features, targets, self.weight, self.bias, gamma=gamma)
 
 
+def targets_with_spectrum(samples: int, eigenvalues: Any, seed: int = 0) -> np.ndarray:
+    """Gaussian targets (M, n) whose sample covariance has exactly these eigenvalues.
+
+    Parameters
+    ----------
+    samples : int
+        M, more than n = len(eigenvalues).
+    eigenvalues : array (n,)
+        Positive eigenvalues of the target covariance.
+    seed : int
+        Seed of the draw, of the eigenvectors and of the mean.
+    """
+    eigenvalues = np.asarray(eigenvalues, dtype=float)
+    if samples <= len(eigenvalues):
+        raise NCInputError(f"--samples must exceed --target-dim={len(eigenvalues)}; "
+                           f"got {samples}")
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(size=(samples, len(eigenvalues)))
+    raw -= raw.mean(axis=0)
+    values, vectors = np.linalg.eigh(raw.T @ raw / samples)
+    rotation, _ = np.linalg.qr(rng.normal(size=(len(eigenvalues),) * 2))
+    white = raw @ (vectors / np.sqrt(values)) @ vectors.T
+    offset = rng.normal(size=len(eigenvalues))
+    return white @ (rotation * np.sqrt(eigenvalues)) @ rotation.T + offset
+
+
+def gram_error(solution: RegressionUFMSolution, targets: Any, lambda_H: float,
+               lambda_W: float, dim: int) -> float | None:
+    """||W W^T - closed form||_F / ||closed form||_F of ``solution`` (absolute when the
+    closed form is W* = 0); None when a penalty is 0 (no closed form)."""
+    if lambda_H <= 0 or lambda_W <= 0:
+        return None
+    reference = closed_form(targets, lambda_H, lambda_W, dim).gram
+    if not reference.any():
+        return float(np.linalg.norm(solution.gram))
+    return float(np.linalg.norm(solution.gram - reference) / np.linalg.norm(reference))
+
+
 def closed_form(
     targets: Any, lambda_H: float, lambda_W: float, dim: int, basis: np.ndarray | None = None
 ) -> RegressionUFMSolution:
