@@ -9,7 +9,14 @@ import stat
 import numpy as np
 import pytest
 
+from nclab.core.errors import first_line
 from nclab.core.io import FileWriteError, make_dirs, remove_dirs, write_atomic, write_json
+
+
+def test_first_line_quotes_the_cause_of_an_error_in_one_line():
+    assert first_line(ValueError("  bad header\n  at byte 12\n")) == "bad header"
+    assert first_line(KeyError()) == "KeyError"  # no message: the type's name
+    assert first_line(OSError("")) == "OSError"
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):

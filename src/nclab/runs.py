@@ -175,15 +175,20 @@ class RunDir:
     # ------------------------------------------------------------------ config
     def read_config(self) -> dict[str, Any] | None:
         """The stored config (a JSON object), None when config.json is absent."""
-        value = self._read_json(CONFIG)
-        if value is not None and not isinstance(value, dict):
-            raise NCInputError(f"{self.file(CONFIG)}: expected a JSON object of settings, "
-                               f"found {_json_kind(value)}")
-        return value
+        return self._read_object(CONFIG, "a JSON object of settings")
 
     def write_config(self, config: dict[str, Any]) -> None:
         self._touch()
         write_json(self.file(CONFIG), config)
+
+    def _read_object(self, name: str, expected: str) -> dict[str, Any] | None:
+        """The JSON object in file ``name`` (None when absent); any other JSON value is
+        refused in one line that says what was ``expected``."""
+        value = self._read_json(name)
+        if value is not None and not isinstance(value, dict):
+            raise NCInputError(f"{self.file(name)}: expected {expected}, found "
+                               f"{_json_kind(value)}")
+        return value
 
     def _read_json(self, name: str) -> Any:
         path = self.file(name)
@@ -310,11 +315,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ summary
     def read_summary(self) -> dict[str, Any] | None:
-        value = self._read_json(SUMMARY)
-        if value is not None and not isinstance(value, dict):
-            raise NCInputError(f"{self.file(SUMMARY)}: expected a JSON object, found "
-                               f"{_json_kind(value)}")
-        return value
+        return self._read_object(SUMMARY, "a JSON object")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json; NaN and infinities, at any depth, become null."""

@@ -1,6 +1,12 @@
 """The exception types nclab raises: bad input, and a run stopped by a signal."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): the
+    cause that a one-line error quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class NCInputError(ValueError):
     """Bad input: the message is one line that names the problem.
 

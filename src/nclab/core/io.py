@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
 
 
 def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -42,9 +42,9 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
             raise NCInputError(
                 f"{path} holds pickled objects; refusing to load it (allow_pickle=False)"
             ) from None
-        raise NCInputError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
+        raise NCInputError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
     except _UNREADABLE as exc:
-        raise NCInputError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
+        raise NCInputError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise NCInputError(
@@ -113,10 +113,6 @@ def _check_declared_array(path: Path, info: zipfile.ZipInfo, member: Any) -> Non
             f"{path}: array '{name}' declares shape {shape} of {dtype} ({declared:,} bytes) "
             f"but the file holds {max(available, 0):,} bytes of it"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class FileWriteError(NCInputError):

@@ -28,6 +28,7 @@ from torch.utils.data import (
 )
 
 from nclab.capture import find_classifier, track
+from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics
 
 
@@ -117,6 +118,45 @@ def collapse_scalars(result: CollapseMetrics | Mapping[str, CollapseMetrics], pr
     for layer, metrics in result.items():
         scalars.update(metrics.scalars(prefix if layer == head else f"{prefix}{layer}/"))
     return finite(scalars)
+
+
+class EpochMeasurement:
+    """What the framework callbacks share: their settings, which epochs they measure,
+    and the measurement with its scalars (the framework's own logging aside).
+
+    Attributes
+    ----------
+    loader, every_n_epochs, classifier, layers, prefix, track_options
+        As the callbacks take them.
+    metrics : CollapseMetrics or dict of layer name -> CollapseMetrics, or None
+        The last measurement.
+    """
+
+    def configure(self, loader: Iterable[Any] | None, every_n_epochs: int,
+                  classifier: str | nn.Linear | None, layers: Sequence[str] | None,
+                  prefix: str, track_options: Mapping[str, Any]) -> None:
+        """Check and keep the settings (``every_n_epochs`` >= 1)."""
+        if int(every_n_epochs) < 1:
+            raise NCInputError(f"every_n_epochs must be >= 1; got {every_n_epochs}")
+        self.loader = loader
+        self.every_n_epochs = int(every_n_epochs)
+        self.classifier = classifier
+        self.layers = layers
+        self.prefix = prefix
+        self.track_options = dict(track_options)
+        self.metrics: CollapseMetrics | dict[str, CollapseMetrics] | None = None
+
+    def is_due(self, epoch: int) -> bool:
+        """Whether the end of epoch ``epoch`` (1-based) is measured."""
+        return epoch >= 1 and epoch % self.every_n_epochs == 0
+
+    def measure_scalars(self, model: nn.Module, loader: Iterable[Any],
+                        sync: bool) -> dict[str, float]:
+        """Measure ``model`` on ``loader`` (kept in ``metrics``); return the finite
+        scalars to log (:func:`collapse_scalars`)."""
+        self.metrics = measure(model, loader, classifier=self.classifier, layers=self.layers,
+                               sync=sync, options=self.track_options)
+        return collapse_scalars(self.metrics, self.prefix, head_name(model, self.classifier))
 
 
 def head_name(model: nn.Module, classifier: str | nn.Linear | None) -> str:

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from nclab.core.errors import NCInputError
-from nclab.core.metrics import CollapseMetrics
 from nclab.integrations import common
 
 try:  # the classic package first: a callback must come from the trainer's own package
@@ -31,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on which package is installed
                           'pip install "nclab[lightning]"') from None
 
 
-class CollapseCallback(pl.Callback):
+class CollapseCallback(common.EpochMeasurement, pl.Callback):
     """Measure the model with ``nclab.track`` at the end of training epochs and log
     every metric through Lightning.
 
@@ -88,15 +87,7 @@ class CollapseCallback(pl.Callback):
                  layers: Sequence[str] | None = None, prefix: str = "nc/",
                  **track_options: Any) -> None:
         super().__init__()
-        if int(every_n_epochs) < 1:
-            raise NCInputError(f"every_n_epochs must be >= 1; got {every_n_epochs}")
-        self.loader = loader
-        self.every_n_epochs = int(every_n_epochs)
-        self.classifier = classifier
-        self.layers = layers
-        self.prefix = prefix
-        self.track_options = track_options
-        self.metrics: CollapseMetrics | dict[str, CollapseMetrics] | None = None
+        self.configure(loader, every_n_epochs, classifier, layers, prefix, track_options)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # fail at the start rather than after the first epoch
@@ -104,13 +95,10 @@ class CollapseCallback(pl.Callback):
         self._loader(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        if not self.is_due(trainer.current_epoch + 1):
             return
-        self.metrics = common.measure(
-            pl_module, self._loader(trainer), classifier=self.classifier, layers=self.layers,
-            sync=trainer.world_size > 1, options=self.track_options)
-        scalars = common.collapse_scalars(self.metrics, self.prefix,
-                                          common.head_name(pl_module, self.classifier))
+        scalars = self.measure_scalars(pl_module, self._loader(trainer),
+                                       sync=trainer.world_size > 1)
         # float64 where the device has it; the values are already those of every rank
         dtype = torch.float32 if pl_module.device.type == "mps" else torch.float64
         pl_module.log_dict(

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
 from nclab.core.io import make_dirs
 
 #: logger name -> (module it needs, extra that installs it)
@@ -165,7 +165,7 @@ class MlflowLogger:
             if params:
                 self.client.log_batch(self.run_id, params=params)
         except MlflowException as exc:
-            raise NCInputError(f"--logger mlflow: {exc.message.splitlines()[0]}") from None
+            raise NCInputError(f"--logger mlflow: {first_line(exc)}") from None
 
     def log(self, row: Mapping[str, Any], step: int) -> None:
         now = int(time.time() * 1000)

@@ -18,7 +18,6 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from nclab.core.errors import NCInputError
-from nclab.core.metrics import CollapseMetrics
 from nclab.integrations import common
 
 try:
@@ -28,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
                       'pip install "nclab[hf]"') from None
 
 
-class CollapseCallback(TrainerCallback):
+class CollapseCallback(common.EpochMeasurement, TrainerCallback):
     """Measure the model with ``nclab.track`` at the end of training epochs and log
     every metric through the Trainer.
 
@@ -83,16 +82,8 @@ class CollapseCallback(TrainerCallback):
                  every_n_epochs: int = 1, classifier: str | nn.Linear | None = None,
                  layers: Sequence[str] | None = None, prefix: str = "nc/",
                  **track_options: Any) -> None:
-        if int(every_n_epochs) < 1:
-            raise NCInputError(f"every_n_epochs must be >= 1; got {every_n_epochs}")
+        self.configure(loader, every_n_epochs, classifier, layers, prefix, track_options)
         self.trainer = trainer
-        self.loader = loader
-        self.every_n_epochs = int(every_n_epochs)
-        self.classifier = classifier
-        self.layers = layers
-        self.prefix = prefix
-        self.track_options = track_options
-        self.metrics: CollapseMetrics | dict[str, CollapseMetrics] | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module = None,
                        train_dataloader: Any = None, **kwargs: Any) -> None:
@@ -102,14 +93,10 @@ class CollapseCallback(TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, model: nn.Module = None,
                      train_dataloader: Any = None, **kwargs: Any) -> None:
-        epoch = round(state.epoch or 0)
-        if epoch < 1 or epoch % self.every_n_epochs:
+        if not self.is_due(round(state.epoch or 0)):
             return
-        self.metrics = common.measure(
-            model, self._loader(args, train_dataloader), classifier=self.classifier,
-            layers=self.layers, sync=args.world_size > 1, options=self.track_options)
-        scalars = common.collapse_scalars(self.metrics, self.prefix,
-                                          common.head_name(model, self.classifier))
+        scalars = self.measure_scalars(model, self._loader(args, train_dataloader),
+                                       sync=args.world_size > 1)
         if self.trainer is not None:
             self.trainer.log(scalars)
         else:

@@ -19,7 +19,7 @@ from torch import nn
 
 from nclab.capture import LayerProfile, find_classifier, profile
 from nclab.core.distributed import resolve_device
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
 from nclab.core.io import make_dirs, write_json
 from nclab.report.profile import PROFILE_JSON, PROFILE_PNG, profile_figure
 from nclab.runs import RunDir
@@ -63,9 +63,8 @@ def load_trained(run_dir: str | os.PathLike, device: torch.device | str = "cpu")
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NCInputError(f"the checkpoint of {run.path} does not fit the model its config "
-                           f"builds ({first})") from None
+                           f"builds ({first_line(exc)})") from None
     return TrainedRun(config, task, data, model.to(device), int(checkpoint.get("epoch", 0)))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
 
 FORMAT = 1
 #: Keys every checkpoint has; ``step``, ``step_loss`` and ``rng_cuda`` are optional.
@@ -226,9 +226,3 @@ def _show(value: Any) -> str:
         return f"a {type(value).__name__} of {len(value)} items"
     text = repr(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type when it has none)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
