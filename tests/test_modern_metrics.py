@@ -229,3 +229,13 @@ def test_cli_measure_prints_and_writes_the_modern_metrics(tmp_path, capsys):
                             "--json", tmp_path / "n.json"], capsys)
     assert code == 2 and "ood_features has dimension 5" in err
     assert err.strip().count("\n") == 0 and not (tmp_path / "n.json").exists()
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_bad_cdnv_exponent_is_one_clear_error(bad):
+    rng = np.random.default_rng(23)
+    stats = CollapseStats(3).update(*gaussian_classes(rng, C=3, d=4))
+    with pytest.raises(NCInputError, match="cdnv_exponent must be"):
+        compute_metrics(stats, cdnv_exponent=bad)
+    with pytest.raises(NCInputError, match="cdnv_exponent must be"):
+        per_class_metrics(stats, cdnv_matrix=True, cdnv_exponent=bad)

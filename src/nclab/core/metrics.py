@@ -105,6 +105,14 @@ def _check_measurable(stats: CollapseStats) -> None:
         raise NCInputError("every class has a single sample: within-class variability is undefined")
 
 
+def _positive_exponent(value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise NCInputError(f"cdnv_exponent must be a number > 0; got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise NCInputError(f"cdnv_exponent must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
 def _ood_vector(ood_mean: Any, dim: int) -> np.ndarray | None:
     if ood_mean is None:
         return None
@@ -159,6 +167,7 @@ def compute_metrics(
     (docs/performance.md gives time and memory as functions of N, C and d).
     """
     block = positive_int(block, "block")
+    cdnv_exponent = _positive_exponent(cdnv_exponent)
     _check_measurable(stats)
     present = stats.present
     num_present = int(present.sum())
@@ -344,6 +353,7 @@ def per_class_metrics(
     -------
     PerClassMetrics
     """
+    cdnv_exponent = _positive_exponent(cdnv_exponent)
     _check_measurable(stats)
     present = stats.present
     variances = stats.class_variances()
