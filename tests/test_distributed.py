@@ -33,6 +33,11 @@ def _worker(rank, world, port, out):
         decisions = DecisionStats.from_stats(stats, W).update(Hs, ys).all_reduce()
         state = {k: v.numpy() for k, v in stats.state_dict().items()}
         state["decisions"] = np.array(decisions.compute())
+        # rank 0's features 1e130 times larger: the ranks hold other units (exponents)
+        mixed = CollapseStats(6).update(Hs * (1e130 if rank == 0 else 1.0), ys).all_reduce()
+        state["mixed_means"] = mixed.means
+        state["mixed_scaled_scatter"] = mixed.scaled_scatter()
+        state["mixed_scale"] = np.array(mixed.scale)
         np.savez(os.path.join(out, f"rank{rank}.npz"), **state)
     finally:
         dist.destroy_process_group()
@@ -47,8 +52,13 @@ def test_two_process_gloo_all_reduce(tmp_path):
     whole = CollapseStats(6).update(H, y)
     W = np.arange(60.0).reshape(6, 10) % 7
     expected_decisions = DecisionStats.from_stats(whole, W).update(H, y).compute()
+    mixed = CollapseStats(6).update(np.where(np.arange(len(y))[:, None] < 50, H * 1e130, H), y)
     for rank in range(2):
         got = np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False)
+        assert float(got["mixed_scale"]) == mixed.scale
+        np.testing.assert_allclose(got["mixed_means"], mixed.means, rtol=1e-12)
+        np.testing.assert_allclose(got["mixed_scaled_scatter"], mixed.scaled_scatter(),
+                                   rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(got["counts"], whole.counts)
         np.testing.assert_allclose(got["means"], whole.means, rtol=1e-12)
         np.testing.assert_allclose(got["spread"], whole.spread, rtol=1e-10)

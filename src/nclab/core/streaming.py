@@ -130,6 +130,7 @@ _BANDS = {
     torch.float64: _Band(2.0**-400, 2.0**400, 1000),
 }
 _NO_EXPONENT = 1 << 20  # stands for "no data" in the all-reduce of exponents
+_GRAM_LEAF = 64  # narrowest diagonal block of the Gram computed as one product
 
 
 def times_power_of_two(t: torch.Tensor, power: int) -> torch.Tensor:
@@ -188,16 +189,21 @@ def _upper_blocks(lo: int, hi: int, leaf: int) -> list[tuple[int, int, int, int]
 
 
 @functools.lru_cache(maxsize=64)
-def _gram_plan(dim: int, leaf: int) -> tuple[tuple[slice, slice, float], ...]:
+def _gram_plan(dim: int) -> tuple[tuple[slice, slice, float], ...]:
     """(rows, columns, weight) of the upper block triangle of a d x d Gram; off-diagonal
-    blocks weigh 2, so that (G + G^T) / 2 of the blocks' sum is the whole Gram."""
+    blocks weigh 2, so that (G + G^T) / 2 of the blocks' sum is the whole Gram.
+
+    Two levels of halving (7 products, 5/8 of the flops) from d = 256 on; narrower
+    diagonal blocks than 64 columns would run below the GEMM's pace.
+    """
+    leaf = max(_GRAM_LEAF, -(-dim // 64) * 16)
     return tuple((slice(r0, r1), slice(c0, c1), 1.0 if r0 == c0 else 2.0)
                  for r0, r1, c0, c1 in _upper_blocks(0, dim, leaf))
 
 
 def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0) -> None:
     """target += alpha z^T z in upper-block form (float64 products, no temporaries)."""
-    for rows, columns, weight in _gram_plan(z.shape[1], Moments.GRAM_LEAF):
+    for rows, columns, weight in _gram_plan(z.shape[1]):
         target[rows, columns].addmm_(z[:, rows].T, z[:, columns], alpha=alpha * weight)
 
 
@@ -233,7 +239,7 @@ class _Pending:
         # float32 products of the Gram's upper blocks, added into the float64 Gram through
         # a float64 copy (a mixed-dtype add_ is 10x slower)
         self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
-                         for r, c, _ in _gram_plan(dim, Moments.GRAM_LEAF)] if narrow else []
+                         for r, c, _ in _gram_plan(dim)] if narrow else []
         self.scratch = torch.empty(dim, dim, **wide) if narrow else None
         self.wide_sums = torch.empty(min(groups, rows), dim, **wide) if narrow else None
 
@@ -246,7 +252,7 @@ class _Pending:
         if self.scratch is None:
             _add_upper_gram(self.gram, residual)
             return
-        plan = _gram_plan(residual.shape[1], Moments.GRAM_LEAF)
+        plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
             torch.mm(residual[:, rows].T, residual[:, columns], out=product)
             wide = self.scratch[: product.shape[0], : product.shape[1]].copy_(product)
@@ -271,7 +277,6 @@ class Moments:
     """
 
     BLOCK_ROWS = 4096
-    GRAM_LEAF = 128  # widest diagonal block of the Gram computed as one product
 
     def __init__(self, num_groups: int, dim: int) -> None:
         self.num_groups, self.dim = num_groups, dim
@@ -487,11 +492,13 @@ class Moments:
         if p.rows == 0:
             return
         groups = p.counts.nonzero().squeeze(1)
-        # views when every group is pending, gathers of the pending ones otherwise
-        rows = slice(None) if len(groups) == self.num_groups else groups
+        # every group (views, no gathers) when most are pending; else the pending ones.
+        # Groups without pending rows then have zero counts, sums and squares: they add
+        # nothing, and keep their reference (their mean, or 0 when never seen).
+        rows = slice(None) if 2 * len(groups) >= self.num_groups else groups
         counts = p.counts[rows].clone()
         weights = counts.to(torch.float64)
-        offset = p.sums[rows].div_(weights[:, None])  # the sums are cleared below
+        offset = p.sums[rows].div_(weights.clamp(min=1)[:, None])  # cleared below
         means = p.ref[rows].to(torch.float64, copy=True).add_(offset)
         spread = (p.squares[rows] - weights * (offset * offset).sum(dim=1)).clamp_(min=0)
         _add_upper_gram(p.gram, offset * weights.sqrt()[:, None], alpha=-1.0)
@@ -515,7 +522,7 @@ class Moments:
                 self._counts[rows], self._means[rows], self._spread[rows] = counts, means, spread
         else:
             n_a, n_b = n_a.to(torch.float64), counts.to(torch.float64)
-            total = n_a + n_b
+            total = (n_a + n_b).clamp(min=1)  # groups in neither part stay as they are
             delta = means - self._means[rows]
             weight = n_a * n_b / total
             self._means[rows] += delta * (n_b / total)[:, None]
