@@ -1,11 +1,13 @@
 """How much NC1 falls after the TPT onset in the demo's run, over several seeds.
 
 Run:  python experiments/demo_seeds.py [--seeds 0 1 2] [--out runs/demo-seeds]
-      python experiments/demo_seeds.py --loss ce --weight-decay 1e-3 --epochs 900
+      python experiments/demo_seeds.py --loss ce --weight-decay 5e-4
+      python experiments/demo_seeds.py --milestones 0.3333 0.6667 --per-class 0
 
 Trains the `nclab demo` configuration once per seed (the seed draws the initialization
 and the sample order; the data set is the same), optionally with another loss, weight
-decay or number of epochs, and prints, for each, the TPT onset, train NC1 at the onset
+decay, number of epochs, learning-rate milestones or training-set size (``--per-class 0``:
+the whole generated training split), and prints, for each, the TPT onset, train NC1 at the onset
 and at the end, their ratio, the largest rise of NC1 between two logged epochs after the
 onset (1x when it only falls; a large rise means the collapse was partly undone) and the
 final test error.
@@ -29,12 +31,19 @@ def main() -> None:
     parser.add_argument("--loss", default=DEMO_CONFIG.loss)
     parser.add_argument("--weight-decay", type=float, default=DEMO_CONFIG.weight_decay)
     parser.add_argument("--epochs", type=int, default=DEMO_CONFIG.epochs)
+    parser.add_argument("--milestones", type=float, nargs="*",
+                        default=list(DEMO_CONFIG.lr_milestones))
+    parser.add_argument("--per-class", type=int, default=DEMO_CONFIG.per_class,
+                        help="training samples per class; 0: all")
     parser.add_argument("--out", type=Path, default=Path("runs/demo-seeds"))
     args = parser.parse_args()
     torch.set_num_threads(DEMO_THREADS)
     base = DEMO_CONFIG.updated(loss=args.loss, weight_decay=args.weight_decay,
-                               epochs=args.epochs)
-    tag = f"{args.loss}-wd{args.weight_decay:g}-{args.epochs}"
+                               epochs=args.epochs, lr_milestones=tuple(args.milestones),
+                               per_class=args.per_class or None)
+    milestones = ",".join(f"{m:g}" for m in args.milestones)
+    tag = (f"{args.loss}-wd{args.weight_decay:g}-{args.epochs}-lr@{milestones}"
+           f"-pc{args.per_class or 'all'}")
     print(f"{tag}\n{'seed':>4} {'TPT onset':>9} {'NC1 at onset':>12} {'at end':>9} "
           f"{'drop':>6} {'largest rise':>12} {'test error':>10}")
     for seed in args.seeds:
