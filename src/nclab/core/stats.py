@@ -387,10 +387,11 @@ class DecisionStats(StreamingStatistic):
             )
         return self._constants[key]
 
-    def update(self, features: Any, labels: Any, logits: Any = None) -> DecisionStats:
-        """Add a batch: features (n, d), labels (n,), and optionally the classifier's
-        outputs ``logits`` (n, C) already computed by the model (W is then not applied
-        again)."""
+    def update(self, features: Any, labels: Any, logits: Any = None, *,
+               predictions: Any = None) -> DecisionStats:
+        """Add a batch: features (n, d), labels (n,), and optionally what the classifier
+        already decided: its outputs ``logits`` (n, C), or their argmax ``predictions``
+        (n,) in ``0..C-1`` (W is then not applied again)."""
         x = as_features(features)
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
         if x.shape[1] != self.weight.shape[1]:
@@ -398,17 +399,23 @@ class DecisionStats(StreamingStatistic):
                 f"features has dimension {x.shape[1]}; "
                 f"the classifier expects {self.weight.shape[1]}"
             )
+        if logits is not None and predictions is not None:
+            raise NCInputError("pass logits or predictions, not both")
         scores = None if logits is None else self._as_logits(logits, x)
+        decided = (None if predictions is None else
+                   as_labels(predictions, x.shape[0], self.num_classes).to(x.device))
         weight, bias, origin, centred, penalty = self._device_constants(x)
         if self._tallies.device != x.device:
             self._tallies = self._tallies.to(x.device)
         rows = max(1, self._CHUNK_ENTRIES // self.num_classes)
         for start in range(0, x.shape[0], rows):
             xs, ys = x[start : start + rows], y[start : start + rows]
-            if scores is None:
-                predicted = torch.addmm(bias, xs, weight.T).argmax(dim=1)
-            else:
+            if decided is not None:
+                predicted = decided[start : start + rows]
+            elif scores is not None:
                 predicted = scores[start : start + rows].argmax(dim=1)
+            else:
+                predicted = torch.addmm(bias, xs, weight.T).argmax(dim=1)
             if self.scale != 1.0:
                 xs = xs * self.scale  # a power of two: the same decisions, in range
             # ||h - mu_c||^2 up to a constant, from the global mean to limit cancellation
