@@ -1,8 +1,8 @@
-"""Why SPEC's NRC1/NRC2 stay high for a trained ReLU MLP: the feature mean.
+"""Why nclab's NRC1/NRC2 stay high for a trained ReLU MLP: the feature mean.
 
 Loads the final model of a regression run directory, computes its training features and
 prints how much of ||h||^2 the feature mean carries, how much of the mean direction lies
-outside the row space of W, and NRC1/NRC2 of h/||h|| (SPEC) against those of the
+outside the row space of W, and NRC1/NRC2 of h/||h|| (definitions) against those of the
 centred features (h - hbar)/||h - hbar||, the share of the centred energy
 sum ||h_i - hbar||^2 outside the top-n principal directions and outside W's row space
 (no per-sample normalization) and along the mean direction, plus the singular values of H.

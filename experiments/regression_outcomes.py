@@ -2,7 +2,7 @@
 
 Each argument is a run directory (``nclab regress train``) or a sweep folder (``nclab
 regress sweep``: every ``wd_*`` run in it). Prints one row per run: NRC1 and NRC2 of
-h/||h|| (SPEC) and of the centred features, NRC3 at the gamma searched on the final W,
+h/||h|| (definitions) and of the centred features, NRC3 at the gamma searched on the final W,
 each as first -> last (÷ first/last), then gamma and the train / test R^2. ``--json FILE``
 also writes the numbers.
 
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
     if "--json" in argv:
         at = argv.index("--json")
         json_out, argv = argv[at + 1], argv[:at] + argv[at + 2:]
-    print("| run | weight decay | NRC1 SPEC | NRC2 SPEC | NRC3 | NRC1 centred | NRC2 centred "
+    print("| run | weight decay | NRC1 defined | NRC2 defined | NRC3 | NRC1 centred | NRC2 centred "
           "| γ | train / test R² |")
     print("|---" * 9 + "|")
     records = []

@@ -1,4 +1,4 @@
-"""Brute-force float64 reference of SPEC section 1, written independently of nclab.
+"""Brute-force float64 reference of definitions §1, written independently of nclab.
 
 Everything is computed from the features held in memory with explicit loops and dense
 matrices; no streaming, no tiling, no shortcuts.
@@ -90,7 +90,7 @@ def reference_metrics(H, y, W=None, b=None, weighted=False, ood=None):
 
 
 def modern_reference(mu, mu_G, W=None, b=None, ood=None):
-    """SPEC section 7 by explicit loops over classes and pairs (W, b: present rows only)."""
+    """definitions §7 by explicit loops over classes and pairs (W, b: present rows only)."""
     C = len(mu)
     u = [(m - mu_G) / np.sqrt(np.sum((m - mu_G) ** 2)) for m in mu]
     chords = [np.sqrt(np.sum((u[a] - u[c]) ** 2)) for a, c in itertools.combinations(range(C), 2)]

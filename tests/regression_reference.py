@@ -1,4 +1,4 @@
-"""Brute-force float64 reference of SPEC section 5, written independently of nclab.
+"""Brute-force float64 reference of definitions §5, written independently of nclab.
 
 Dense matrices over the samples held in memory, scikit-learn's PCA, scipy's sqrtm and a
 fine grid for gamma: no streaming and no eigenbasis shortcuts.

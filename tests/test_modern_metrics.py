@@ -1,4 +1,4 @@
-"""SPEC section 7 metrics, the per-class views and the fast paths, against brute force."""
+"""The metrics of definitions §7, the per-class views and the fast paths, against brute force."""
 
 import itertools
 import json

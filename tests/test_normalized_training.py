@@ -1,4 +1,4 @@
-"""Normalized-feature training (SPEC section 4, "In training") and `nclab normcompare`."""
+"""Normalized-feature training (definitions §4, "In training") and `nclab normcompare`."""
 
 import json
 import math

@@ -29,7 +29,7 @@ def targets_with(eigenvalues, M=150, seed=0):
 
 
 def brute_force_gram(Y, lambda_H, lambda_W, d):
-    """W W^T from SPEC's formula, via a dense matrix square root (no eigen-bookkeeping)."""
+    """W W^T from the closed form of definitions §5, via a dense matrix square root."""
     Sigma = np.cov(Y.T, bias=True)
     c = lambda_H * lambda_W
     root = np.real(sqrtm(Sigma))

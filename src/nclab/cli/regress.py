@@ -1,4 +1,4 @@
-"""``nclab regress``: neural regression collapse (SPEC section 5).
+"""``nclab regress``: neural regression collapse (definitions §5).
 
 Sub-commands: ``ufm`` (closed form against the gradient solver, per regime), ``data``
 (make a regression data set: MuJoCo imitation learning or a teacher network) and

@@ -128,7 +128,7 @@ def data_set(data: str) -> tuple[str, str | None]:
 def outcome_table(outcomes: list[tuple[str, dict[str, Any]]], title: str) -> Table:
     """Train NRC values at the last logged epoch, ÷ first / last (the drop), and the fit.
 
-    Two rows per run: the features h/||h|| of SPEC, and the centred features.
+    Two rows per run: the features h/||h|| of the definitions, and the centred features.
     """
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
                   pad_edge=False)

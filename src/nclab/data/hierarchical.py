@@ -1,6 +1,6 @@
 """Hierarchical Gaussian mixtures: superclasses made of sub-clusters (fine classes).
 
-The setting where the answer to fine-label recovery (SPEC section 6) is known: the fine
+The setting where the answer to fine-label recovery (definitions §6) is known: the fine
 classes are recoverable from the inputs exactly as far as the sub-clusters of a
 superclass are separated, which ``fine_separation`` sets.
 """

@@ -1,9 +1,9 @@
-"""Kernel view of Neural Collapse (SPEC section 3): NNGP, NTK and the adaptive kernel.
+"""Kernel view of Neural Collapse (definitions §3): NNGP, NTK and the adaptive kernel.
 
 - ``closed_form``: infinite-width kernels of a two-layer network, one formula each;
 - ``kernel_nc1``: Tr Sigma_W, Tr Sigma_B and NC1 from a Gram matrix;
 - ``adaptive_kernel``: the equations of state of Seroussi, Naveh & Ringel;
-- ``data``: SPEC's D1 and Gaussian classes of set separation and spread;
+- ``data``: D1 (definitions §3) and Gaussian classes of set separation and spread;
 - ``train_network``: the finite two-layer network trained by full-batch gradient descent;
 - ``sweep``: the Kothapalli & Tirer sweep behind ``nclab kernel``.
 """

@@ -1,4 +1,4 @@
-"""The adaptive kernel of Seroussi, Naveh & Ringel (2023): equations of state (SPEC 3).
+"""The adaptive kernel of Seroussi, Naveh & Ringel (2023): equations of state (definitions §3).
 
 A two-layer network f(x) = sum_c a_c phi(w_c . x), with priors w_c ~ N(0, sigma_w^2/d0 I)
 and a_c ~ N(0, sigma_a^2/h), fitted to targets y with noise sigma^2. Integrating out the
@@ -14,7 +14,7 @@ and the self-consistency ("equations of state")
 with Qbar = Q(Sigma) held fixed in the derivative and k the number of outputs (columns
 of y). As h -> infinity, Sigma -> sigma_w^2 I/d0 and Q is the NNGP. (An optional
 first-layer bias is the weight of a constant input: x gets a column of ones and the
-prior a sigma_b^2 entry; SPEC's equations are the case sigma_b = 0.) The labels enter
+prior a sigma_b^2 entry; the definitions' equations are the case sigma_b = 0.) The labels enter
 only through t, so permuting them changes the solution.
 
 The gradient is analytic. With s_ij = x_i^T Sigma x_j and Price's theorem
@@ -116,7 +116,7 @@ class EquationsOfState:
     noise : float
         sigma^2, the ridge / observation noise of the Gaussian process.
     sigma_b : float
-        Prior scale of a first-layer bias (0: none, as in SPEC). A bias is the weight of
+        Prior scale of a first-layer bias (0: none, as in the definitions). A bias is the weight of
         a constant input: the inputs get a column of ones, Sigma an extra row and column,
         and the prior variance of that weight is sigma_b^2.
     """
@@ -299,7 +299,7 @@ def adaptive_kernel(
     noise : float
         sigma^2 of the Gaussian process (default 1e-6).
     sigma_b : float
-        Prior scale of a first-layer bias; 0 (the default, SPEC's equations) means none.
+        Prior scale of a first-layer bias; 0 (the default, the definitions' equations) means none.
         With a bias, ``sigma`` has an extra last row and column for it, and the NNGP
         limit is ``nngp_hidden(x, sigma_w=sigma_w, sigma_b=sigma_b)`` times sigma_a^2.
     start_width : float, optional

@@ -1,4 +1,4 @@
-"""Infinite-width kernels of a two-layer network (SPEC section 3), in closed form.
+"""Infinite-width kernels of a two-layer network (definitions §3), in closed form.
 
 The network, in neural-tangents' 'ntk' parameterization (all weights and biases N(0, 1)):
 

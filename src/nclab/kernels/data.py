@@ -1,6 +1,6 @@
-"""Gaussian data models for the kernel analysis (SPEC section 3).
+"""Gaussian data models for the kernel analysis (definitions §3).
 
-``d1(d0)`` is SPEC's D1: class 0 ~ N(-2*1, 0.25 I), class 1 ~ N(+2*1, 0.25 I), whose
+``d1(d0)`` is D1 (definitions §3): class 0 ~ N(-2*1, 0.25 I), class 1 ~ N(+2*1, 0.25 I), whose
 population NC1 is 1/16 in every dimension. ``separated_classes`` is the family around
 it with the class separation and the within-class spread as free parameters.
 """
@@ -82,7 +82,7 @@ class GaussianClasses:
 
 
 def d1(d0: int, mean: float = 2.0, std: float = 0.5) -> GaussianClasses:
-    """SPEC's D1: N(-mean*1, std^2 I) and N(+mean*1, std^2 I); defaults mean=2, std=0.5."""
+    """D1 (definitions §3): N(-mean*1, std^2 I) and N(+mean*1, std^2 I); mean 2, std 0.5."""
     d0 = _dimension(d0)
     if not (np.isfinite(mean) and mean != 0 and np.isfinite(std) and std >= 0):
         raise NCInputError(f"D1 needs mean != 0 and std >= 0; got mean={mean}, std={std}")

@@ -1,4 +1,4 @@
-"""NC1 of the features of a kernel, from its Gram matrix alone (SPEC section 3).
+"""NC1 of the features of a kernel, from its Gram matrix alone (definitions §3).
 
 With class sizes n_c, S = Y^T K Y the C x C matrix of class-block sums (Y one-hot) and
 G = S / (n n^T) the Gram matrix of the class means mu_c in feature space:
@@ -6,7 +6,7 @@ G = S / (n n^T) the Gram matrix of the class means mu_c in feature space:
     Tr Sigma_W = (1/N) (Tr K - sum_c S_cc / n_c)
     Tr Sigma_B = (1/C) Tr (P G P^T),    P = I - 1 w^T
 
-w = 1/C (the global mean is the plain average of class means, SPEC's default) or
+w = 1/C (the global mean is the plain average of class means, the definitions' default) or
 w = n/N with ``weighted_mean``. Both are exact for unbalanced classes: they are the
 definitions of section 1 written through the kernel trick, so on an explicit feature map
 they equal ``nc1_trace`` of ``nclab.measure``.
@@ -40,7 +40,7 @@ class KernelNC1:
     trace_between : float
         Tr Sigma_B.
     nc1 : float
-        trace_within / trace_between (``nc1_trace`` of SPEC section 1).
+        trace_within / trace_between (``nc1_trace`` of definitions §1).
     num_samples, num_classes : int
         N, and C counting only classes with samples.
     weighted_mean : bool

@@ -1,4 +1,4 @@
-"""Trained two-layer networks, the finite counterpart of the kernels (SPEC section 3).
+"""Trained two-layer networks, the finite counterpart of the kernels (definitions §3).
 
 The network is the one whose infinite-width kernels ``closed_form`` computes, in the
 'ntk' parameterization (every weight and bias N(0, 1) at initialization):

@@ -9,7 +9,7 @@ from torch import nn
 class Network(nn.Module):
     """``classifier(body(x))`` with ``classifier`` the model's last ``nn.Linear``.
 
-    The input of ``classifier`` is the feature h of SPEC section 1, which is what
+    The input of ``classifier`` is the feature h of definitions §1, which is what
     :func:`nclab.track` hooks. Keeping the classifier a plain attribute named
     ``classifier`` lets later code replace it (for example by a normalized classifier)
     without touching the body.

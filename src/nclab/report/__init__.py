@@ -61,8 +61,8 @@ WEIGHT_METRICS = tuple(name for name in METRIC_NAMES if name.endswith("_weights"
 
 
 def _metric_tables(run: RunRecord) -> str:
-    """The SPEC metrics of the last row (train and test; the classifier's own geometry
-    once), then any other columns. Metrics absent from both splits are left out."""
+    """The collapse metrics (definitions §1) of the last row (train and test; the classifier's
+    own geometry once), then any other columns. Metrics absent from both splits are left out."""
     last = run.rows[-1]
     final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"))
              for name in METRIC_NAMES if name not in WEIGHT_METRICS

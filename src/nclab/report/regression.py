@@ -1,4 +1,4 @@
-"""Figures and the HTML report of regression runs (SPEC section 5), in the report style.
+"""Figures and the HTML report of regression runs (definitions §5), in the report style.
 
 - :func:`nrc_figure`: NRC1, NRC2 and NRC3 against epoch (log scales), one run or several
   overlaid (a weight-decay sweep: one colour per run, train solid, test dashed).
@@ -30,9 +30,9 @@ NRC_PNG, GAMMA_PNG = "nrc.png", "gamma.png"
 
 NRC_PANELS = (
     Panel("NRC1 (train): off the top-n PCA subspace",
-          (("train_nrc1", "h/‖h‖ (SPEC)"), ("train_nrc1_centred", "centred h"))),
+          (("train_nrc1", "h/‖h‖ (definitions)"), ("train_nrc1_centred", "centred h"))),
     Panel("NRC2 (train): off the row space of W",
-          (("train_nrc2", "h/‖h‖ (SPEC)"), ("train_nrc2_centred", "centred h"))),
+          (("train_nrc2", "h/‖h‖ (definitions)"), ("train_nrc2_centred", "centred h"))),
     Panel(r"NRC3: $WW^\top$ vs $\Sigma^{1/2} - \gamma^{1/2} I$",
           (("nrc3", "γ of the final W"),)),
 )
@@ -48,7 +48,7 @@ TITLE_SETTINGS = (("weight_decay", "weight decay"),)
 
 
 def with_nrc3(run: RunRecord) -> tuple[RunRecord, dict[str, Any]]:
-    """A copy of ``run`` whose rows have ``nrc3`` (SPEC's gamma), and that history."""
+    """A copy of ``run`` whose rows have ``nrc3`` (the definitions' gamma), and that history."""
     history = nrc3_history(run.rows)
     values = dict(zip(history.get("epoch", []), history.get("nrc3", []), strict=True))
     rows = [{**row, "nrc3": values.get(row["epoch"])} for row in run.rows]

@@ -1,4 +1,4 @@
-"""The kernel-NC1 sweep of Kothapalli & Tirer on Gaussian data (SPEC section 3).
+"""The kernel-NC1 sweep of Kothapalli & Tirer on Gaussian data (definitions §3).
 
 For every sample size N, input dimension d0 and draw, one data set is drawn from D1 (or
 its unbalanced / rescaled variants) and every *series* is measured on that same draw:
@@ -56,7 +56,7 @@ class SweepConfig:
     series : tuple of str
         ``<method>-<activation>`` with method in ``METHODS``.
     mean, std : float
-        D1's class means +-mean*1 and within-class std (2 and 0.5 in SPEC).
+        D1's class means +-mean*1 and within-class std (2 and 0.5 in the definitions).
     imbalance : float
         n_0 / n_1 (1 = balanced).
     sigma_w, sigma_b : float

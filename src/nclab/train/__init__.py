@@ -4,10 +4,10 @@
 the collapse metrics at log-spaced epochs. Extension points (see docs/training.md), both
 listed in :mod:`nclab.train.tasks`: ``TASKS`` (targets, loss, error, per-step hooks,
 typed options, default evaluators), ``EVALUATORS`` (what is measured at the logged
-epochs). ``task="normalized"`` trains with normalized features (SPEC section 4;
+epochs). ``task="normalized"`` trains with normalized features (definitions §4;
 ``nclab.train.normalized``); ``task="regression"`` trains regression heads with NRC
-metrics (SPEC section 5; ``regression_config``); ``task="coarse"`` trains on coarse
-labels and the evaluator ``"recovery"`` recovers the fine ones (SPEC section 6;
+metrics (definitions §5; ``regression_config``); ``task="coarse"`` trains on coarse
+labels and the evaluator ``"recovery"`` recovers the fine ones (definitions §6;
 ``nclab.train.finegrained``).
 """
 

@@ -123,7 +123,7 @@ class Evaluator(Protocol):
 
 
 class CollapseEvaluator:
-    """Every SPEC section-1 metric on the train and the test split: ``train_nc1``, ...
+    """Every metric of definitions §1 on the train and the test split: ``train_nc1``, ...
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Training with normalized features and classifier (SPEC section 4, "In training").
+"""Training with normalized features and classifier (definitions §4, "In training").
 
 The network's features h are L2-normalized, and the logits are ``tau * W (h / ||h||)``
 with no bias, the rows of W being renormalized to unit norm after every optimizer step
@@ -8,9 +8,9 @@ with no bias, the rows of W being renormalized to unit norm after every optimize
 
 Which features are tracked: the normalization is a module at the end of the network's
 body, so the classifier's input, which :func:`nclab.track` hooks, is ``h / ||h||`` (unit
-norm: the features on the sphere of SPEC section 4), and W is the unit-row classifier.
+norm: the features on the sphere of definitions §4), and W is the unit-row classifier.
 The inverse temperature is applied by the classifier (``tau * W x`` equals
-``W (tau x)``: the logits are those of SPEC section 4). Every collapse metric is
+``W (tau x)``: the logits are those of definitions §4). Every collapse metric is
 invariant to a common scale of the features, so placing ``tau`` on either side of
 ``W`` gives the same nc1, etf_error_means and wh_duality; the unit-norm choice makes
 the tracked features directly comparable with the UFM on the sphere.
@@ -154,7 +154,7 @@ class NormalizedTask(ClassificationTask):
     def check(self) -> None:
         if self.config.loss not in self.LOSSES:
             raise NCInputError(f"--normalize-features trains with the cross-entropy loss "
-                               f"(SPEC section 4); got loss '{self.config.loss}'")
+                               f"(definitions §4); got loss '{self.config.loss}'")
         super().check()
 
     @property

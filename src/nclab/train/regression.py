@@ -1,12 +1,12 @@
 """Regression in the trainer: MSE head, real targets, NRC1-NRC3 at the logged epochs.
 
 The task ``"regression"`` and the evaluator ``"nrc"`` (listed in
-``nclab.train.tasks``). ``regression_config(...)`` gives Andriopoulos et al.'s recipe (SPEC
-section 5): the MLP of 3 x 256 ReLU units, SGD with learning rate 1e-2, batch 256 and
+``nclab.train.tasks``). ``regression_config(...)`` gives Andriopoulos et al.'s recipe
+(definitions §5): the MLP of 3 x 256 ReLU units, SGD with learning rate 1e-2, batch 256 and
 weight decay on all parameters.
 
 NRC3's gamma is chosen by grid search on the FINAL W and then held fixed for every epoch
-(SPEC). A logged epoch does not know the final W yet, so each row stores the n x n
+(definitions). A logged epoch does not know the final W yet, so each row stores the n x n
 matrices NRC3 needs (``head_gram`` = W W^T and ``target_cov`` = Sigma); the NRC3 curve
 is computed from them at the end (:func:`nrc3_history`, in summary.json).
 """
@@ -181,13 +181,13 @@ class NRCEvaluator:
 
     Row keys: ``{split}_nrc1``, ``{split}_nrc2``, ``{split}_mse``, ``{split}_r2``,
     ``{split}_top_n_explained``, ``head_gram`` (W W^T, n x n) and ``target_cov`` (the
-    training targets' Sigma, n x n). NRC3 with SPEC's gamma is added by
+    training targets' Sigma, n x n). NRC3 with the definitions' gamma is added by
     :meth:`summarize` at the end of the run.
 
     ``{split}_nrc1_centred`` and ``{split}_nrc2_centred`` are NRC1 and NRC2 of the centred
-    features h_i - hbar (hbar: the split's feature mean; a second pass). SPEC normalizes
+    features h_i - hbar (hbar: the split's feature mean; a second pass). The definitions normalize
     the uncentred h_i: for ReLU features, whose mean is large, and a head with a bias,
-    the mean direction stays outside W's row space (the bias absorbs it), so SPEC's NRC2
+    the mean direction stays outside W's row space (the bias absorbs it), so nclab's NRC2
     cannot fall far below the share of the mean in ||h||^2 even when the centred
     features have collapsed (docs/regression.md shows a run).
 

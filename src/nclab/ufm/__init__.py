@@ -3,7 +3,7 @@
 - :class:`RegularizedUFM`: cross-entropy or squared error with weight decay on W, H and b
   (Zhu et al., 2021; Zhou et al., 2022), full-batch gradient descent.
 - :class:`SphereUFM`: unit-norm features and classifiers with inverse temperature tau
-  (Yaras et al., 2022; SPEC section 4), Riemannian gradient descent.
+  (Yaras et al., 2022; definitions §4), Riemannian gradient descent.
 - :func:`probe`: Riemannian gradient norm and Hessian spectrum of the sphere model at any
   point; :func:`etf_point`, :func:`grouped_point`, :func:`flipped_point` construct its
   critical points.

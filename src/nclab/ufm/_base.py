@@ -140,7 +140,7 @@ class UFMSolution:
         return [None if int(i) < 0 else int(i) for i in first]
 
     def metrics(self, run: int = 0) -> CollapseMetrics:
-        """Collapse metrics (SPEC section 1) of one run's features and classifier."""
+        """Collapse metrics (definitions §1) of one run's features and classifier."""
         bias = None if self.bias is None else self.bias[run].cpu()
         # With exactly collapsed classes geometry.cdnv divides 0 by 0 on the diagonal of
         # its pair tiles, entries it then masks out: silence that spurious warning only.

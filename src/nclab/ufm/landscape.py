@@ -1,7 +1,7 @@
 """The landscape of the sphere UFM: gradient, Hessian spectrum, and its critical points.
 
 At a point x = (W, H) of the oblique manifold (every row on the unit sphere), with the
-plain product metric of SPEC section 4:
+plain product metric of definitions §4:
 
     grad f    = P_x(nabla f),                      row by row,
     Hess f[xi] = P_x(nabla^2 f[xi]) - (x^T nabla f) xi,   row by row, for tangent xi.

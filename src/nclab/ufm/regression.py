@@ -1,4 +1,4 @@
-"""The regression unconstrained features model (SPEC section 5): closed form and solver.
+"""The regression unconstrained features model (definitions §5): closed form and solver.
 
 Targets Y (M x n, one row per sample), free features H (M x d, one row per sample), a
 linear head W (n x d) and bias b (n):
@@ -6,7 +6,7 @@ linear head W (n x d) and bias b (n):
     L(H, W, b) = (1/2M) ||H W^T + 1 b^T - Y||_F^2 + (lambda_H/2M) ||H||_F^2
                  + (lambda_W/2) ||W||_F^2
 
-(SPEC writes H as d x M; here it is its transpose, like every feature array in nclab.)
+(the definitions write H as d x M; here it is its transpose, like every feature array in nclab.)
 With c = lambda_H lambda_W and Sigma = Q diag(lambda) Q^T the target covariance,
 eliminating H and b leaves a spectral problem in W W^T, solved direction by direction:
 
@@ -16,7 +16,7 @@ eliminating H and b leaves a spectral problem in W W^T, solved direction by dire
 
 A direction is active when lambda_j > c; when d < n only the d largest such can be (each
 active direction lowers the loss by (sqrt(lambda_j) - sqrt(c))^2 / 2, which grows with
-lambda_j). Regimes: "collapse" (c < lambda_min, every direction active; SPEC's formula),
+lambda_j). Regimes: "collapse" (c < lambda_min, every direction active; the definitions' formula),
 "partial" (lambda_min <= c < lambda_max), "zero" (c >= lambda_max: W = 0, H = 0) and
 "none" (lambda_H = lambda_W = 0: every full-rank interpolating W is optimal).
 """
@@ -75,7 +75,7 @@ def ufm_loss(
 
 
 def optimal_loss(targets: Any, lambda_H: float, lambda_W: float, dim: int) -> float:
-    """L*, the minimum of the UFM loss (SPEC's formula in the collapse regime)."""
+    """L*, the minimum of the UFM loss (the definitions' formula in the collapse regime)."""
     _check_penalties(lambda_H, lambda_W)
     _, sigma = target_moments(targets)
     eigenvalues = np.clip(np.linalg.eigvalsh(sigma), 0, None)

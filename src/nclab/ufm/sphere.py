@@ -1,4 +1,4 @@
-"""The normalized unconstrained features model on the oblique manifold (SPEC section 4).
+"""The normalized unconstrained features model on the oblique manifold (definitions §4).
 
     f(W, H) = (1/N) sum_{k,i} CE(tau W h_{k,i}, k),   ||w_k|| = ||h_{k,i}|| = 1,
 
@@ -61,7 +61,7 @@ class SphereUFM:
     by n, which is steepest descent in the product metric <.,.>_W + (1/n) <.,.>_H: each
     feature enters the objective with weight 1/N while each classifier row enters it
     with weight 1/K, so in the plain metric H would move n times slower than W. The
-    reported gradient norm is the plain one of SPEC section 4.
+    reported gradient norm is the plain one of definitions §4.
 
     Examples
     --------
