@@ -1,6 +1,7 @@
 """Throughput of CollapseStats against the batch product and the symmetric update.
 
 Run:  python benchmarks/stats_throughput.py [--samples 5] [--threads 2] [--quick]
+      [--clock wall|cpu] [--vocab-dim 1024]
 
 Each cell (d, C, batch) is one pass of CollapseStats over N = 50,000 float32 rows
 (construction, every update, and one finalize on read), against
@@ -12,7 +13,8 @@ Each cell (d, C, batch) is one pass of CollapseStats over N = 50,000 float32 row
 
 The candidates of one d are interleaved in one process, each time is the minimum over
 ``--samples`` (>= 5) runs, and the peak memory is the growth of the resident set during
-the cell's first pass (VmHWM reset through /proc/self/clear_refs). Targets, printed
+the cell's first pass (VmHWM reset through /proc/self/clear_refs). numpy's samples run
+before the torch ones (its BLAS threads would compete with torch's). Targets, printed
 beside each ratio: at most 1.25x the GEMM for C <= 1,000, d = 256..2,048 and batches of
 128..50,000; at most 3x at C = 10,000 with batches of 1,000. The last row is vocabulary
 scale: C = 50,000 classes, updates of 4,096 tokens, against the batch product of one
@@ -109,10 +111,13 @@ def one_pass(x: torch.Tensor, y: torch.Tensor, classes: int, batch: int) -> Coll
     return stats
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (for --threads 1 on a busy host)
+
+
 def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def verdict(ratio: float, target: float | None) -> str:
@@ -136,17 +141,20 @@ def run_dim(dim: int, cells: list[Cell], samples: int) -> None:
     x_np = x.numpy()
     labels = {c.classes: torch.randint(0, c.classes, (N,), generator=generator)
               for c in cells}
+    # numpy's BLAS threads spin after each call and would slow torch's: its samples run
+    # first, then they rest before the torch candidates are interleaved
     print(f"\nd = {dim}: {syrk_check(x_np)}")
+    syrk = min(timed(lambda: x_np.T @ x_np) for _ in range(samples))
+    time.sleep(1.0)
     passes = {c: (lambda c=c: one_pass(x, labels[c.classes], c.classes, c.batch)) for c in cells}
     peaks = {c: peak_growth_mib(fn) for c, fn in passes.items()}  # also the warm-up
     gemm_peak = peak_growth_mib(lambda: x.T @ x)
-    best = {key: float("inf") for key in ["gemm", "syrk", *cells]}
+    best = {key: float("inf") for key in ["gemm", *cells]}
     for _ in range(samples):
         best["gemm"] = min(best["gemm"], timed(lambda: x.T @ x))
-        best["syrk"] = min(best["syrk"], timed(lambda: x_np.T @ x_np))
         for cell, fn in passes.items():
             best[cell] = min(best[cell], timed(fn))
-    gemm, syrk = best["gemm"], best["syrk"]
+    gemm = best["gemm"]
     print(f"torch X.T @ X {gemm * 1e3:.1f} ms ({2 * N * dim * dim / gemm / 1e9:.0f} GFLOP/s, "
           f"peak +{gemm_peak:.0f} MiB); numpy syrk {syrk * 1e3:.1f} ms ({syrk / gemm:.2f}x)")
     print(f"{'d':>5} {'C':>6} {'batch':>6} {'nclab ms':>9} {'/GEMM':>6}  {'target':<12} "
@@ -156,8 +164,6 @@ def run_dim(dim: int, cells: list[Cell], samples: int) -> None:
         print(f"{cell.dim:>5} {cell.classes:>6} {cell.batch:>6} {t * 1e3:>9.1f} {t / gemm:>6.2f}"
               f"  {verdict(t / gemm, cell.target)} {t / syrk:>6.2f} {peaks[cell]:>9.0f}",
               flush=True)
-    del x, x_np, labels, passes
-    _release_memory()
 
 
 def run_vocabulary(dim: int, classes: int, tokens: int, samples: int) -> None:
@@ -189,15 +195,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="d = 256 and a few d = 512 cells")
     parser.add_argument("--vocab-dim", type=int, default=1_024)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process time, which a busy host does not inflate "
+                             "(meaningful with --threads 1)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} torch "
           f"threads, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; N = {N} "
-          f"float32 rows; minimum of {args.samples} interleaved samples")
+          f"float32 rows; minimum of {args.samples} interleaved samples, {args.clock} clock")
     cells = plan(args.quick)
     for dim in sorted({c.dim for c in cells}):
         run_dim(dim, [c for c in cells if c.dim == dim], max(args.samples, 1))
+        _release_memory()
     run_vocabulary(args.vocab_dim, 50_000, 4_096, max(args.samples, 1))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 

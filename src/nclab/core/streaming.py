@@ -207,6 +207,11 @@ def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0) -
         target[rows, columns].addmm_(z[:, rows].T, z[:, columns], alpha=alpha * weight)
 
 
+def _row_squares(x: torch.Tensor) -> torch.Tensor:
+    """||x_i||^2 of each row, without an x-sized temporary."""
+    return torch.linalg.vector_norm(x, dim=1).square_()
+
+
 def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
     """target += (upper + upper^T) / 2: the whole Gram from its upper-block form."""
     target.add_(upper, alpha=0.5).add_(upper.T, alpha=0.5)
@@ -226,6 +231,7 @@ class _Pending:
         self.dtype, self.device = dtype, device
         self.ref = torch.zeros(groups, dim, **work)
         self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
+        self.position = torch.zeros(groups, dtype=torch.int64, device=device)
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
         self.sums = torch.zeros(groups, dim, **wide)
         self.squares = torch.zeros(groups, **wide)
@@ -453,8 +459,11 @@ class Moments:
                      residual: torch.Tensor) -> None:
         p = self._pending
         assert p is not None
-        present, inverse, counts = torch.unique(groups, return_inverse=True,
-                                                return_counts=True)
+        counts = torch.bincount(groups, minlength=self.num_groups)  # O(G) integers only
+        present = counts.nonzero().squeeze(1)
+        p.position[present] = torch.arange(len(present), device=groups.device)
+        inverse = p.position[groups]  # each row's place among the present groups
+        counts = counts[present]
         self._adopt_references(x, present, inverse)
         gathered = p.gather[: len(x)]
         torch.index_select(p.ref, 0, groups, out=gathered)
@@ -498,22 +507,26 @@ class Moments:
         rows = slice(None) if 2 * len(groups) >= self.num_groups else groups
         counts = p.counts[rows].clone()
         weights = counts.to(torch.float64)
+        # in place on the pending sums where possible: no C x d temporaries but the means
         offset = p.sums[rows].div_(weights.clamp(min=1)[:, None])  # cleared below
         means = p.ref[rows].to(torch.float64, copy=True).add_(offset)
-        spread = (p.squares[rows] - weights * (offset * offset).sum(dim=1)).clamp_(min=0)
-        _add_upper_gram(p.gram, offset * weights.sqrt()[:, None], alpha=-1.0)
-        self._combine(rows, counts, means, spread, p.gram)
+        spread = p.squares[rows] - weights * _row_squares(offset)
+        _add_upper_gram(p.gram, offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
+        self._combine(rows, counts, means, spread.clamp_(min=0), p.gram)
         for buffer in (p.sums, p.squares, p.counts):
             buffer[rows] = 0
         p.gram.zero_()
         p.rows = 0
-        p.ref[rows] = self._means[rows].to(p.dtype)  # re-centre on the means
+        if isinstance(rows, slice):  # re-centre on the means
+            p.ref.copy_(self._means)
+        else:
+            p.ref[rows] = self._means[rows].to(p.dtype)
 
     def _combine(self, rows: slice | torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
                  spread: torch.Tensor, upper: torch.Tensor) -> None:
         """Chan's pairwise merge of centred moments of the groups ``rows`` into the state;
-        ``upper`` is their scatter in upper-block form (any symmetric matrix is one), and
-        is used as scratch."""
+        ``upper`` is their scatter in upper-block form (any symmetric matrix is one).
+        ``means`` and ``upper`` are used as scratch."""
         n_a = self._counts[rows]
         if not bool((n_a > 0).any()):  # groups seen for the first time: no cross term
             if isinstance(rows, slice):
@@ -523,11 +536,14 @@ class Moments:
         else:
             n_a, n_b = n_a.to(torch.float64), counts.to(torch.float64)
             total = (n_a + n_b).clamp(min=1)  # groups in neither part stay as they are
-            delta = means - self._means[rows]
+            delta = means.sub_(self._means[rows])
             weight = n_a * n_b / total
-            self._means[rows] += delta * (n_b / total)[:, None]
-            self._spread[rows] += spread + weight * (delta * delta).sum(dim=1)
-            _add_upper_gram(upper, delta * weight.sqrt()[:, None])
+            if isinstance(rows, slice):
+                self._means.addcmul_(delta, (n_b / total)[:, None])
+            else:
+                self._means[rows] += delta * (n_b / total)[:, None]
+            self._spread[rows] += spread + weight * _row_squares(delta)
+            _add_upper_gram(upper, delta.mul_(weight.sqrt()[:, None]))
             self._counts[rows] += counts
         _add_symmetrized(self._scatter, upper)
         self.version += 1
