@@ -5,14 +5,16 @@ captures the input of the classifier (the last ``nn.Linear`` in module order, or
 named by the user) and feeds it to :class:`CollapseStats` in one pass. The second pass
 (:class:`DecisionStats`, for ``ncc_mismatch`` and ``accuracy``) reuses the captured
 features when they fit in ``cache_bytes`` and runs the model over the loader again
-otherwise. Under ``torch.distributed`` every rank passes its own shard and the
+otherwise; either way the classifier's decisions are read from its own outputs (an
+``nn.Linear`` head), so it only computes the nearest class mean. Under ``torch.distributed`` every rank passes its own shard and the
 statistics are summed with ``all_reduce``.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,15 +146,70 @@ def _plan(model: nn.Module, classifier: str | nn.Linear | None, layers: Layers |
                  batch_format, arrangement, device)
 
 
-class _HeadStats:
-    """The classifier's CollapseStats; keeps the batches while they fit in ``limit``
-    bytes, for the second pass."""
+class _HeadDecisions:
+    """The classifier's argmax for every row of the batch just run, read from its own
+    outputs by a forward hook, so the second pass does not apply W again.
 
-    def __init__(self, num_classes: int, limit: int, hint: str | None) -> None:
+    Only for an ``nn.Linear`` head, whose outputs are exactly the W h + b of
+    :class:`DecisionStats`; for any other head (or outputs not shaped like the rows)
+    :meth:`take` gives None and the second pass computes W h + b itself.
+    """
+
+    def __init__(self, model: nn.Module, plan: _Plan) -> None:
+        self.module = model.get_submodule(plan.head.name)
+        self.arrangement, self.num_classes = plan.arrangement, plan.num_classes
+        self.pending: torch.Tensor | None = None
+        self._outputs: Any = None
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        if not isinstance(self.module, nn.Linear):
+            yield
+            return
+        handle = self.module.register_forward_hook(self._hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _hook(self, _module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+        self._outputs = output
+
+    def prepare(self, probe: Probe, hooked: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The arrangement's rows; for the head, its decisions on the same rows too."""
+        features, targets = self.arrangement(probe, hooked, labels)
+        if probe.module is self.module:
+            self.pending = self._decide(labels, features.shape[0])
+        return features, targets
+
+    def _decide(self, labels: torch.Tensor, rows: int) -> torch.Tensor | None:
+        outputs, self._outputs = self._outputs, None
+        if not torch.is_tensor(outputs):
+            return None
+        try:  # the same rows as the features: tokens flattened, ignored positions dropped
+            logits, _ = self.arrangement.align(outputs.detach(), labels)
+        except NCInputError:
+            return None
+        if tuple(logits.shape) != (rows, self.num_classes):
+            return None
+        return logits.argmax(dim=1)
+
+    def take(self) -> torch.Tensor | None:
+        pending, self.pending = self.pending, None
+        return pending
+
+
+class _HeadStats:
+    """The classifier's CollapseStats; keeps the batches (with the classifier's
+    decisions) while they fit in ``limit`` bytes, for the second pass."""
+
+    def __init__(self, num_classes: int, limit: int, hint: str | None,
+                 decisions: _HeadDecisions) -> None:
         self.stats = CollapseStats(num_classes)
-        self.limit, self.hint = limit, hint
+        self.limit, self.hint, self.decisions = limit, hint, decisions
         self.size = 0
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = []
+        self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = []
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         if self.hint is not None and labels.numel() and int(labels.max()) >= \
@@ -160,23 +217,72 @@ class _HeadStats:
             raise NCInputError(f"label {int(labels.max())} is out of range for "
                                f"num_classes={self.stats.num_classes}: {self.hint}")
         self.stats.update(features, labels)
+        predicted = self.decisions.take()
         self.size += features.numel() * features.element_size()
         if self.batches is not None and self.size <= self.limit:
-            self.batches.append((features, labels))
+            self.batches.append((features, labels, predicted))
         else:
             self.batches = None  # too large to keep: the second pass runs the model again
 
 
+class _SecondPass:
+    """The sink of the second pass when the model runs again: DecisionStats with the
+    classifier's own decisions."""
+
+    def __init__(self, decisions: DecisionStats, head: _HeadDecisions) -> None:
+        self.decisions, self.head = decisions, head
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.decisions.update(features, labels, predictions=self.head.take())
+
+
+class _FeatureMean:
+    """Float64 sum and count of features (the out-of-distribution mean)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, features: torch.Tensor, _labels: torch.Tensor) -> None:
+        batch = features.to(torch.float64).sum(dim=0)
+        self.total = batch if self.total is None else self.total + batch
+        self.count += features.shape[0]
+
+    def mean(self, sync: bool) -> torch.Tensor:
+        total = torch.zeros(0, dtype=torch.float64) if self.total is None else self.total
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=total.device)
+        if sync:
+            total, count = distributed.reduce_on_device(total), \
+                distributed.reduce_on_device(count)
+        if float(count) == 0:
+            raise NCInputError("ood_loader gave no samples (every position ignored)")
+        return (total / count).cpu()
+
+
+def _ood_batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """OOD batches: bare input tensors are paired with dummy labels (their values are
+    never read; labels only pair tokens and drop ignored positions)."""
+    for batch in loader:
+        if torch.is_tensor(batch):
+            yield batch, torch.zeros(batch.shape[0], dtype=torch.int64)
+        else:
+            yield batch
+
+
 def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_mean: bool,
              cache_bytes: int, sync: bool | None,
-             on_batch: Callable[[Any, torch.Tensor], None] | None
-             ) -> dict[str, CollapseMetrics]:
+             on_batch: Callable[[Any, torch.Tensor], None] | None,
+             ood_loader: Iterable[Any] | None = None) -> dict[str, CollapseMetrics]:
     """Both passes; the metrics of every probe, in depth order (the classifier's with W, b)."""
     head = plan.head.name
-    head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint)
-    run = {"batch_format": plan.batch_format, "device": plan.device, "prepare": plan.arrangement}
-    sinks = collect(model, loader, lambda name: head_stats if name == head
-                    else CollapseStats(plan.num_classes), plan.probes, on_batch=on_batch, **run)
+    head_decisions = _HeadDecisions(model, plan)
+    head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint, head_decisions)
+    run = {"batch_format": plan.batch_format, "device": plan.device,
+           "prepare": head_decisions.prepare}
+    with head_decisions.attached():
+        sinks = collect(model, loader, lambda name: head_stats if name == head
+                        else CollapseStats(plan.num_classes), plan.probes, on_batch=on_batch,
+                        **run)
     stats = {name: sink.stats if sink is head_stats else sink for name, sink in sinks.items()}
     sync = distributed.is_initialized() if sync is None else sync
     if sync:
@@ -187,15 +293,23 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
         if iter(loader) is loader:
             raise NCInputError("the features exceed cache_bytes and the loader is a "
                                "one-shot iterator: pass a re-iterable loader")
-        collect(model, loader, lambda _: decisions, [plan.head], **run)
+        with head_decisions.attached():
+            collect(model, loader, lambda _: _SecondPass(decisions, head_decisions),
+                    [plan.head], **run)
     else:
-        for features, labels in head_stats.batches:
-            decisions.update(features, labels)
+        for features, labels, predicted in head_stats.batches:
+            decisions.update(features, labels, predictions=predicted)
     if sync:
         decisions.all_reduce()
+    ood_mean = None
+    if ood_loader is not None:
+        ood = collect(model, _ood_batches(ood_loader), lambda _: _FeatureMean(), [plan.head],
+                      batch_format=plan.batch_format, device=plan.device,
+                      prepare=plan.arrangement)
+        ood_mean = ood[head].mean(sync)
     return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
-                                  weighted_mean=weighted_mean) if name == head
-            else compute_metrics(one, weighted_mean=weighted_mean)
+                                  weighted_mean=weighted_mean, ood_mean=ood_mean)
+            if name == head else compute_metrics(one, weighted_mean=weighted_mean)
             for name, one in stats.items()}
 
 
@@ -218,6 +332,7 @@ def track(
     labels: LabelsFn | None = None,
     ignore_index: int | None = -100,
     shift_labels: bool = False,
+    ood_loader: Iterable[Any] | None = None,
 ) -> CollapseMetrics | dict[str, CollapseMetrics]:
     """Collapse metrics of the features that ``model`` feeds to its classifier.
 
@@ -270,6 +385,11 @@ def track(
     shift_labels : bool
         The token labels are a causal LM's unshifted labels (HF convention, usually the
         input ids): the feature at position t is paired with the label at t + 1.
+    ood_loader : iterable of batches, optional
+        Out-of-distribution inputs, in the form of ``loader``'s batches (their labels are
+        only used to pair tokens and drop ``ignore_index`` positions) or bare input
+        tensors; the mean of the classifier-input features over it gives
+        ``nc5_ood_orthogonality``.
 
     Returns
     -------
@@ -286,7 +406,8 @@ def track(
                  BatchFormat(label_key, forward, labels),
                  Arrangement(spatial, ignore_index, shift_labels))
     results = _measure(model, loader, plan, weighted_mean=weighted_mean,
-                       cache_bytes=cache_bytes, sync=sync, on_batch=on_batch)
+                       cache_bytes=cache_bytes, sync=sync, on_batch=on_batch,
+                       ood_loader=ood_loader)
     return results[plan.head.name] if layers is None else results
 
 
