@@ -6,8 +6,9 @@ named by the user) and feeds it to :class:`CollapseStats` in one pass. The secon
 (:class:`DecisionStats`, for ``ncc_mismatch`` and ``accuracy``) reuses the captured
 features when they fit in ``cache_bytes`` and runs the model over the loader again
 otherwise; either way the classifier's decisions are read from its own outputs (an
-``nn.Linear`` head), so it only computes the nearest class mean. Under ``torch.distributed`` every rank passes its own shard and the
-statistics are summed with ``all_reduce``.
+``nn.Linear`` head), so it only computes the nearest class mean. Under
+``torch.distributed`` every rank passes its own shard and the statistics are summed
+with ``all_reduce``.
 """
 
 from __future__ import annotations

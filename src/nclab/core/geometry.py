@@ -9,7 +9,7 @@ for any finite input.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,14 +54,34 @@ def pseudo_inverse_trace(sigma_w: np.ndarray, centred_means: np.ndarray, max_ran
     if not centred_means.any():
         raise NCInputError("all class means coincide: the between-class covariance is zero")
     scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
-    _, singular, vt = np.linalg.svd(centred_means / scale, full_matrices=False)
-    eigen = singular**2 / num_classes
+    squares, vt = _right_singular_pairs(centred_means / scale)
+    eigen = squares / num_classes
     keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * eigen[0]
     keep[max_rank:] = False
     v = vt[keep]
     # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x slower
     within = np.einsum("kd,kd->k", v @ (sigma_w / scale), v) / scale
     return float(within @ (1.0 / eigen[keep]))
+
+
+#: Smallest eigenvalue ratio of M~^T M~ for which its eigh replaces the SVD of M~: an
+#: eigenvalue of the Gram carries an error of about eps times the largest, so below
+#: 1e-10 relative from this ratio up; worse-conditioned means take the SVD.
+_GRAM_CONDITION = 1e-5
+
+
+def _right_singular_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(squared singular values (k,) descending, right singular vectors (k, d)) of a
+    (C, d) matrix. For C > d the eigen-decomposition of the d x d Gram costs a third of
+    the SVD and agrees with it when the matrix is well conditioned."""
+    count, dim = matrix.shape
+    if count > dim:
+        values, vectors = np.linalg.eigh(matrix.T @ matrix)
+        values, vectors = values[::-1], vectors[:, ::-1].T
+        if values[-1] >= _GRAM_CONDITION * values[0]:
+            return values, vectors
+    _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
+    return singular**2, vt
 
 
 def equinorm(vectors: np.ndarray) -> float:
@@ -120,26 +140,35 @@ def cdnv(means: np.ndarray, variances: np.ndarray, block: int = DEFAULT_BLOCK) -
     return float(total / (len(means) * (len(means) - 1) / 2))
 
 
-def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK) -> float:
+def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK,
+                grams: dict[int, np.ndarray] | None = None) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
     Every entry of the difference is formed and squared, so that a gap of 1e-10 is
     resolved to about 1e-15 (``sqrt(2 - 2 <G, target> / ||G||)`` would lose every digit
-    below about 1e-8). Up to C^2 = _DENSE_GRAM_LIMIT, G is formed whole; beyond, it is
-    summed in block x block tiles (O(block^2) memory) and normalised by the estimate
+    below about 1e-8); for C > d + 1 the gap is at least sqrt((C-1-d)/(C-1)) and the
+    trace identity below loses nothing. Else, up to C^2 = _DENSE_GRAM_LIMIT, G is formed
+    whole; beyond, it is summed in block x block tiles (O(block^2) memory) and
+    normalised by the estimate
     ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
+    ``grams``, a dict shared by several calls, keeps the d x d Grams L^T L and R^T R
+    (keyed by the arrays' ids) so that each is formed once.
     """
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
-        left = left / power_of_two_scale(left)
-        right = left if right is left else right / power_of_two_scale(right)
+        left_scale, right_scale = power_of_two_scale(left), power_of_two_scale(right)
+        left_gram = _shared_gram(left, grams, left_scale)
+        right_gram = _shared_gram(right, grams, right_scale)
+        left_is_right = right is left
+        left = left / left_scale
+        right = left if left_is_right else right / right_scale
         count = left.shape[0]
         target = 1.0 / np.sqrt(count - 1)
-        if count * count <= _DENSE_GRAM_LIMIT:
+        if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
             gram = left @ right.T
             ideal = (np.eye(count) - 1.0 / count) * target
             return float(np.linalg.norm(gram / np.linalg.norm(gram) - ideal))
-        estimate = np.sqrt(np.sum((left.T @ left) * (right.T @ right)))
+        estimate = np.sqrt(np.sum(left_gram() * right_gram()))
         if count > left.shape[1] + 1:
             # rank G <= d < C - 1: the gap is at least sqrt((C-1-d)/(C-1)), so the trace
             # identity <G, I - 11^T/C> = Tr(L R^T) - (1^T L)(R^T 1)/C cancels nothing and
@@ -151,6 +180,21 @@ def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK)
         # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
         ratio = np.sqrt(norm_sq)
         return float(np.sqrt(max(gap_sq - (ratio - 1.0) ** 2, 0.0) / ratio))
+
+
+def _shared_gram(vectors: np.ndarray, grams: dict[int, np.ndarray] | None,
+                 scale: float) -> Callable[[], np.ndarray]:
+    """A lazy (v / scale)^T (v / scale), d x d, formed once per array in ``grams``
+    (``scale`` is the array's own power_of_two_scale, so the key determines it)."""
+    def gram() -> np.ndarray:
+        if grams is not None and id(vectors) in grams:
+            return grams[id(vectors)]
+        scaled = vectors / scale
+        product = scaled.T @ scaled
+        if grams is not None:
+            grams[id(vectors)] = product
+        return product
+    return gram
 
 
 def _tiled_gap_sums(left: np.ndarray, right: np.ndarray, estimate: float, target: float,

@@ -195,13 +195,14 @@ def compute_metrics(
         "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
         "nc1_trace": float(np.trace(sigma_w) / (np.sum(centred * centred) / num_present)),
         "equinorm_means": geometry.equinorm(centred),
-        "etf_error_means": geometry.simplex_gap(centred, centred),
     }
+    grams: dict[int, np.ndarray] = {}  # M~^T M~ and W^T W, shared by the three ETF gaps
+    values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams)
     values.update(_pair_metrics(centred, stats.class_variances(scaled=True), w, cdnv_exponent,
                                 block))
     values["cdnv"] = _unscaled(values["cdnv"], scale, 2 - cdnv_exponent)
     if w is not None:
-        values.update(_classifier_metrics(w, centred))
+        values.update(_classifier_metrics(w, centred, grams))
         values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"], scale, 2)
         if b is not None:
             values["bias_relation"] = _bias_relation(w, b[present], global_mean / scale)
@@ -264,15 +265,16 @@ def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray
     return {key: float(value) for key, value in values.items()}
 
 
-def _classifier_metrics(weight: np.ndarray, centred: np.ndarray) -> dict[str, float]:
+def _classifier_metrics(weight: np.ndarray, centred: np.ndarray,
+                        grams: dict[int, np.ndarray]) -> dict[str, float]:
     duality = np.einsum("cd,cd->c", weight, centred)  # s_c = w_c . (mu_c - mu_G)
     with np.errstate(invalid="ignore", divide="ignore"):
         duality_cv = duality.std() / duality.mean()
     return {
         "equinorm_weights": geometry.equinorm(weight),
-        "etf_error_weights": geometry.simplex_gap(weight, weight),
+        "etf_error_weights": geometry.simplex_gap(weight, weight, grams=grams),
         "self_duality": geometry.self_duality(weight, centred),
-        "wh_duality": geometry.simplex_gap(weight, centred),
+        "wh_duality": geometry.simplex_gap(weight, centred, grams=grams),
         "unc3_duality_cv": float(duality_cv),
         "unc3_duality_var": float(duality.var(ddof=1)),
     }

@@ -1,0 +1,75 @@
+"""The cheaper factorizations of compute_metrics give the values of the direct forms."""
+
+import numpy as np
+import pytest
+
+from nclab.core import geometry
+
+
+def direct_pinv_trace(sigma_w, centred, max_rank):
+    """Tr(Sigma_W Sigma_B^+) from the SVD of the centred means (the direct form)."""
+    count, dim = centred.shape
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    eigen = singular**2 / count
+    keep = eigen > max(dim, count) * np.finfo(np.float64).eps * eigen[0]
+    keep[max_rank:] = False
+    v = vt[keep]
+    return float(sum(v[k] @ sigma_w @ v[k] / eigen[keep][k] for k in range(len(v))))
+
+
+def direct_gap(left, right):
+    """|| G/||G|| - (I - 11^T/C)/sqrt(C-1) ||_F with G formed whole."""
+    count = left.shape[0]
+    gram = left @ right.T
+    ideal = (np.eye(count) - 1.0 / count) / np.sqrt(count - 1)
+    return float(np.linalg.norm(gram / np.linalg.norm(gram) - ideal))
+
+
+def spd(dim, rng):
+    a = rng.standard_normal((dim, dim))
+    return a @ a.T / dim
+
+
+@pytest.mark.parametrize("count, dim, spread", [(90, 40, 1.0), (90, 40, 1e-2),
+                                                (30, 40, 1.0), (60, 20, 1e-7)])
+def test_pinv_trace_equals_the_svd_form(count, dim, spread):
+    rng = np.random.default_rng(count + dim)
+    # means with singular values from 1 down to ``spread``: the eigh of the Gram for
+    # well-conditioned ones, the SVD for the rest (spread 1e-7 is below its bound)
+    u, _ = np.linalg.qr(rng.standard_normal((count, min(count, dim))))
+    v, _ = np.linalg.qr(rng.standard_normal((dim, min(count, dim))))
+    centred = (u * np.geomspace(1.0, spread, min(count, dim))) @ v.T * 3.0
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(dim, rng)
+    max_rank = count - 1
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, max_rank)
+    assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, max_rank), rel=1e-10)
+
+
+def test_well_conditioned_means_with_more_classes_than_dims_take_no_svd(monkeypatch):
+    rng = np.random.default_rng(1)
+    centred = rng.standard_normal((50, 8))
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(8, rng)
+    want = direct_pinv_trace(sigma_w, centred, 49)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the SVD was taken")
+
+    monkeypatch.setattr(np.linalg, "svd", refused)
+    assert geometry.pseudo_inverse_trace(sigma_w, centred, 49) == pytest.approx(want,
+                                                                               rel=1e-12)
+    dead = centred.copy()
+    dead[:, 3] = 0.0  # a dead unit: a zero eigenvalue, so the exact SVD is needed
+    with pytest.raises(AssertionError, match="SVD was taken"):
+        geometry.pseudo_inverse_trace(sigma_w, dead, 49)
+
+
+@pytest.mark.parametrize("count, dim", [(80, 20), (300, 64), (21, 19)])
+def test_etf_gap_without_the_dense_gram_equals_it(count, dim):
+    rng = np.random.default_rng(count)
+    means = rng.standard_normal((count, dim))
+    weights = means + 0.3 * rng.standard_normal((count, dim))
+    for left, right in ((means, means), (weights, means), (weights, weights)):
+        assert geometry.simplex_gap(left, right) == pytest.approx(direct_gap(left, right),
+                                                                  rel=1e-12)
