@@ -35,13 +35,17 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sklearn.linear_model import LogisticRegression
 
 from nclab import capture
 from nclab.cli.finegrained import comparison_configs, run_comparison
 from nclab.core.io import write_json
 from nclab.data import load_dataset
-from nclab.finegrained import CoarseLabeling, fine_scatter_shares, recover_fine_labels
+from nclab.finegrained import (
+    CoarseLabeling,
+    fine_scatter_shares,
+    linear_probe_accuracy,
+    recover_fine_labels,
+)
 from nclab.report.style import color, figure_style, panel_grid, save_png
 from nclab.train import TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
@@ -124,11 +128,8 @@ def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 for split, d in (("train", data.train), ("test", data.test))}
     h = {split: c.features.double().numpy() for split, c in captured.items()}
     fine = {"train": data.fine.train.y.numpy(), "test": data.fine.test.y.numpy()}
-    correct = 0
-    for s in range(data.labeling.num_coarse):
-        train, test = (data.train.y == s).numpy(), (data.test.y == s).numpy()
-        probe = LogisticRegression(max_iter=3000).fit(h["train"][train], fine["train"][train])
-        correct += int((probe.predict(h["test"][test]) == fine["test"][test]).sum())
+    probe = linear_probe_accuracy(h["train"], fine["train"], data.train.y, h["test"],
+                                  fine["test"], data.test.y)
     shares = fine_scatter_shares(h["train"], fine["train"], data.train.y)
     unit = {split: v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
             for split, v in h.items()}
@@ -136,7 +137,7 @@ def feature_checks(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
                              captured["test"].outputs.argmax(dim=1), fine["test"],
                              labeling=data.labeling, n_init=OPTIONS["recovery_n_init"],
                              threads=1)
-    return {"linear_probe_test": correct / len(data.test.y),
+    return {"linear_probe_test": probe,
             "l2_recovered_test": l2.test_accuracy,
             "fine_variance_share": list(shares.fine_share),
             "top_pc_share": list(shares.top_pc_share)}

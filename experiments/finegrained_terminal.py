@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 from rich.console import Console
 from rich.table import Table
 
@@ -69,6 +70,8 @@ RECIPES: dict[str, tuple[TrainConfig, str]] = {
 }
 PAIRINGS = (("mod", 0), ("random", 1), ("random", 2))
 SEPARATIONS = (0.0, 2.0, 4.0, 6.0, 8.0)
+#: The mixtures' run whose recovery figure --examples copies (the borderline case).
+EXAMPLE_SEPARATION = 4.0
 OPTIONS = {"num_coarse": 5, "recovery_n_init": 10, "recovery_threads": 1}
 TARGET = 0.9
 
@@ -115,6 +118,7 @@ def _row(dataset: str, seed: int, pairing: str, pairing_seed: int, separation: f
         "best_ratio": best["recovery_test_accuracy"] / baseline, "best_epoch": best["epoch"],
         "best_coarse_nc1": best["coarse_nc1"],
         "per_superclass_test": [s["test_accuracy"] for s in superclasses],
+        "linear_probe_test_accuracy": result["linear_probe_test_accuracy"],
         "fine_share": result["scatter"]["fine_share"],
         "top_pc_share": result["scatter"]["top_pc_share"],
         "history": [{key: r[key] for key in ("epoch", "coarse_nc1", "recovery_test_accuracy",
@@ -156,6 +160,7 @@ def _group_summary(group: list[dict[str, Any]]) -> dict[str, Any]:
                                   if r["ratio_at_onset"] is not None]),
         "best_ratio": _stats([r["best_ratio"] for r in inside]),
         "mean_fine_share": _stats([float(np.mean(r["fine_share"])) for r in inside]),
+        "linear_probe_test_accuracy": _stats([r["linear_probe_test_accuracy"] for r in inside]),
         "meets_target": bool(inside) and min(r["ratio"] for r in inside) >= TARGET,
         "mean_meets_target": bool(inside) and float(np.mean([r["ratio"] for r in inside]))
         >= TARGET,
@@ -167,7 +172,8 @@ def show(rows: list[dict[str, Any]], summary: dict[str, Any], console: Console) 
     table = Table(title="fine-label recovery with the coarse model in the terminal phase "
                         "(test set)")
     for column in ("data", "seed", "pairing", "epochs", "TPT", "nc1 onset", "nc1 end", "drop",
-                   "terminal", "recovered", "baseline", "ratio", "at onset", "fine share"):
+                   "terminal", "recovered", "baseline", "ratio", "at onset", "probe",
+                   "fine share"):
         table.add_column(column, justify="left" if column in ("data", "pairing") else "right")
     for r in rows:
         phase = r["terminal_phase"]
@@ -179,7 +185,7 @@ def show(rows: list[dict[str, Any]], summary: dict[str, Any], console: Console) 
             "yes" if phase["reached"] else "[bold red]NO[/]",
             f"{r['recovered_test_accuracy']:.3f}", f"{r['baseline_test_accuracy']:.3f}",
             f"{r['ratio']:.3f}", _fmt(r["ratio_at_onset"], ".3f"),
-            f"{np.mean(r['fine_share']):.3f}")
+            f"{r['linear_probe_test_accuracy']:.3f}", f"{np.mean(r['fine_share']):.3f}")
     console.print(table)
     for key, s in summary.items():
         ratio = s["ratio"]
@@ -194,50 +200,61 @@ def _fmt(value: float | None, spec: str = ".3g") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+#: Short panel titles (the recipes are in RECIPES and the docs).
+TITLES = {"digits": "digits: mlp 3 x 256 + batch norm, MSE",
+          "mnist1d": "MNIST-1D: cnn1d (global max pool), MSE"}
+_SEED_STYLES = ("-", "--", ":")
+
+
 def figure(rows: list[dict[str, Any]], path: Path) -> None:
     """Recovered / baseline against coarse train nc1 for every run of each data set, and
     per superclass the final recovery against the fine share of the scatter."""
     real = [d for d in dict.fromkeys(r["dataset"] for r in rows) if d != "hierarchical"]
+    names = [f"{name}{seed}" for name, seed in PAIRINGS]
     with figure_style():
         fig, axes = panel_grid(len(real) + 2, ncols=2, size=(5.4, 4.0))
         for ax, dataset in zip(axes, real, strict=False):
-            mine = [r for r in rows if r["dataset"] == dataset]
-            for r in mine:
-                k = [p[0] + str(p[1]) for p in PAIRINGS].index(r["pairing"]
-                                                               + str(r["pairing_seed"]))
-                _ratio_curve(ax, r, k, ("-", "--", ":")[r["seed"] % 3],
-                             f"{r['pairing']}{r['pairing_seed']} seed {r['seed']}")
-            _ratio_axes(ax, f"{dataset}: {RECIPES[dataset][1]}", ncols=1)
-        synthetic = [r for r in rows if r["dataset"] == "hierarchical"]
+            for r in (r for r in rows if r["dataset"] == dataset):
+                _ratio_curve(ax, r, names.index(f"{r['pairing']}{r['pairing_seed']}"),
+                             _SEED_STYLES[r["seed"] % 3])
+            seeds = sorted({r["seed"] for r in rows if r["dataset"] == dataset})
+            handles = [Line2D([], [], color=color(k), label=f"pairing {name}")
+                       for k, name in enumerate(names)]
+            handles += [Line2D([], [], color="0.3", linestyle=_SEED_STYLES[seed % 3],
+                               label=f"seed {seed}") for seed in seeds]
+            _ratio_axes(ax, TITLES.get(dataset, dataset), handles)
         ax = axes[len(real)]
+        synthetic = [r for r in rows if r["dataset"] == "hierarchical"
+                     and r["fine_separation"] != 0]  # 0: both at chance, the ratio says nothing
         for r in synthetic:
             k = SEPARATIONS.index(r["fine_separation"]) if r["fine_separation"] in SEPARATIONS \
                 else 0
-            _ratio_curve(ax, r, k, ("-", "--", ":")[r["seed"] % 3],
-                         f"fine_separation {r['fine_separation']:g}"
-                         + (f" seed {r['seed']}" if r["seed"] else ""))
-        _ratio_axes(ax, "hierarchical Gaussian mixtures (5 x 2 sub-clusters)", ncols=1)
+            _ratio_curve(ax, r, k, _SEED_STYLES[r["seed"] % 3])
+        handles = [Line2D([], [], color=color(SEPARATIONS.index(sep) if sep in SEPARATIONS
+                                              else 0), label=f"fine_separation {sep:g}")
+                   for sep in dict.fromkeys(r["fine_separation"] for r in synthetic)]
+        _ratio_axes(ax, "hierarchical mixtures: mlp 2 x 256 + batch norm, MSE", handles)
         _share_panel(axes[-1], rows)
         save_png(fig, path)
 
 
-def _ratio_curve(ax: Any, row: dict[str, Any], k: int, style: str, label: str) -> None:
+def _ratio_curve(ax: Any, row: dict[str, Any], k: int, style: str) -> None:
     history = [h for h in row["history"] if h["coarse_nc1"] and
                h["recovery_test_accuracy"] is not None]
     nc1 = np.array([h["coarse_nc1"] for h in history])
     ratio = np.array([h["recovery_test_accuracy"] for h in history]) / row[
         "baseline_test_accuracy"]
-    recovery_against_nc1(ax, nc1, ratio, label=label, k=k, style=style,
+    recovery_against_nc1(ax, nc1, ratio, label="_", k=k, style=style,
                          inside=np.array([h["terminal_phase"] for h in history]))
 
 
-def _ratio_axes(ax: Any, title: str, ncols: int) -> None:
+def _ratio_axes(ax: Any, title: str, handles: list[Line2D]) -> None:
     ax.axhline(TARGET, color="0.2", linestyle="--", linewidth=1.0, label=f"target {TARGET:g}")
     nc1_collapse_axis(ax, TerminalPhase().threshold)
     ax.set(ylabel="recovered / fine-trained accuracy (test)", title=title)
-    ax.title.set_fontsize(9)
-    handles = ax.get_legend_handles_labels()[0] + terminal_legend_handles()
-    ax.legend(handles=handles, loc="lower left", fontsize=7, ncols=ncols)
+    extra = ax.get_legend_handles_labels()[0]  # the target, the shaded region
+    ax.legend(handles=handles + extra + terminal_legend_handles(), loc="lower right",
+              fontsize=7, ncols=2)
 
 
 def _share_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
@@ -250,17 +267,19 @@ def _share_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
     ax.axhline(0.5, color="0.4", linestyle="-.", linewidth=1.0, label="chance")
     ax.set(xlabel="fine share of the superclass's scatter (train features, final model)",
            ylabel="recovered fine accuracy of the superclass (test)",
-           title="in the terminal phase: recovery follows the fine share")
-    ax.title.set_fontsize(9)
+           title="final models: recovery follows the fine share")
     ax.legend(loc="lower right", fontsize=7)
 
 
 def copy_examples(rows: list[dict[str, Any]], folder: Path) -> list[Path]:
-    """The recovery figure of the first run of each data set (seed 0, ``mod``), as
+    """The recovery figure of the first run of each data set (seed 0, ``mod``; for the
+    mixtures the one of ``EXAMPLE_SEPARATION``), as
     ``finegrained_terminal_<dataset>_recovery.png``."""
     written = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        first = next(r for r in rows if r["dataset"] == dataset)
+        mine = [r for r in rows if r["dataset"] == dataset]
+        first = next((r for r in mine if r["fine_separation"] in (None, EXAMPLE_SEPARATION)),
+                     mine[0])
         target = folder / f"finegrained_terminal_{dataset}_recovery.png"
         shutil.copyfile(Path(first["run"]) / "recovery.png", target)
         written.append(target)

@@ -15,7 +15,7 @@ from torch_threads import one_thread  # noqa: F401
 from train_helpers import TINY
 
 from nclab.core.errors import NCInputError
-from nclab.finegrained import fine_scatter_shares
+from nclab.finegrained import fine_scatter_shares, linear_probe_accuracy
 from nclab.train import Trainer
 from nclab.train.finegrained import TERMINAL_DROP, TERMINAL_NC1, TerminalPhase
 
@@ -227,3 +227,25 @@ def test_fine_scatter_shares_match_brute_force_and_properties():
     # fine means that coincide: no share
     same = x - np.stack([x[fine == c].mean(axis=0) for c in range(6)])[fine]
     assert max(fine_scatter_shares(same, fine, coarse).fine_share) < 1e-12
+
+
+def test_linear_probe_reads_separable_fine_labels_and_not_identical_ones():
+    rng = np.random.default_rng(1)
+    fine = np.repeat(np.arange(4), 40)
+    coarse = fine % 2
+    # fine classes 0 and 2 (superclass 0) differ along one axis; 1 and 3 do not differ
+    offset = np.where(fine == 2, 6.0, 0.0)[:, None] * np.eye(3)[0]
+    x = rng.normal(size=(len(fine), 3)) + offset
+    test_x = rng.normal(size=(len(fine), 3)) + offset
+    accuracy = linear_probe_accuracy(x, fine, coarse, test_x, fine, coarse)
+    rows = coarse == 0
+    separable = linear_probe_accuracy(x[rows], fine[rows], coarse[rows], test_x[rows],
+                                      fine[rows], coarse[rows])
+    assert separable > 0.97
+    # superclass 1: the same distribution for both fine classes, about chance
+    assert 0.5 * separable + 0.5 * 0.3 < accuracy < 0.5 * separable + 0.5 * 0.7
+    one_class = linear_probe_accuracy(x[fine == 1], fine[fine == 1], coarse[fine == 1],
+                                      test_x[fine == 1], fine[fine == 1], coarse[fine == 1])
+    assert one_class == 1.0
+    with pytest.raises(NCInputError, match="dims"):
+        linear_probe_accuracy(x, fine, coarse, test_x[:, :2], fine, coarse)

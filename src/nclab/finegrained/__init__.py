@@ -10,6 +10,8 @@ test sample the fine label of the nearest cluster centre of its PREDICTED superc
 - ``SuperclassClustering``: the estimator (``fit`` on training features, ``predict``).
 - ``recover_fine_labels``: fit + predict on train and test in one call, with the coarse
   ``nc1`` at the same features, returned as a ``FineRecovery`` (``to_dict()`` for JSON).
+- ``linear_probe_accuracy``: whether the fine labels are linearly readable from the
+  features at all (a probe fitted with them, inside each true superclass).
 - ``fine_scatter_shares``: per superclass, the share of its feature scatter between its
   fine-class means, and the share of its first principal direction.
 """
@@ -21,6 +23,7 @@ from nclab.finegrained.labeling import (
     coarsen_splits,
     parse_coarse_map,
 )
+from nclab.finegrained.probe import linear_probe_accuracy
 from nclab.finegrained.recovery import (
     FineRecovery,
     SuperclassClustering,
@@ -40,6 +43,7 @@ __all__ = [
     "SuperclassRecovery",
     "coarsen_splits",
     "fine_scatter_shares",
+    "linear_probe_accuracy",
     "match_clusters",
     "parse_coarse_map",
     "recover_fine_labels",

@@ -50,7 +50,7 @@ def nc1_collapse_axis(ax: Axes, threshold: float | None = None) -> None:
     ax.set_xlabel("coarse train NC1 (log; collapse deepens →)")
     if threshold is not None:
         low = min(ax.get_xlim())
-        ax.axvspan(threshold, low, color="0.88", zorder=0, linewidth=0,
+        ax.axvspan(threshold, low, color="0.85", zorder=0, linewidth=0,
                    label=f"NC1 ≤ {threshold:g}")
         ax.set_xlim(max(ax.get_xlim()), low)
 
@@ -117,7 +117,7 @@ def recovery_figure(coarse_rows: Sequence[dict[str, Any]],
         left.axhline(chance, color="0.45", linewidth=1.0, linestyle="-.", label="chance")
         epoch_axis(left, lr_drops)
         left.set(ylabel="fine-label accuracy", title="fine labels recovered from coarse features")
-        left.legend(loc="lower right")
+        left.legend(loc="best")
         _plot(middle, _series(coarse_rows, "coarse_nc1"), "coarse model, coarse labels", 0)
         _plot(middle, _series(coarse_rows, "fine_nc1"), "coarse model, fine labels", 0, "--",
               "s")
@@ -157,8 +157,9 @@ def _nc1_panel(ax: Axes, coarse_rows: Sequence[dict[str, Any]],
     ax.set(ylabel="recovered fine accuracy (test)",
            title="recovery while collapse deepens")
     handles = ax.get_legend_handles_labels()[0]
+    # below the axes: inside, it would cover the baseline or the last points
     ax.legend(handles=handles + (terminal_legend_handles() if flags is not None else []),
-              loc="lower right")
+              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
 
 
 def projection_figure(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],

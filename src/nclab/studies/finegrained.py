@@ -21,8 +21,14 @@ from rich.console import Console
 from nclab import capture
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
-from nclab.finegrained import CoarseSplits, FineRecovery, fine_scatter_shares
+from nclab.finegrained import (
+    CoarseSplits,
+    FineRecovery,
+    fine_scatter_shares,
+    linear_probe_accuracy,
+)
 from nclab.report.finegrained import projection_figure, recovery_figure
+from nclab.report.pages import setting_text
 from nclab.report.style import lr_drop_epochs
 from nclab.runs import RunDir
 from nclab.train import TrainConfig, Trainer
@@ -185,6 +191,7 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         "recovery": result.to_dict(), "projection": projection,
         "scatter": fine_scatter_shares(recovery.train.features, coarse.data.fine.train.y,
                                        coarse.data.train.y).to_dict(),
+        "linear_probe_test_accuracy": _probe(recovery, coarse.data),
         "history": [{**row, "terminal_phase": flag} for row, flag in zip(
             _history(coarse_rows, ("train_error", "test_error", *RECOVERY_COLUMNS)),
             terminal_flags(TerminalPhase(), coarse_rows), strict=True)],
@@ -196,6 +203,12 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
              coarse.data.fine.train.class_names, superclass, out,
              until_collapse or TerminalPhase())
     return summary
+
+
+def _probe(recovery: ModelRecovery, data: CoarseSplits) -> float:
+    """Fine labels read off the final coarse features by a probe fitted with them."""
+    return linear_probe_accuracy(recovery.train.features, data.fine.train.y, data.train.y,
+                                 recovery.test.features, data.fine.test.y, data.test.y)
 
 
 def _until_report(until: TerminalPhase | None, rows: list[dict[str, Any]],
@@ -210,7 +223,7 @@ def _figures(config: TrainConfig, result: FineRecovery, coarse_rows: list[dict[s
              fine_rows: list[dict[str, Any]], panels: list[tuple[str, Any, Any, Any]],
              class_names: tuple[str, ...] | None, superclass: int, out: Path,
              terminal: TerminalPhase) -> None:
-    settings = ", ".join(f"{key}={value}" for key, value in config.model_options.items())
+    settings = setting_text(config.model_options) if config.model_options else ""
     name = f"{config.model}{f' ({settings})' if settings else ''} on {config.dataset}"
     recovery_figure(coarse_rows, fine_rows, result.chance_accuracy, out / RECOVERY_PNG,
                     title=f"{name}: {result.num_fine} classes merged into "
