@@ -90,7 +90,10 @@ def reference_metrics(H, y, W=None, b=None, weighted=False, ood=None):
 
 
 def modern_reference(mu, mu_G, W=None, b=None, ood=None):
-    """The metrics of definitions §7 by explicit loops over classes and pairs (W, b: present rows only)."""
+    """The metrics of definitions §7 by explicit loops over classes and pairs.
+
+    W and b hold the present classes' rows only.
+    """
     C = len(mu)
     u = [(m - mu_G) / np.sqrt(np.sum((m - mu_G) ** 2)) for m in mu]
     chords = [np.sqrt(np.sum((u[a] - u[c]) ** 2)) for a, c in itertools.combinations(range(C), 2)]

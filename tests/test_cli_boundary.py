@@ -205,3 +205,11 @@ def test_training_progress_fits_80_columns(tmp_path):
     assert all(len(line) <= 80 for line in lines)
     assert "1001/9999" in lines[0] and "TPT from 1234" in "".join(lines)
     assert "1:06:40<" in lines[0], lines
+
+
+def test_a_list_from_python_means_the_same_tuple_field() -> None:
+    from nclab.train.config import TrainConfig
+
+    config = TrainConfig(lr_milestones=[0.67, 0.9], classes=[0, 3])
+    assert config == TrainConfig(lr_milestones=(0.67, 0.9), classes=(0, 3))
+    assert config.to_dict()["lr_milestones"] == [0.67, 0.9]

@@ -164,8 +164,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         hints = field_types()
         for item in fields(self):
-            check_value(item.name, getattr(self, item.name), hints[item.name],
-                        item.metadata["setting"])
+            value = getattr(self, item.name)
+            if isinstance(value, list) and typing.get_origin(base_type(hints[item.name])[0]) \
+                    is tuple:
+                value = tuple(value)  # a list from Python code means the same sequence
+                object.__setattr__(self, item.name, value)
+            check_value(item.name, value, hints[item.name], item.metadata["setting"])
 
     @staticmethod
     def settings() -> dict[str, Setting]:
