@@ -123,11 +123,13 @@ class _Band:
     low: float
     high: float
     max_exponent: int
+    overflow: float  # larger magnitudes leave the dtype's range in a difference of rows
 
 
 _BANDS = {
-    torch.float32: _Band(2.0**-30, 2.0**40, 120),
-    torch.float64: _Band(2.0**-400, 2.0**400, 1000),
+    dtype: _Band(low, high, max_exponent, torch.finfo(dtype).max / 4)
+    for dtype, low, high, max_exponent in ((torch.float32, 2.0**-30, 2.0**40, 120),
+                                           (torch.float64, 2.0**-400, 2.0**400, 1000))
 }
 _NO_EXPONENT = 1 << 20  # stands for "no data" in the all-reduce of exponents
 _GRAM_LEAF = 64  # narrowest diagonal block of the Gram computed as one product
@@ -327,7 +329,7 @@ class Moments:
 
     @staticmethod
     def _refuse_overflow(x: torch.Tensor, upper: float, name: str) -> None:
-        limit = torch.finfo(x.dtype).max / 4  # differences of two rows must stay finite
+        limit = _BANDS[x.dtype].overflow
         if upper > limit and (peak := _exact_peak(x, name)) > limit:
             advice = "pass them as float64" if x.dtype != torch.float64 else "rescale them"
             raise NCInputError(
