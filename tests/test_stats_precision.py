@@ -172,3 +172,18 @@ def test_accessors_in_the_features_units_and_scaled():
                                atol=1e-12 * np.abs(scatter).max() * (1e200 * s) ** 2)
     assert np.isinf(big.scatter).any()  # 1e400 is not a float64: scaled_scatter holds it
     assert 0.01 < np.abs(big.scaled_means()).max() <= 1
+
+
+def test_mixed_dtypes_and_strided_batches():
+    """float32, float64 and transposed (non-contiguous) batches in one stream: the
+    workspace follows the dtype and nothing is lost at the switch."""
+    H, y = gaussian_classes(np.random.default_rng(19))
+    stats = CollapseStats(6)
+    stats.update(torch.from_numpy(H[:70].astype(np.float32)), y[:70])
+    stats.update(H[70:150], y[70:150])  # float64
+    strided = torch.from_numpy(np.ascontiguousarray(H[150:].T.astype(np.float32))).T
+    assert not strided.is_contiguous()
+    stats.update(strided, y[150:])
+    reference = _brute_force(np.vstack([H[:70].astype(np.float32).astype(np.float64), H[70:150],
+                                        H[150:].astype(np.float32).astype(np.float64)]), y, 6)
+    _assert_state(stats, reference, rtol=1e-6)
