@@ -119,7 +119,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                 if run.config else "")
     body = (
         f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
-        + table(("", ""), headline) + lacks_note(run, HEADLINE_COLUMNS)
+        + "<h2>Summary</h2>" + table(("quantity", "value"), headline)
+        + lacks_note(run, HEADLINE_COLUMNS)
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
         + _metric_tables(run)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"
