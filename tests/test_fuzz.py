@@ -18,17 +18,17 @@ from nclab import CollapseStats, NCInputError, measure
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# (kind, dtype, largest decimal exponent of the scale used with it). The exponents keep
-# the squares inside the range each dtype is computed in (float64, or float32 for the
-# narrower floats); the metrics must be scale-free throughout that range.
+# (kind, dtype, largest decimal exponent of the scale used with it): nearly the whole
+# range each dtype can hold (float16 only reaches 65504); the metrics must be scale-free
+# throughout it.
 REAL_TYPES = [
-    ("numpy", np.float64, 150), ("numpy", np.float32, 15), ("numpy", np.float16, 2),
-    ("numpy", np.longdouble, 100), ("numpy", np.dtype(">f8"), 50),
+    ("numpy", np.float64, 300), ("numpy", np.float32, 30), ("numpy", np.float16, 2),
+    ("numpy", np.longdouble, 300), ("numpy", np.dtype(">f8"), 300),
     ("numpy", np.int8, 0), ("numpy", np.int16, 2), ("numpy", np.int32, 6),
     ("numpy", np.int64, 12), ("numpy", np.uint8, 0), ("numpy", np.uint16, 2),
     ("numpy", np.uint32, 6), ("numpy", np.uint64, 12), ("numpy", np.bool_, 0),
-    ("torch", torch.float64, 150), ("torch", torch.float32, 15),
-    ("torch", torch.float16, 2), ("torch", torch.bfloat16, 15), ("torch", torch.int32, 6),
+    ("torch", torch.float64, 300), ("torch", torch.float32, 30),
+    ("torch", torch.float16, 2), ("torch", torch.bfloat16, 30), ("torch", torch.int32, 6),
     ("torch", torch.uint8, 0), ("torch", torch.bool, 0),
 ]
 OTHER_TYPES = [
