@@ -73,3 +73,25 @@ def test_etf_gap_without_the_dense_gram_equals_it(count, dim):
     for left, right in ((means, means), (weights, means), (weights, weights)):
         assert geometry.simplex_gap(left, right) == pytest.approx(direct_gap(left, right),
                                                                   rel=1e-12)
+
+
+@pytest.mark.parametrize("weak", [0.0, 1e-4])
+def test_means_whose_column_norms_rule_out_the_gram_skip_its_eigh(monkeypatch, weak):
+    # a unit with (almost) no between-class spread: the ratio of the Gram's diagonal is
+    # weak**2 < 1e-5, so its eigenvalue ratio is too; the eigh would only be discarded
+    rng = np.random.default_rng(2)
+    centred = rng.standard_normal((50, 8))
+    centred[:, 5] *= weak
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(8, rng)
+    with monkeypatch.context() as without_the_test:  # the eigh taken, rejected, then the SVD
+        without_the_test.setattr(geometry, "_gram_surely_ill_conditioned", lambda _: False)
+        eigh_then_svd = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the eigh was taken")
+
+    monkeypatch.setattr(np.linalg, "eigh", refused)
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
+    assert got == eigh_then_svd  # the same SVD as before: bit for bit
+    assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, 49), rel=1e-10)

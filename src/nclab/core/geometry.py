@@ -75,13 +75,27 @@ def _right_singular_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (C, d) matrix. For C > d the eigen-decomposition of the d x d Gram costs a third of
     the SVD and agrees with it when the matrix is well conditioned."""
     count, dim = matrix.shape
-    if count > dim:
+    if count > dim and not _gram_surely_ill_conditioned(matrix):
         values, vectors = np.linalg.eigh(matrix.T @ matrix)
         values, vectors = values[::-1], vectors[:, ::-1].T
         if values[-1] >= _GRAM_CONDITION * values[0]:
             return values, vectors
     _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
     return singular**2, vt
+
+
+def _gram_surely_ill_conditioned(matrix: np.ndarray) -> bool:
+    """Whether the eigenvalue ratio of M^T M, (d, d), is below half of _GRAM_CONDITION
+    for certain (then its eigh would be computed only to be discarded).
+
+    The diagonal of M^T M (the squared column norms) bounds its extreme eigenvalues:
+    lambda_min <= min_j G_jj and lambda_max >= max_j G_jj. A dead unit (a zero column)
+    is the common case in training. The factor 1/2 leaves a margin far above eigh's
+    rounding error (about d * eps * lambda_max), so whenever this says True the eigh
+    test would have rejected the Gram too, and the SVD result is the same.
+    """
+    squares = np.einsum("cd,cd->d", matrix, matrix)
+    return bool(squares.min() < 0.5 * _GRAM_CONDITION * squares.max())
 
 
 def equinorm(vectors: np.ndarray) -> float:
