@@ -1,4 +1,4 @@
-"""Fine-label recovery (SPEC section 6): labelings, Hungarian matching, the pipeline."""
+"""Fine-label recovery (definitions §6): labelings, Hungarian matching, the pipeline."""
 
 import itertools
 import json

@@ -1,4 +1,4 @@
-"""Coarse-label training, the recovery evaluator and ``nclab finegrained`` (SPEC section 6)."""
+"""Coarse-label training, the recovery evaluator and ``nclab finegrained`` (definitions §6)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""``nclab finegrained``: train on superclasses, recover the fine labels, compare (SPEC 6)."""
+"""``nclab finegrained``: train on superclasses, recover the fine labels (definitions §6)."""
 
 from __future__ import annotations
 

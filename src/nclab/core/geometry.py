@@ -1,4 +1,4 @@
-"""Pure float64 functions on class means and classifier rows (SPEC section 1).
+"""Pure float64 functions on class means and classifier rows (definitions §1).
 
 Each takes plain numpy arrays and returns one number. Quantities over class pairs are
 computed in square tiles of the upper triangle, so that C = 10,000 classes needs only
@@ -247,7 +247,7 @@ def self_duality(weight: np.ndarray, centred_means: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------
 # One shared pass over class pairs, and the closed forms that need no pairs
-# (SPEC sections 1 and 7). Costs are stated in docs/performance.md.
+# (definitions §1 and §7). Costs are stated in docs/performance.md.
 
 #: Below this fraction of the squared norms a Gram-based squared distance has lost most
 #: of its digits to cancellation; such pairs are recomputed from explicit differences.

@@ -1,4 +1,4 @@
-"""Neural Collapse metrics (SPEC sections 1 and 7) from a CollapseStats and a classifier."""
+"""Neural Collapse metrics (definitions §1 and §7) from a CollapseStats and a classifier."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from nclab.core.validation import (
     to_numpy64,
 )
 
-#: Every metric of SPEC section 1, then section 7, in SPEC order.
+#: Every metric of definitions §1, then §7, in their order there.
 METRIC_NAMES = (
     "nc1", "nc1_trace", "cdnv", "equinorm_means", "equinorm_weights", "equiangularity_means",
     "equiangularity_weights", "maxangle_means", "maxangle_weights", "etf_error_means",
@@ -40,7 +40,7 @@ CLASSIFIER_METRICS = (
 
 @dataclass(frozen=True)
 class CollapseMetrics:
-    """Every metric of SPEC sections 1 and 7, by its SPEC name, plus what they were
+    """Every metric of definitions §1 and §7, by its name there, plus what they were
     computed on.
 
     Metrics are floats; those that need the classifier are None when it was not given,

@@ -1,4 +1,4 @@
-"""Neural regression collapse (SPEC section 5): streaming statistics and NRC1-NRC3.
+"""Neural regression collapse (definitions §5): streaming statistics and NRC1-NRC3.
 
 One pass over (features h_i in R^d, targets y_i in R^n) keeps, in float64:
 
@@ -8,7 +8,7 @@ One pass over (features h_i in R^d, targets y_i in R^n) keeps, in float64:
   (NRC1 and NRC2 project these).
 
 Memory is O((d + n)^2), independent of the number of samples. Partial statistics merge
-exactly with the pairwise update of Chan, Golub & LeVeque (SPEC section 1), and
+exactly with the pairwise update of Chan, Golub & LeVeque (definitions §1), and
 ``all_reduce()`` merges every rank of a ``torch.distributed`` group at once.
 """
 
@@ -43,7 +43,7 @@ from nclab.core.validation import (
     to_numpy64,
 )
 
-#: The NRC metrics of SPEC section 5, in SPEC order.
+#: The NRC metrics of definitions §5, in definitions order.
 NRC_NAMES = ("nrc1", "nrc2", "nrc3")
 #: Points of the first, coarse grid of the gamma search on (0, lambda_min).
 GAMMA_GRID = 256
@@ -282,7 +282,7 @@ class RegressionStats(StreamingStatistic):
 # ---------------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class RegressionMetrics:
-    """NRC1-NRC3 (SPEC section 5) and the fit of the linear head, by SPEC name.
+    """NRC1-NRC3 (definitions §5) and the fit of the linear head, by their names there.
 
     ``nrc2``, ``mse`` and ``r2`` need the weight W (and bias b); ``nrc3`` needs W, n >= 2
     and a target covariance of full rank. Absent metrics are None and ``warnings`` says why.
@@ -337,7 +337,7 @@ def compute_regression_metrics(
         that interval, or None to skip NRC3. With singular target covariance an explicit
         float is an error and ``"search"`` leaves nrc3 None with a warning.
     centred_pca : bool
-        Principal directions of the centred features (SPEC); False uses the uncentred
+        Principal directions of the centred features (definitions); False uses the uncentred
         second moment of h instead, as some public code does.
     components : int, optional
         How many explained-variance ratios to report; default min(d, max(10, n + 1)).
@@ -521,7 +521,7 @@ def nrc3_from_gram(
     """NRC3 from the n x n matrices alone: Sigma and W W^T (no features needed).
 
     This is how a training log recomputes NRC3 at the gamma of the final W for every
-    epoch (SPEC section 5) from the ``W W^T`` it stored per epoch.
+    epoch (definitions §5) from the ``W W^T`` it stored per epoch.
 
     Parameters
     ----------
@@ -642,7 +642,7 @@ def measure_regression(
 
 def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
                  curve_points: int = GAMMA_CURVE_POINTS) -> dict[str, Any]:
-    """NRC3 of each logged row at one gamma, SPEC's: searched on the last row's W.
+    """NRC3 of each logged row at one gamma, searched on the last row's W (definitions §5).
 
     Parameters
     ----------
@@ -688,7 +688,7 @@ def nrc3_history(rows: list[dict[str, Any]], gamma: float | None = None,
 
 def nrc_drops(rows: list[dict[str, Any]], nrc3: dict[str, Any],
               split: str = "train") -> dict[str, float | None]:
-    """First logged value / last logged value of NRC1, NRC2 (``split``; SPEC and centred)
+    """First logged value / last logged value of NRC1, NRC2 (``split``; as defined and centred)
     and NRC3."""
     first, last = rows[0], rows[-1]
     pairs = {name: (first.get(f"{split}_{name}"), last.get(f"{split}_{name}"))

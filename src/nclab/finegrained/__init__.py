@@ -1,4 +1,4 @@
-"""Fine-grained structure under collapse (SPEC section 6, Yang, Steinhardt & Hu 2023).
+"""Fine-grained structure under collapse (definitions §6, Yang, Steinhardt & Hu 2023).
 
 Train on coarse labels that merge fine classes; then, inside each superclass, cluster the
 penultimate training features with k-means (k = number of fine classes in it), match the

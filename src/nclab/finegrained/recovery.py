@@ -208,7 +208,7 @@ class SuperclassRecovery:
 
 @dataclass(frozen=True)
 class FineRecovery:
-    """Fine-label recovery from coarse-trained features (SPEC section 6).
+    """Fine-label recovery from coarse-trained features (definitions §6).
 
     Attributes
     ----------
@@ -222,7 +222,7 @@ class FineRecovery:
         Accuracy of a uniform guess among the fine classes of the true superclass (training
         set): what recovery from features without fine structure approaches.
     coarse_nc1, fine_nc1 : float or None
-        SPEC ``nc1`` of the training features with the coarse / fine labels (None when
+        ``nc1`` (definitions §1) of the training features with the coarse / fine labels (None when
         undefined, see ``warnings``). Small ``coarse_nc1`` with high recovery is the
         point: collapsed for the coarse labels, still separable for the fine ones.
     superclasses : tuple of SuperclassRecovery

@@ -1,4 +1,4 @@
-"""Figures of fine-label recovery (SPEC section 6): curves over epochs, one projection."""
+"""Figures of fine-label recovery (definitions §6): curves over epochs, one projection."""
 
 from __future__ import annotations
 

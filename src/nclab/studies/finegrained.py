@@ -1,4 +1,4 @@
-"""Fine-label recovery after coarse training (SPEC section 6): the comparison study.
+"""Fine-label recovery after coarse training (definitions §6): the comparison study.
 
 :func:`run_comparison` trains the same network on superclass labels and on the fine
 labels, recovers the fine labels from the coarse model's features by k-means inside

@@ -1,4 +1,4 @@
-"""Training on coarse labels and recovering the fine ones (SPEC section 6) in the trainer.
+"""Training on coarse labels and recovering the fine ones (definitions §6) in the trainer.
 
 - ``CoarseTask`` (``TrainConfig.task = "coarse"``): loads the data set named by the
   config, merges its classes into superclasses with a :class:`CoarseLabeling` and trains
@@ -157,7 +157,7 @@ def recover_from_model(
     """Recover the fine labels from the classifier input of a model trained on ``data``.
 
     The test samples are assigned within the superclass the model predicts (the argmax
-    of its outputs), as in SPEC section 6.
+    of its outputs), as in definitions §6.
 
     Parameters
     ----------
