@@ -33,17 +33,6 @@ def power_of_two_scale(x: np.ndarray) -> float:
     return float(np.ldexp(1.0, int(np.frexp(peak)[1])))
 
 
-def upper_tiles(n: int, block: int = DEFAULT_BLOCK) -> Iterator[tuple[slice, slice, np.ndarray]]:
-    """Tiles (rows, cols, mask) covering the pairs i < j of an n x n matrix once each."""
-    for i0 in range(0, n, block):
-        rows = slice(i0, min(i0 + block, n))
-        for j0 in range(i0, n, block):
-            cols = slice(j0, min(j0 + block, n))
-            i = np.arange(rows.start, rows.stop)[:, None]
-            j = np.arange(cols.start, cols.stop)[None, :]
-            yield rows, cols, i < j
-
-
 def pseudo_inverse_trace(sigma_w: np.ndarray, centred_means: np.ndarray, max_rank: int) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
@@ -102,56 +91,6 @@ def equinorm(vectors: np.ndarray) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
     norms = np.linalg.norm(vectors / power_of_two_scale(vectors), axis=1)
     return float(norms.std() / norms.mean())
-
-
-def cosine_moments(vectors: np.ndarray, block: int = DEFAULT_BLOCK) -> tuple[float, float]:
-    """(equiangularity, maxangle) of the rows of ``vectors``.
-
-    equiangularity = std over c != c' of cos(v_c, v_c'); maxangle = mean of
-    |cos(v_c, v_c') + 1/(C-1)|. Sums are taken of cos + 1/(C-1), which is near zero
-    at collapse, so the variance suffers no cancellation.
-    """
-    count = vectors.shape[0]
-    vectors = vectors / power_of_two_scale(vectors)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    offset = 1.0 / (count - 1)
-    total = total_sq = total_abs = 0.0
-    for rows, cols, mask in upper_tiles(count, block):
-        shifted = (unit[rows] @ unit[cols].T + offset)[mask]
-        total += shifted.sum()
-        total_sq += shifted @ shifted
-        total_abs += np.abs(shifted).sum()
-    pairs = count * (count - 1) / 2
-    mean = total / pairs
-    return float(np.sqrt(max(total_sq / pairs - mean**2, 0.0))), float(total_abs / pairs)
-
-
-def cdnv(means: np.ndarray, variances: np.ndarray, block: int = DEFAULT_BLOCK) -> float:
-    """Mean over pairs c < c' of (sigma_c^2 + sigma_c'^2) / (2 ||mu_c - mu_c'||^2).
-
-    Distances come from a Gram tile; pairs whose distance is tiny next to the norms,
-    where that formula cancels, are recomputed from explicit differences.
-    """
-    # cdnv is unchanged by mu -> mu / s, sigma^2 -> sigma^2 / s^2: keep the squares in range
-    outer = power_of_two_scale(means)
-    centred = means / outer - (means / outer).mean(axis=0)
-    inner = power_of_two_scale(centred)
-    centred = centred / inner
-    variances = variances / outer / outer / inner / inner
-    norms = np.einsum("cd,cd->c", centred, centred)
-    total = 0.0
-    for rows, cols, mask in upper_tiles(len(means), block):
-        scale = norms[rows, None] + norms[None, cols]
-        dist = scale - 2 * centred[rows] @ centred[cols].T
-        risky = np.argwhere(mask & (dist < 1e-6 * scale))
-        for i, j in risky:
-            diff = centred[rows.start + i] - centred[cols.start + j]
-            dist[i, j] = diff @ diff
-        with np.errstate(divide="ignore", invalid="ignore"):  # masked-out diagonal: 0/0
-            ratio = (variances[rows, None] + variances[None, cols]) / (2 * dist)
-        total += ratio[mask].sum()
-    return float(total / (len(means) * (len(means) - 1) / 2))
 
 
 def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK,

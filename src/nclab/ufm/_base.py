@@ -142,7 +142,7 @@ class UFMSolution:
     def metrics(self, run: int = 0) -> CollapseMetrics:
         """Collapse metrics (definitions §1) of one run's features and classifier."""
         bias = None if self.bias is None else self.bias[run].cpu()
-        # With exactly collapsed classes geometry.cdnv divides 0 by 0 on the diagonal of
+        # With exactly collapsed classes the pair pass of cdnv can divide 0 by 0 on the diagonal of
         # its pair tiles, entries it then masks out: silence that spurious warning only.
         with np.errstate(invalid="ignore"), one_thread_if_small(self.features[run].numel()):
             return measure(self.features[run].cpu(), self.labels.cpu(), self.weight[run].cpu(),
