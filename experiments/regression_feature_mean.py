@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from nclab.core.regression import measure_regression
+from nclab import measure_regression
 from nclab.runs import RunDir
 from nclab.train import TrainConfig
 from nclab.train.regression import RegressionTask

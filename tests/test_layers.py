@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nclab"
 #: Top-level subpackage or module of nclab -> its layer (higher may import lower).
 LAYERS = {
     "core": 0,
-    "capture": 1, "data": 1, "models": 1, "runs": 1,
+    "capture": 1, "data": 1, "models": 1, "runs": 1, "histories": 1,
     "ufm": 1, "kernels": 1, "finegrained": 1,
     "train": 2, "report": 2,
     "studies": 3, "integrations": 3,

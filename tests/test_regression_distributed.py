@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from regression_reference import regression_problem
 
-from nclab.core.regression import RegressionStats, compute_regression_metrics
+from nclab import RegressionStats, compute_regression_metrics
 
 
 def _free_port() -> int:
@@ -46,7 +46,7 @@ def test_two_process_gloo_all_reduce(tmp_path):
         got = dict(np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False))
         stats = RegressionStats().load_state_dict(got)
         assert stats.num_samples == 150 and stats.zero_features == 2
-        np.testing.assert_allclose(got["joint_mean"], reference["joint_mean"], rtol=1e-12)
+        np.testing.assert_allclose(got["joint_means"], reference["joint_means"], rtol=1e-12)
         np.testing.assert_allclose(got["joint_scatter"], reference["joint_scatter"], rtol=1e-10,
                                    atol=1e-9)
         np.testing.assert_allclose(got["unit_scatter"], reference["unit_scatter"], rtol=1e-10,

@@ -13,8 +13,8 @@ from regression_reference import (
 )
 from sklearn.metrics import mean_squared_error, r2_score
 
-from nclab import NCInputError
-from nclab.core.regression import (
+from nclab import (
+    NCInputError,
     RegressionStats,
     compute_regression_metrics,
     measure_regression,
@@ -86,8 +86,8 @@ def test_merge_equals_one_pass_and_all_orders_agree():
     merged.merge(RegressionStats())  # an empty part changes nothing
     one_state, two_state = whole.state_dict(), merged.state_dict()
     for part in ("joint", "unit"):
-        assert int(one_state[f"{part}_count"]) == int(two_state[f"{part}_count"])
-        np.testing.assert_allclose(one_state[f"{part}_mean"], two_state[f"{part}_mean"],
+        assert int(one_state[f"{part}_counts"]) == int(two_state[f"{part}_counts"])
+        np.testing.assert_allclose(one_state[f"{part}_means"], two_state[f"{part}_means"],
                                    rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(one_state[f"{part}_scatter"], two_state[f"{part}_scatter"],
                                    rtol=1e-10, atol=1e-10)

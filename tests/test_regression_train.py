@@ -15,8 +15,10 @@ from threadpoolctl import threadpool_limits
 from torch_threads import one_thread  # noqa: F401
 
 from nclab import NCInputError
-from nclab.core.regression import RegressionStats, compute_regression_metrics, nrc3_history
+from nclab.core.regression_metrics import compute_regression_metrics
+from nclab.core.regression_stats import RegressionStats
 from nclab.data.teacher import teacher
+from nclab.histories import nrc3_history
 from nclab.models import build_model
 from nclab.train import Trainer, regression_config
 

@@ -6,8 +6,14 @@ import torch
 from reference import gaussian_classes
 from regression_reference import regression_problem
 
-from nclab import CollapseStats, DecisionStats, NCInputError, compute_metrics
-from nclab.core.regression import RegressionStats, compute_regression_metrics
+from nclab import (
+    CollapseStats,
+    DecisionStats,
+    NCInputError,
+    RegressionStats,
+    compute_metrics,
+    compute_regression_metrics,
+)
 from nclab.core.streaming import StreamingStatistic
 
 
@@ -159,8 +165,8 @@ def _negated_direction(scatter):
     (_corrupted("scatter", _negated_direction), "not positive semidefinite"),
     (_corrupted("scatter", lambda s: s + torch.triu(torch.ones_like(s), 1)), "not symmetric"),
     (_corrupted("means", lambda m: m[:, :5]), r"'means' has shape \(6, 5\)"),
-    (_corrupted("num_classes", torch.tensor(7)), "7 classes; expected 6"),
-    (_corrupted("dim", torch.tensor(9)), "feature dimension 9"),
+    (_corrupted("num_classes", torch.tensor(7)), "num_classes = 7; these statistics have 6"),
+    (_corrupted("dim", torch.tensor(9)), "dim = 9"),
     (_corrupted("means", "abc"), "'means' is not numeric"),
 ])
 def test_bad_states_are_refused_and_change_nothing(state, message):
@@ -174,16 +180,16 @@ def test_bad_states_are_refused_and_change_nothing(state, message):
 
 def test_a_state_of_another_dimension_is_refused():
     state = CollapseStats(6).update(*gaussian_classes(np.random.default_rng(10), d=5)).state_dict()
-    with pytest.raises(NCInputError, match="feature dimension 5"):
+    with pytest.raises(NCInputError, match="dim = 5"):
         CollapseStats(6, dim=10).load_state_dict(state)
     assert CollapseStats(6).load_state_dict(state).dim == 5
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: s.pop("joint_count"), "no entry 'joint_count'"),
-    (lambda s: s.update(joint_count=torch.tensor(-1)), "'joint_count' holds negative"),
-    (lambda s: s.update(unit_count=s["joint_count"] + 1), "'unit_count' exceeds"),
-    (lambda s: s.update(joint_mean=s["joint_mean"][:3]), "'joint_mean' has shape"),
+    (lambda s: s.pop("joint_counts"), "no entry 'joint_counts'"),
+    (lambda s: s.update(joint_counts=torch.tensor([-1])), "'joint_counts' holds negative"),
+    (lambda s: s.update(unit_counts=s["joint_counts"] + 1), "'unit_counts' exceeds"),
+    (lambda s: s.update(joint_means=s["joint_means"][:, :3]), "'joint_means' has shape"),
     (lambda s: s.update(unit_scatter=-s["unit_scatter"]), "'unit_scatter' has a negative"),
 ])
 def test_bad_regression_states_are_refused(change, message):

@@ -2,7 +2,10 @@
 
 from nclab.capture import track
 from nclab.core.errors import NCInputError
-from nclab.core.metrics import CollapseMetrics, compute_metrics, measure
+from nclab.core.measure import measure, measure_regression
+from nclab.core.metrics import CollapseMetrics, compute_metrics
+from nclab.core.regression_metrics import RegressionMetrics, compute_regression_metrics
+from nclab.core.regression_stats import RegressionStats
 from nclab.core.stats import CollapseStats, DecisionStats
 
 __version__ = "0.1.0"
@@ -12,7 +15,11 @@ __all__ = [
     "CollapseStats",
     "DecisionStats",
     "NCInputError",
+    "RegressionMetrics",
+    "RegressionStats",
     "compute_metrics",
+    "compute_regression_metrics",
     "measure",
+    "measure_regression",
     "track",
 ]

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from nclab.cli.app import app, show_result, value_table
 from nclab.cli.options import array_keys, read_arrays
-from nclab.core.metrics import METRIC_NAMES, CollapseMetrics, measure
+from nclab.core.measure import measure
+from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 
 
 @app.command("measure")

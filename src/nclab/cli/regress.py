@@ -19,7 +19,8 @@ from nclab.cli.app import console, err_console, regress_app, short, show_result,
 from nclab.cli.options import array_keys, integer, list_parser, read_arrays, real
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic, write_json
-from nclab.core.regression import RegressionMetrics, measure_regression
+from nclab.core.measure import measure_regression
+from nclab.core.regression_metrics import RegressionMetrics
 from nclab.train.config import Setting
 
 SPECTRUM = {"parser": list_parser(float, Setting(help="", low=0, low_open=True), "--spectrum"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,15 +12,10 @@ import torch
 from nclab.core import geometry
 from nclab.core.errors import NCInputError
 from nclab.core.io import finite_or_none, json_ready
-from nclab.core.stats import CollapseStats, DecisionStats
-from nclab.core.validation import (
-    as_classifier,
-    as_features,
-    as_labels,
-    classifier_rows,
-    positive_int,
-    to_numpy64,
-)
+from nclab.core.validation import as_classifier, as_features, positive_int, to_numpy64
+
+if TYPE_CHECKING:  # the statistics call these formulas, never the reverse
+    from nclab.core.stats import CollapseStats, DecisionStats
 
 #: Every metric of definitions §1, then §7, in their order there.
 METRIC_NAMES = (
@@ -190,7 +185,12 @@ def compute_metrics(
     centred = means - global_mean
     sigma_w = stats.within_class_covariance(scaled=True)
     max_rank = num_present if weighted_mean else num_present - 1
-    w = None if w is None else w[present]
+    w_shift = 0
+    if w is not None:
+        # W times a power of two of order one too: its metrics are scale-free, and its
+        # Gram neither over- nor underflows for weights of magnitude 1e+-250
+        w_shift = _order_one_shift(w[present])
+        w = np.ldexp(w[present], w_shift)
     values: dict[str, Any] = {
         "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
         "nc1_trace": float(np.trace(sigma_w) / (np.sum(centred * centred) / num_present)),
@@ -200,12 +200,15 @@ def compute_metrics(
     values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams)
     values.update(_pair_metrics(centred, stats.class_variances(scaled=True), w, cdnv_exponent,
                                 block))
-    values["cdnv"] = _unscaled(values["cdnv"], scale, 2 - cdnv_exponent)
+    log_scale = math.log2(scale)
+    values["cdnv"] = _unscaled(values["cdnv"], log_scale, 2 - cdnv_exponent)
     if w is not None:
         values.update(_classifier_metrics(w, centred, grams))
-        values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"], scale, 2)
-        if b is not None:
-            values["bias_relation"] = _bias_relation(w, b[present], global_mean / scale)
+        values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"],
+                                               log_scale + w_shift, 2)
+        if b is not None:  # W mu_G + b times the same power of two as W h
+            bias = np.ldexp(b[present], w_shift + round(log_scale))
+            values["bias_relation"] = _bias_relation(w, bias, global_mean)
     if decisions is not None:
         values["ncc_mismatch"], values["accuracy"] = decisions.compute()
     if ood is not None:
@@ -221,12 +224,18 @@ def compute_metrics(
     )
 
 
-def _unscaled(value: float, scale: float, power: float) -> float:
-    """A metric proportional to scale**power on the scaled state, for the features
-    themselves: value / scale**power (inf where that leaves the float64 range)."""
+def _order_one_shift(array: np.ndarray) -> int:
+    """k such that array * 2**k has its largest magnitude in [0.5, 1) (0 for zeros)."""
+    peak = float(np.abs(array).max()) if array.size else 0.0
+    return -math.frexp(peak)[1] if peak > 0 else 0
+
+
+def _unscaled(value: float, log_scale: float, power: float) -> float:
+    """A metric proportional to scale**power on the scaled state (scale = 2**log_scale),
+    for the data themselves: value / scale**power (inf where that leaves float64)."""
     if power == 0 or value == 0 or not math.isfinite(value):
         return value
-    exponent = -power * math.log2(scale)
+    exponent = -power * log_scale
     whole = math.floor(exponent)
     try:
         return math.ldexp(value * 2.0 ** (exponent - whole), whole)
@@ -368,62 +377,6 @@ def per_class_metrics(
     return PerClassMetrics(tuple(int(c) for c in np.flatnonzero(present)),
                            stats.counts[present].copy(), variances,
                            cdnv_exponent=float(cdnv_exponent), **values)
-
-
-def measure(
-    features: Any,
-    labels: Any,
-    weight: Any = None,
-    bias: Any = None,
-    *,
-    num_classes: int | None = None,
-    weighted_mean: bool = False,
-    ood_features: Any = None,
-    cdnv_exponent: float = 2.0,
-    batch_size: int = 65_536,
-) -> CollapseMetrics:
-    """All collapse metrics of in-memory features in one call.
-
-    Parameters
-    ----------
-    features : array or tensor of shape (N, d)
-    labels : array or tensor of shape (N,)
-    weight : array of shape (C, d), optional
-    bias : array of shape (C,), optional
-    num_classes : int, optional
-        C; defaults to ``weight.shape[0]``, else ``max(labels) + 1``.
-    weighted_mean : bool
-        Use the sample-weighted global mean.
-    ood_features : array or tensor of shape (N_ood, d), optional
-        Out-of-distribution features, for ``nc5_ood_orthogonality``.
-    cdnv_exponent : float
-        Power p of the distance in the cdnv denominator (2: Galanti et al.).
-    batch_size : int
-        Rows per streamed batch.
-
-    Returns
-    -------
-    CollapseMetrics
-    """
-    batch_size = positive_int(batch_size, "batch_size")
-    x = as_features(features)
-    if num_classes is None and weight is not None:
-        num_classes = classifier_rows(weight)
-    y = as_labels(labels, x.shape[0], num_classes)
-    if x.shape[0] == 0:
-        raise NCInputError("features has no rows")
-    ood_mean = None if ood_features is None else ood_feature_mean(ood_features, x.shape[1])
-    stats = CollapseStats(num_classes or int(y.max()) + 1, dim=x.shape[1])
-    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    for xb, yb in batches:
-        stats.update(xb, yb)
-    decisions = None
-    if weight is not None:
-        decisions = DecisionStats.from_stats(stats, weight, bias)
-        for xb, yb in batches:
-            decisions.update(xb, yb)
-    return compute_metrics(stats, weight, bias, decisions=decisions, weighted_mean=weighted_mean,
-                           ood_mean=ood_mean, cdnv_exponent=cdnv_exponent)
 
 
 def ood_feature_mean(features: Any, dim: int | None = None) -> np.ndarray:

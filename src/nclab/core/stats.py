@@ -19,23 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from nclab.core import distributed
 from nclab.core.errors import NCInputError
-from nclab.core.streaming import (
-    Moments,
-    StreamingStatistic,
-    check_scatter,
-    normalizing_exponent,
-    state_entry,
-    state_mapping,
-    state_scalar,
-    times_power_of_two,
-)
+from nclab.core.metrics import CollapseMetrics, compute_metrics
+from nclab.core.moments import Moments, normalizing_exponent, times_power_of_two
+from nclab.core.streaming import StreamingStatistic, Tally, declare
 from nclab.core.validation import (
     as_classifier,
     as_features,
@@ -44,12 +36,6 @@ from nclab.core.validation import (
     positive_int,
     real_tensor,
 )
-
-if TYPE_CHECKING:
-    from nclab.core.metrics import CollapseMetrics
-
-#: Largest |exponent| a state dict may declare (float64 spans 2^-1074 .. 2^1024).
-_MAX_STATE_EXPONENT = 2200
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -98,26 +84,35 @@ class CollapseStats(StreamingStatistic):
     >>> stats.compute(weight=W, bias=b)            # doctest: +SKIP
     """
 
+    CONFIG = ("num_classes", "dim")
+    LAZY = ("dim",)
+
     def __init__(self, num_classes: int, dim: int | None = None) -> None:
         self.num_classes = positive_int(num_classes, "num_classes")
         self.dim: int | None = None
-        self._moments: Moments | None = None
         self._views: dict[str, Any] = {}
         self._views_version = -1
         if dim is not None:
-            self._allocate(positive_int(dim, "dim"))
+            self._check_dim(positive_int(dim, "dim"), "dim")
 
-    def _allocate(self, dim: int) -> None:
-        self.dim = dim
-        self._moments = Moments(self.num_classes, dim)
+    def _declare(self, config: Mapping[str, int]) -> dict[str, Any]:
+        """The state: one :class:`Moments` group per class (the exponent keeps the name
+        ``scale_exponent`` of earlier releases' state dicts)."""
+        moments = Moments(config["num_classes"], config["dim"])
+        return {"moments": declare(moments, rename={"exponent": "scale_exponent"})}
+
+    @property
+    def _moments(self) -> Moments | None:
+        parts = self._parts()
+        return parts["moments"].part if parts else None  # type: ignore[return-value]
 
     def _check_dim(self, dim: int, what: str) -> Moments:
-        if self._moments is None:
-            self._allocate(positive_int(dim, "feature dimension"))
-        elif dim != self.dim:
+        if self.dim is not None and dim != self.dim:
             raise NCInputError(
                 f"{what} has feature dimension {dim}; these statistics have {self.dim}"
             )
+        self._configure({"num_classes": self.num_classes,
+                         "dim": positive_int(dim, "feature dimension")}, what)
         assert self._moments is not None
         return self._moments
 
@@ -139,39 +134,15 @@ class CollapseStats(StreamingStatistic):
         """
         x = as_features(features, check_finite=False)  # checked by the magnitude pass
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
+        if x.shape[0] == 0:  # fixes nothing, not even d
+            if self.dim is not None and x.shape[1] != self.dim:
+                self._check_dim(x.shape[1], "features")
+            return self
         self._check_dim(x.shape[1], "features").update(x, y)
-        return self
-
-    def _merge(self, other: CollapseStats) -> CollapseStats:
-        if other.num_classes != self.num_classes:
-            raise NCInputError(
-                f"cannot merge statistics of {other.num_classes} classes into {self.num_classes}"
-            )
-        if other._moments is None:
-            return self
-        self._check_dim(other._moments.dim, "the other statistics").merge(other._moments)
-        return self
-
-    def _all_reduce(self) -> CollapseStats:
-        """Works with any ``torch.distributed`` backend (gloo on CPU, nccl on GPU); each
-        rank sends its moments about the global class means, the exact pairwise merge of
-        all ranks at once."""
-        dim = int(distributed.all_reduce(torch.tensor([self.dim or 0]), op="max"))
-        if dim == 0:
-            return self
-        self._check_dim(dim, "another rank's features").all_reduce()
-        return self
-
-    def reset(self) -> CollapseStats:
-        """Forget every sample; C and d stay."""
-        if self._moments is not None:
-            self._moments.reset()
         return self
 
     def compute(self, weight: Any = None, bias: Any = None, **kwargs: Any) -> CollapseMetrics:
         """``compute_metrics(self, weight, bias, **kwargs)``: every collapse metric."""
-        from nclab.core.metrics import compute_metrics  # metrics imports this module
-
         return compute_metrics(self, weight, bias, **kwargs)
 
     # ------------------------------------------------------------------ views of the state
@@ -269,44 +240,6 @@ class CollapseStats(StreamingStatistic):
         spread = self.scaled_spread() if scaled else self.spread
         return spread[present] / self.counts[present]
 
-    # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only (on the CPU), so that ``torch.load(..., weights_only=True)`` reads
-        it back. ``means``, ``spread`` and ``scatter`` are of the features times
-        ``2**scale_exponent`` (0 for features of ordinary magnitude)."""
-        state = {"num_classes": torch.tensor(self.num_classes), "dim": torch.tensor(self.dim or 0)}
-        if self._moments is not None:
-            counts, means, spread, scatter = self._moments.moments()
-            state.update(counts=counts.cpu().clone(), means=means.cpu().clone(),
-                         spread=spread.cpu().clone(), scatter=scatter.cpu().clone(),
-                         scale_exponent=torch.tensor(self._moments.exponent))
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> CollapseStats:
-        """Restore a :meth:`state_dict`; every entry is checked before anything changes."""
-        state = state_mapping(state, "CollapseStats")
-        classes = state_scalar(state, "num_classes")
-        if classes != self.num_classes:
-            raise NCInputError(f"state holds {classes} classes; expected {self.num_classes}")
-        dim = state_scalar(state, "dim")
-        if dim < 0 or (self.dim is not None and dim not in (0, self.dim)):
-            raise NCInputError(f"state has feature dimension {dim}; these statistics have "
-                               f"{self.dim}")
-        if dim == 0:
-            self.dim, self._moments = None, None
-            return self
-        C = self.num_classes
-        counts = state_entry(state, "counts", (C,), integer=True, nonnegative=True)
-        means = state_entry(state, "means", (C, dim))
-        spread = state_entry(state, "spread", (C,), nonnegative=True)
-        scatter = state_entry(state, "scatter", (dim, dim))
-        check_scatter(scatter)
-        exponent = state_scalar(state, "scale_exponent", default=0)
-        if abs(exponent) > _MAX_STATE_EXPONENT:
-            raise NCInputError(f"state entry 'scale_exponent' is out of range: {exponent}")
-        self._check_dim(dim, "the state").load(counts, means, spread, scatter, exponent)
-        return self
-
     def __repr__(self) -> str:
         return (f"CollapseStats(num_classes={self.num_classes}, dim={self.dim}, "
                 f"num_samples={self.num_samples})")
@@ -355,8 +288,29 @@ class DecisionStats(StreamingStatistic):
         self.centred = np.where(present[:, None], means - self.origin, 0.0)
         self.penalty = np.where(present, np.einsum("cd,cd->c", self.centred, self.centred), np.inf)
         self._constants: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
-        # per true class, rows: seen, mismatched, correct; on the features' device
-        self._tallies = torch.zeros(3, num_classes, dtype=torch.int64)
+        self._configure({"num_classes": num_classes}, "the means")
+
+    CONFIG = ("num_classes",)
+
+    def _declare(self, config: Mapping[str, int]) -> dict[str, Any]:
+        """The state: per true class, rows seen, mismatched and correct (summed on merge)."""
+        tally = Tally((3, config["num_classes"]))
+        return {"tallies": declare(tally, rename={"counts": "class_counts"})}
+
+    @property
+    def _tally(self) -> Tally:
+        return self._parts()["tallies"].part  # type: ignore[return-value]
+
+    @property
+    def _tallies(self) -> torch.Tensor:
+        """(3, C) int64 on the features' device: seen, mismatched, correct per true class."""
+        return self._tally.counts
+
+    def _check_parts(self, values: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        counts = values["tallies"]["counts"]
+        if bool((counts[1:] > counts[0]).any()):
+            raise NCInputError("state entry 'class_counts' has more mismatched or correct "
+                               "samples than samples seen")
 
     @classmethod
     def from_stats(cls, stats: CollapseStats, weight: Any, bias: Any = None) -> DecisionStats:
@@ -405,8 +359,7 @@ class DecisionStats(StreamingStatistic):
         decided = (None if predictions is None else
                    as_labels(predictions, x.shape[0], self.num_classes).to(x.device))
         weight, bias, origin, centred, penalty = self._device_constants(x)
-        if self._tallies.device != x.device:
-            self._tallies = self._tallies.to(x.device)
+        self._tally.to(x.device)
         rows = max(1, self._CHUNK_ENTRIES // self.num_classes)
         for start in range(0, x.shape[0], rows):
             xs, ys = x[start : start + rows], y[start : start + rows]
@@ -432,35 +385,6 @@ class DecisionStats(StreamingStatistic):
                                f"{self.num_classes}); got {tuple(scores.shape)}")
         ensure_finite(scores, "logits")
         return scores.to(x.device)
-
-    def _merge(self, other: DecisionStats) -> DecisionStats:
-        if other.num_classes != self.num_classes:
-            raise NCInputError(f"cannot merge decisions over {other.num_classes} classes into "
-                               f"{self.num_classes}")
-        self._tallies += other._tallies.to(self._tallies.device)
-        return self
-
-    def _all_reduce(self) -> DecisionStats:
-        self._tallies = distributed.reduce_on_device(self._tallies)
-        return self
-
-    def reset(self) -> DecisionStats:
-        """Forget every sample; the classifier and the means stay."""
-        self._tallies.zero_()
-        return self
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"class_counts": self.class_counts.clone()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> DecisionStats:
-        state = state_mapping(state, "DecisionStats")
-        counts = state_entry(state, "class_counts", (3, self.num_classes), integer=True,
-                             nonnegative=True)
-        if bool((counts[1:] > counts[0]).any()):
-            raise NCInputError("state entry 'class_counts' has more mismatched or correct "
-                               "samples than samples seen")
-        self._tallies = counts.to(self._tallies.device)
-        return self
 
     def compute(self) -> tuple[float, float]:
         """(ncc_mismatch, accuracy) as fractions of the samples seen."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.metrics import measure
+from nclab.core.measure import measure
 from nclab.core.validation import as_features, as_labels
 from nclab.finegrained.labeling import CoarseLabeling, short_list
 

@@ -29,28 +29,15 @@ except ImportError:  # pragma: no cover - depends on what is installed
 
 
 def pack(stats: CollapseStats) -> torch.Tensor:
-    """The sufficient statistics as one float64 vector.
-
-    Layout: counts (C), class means (C d), squared spreads (C), within-class scatter
-    (d d); length C (d + 2) + d^2.
-    """
-    state = stats.state_dict()
-    return torch.cat([state["counts"].to(torch.float64), state["means"].ravel(),
-                      state["spread"], state["scatter"].ravel()])
+    """The statistics' whole declared state as one float64 vector
+    (:meth:`CollapseStats.to_vector`: counts, means, spreads, scatter and the
+    power-of-two exponent of their units)."""
+    return stats.to_vector()
 
 
 def unpack(vector: torch.Tensor, num_classes: int, dim: int) -> CollapseStats:
-    """The CollapseStats that :func:`pack` made ``vector`` from."""
-    C, d = num_classes, dim
-    v = vector.detach().to("cpu", torch.float64)
-    if v.numel() != C * (d + 2) + d * d:
-        raise NCInputError(f"a packed state of {C} classes in {d} dims has "
-                           f"{C * (d + 2) + d * d} entries; got {v.numel()}")
-    counts = torch.round(v[:C]).to(torch.int64)
-    state = {"num_classes": torch.tensor(C), "dim": torch.tensor(d), "counts": counts,
-             "means": v[C:C + C * d].reshape(C, d), "spread": v[C + C * d:C * (d + 2)],
-             "scatter": v[C * (d + 2):].reshape(d, d)}
-    return CollapseStats(C).load_state_dict(state)
+    """The CollapseStats that :func:`pack` made ``vector`` from (checked as a state dict is)."""
+    return CollapseStats(num_classes, dim).load_vector(vector)
 
 
 def merge_packed(stacked: torch.Tensor, num_classes: int, dim: int) -> torch.Tensor:
@@ -77,7 +64,8 @@ class NeuralCollapse(Metric):
         C; labels lie in ``0..C-1``.
     dim : int, optional
         Feature dimension d; default: the classifier's number of inputs. The state has a
-        fixed size C (d + 2) + d^2 so that every process's state has the same shape.
+        fixed size (``CollapseStats.vector_size``, about C (d + 2) + d^2) so that every
+        process's state has the same shape.
     classifier : nn.Module, optional
         A layer with a 2-D ``weight`` (C, d) and optional ``bias`` (an ``nn.Linear``):
         read at each :meth:`compute`, for the metrics of the classifier. Not registered
@@ -89,8 +77,9 @@ class NeuralCollapse(Metric):
 
     Notes
     -----
-    The state is one float64 vector of the per-class counts, means and squared spreads
-    and the pooled scatter, merged with :func:`merge_packed` (exact pairwise merge)
+    The state is one float64 vector, the flat encoding of every field that
+    :class:`~nclab.core.stats.CollapseStats` declares (counts, means, squared spreads,
+    pooled scatter and the power-of-two exponent of their units), merged with :func:`merge_packed` (exact pairwise merge)
     when torchmetrics synchronizes processes. ``ncc_mismatch`` and ``accuracy`` need a
     second pass over the data with the final class means and are not computed here;
     ``nclab.track`` gives them.
@@ -116,7 +105,7 @@ class NeuralCollapse(Metric):
         self.weighted_mean = weighted_mean
         self._classifier = (classifier,)  # a tuple: not registered as a submodule
         self._result: CollapseMetrics | None = None
-        size = self.num_classes * (self.dim + 2) + self.dim * self.dim
+        size = CollapseStats(self.num_classes, self.dim).vector_size()
         self.add_state("moments", default=torch.zeros(size, dtype=torch.float64),
                        dist_reduce_fx=functools.partial(merge_packed,
                                                         num_classes=self.num_classes,

@@ -6,7 +6,7 @@
 - :func:`write_regression_report`: report.html, nrc.png and gamma.png of one run.
 
 NRC3 is not a column of the logged rows: it is computed here from the logged W W^T and
-Sigma at the gamma of the last logged W (:func:`nclab.core.regression.nrc3_history`).
+Sigma at the gamma of the last logged W (:func:`nclab.histories.nrc3_history`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nclab.core.io import make_dirs, write_atomic
-from nclab.core.regression import nrc3_history, nrc_drops
+from nclab.histories import nrc3_history, nrc_drops
 from nclab.report import REPORT_HTML
 from nclab.report.figures import Panel, run_panels
 from nclab.report.pages import lacks_note, page, run_status, run_title, table

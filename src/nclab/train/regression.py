@@ -23,9 +23,11 @@ from torch import nn
 
 from nclab.capture import Probe, collect
 from nclab.core.errors import NCInputError
-from nclab.core.regression import RegressionStats, compute_regression_metrics, nrc3_history
+from nclab.core.regression_metrics import compute_regression_metrics
+from nclab.core.regression_stats import RegressionStats
 from nclab.data import REGRESSION, DatasetSplits, load_dataset, targets_from_numpy
 from nclab.data.registry import check_dataset_options
+from nclab.histories import nrc3_history
 from nclab.models import check_model
 from nclab.train.config import TrainConfig
 from nclab.train.evaluators import EvalContext
@@ -85,7 +87,7 @@ class RegressionTask(Task):
     """Real targets y in R^n; loss = squared error averaged over the n outputs.
 
     The loss of one sample is (1/n) ||f(x) - y||^2, so the logged ``train_loss`` is the
-    MSE of scikit-learn and of :class:`~nclab.core.regression.RegressionMetrics`.
+    MSE of scikit-learn and of :class:`~nclab.core.regression_metrics.RegressionMetrics`.
 
     Data: ``config.dataset`` is a regression set of ``nclab.data.DATASETS`` with builder
     options in ``config.dataset_options`` (``seed`` among them, default 0: the data do

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.core.metrics import CollapseMetrics, measure
+from nclab.core.measure import measure
+from nclab.core.metrics import CollapseMetrics
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.regression import RegressionMetrics, measure_regression
+from nclab.core.measure import measure_regression
+from nclab.core.regression_metrics import RegressionMetrics
 from nclab.core.validation import as_targets, to_numpy64
 
 REGIMES = ("collapse", "partial", "zero", "none")
