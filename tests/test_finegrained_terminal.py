@@ -1,5 +1,5 @@
 """Fine-label recovery in the terminal phase: the terminal-phase check, the trainer's
-``stop_when`` hook, ``nclab finegrained --until-collapse`` and the fine share of the
+``StopWhen`` callback, ``nclab finegrained --until-collapse`` and the fine share of the
 within-superclass scatter."""
 
 import json
@@ -16,7 +16,7 @@ from train_helpers import TINY
 
 from nclab.core.errors import NCInputError
 from nclab.finegrained import fine_scatter_shares, linear_probe_accuracy
-from nclab.train import Trainer
+from nclab.train import StopWhen, Trainer
 from nclab.train.finegrained import TERMINAL_DROP, TERMINAL_NC1, TerminalPhase
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,7 +92,7 @@ def test_terminal_phase_refuses_bad_settings(threshold, drop):
         TerminalPhase(threshold, drop)
 
 
-# ---------------------------------------------------------------- Trainer(stop_when=...)
+# ---------------------------------------------------------------- StopWhen(rule)
 
 
 def test_stop_when_stops_at_a_logged_epoch_and_resume_trains_no_further(tmp_path):
@@ -103,14 +103,16 @@ def test_stop_when_stops_at_a_logged_epoch_and_resume_trains_no_further(tmp_path
         seen.append(rows[-1]["epoch"])
         return rows[-1]["epoch"] >= 4
 
-    summary = Trainer(config, tmp_path, progress=False, stop_when=after_epoch_4).fit()
+    summary = Trainer(config, tmp_path, progress=False,
+                      callbacks=[StopWhen(after_epoch_4)]).fit()
     assert summary["epochs_done"] == 4 and summary["stopped_early"]
     assert seen == [1, 2, 3, 4]  # asked after every logged epoch, with the rows so far
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
     assert [row["epoch"] for row in logged] == [1, 2, 3, 4]
     assert json.loads((tmp_path / "summary.json").read_text())["stopped_early"]
     # resumed under the same condition: it already holds, nothing more is trained
-    again = Trainer(config, tmp_path, progress=False, stop_when=after_epoch_4).fit(resume=True)
+    again = Trainer(config, tmp_path, progress=False,
+                    callbacks=[StopWhen(after_epoch_4)]).fit(resume=True)
     assert again["epochs_done"] == 4
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
     # without it, the run continues from the checkpoint of epoch 4 to the budget
@@ -122,7 +124,7 @@ def test_stop_when_stops_at_a_logged_epoch_and_resume_trains_no_further(tmp_path
 
 def test_stop_when_never_met_trains_the_budget(tmp_path):
     summary = Trainer(TINY.updated(epochs=3, log_points=3), tmp_path, progress=False,
-                      stop_when=lambda rows: False).fit()
+                      callbacks=[StopWhen(lambda rows: False)]).fit()
     assert summary["epochs_done"] == 3 and summary["stopped_early"] is False
 
 

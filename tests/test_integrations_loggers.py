@@ -18,7 +18,7 @@ from nclab import NCInputError
 from nclab.integrations import loggers
 from nclab.integrations.loggers import close_loggers, make_loggers, row_scalars
 from nclab.runs import RunDir
-from nclab.train import Trainer
+from nclab.train import LoggerCallback, Trainer
 
 pytestmark = pytest.mark.usefixtures("hermetic")
 
@@ -119,7 +119,8 @@ def test_trainer_rows_reach_every_logger_as_in_metrics_jsonl(tmp_path):
     run_dir = tmp_path / "run"
     config = TINY.updated(epochs=6, log_points=3)
     chosen = make_loggers(list(READERS), run_dir, config=config.to_dict())
-    trainer = Trainer(config, run_dir, progress=False, loggers=chosen)
+    trainer = Trainer(config, run_dir, progress=False,
+                      callbacks=[LoggerCallback(logger) for logger in chosen])
     try:
         trainer.fit()
     finally:

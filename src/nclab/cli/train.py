@@ -46,12 +46,13 @@ def run_training(config: TrainConfig, out: Path, *, resume: bool, runtime: Runti
     """Train, then (on rank 0) print the outcome and write the report. ``loggers``
     names experiment loggers that get every logged row too (``--logger``)."""
     from nclab.integrations.loggers import close_loggers, make_loggers
-    from nclab.train import Trainer
+    from nclab.train import LoggerCallback, Trainer
 
     chosen = make_loggers(loggers or (), out, config=config.to_dict())
     runtime.apply_threads(console)
     trainer = Trainer(config, out, device=runtime.device, checkpoint_every=checkpoint_every,
-                      progress=console if runtime.progress else False, loggers=chosen)
+                      progress=console if runtime.progress else False,
+                      callbacks=[LoggerCallback(logger) for logger in chosen])
     try:
         summary = trainer.fit(resume=resume)
     finally:

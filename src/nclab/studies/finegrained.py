@@ -31,7 +31,7 @@ from nclab.report.finegrained import projection_figure, recovery_figure
 from nclab.report.pages import setting_text
 from nclab.report.style import lr_drop_epochs
 from nclab.runs import RunDir
-from nclab.train import TrainConfig, Trainer
+from nclab.train import StopWhen, TrainConfig, Trainer
 from nclab.train.batches import EvalBatches
 from nclab.train.finegrained import (
     RECOVERY_COLUMNS,
@@ -57,7 +57,8 @@ def comparison_configs(base: TrainConfig, options: dict[str, Any]) -> tuple[Trai
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool, device: str,
            progress: bool | Console,
            stop_when: TerminalPhase | None = None) -> tuple[Trainer, dict[str, Any]]:
-    trainer = Trainer(config, run_dir, device=device, progress=progress, stop_when=stop_when)
+    callbacks = [StopWhen(stop_when)] if stop_when is not None else []
+    trainer = Trainer(config, run_dir, device=device, progress=progress, callbacks=callbacks)
     return trainer, trainer.fit(resume=resume)
 
 

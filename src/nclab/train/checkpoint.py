@@ -21,7 +21,8 @@ from torch import nn
 from nclab.core.errors import NCInputError, first_line
 
 FORMAT = 1
-#: Keys every checkpoint has; ``step``, ``step_loss`` and ``rng_cuda`` are optional.
+#: Keys every checkpoint has; ``step``, ``step_loss``, ``callbacks`` and ``rng_cuda`` are
+#: optional.
 REQUIRED = ("format", "model", "optimizer", "epoch", "tpt_onset", "rows", "elapsed", "rng_cpu")
 #: Optimizer settings the trainer sets itself at every epoch.
 _SCHEDULED = {"params", "lr", "initial_lr"}
@@ -43,6 +44,8 @@ class RunProgress:
     step, step_loss : int, float
         Optimizer steps done in epoch ``epoch + 1`` and the sum of their losses, when a
         signal stopped the run inside that epoch (else 0).
+    callbacks : dict
+        ``state_key -> state_dict()`` of the trainer's callbacks with state.
     """
 
     epoch: int = 0
@@ -53,6 +56,7 @@ class RunProgress:
     saved_at: float = field(default_factory=time.monotonic)
     step: int = 0
     step_loss: float = 0.0
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, progress: RunProgress,
@@ -69,6 +73,7 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, progres
         "rng_cpu": torch.get_rng_state(),
         "step": progress.step,
         "step_loss": progress.step_loss,
+        "callbacks": json.dumps(progress.callbacks),
     }
     if device.type == "cuda":
         state["rng_cuda"] = torch.cuda.get_rng_state(device)
@@ -108,12 +113,16 @@ class _Fields:
                              + (f" >= {low:g}" if low > -math.inf else ""))
         return float(value)
 
-    def rows(self, epoch: int) -> list[dict[str, Any]]:
-        text = self.values["rows"]
+    def parsed(self, key: str, default: str | None = None) -> Any:
+        """The JSON text under ``key`` read back (None when it is not JSON text)."""
+        text = self.values.get(key, default)
         try:
-            rows = json.loads(text) if isinstance(text, str) else None
+            return json.loads(text) if isinstance(text, str) else None
         except ValueError:
-            rows = None
+            return None
+
+    def rows(self, epoch: int) -> list[dict[str, Any]]:
+        rows = self.parsed("rows")
         if not isinstance(rows, list):
             raise self.error("is damaged: rows is not the JSON list of the logged rows")
         last = 0
@@ -124,6 +133,13 @@ class _Fields:
                                  f"expected increasing epochs in 1..{epoch}")
             last = logged
         return rows
+
+    def callbacks(self) -> dict[str, dict[str, Any]]:
+        states = self.parsed("callbacks", "{}")
+        if not isinstance(states, dict) or not all(isinstance(state, dict)
+                                                   for state in states.values()):
+            raise self.error("is damaged: callbacks is not the JSON of the callbacks' states")
+        return states
 
 
 def restore(checkpoint: Any, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -151,7 +167,7 @@ def restore(checkpoint: Any, path: Path, model: nn.Module, optimizer: torch.opti
     progress = RunProgress(
         epoch, None if onset < 0 else onset, fields.rows(epoch),
         fields.number("elapsed", low=0), saved_epoch=epoch, step=step,
-        step_loss=fields.number("step_loss", default=0.0),
+        step_loss=fields.number("step_loss", default=0.0), callbacks=fields.callbacks(),
     )
     _load_model(fields, model, checkpoint["model"])
     _load_optimizer(fields, optimizer, checkpoint["optimizer"])

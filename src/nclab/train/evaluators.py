@@ -1,18 +1,19 @@
 """What is measured at the logged epochs: a list of evaluator objects.
 
 An evaluator is any callable ``evaluator(context) -> dict[str, float | None]`` with a
-``name``; the trainer calls each one at every logged epoch and writes the returned
-values into that epoch's row of metrics.jsonl / metrics.csv. An evaluator may also have
-``summarize(rows) -> dict``: called at the end with every logged row, its result goes
-into summary.json (for values that depend on the final epoch). List a new one in
+``name``; at every logged epoch its returned values go into that epoch's row of
+metrics.jsonl / metrics.csv. An evaluator may also have ``summarize(rows) -> dict``:
+called at the end with every logged row, its result goes into summary.json (for values
+that depend on the final epoch). The trainer runs each one through an
+:class:`EvaluatorCallback` (``nclab.train.callbacks``). List a new one in
 ``nclab.train.tasks.EVALUATORS`` to make it selectable by name
-(``TrainConfig.evaluators``), or pass instances to :class:`Trainer` directly.
+(``TrainConfig.evaluators``), or pass instances as ``Trainer(evaluators=[...])``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -22,7 +23,11 @@ from nclab.capture.batches import model_device
 from nclab.core import distributed
 from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
+from nclab.train.callbacks import Callback
 from nclab.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from nclab.train.trainer import Trainer
 
 
 @dataclass
@@ -117,13 +122,40 @@ def evaluate_loss(model: nn.Module, batches: EvalBatches, task: Any,
 
 
 class Evaluator(Protocol):
+    """What is measured at a logged epoch (``summarize(rows) -> dict`` is optional)."""
+
     name: str
 
     def __call__(self, context: EvalContext) -> dict[str, Any]: ...
 
 
+class EvaluatorCallback(Callback):
+    """An evaluator in the trainer's loop: its values join each logged row, and its
+    ``summarize(rows)``, if it has one, the summary.
+
+    Parameters
+    ----------
+    evaluator : Evaluator
+        Called with ``trainer.eval_context`` at every logged epoch.
+    """
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
+        row.update(self.evaluator(trainer.eval_context))
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        summarize = getattr(self.evaluator, "summarize", None)
+        if summarize is not None and trainer.state.rows:
+            summary.update(summarize(trainer.state.rows))
+
+
 class CollapseEvaluator:
     """Every metric of definitions §1 on the train and the test split: ``train_nc1``, ...
+
+    Its :meth:`summarize` gives the train NC1 at the TPT onset and at the end, and their
+    ratio (``nc1_at_onset``, ``nc1_final``, ``nc1_drop``).
 
     Parameters
     ----------
@@ -142,3 +174,16 @@ class CollapseEvaluator:
             metrics = context.track(split)
             row.update({f"{split}_{name}": getattr(metrics, name) for name in METRIC_NAMES})
         return row
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The train NC1 at the TPT onset (always a logged epoch), at the last logged
+        epoch, and how many times smaller it became; nothing before the onset or when
+        the train split is not measured."""
+        last = rows[-1]
+        onset = next((row for row in rows if row["epoch"] == last["tpt_onset"]), None)
+        if onset is None or "train_nc1" not in onset:
+            return {}
+        summary = {"nc1_at_onset": onset["train_nc1"], "nc1_final": last["train_nc1"]}
+        if onset["train_nc1"] and last["train_nc1"]:
+            summary["nc1_drop"] = onset["train_nc1"] / last["train_nc1"]
+        return summary

@@ -245,7 +245,7 @@ TERMINAL_DROP = 10.0
 
 @dataclass(frozen=True)
 class TerminalPhase:
-    """Whether a run's logged rows are in the terminal phase; usable as ``stop_when``.
+    """Whether a run's logged rows are in the terminal phase; a rule for ``StopWhen``.
 
     The last logged row is in it when its training error is zero, its ``key`` (the
     coarse train nc1 of the recovery evaluator) is at most ``threshold`` and at most
@@ -263,7 +263,7 @@ class TerminalPhase:
 
     Examples
     --------
-    >>> Trainer(config, "runs/x", stop_when=TerminalPhase(0.05))   # doctest: +SKIP
+    >>> Trainer(config, "runs/x", callbacks=[StopWhen(TerminalPhase(0.05))])  # doctest: +SKIP
     """
 
     threshold: float = TERMINAL_NC1

@@ -1,4 +1,4 @@
-"""The training loop: SGD into the terminal phase, evaluators at log-spaced epochs.
+"""The training loop: SGD into the terminal phase, callbacks at log-spaced epochs.
 
 One code path for one process and for ``torchrun --nproc_per_node=K`` (DDP): each rank
 trains on its share of every global batch and evaluates its shard of each split; the
@@ -12,8 +12,9 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -32,9 +33,10 @@ from nclab.core.errors import Interrupted, NCInputError
 from nclab.core.io import finite_or_none
 from nclab.runs import CHECKPOINT, RunDir
 from nclab.train.batches import EvalBatches, TrainBatches
+from nclab.train.callbacks import Callback, CallbackList, LoggerCallback, RowLogger, StopWhen
 from nclab.train.checkpoint import RunProgress, checkpoint_state, restore
 from nclab.train.config import TrainConfig, config_diff
-from nclab.train.evaluators import EvalContext, Evaluator, evaluate_loss
+from nclab.train.evaluators import EvalContext, Evaluator, EvaluatorCallback, evaluate_loss
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task
 from nclab.train.tasks import make_evaluators, make_task
@@ -72,21 +74,30 @@ class Trainer:
     checkpoint_every : int, optional
         Save a checkpoint every this many epochs; by default whenever
         ``CHECKPOINT_SECONDS`` have passed since the last one. Always after the last
-        epoch, and when SIGINT or SIGTERM stops the run.
+        epoch, when a callback stops the run, and when SIGINT or SIGTERM does.
+    callbacks : sequence of Callback, optional
+        Called at the moments of the loop (``nclab.train.callbacks``): columns of the
+        logged rows, experiment loggers (``LoggerCallback``), stop rules
+        (``StopWhen``), anything of your own. Their states go into the checkpoint.
     evaluators : sequence of Evaluator, optional
-        Run at every logged epoch after those named in ``config.evaluators``.
+        Run at every logged epoch after those named in ``config.evaluators`` (each
+        through an ``EvaluatorCallback``, before ``callbacks``).
     task : Task, optional
         Overrides the task named by ``config.task``.
     loggers : sequence of objects with ``log(row, step)``, optional
-        Given every logged row (on rank 0) after it is written to metrics.jsonl, with the
-        epoch as step (``nclab.integrations.loggers.make_loggers``); their creator
-        closes them.
+        Deprecated: ``callbacks=[LoggerCallback(logger), ...]``.
     stop_when : callable, optional
-        Called with the rows logged so far (a list of dicts, oldest first) after every
-        logged epoch, and once before training resumes; when it returns True, training
-        stops there, within ``config.epochs``: a checkpoint is saved and the summary
-        says ``stopped_early``. It must give the same answer on every rank (the rows
-        do).
+        Deprecated: ``callbacks=[StopWhen(stop_when)]``.
+
+    Attributes
+    ----------
+    callbacks : CallbackList
+        Every callback of the run in calling order: the evaluators of
+        ``config.evaluators``, of ``evaluators``, then ``callbacks``.
+    state : RunProgress
+        Epochs done, logged rows, TPT onset (what the checkpoint restores).
+    eval_context : EvalContext
+        The logged epoch's, while the callbacks' ``on_epoch_end`` runs.
 
     Notes
     -----
@@ -108,9 +119,10 @@ class Trainer:
         device: str | torch.device = "auto",
         progress: bool | Console = True,
         checkpoint_every: int | None = None,
+        callbacks: Sequence[Callback] = (),
         evaluators: Sequence[Evaluator] = (),
         task: Task | None = None,
-        loggers: Sequence[Any] = (),
+        loggers: Sequence[RowLogger] = (),
         stop_when: Callable[[list[dict[str, Any]]], bool] | None = None,
     ) -> None:
         if checkpoint_every is not None and checkpoint_every < 1:
@@ -121,10 +133,13 @@ class Trainer:
         self.progress = progress
         self.checkpoint_every = checkpoint_every
         self.task = task if task is not None else make_task(config)
-        self.evaluators = [*make_evaluators(config, self.task.default_evaluators), *evaluators]
-        self.loggers = list(loggers)
-        self.stop_when = stop_when
+        named = make_evaluators(config, self.task.default_evaluators)
+        self.callbacks = CallbackList([
+            *(EvaluatorCallback(evaluator) for evaluator in [*named, *evaluators]),
+            *callbacks, *_deprecated_callbacks(loggers, stop_when)])
         self.rank, self.world = 0, 1
+        self.state = RunProgress()
+        self.eval_context: EvalContext | None = None
 
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -138,7 +153,7 @@ class Trainer:
         Raises
         ------
         NCInputError
-            Bad settings, data or run directory (nothing written then).
+            Bad settings, data, callbacks or run directory (nothing written then).
         TrainingDiverged
             The loss, weights or outputs became NaN or infinite.
         TrainingInterrupted
@@ -147,12 +162,12 @@ class Trainer:
         created_group = self._setup_distributed()
         try:
             self._build()
-            with self._lock():
+            with self.run.lock() if self.rank == 0 else nullcontext():
                 checkpoint = self._read_run_dir(resume)
-                state = self._restore(checkpoint) if checkpoint is not None else RunProgress()
-                self._start_run_dir(state)
+                self._restore(checkpoint)
+                self._start_run_dir()
                 with _StopSignals() as stop:
-                    return self._fit(state, stop)
+                    return self._fit(stop)
         finally:
             if created_group:
                 dist.destroy_process_group()
@@ -169,10 +184,6 @@ class Trainer:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
         return created
 
-    def _barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
     def _build(self) -> None:
         """Data, model and optimizer: everything that can fail on bad settings, before
         the run directory is touched."""
@@ -187,10 +198,6 @@ class Trainer:
         self.classifier = self.task.classifier(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr,
                                          momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-    def _lock(self) -> AbstractContextManager[None]:
-        """Rank 0, the one process that writes, holds the run directory's lock."""
-        return self.run.lock() if self.rank == 0 else nullcontext()
 
     def _read_run_dir(self, resume: bool) -> dict[str, Any] | None:
         """The checkpoint to continue from (None: start afresh), after every check that
@@ -213,19 +220,31 @@ class Trainer:
                                f"different config ({'; '.join(differences)})")
         return self.run.load_checkpoint(self.device)
 
-    def _start_run_dir(self, state: RunProgress) -> None:
+    def _restore(self, checkpoint: Any) -> None:
+        """The progress, model, optimizer and callback states of ``checkpoint`` (None: a
+        fresh start); the callbacks' states are checked either way, before any write."""
+        self.state = RunProgress()
+        if checkpoint is not None:
+            steps_per_epoch = -(-len(self.data.train) // self.config.batch_size)
+            self.state = restore(checkpoint, self.run.file(CHECKPOINT), self.model,
+                                 self.optimizer, self.device, self.config.epochs,
+                                 steps_per_epoch)
+            self.callbacks.load_state_dict(self.state.callbacks)
+        self.callbacks.state_dict()
+
+    def _start_run_dir(self) -> None:
         """The first write: config.json, and the logs as the checkpoint holds them (rows
         logged after the checkpoint are dropped: the resumed run redoes them)."""
         self._barrier()
         if self.rank == 0:
             self.run.remove_stale_temporaries()
             self.run.write_config(self.config.to_dict())
-            self.run.reset_rows(state.rows)
+            self.run.reset_rows(self.state.rows)
         self._barrier()
 
     # ------------------------------------------------------------------ the loop
-    def _fit(self, state: RunProgress, stop: _StopSignals) -> dict[str, Any]:
-        cfg, data, optimizer = self.config, self.data, self.optimizer
+    def _fit(self, stop: _StopSignals) -> dict[str, Any]:
+        cfg, data, optimizer, state = self.config, self.data, self.optimizer, self.state
         x_train, y_train = data.train.x.to(self.device), data.train.y.to(self.device)
         x_test, y_test = data.test.x.to(self.device), data.test.y.to(self.device)
         train_model = self._wrap(self.model)
@@ -234,11 +253,12 @@ class Trainer:
             "test": EvalBatches(x_test, y_test, cfg.eval_batch_size, self.rank, self.world),
         }
         log_epochs = set(log_spaced_epochs(cfg.epochs, cfg.log_points))
-        # a resumed run that had already met stop_when trains no further
-        met = self._stop_met(state.rows)
+        self.callbacks.call("on_train_start", self)
+        # a resumed run that a callback had already stopped trains no further
+        met = self.callbacks.should_stop(self, state.rows)
         first = cfg.epochs + 1 if met else state.epoch + 1
 
-        with self._progress_bar(state.epoch) as (bar, task_id):
+        with _ProgressBar(cfg.epochs, state.epoch, self.progress, self.rank) as (bar, task_id):
             for epoch in range(first, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = learning_rate(epoch, cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.lr_gamma)
@@ -246,41 +266,29 @@ class Trainer:
                     group["lr"] = lr
                 batches = TrainBatches(x_train, y_train, cfg.batch_size, cfg.seed, epoch,
                                        self.rank, self.world)
-                running_loss = self._train_epoch(train_model, optimizer, batches, state, stop)
+                running_loss = self._train_epoch(train_model, batches, stop)
                 if running_loss is None:  # a signal, inside the epoch
                     state.elapsed += time.perf_counter() - start
-                    self._save(optimizer, state)
-                    raise self._interrupted(stop, state)
-                self._check_finite(epoch, running_loss, state)
-                row = self._evaluate_checked(epoch, lr, running_loss, log_epochs, state,
-                                             eval_batches)
+                    self._save()
+                    raise stop.interrupted(state, self.run, cfg.epochs)
+                self._check_finite(epoch, running_loss)
+                row = self._evaluate_checked(epoch, lr, running_loss, log_epochs, eval_batches)
                 state.elapsed += time.perf_counter() - start
                 state.epoch = epoch
                 if row is not None:
-                    row["time_s"] = round(state.elapsed, 3)
-                    if self.rank == 0:
-                        self.run.append_row(row, state.rows)
-                        for logger in self.loggers:
-                            logger.log(row, step=epoch)
-                    state.rows.append(row)
-                stopping = self._stop_agreed(stop) and epoch < cfg.epochs
-                met = row is not None and self._stop_met(state.rows)
-                if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch, state)):
-                    self._save(optimizer, state)
+                    self._log(row)
+                stopping = stop.agreed(self.world) and epoch < cfg.epochs
+                met = self.callbacks.should_stop(self, state.rows)
+                if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch)):
+                    self._save()
                 if stopping:
-                    raise self._interrupted(stop, state)
+                    raise stop.interrupted(state, self.run, cfg.epochs)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
                 if met:
                     break
-        summary = finite_or_none(self._summary(state))  # as summary.json holds it
-        if self.stop_when is not None:
-            summary["stopped_early"] = met and state.epoch < cfg.epochs
-        if self.rank == 0:
-            self.run.write_summary(summary)
-        return summary
+        return self._finish(stopped=met)
 
-    def _train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     batches: TrainBatches, state: RunProgress,
+    def _train_epoch(self, model: nn.Module, batches: TrainBatches,
                      stop: _StopSignals) -> float | None:
         """One pass over the training set; returns the mean training loss (all ranks).
 
@@ -288,6 +296,7 @@ class Trainer:
         steps done and their loss go into ``state`` and None is returned. A pass that
         ``state`` records as begun starts after its last step.
         """
+        state, optimizer = self.state, self.optimizer
         model.train()
         total = torch.full((), state.step_loss, dtype=torch.float64, device=self.device)
         for step, (x, y, global_size) in enumerate(batches):
@@ -309,12 +318,14 @@ class Trainer:
         return float(self._all_reduce(total)) / len(batches.y)
 
     def _evaluate(self, epoch: int, lr: float, running_loss: float, log_epochs: set[int],
-                  state: RunProgress, batches: dict[str, EvalBatches]) -> dict[str, Any] | None:
-        """The row of this epoch, or None when it is not logged.
+                  batches: dict[str, EvalBatches]) -> dict[str, Any] | None:
+        """The row of this epoch, or None when it is not logged: the trainer's columns,
+        then those the callbacks add (``on_epoch_end``).
 
         Until the TPT onset is found, the training error is measured after every epoch;
         the onset epoch is always logged.
         """
+        state = self.state
         seeking_onset = self.task.has_error_rate and state.tpt_onset is None
         if epoch not in log_epochs:
             if not seeking_onset:
@@ -333,31 +344,59 @@ class Trainer:
             "train_loss": train[0], "train_error": train[1],
             "test_loss": test[0], "test_error": test[1], "tpt_onset": state.tpt_onset,
         }
-        for evaluator in self.evaluators:
-            row.update(evaluator(context))
+        self.eval_context = context
+        self.callbacks.call("on_epoch_end", self, epoch, row)
         return finite_or_none(row)  # NaN and inf metrics are logged as null
 
+    def _log(self, row: dict[str, Any]) -> None:
+        """Complete ``row`` with the training time, write it (rank 0) and hand it to the
+        callbacks."""
+        row["time_s"] = round(self.state.elapsed, 3)
+        if self.rank == 0:
+            self.run.append_row(row, self.state.rows)
+        self.state.rows.append(row)
+        self.callbacks.call("on_row_logged", self, row)
+
+    def _finish(self, stopped: bool) -> dict[str, Any]:
+        """The summary of a completed run (``stopped``: a callback stopped it), with the
+        callbacks' keys; written to summary.json."""
+        state = self.state
+        summary: dict[str, Any] = {
+            "status": "complete", "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
+            "time_s": round(state.elapsed, 3), "run_dir": str(self.run.path),
+            "world_size": self.world, "device": str(self.device),
+        }
+        if state.rows:
+            summary["final"] = state.rows[-1]
+        self.callbacks.call("on_train_end", self, summary)
+        summary = finite_or_none(summary)  # as summary.json holds it
+        if self.callbacks.can_stop:
+            summary["stopped_early"] = stopped and state.epoch < self.config.epochs
+        if self.rank == 0:
+            self.run.write_summary(summary)
+        return summary
+
     # ------------------------------------------------------------------ divergence
-    def _check_finite(self, epoch: int, running_loss: float, state: RunProgress) -> None:
+    def _check_finite(self, epoch: int, running_loss: float) -> None:
         """Stop as diverged when the loss or a weight is NaN or infinite."""
         if not math.isfinite(running_loss):
-            self._diverged(epoch, f"the training loss became {running_loss}", state)
+            self._diverged(epoch, f"the training loss became {running_loss}")
         if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
-            self._diverged(epoch, "the weights became NaN or infinite", state)
+            self._diverged(epoch, "the weights became NaN or infinite")
 
     def _evaluate_checked(self, epoch: int, lr: float, running_loss: float,
-                          log_epochs: set[int], state: RunProgress,
+                          log_epochs: set[int],
                           batches: dict[str, EvalBatches]) -> dict[str, Any] | None:
         """:meth:`_evaluate`, with an evaluation that fails on NaN or infinite outputs
         (finite weights whose features overflow) reported as a divergence."""
         try:
-            row = self._evaluate(epoch, lr, running_loss, log_epochs, state, batches)
+            row = self._evaluate(epoch, lr, running_loss, log_epochs, batches)
         except Exception:
             if self._outputs_finite(batches["train"]):
                 raise
-            self._diverged(epoch, "the network's outputs became NaN or infinite", state)
+            self._diverged(epoch, "the network's outputs became NaN or infinite")
         if row is not None and row["train_loss"] is None:
-            self._diverged(epoch, "the loss on the training set became NaN or infinite", state)
+            self._diverged(epoch, "the loss on the training set became NaN or infinite")
         return row
 
     def _outputs_finite(self, batches: EvalBatches) -> bool:
@@ -367,7 +406,8 @@ class Trainer:
                 on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
         return float(self._all_reduce(torch.tensor(float(finite.count(False))))) == 0
 
-    def _diverged(self, epoch: int, what: str, state: RunProgress) -> NoReturn:
+    def _diverged(self, epoch: int, what: str) -> NoReturn:
+        state = self.state
         kept = (f"the last good checkpoint (epoch {state.saved_epoch}) is kept in "
                 f"{self.run.file(CHECKPOINT)}" if state.saved_epoch is not None
                 else "no checkpoint had been written yet")
@@ -378,29 +418,11 @@ class Trainer:
         raise TrainingDiverged(f"{what} in epoch {epoch}: stopped; {kept} (start again with "
                                "a lower lr in a new run directory)")
 
-    # ------------------------------------------------------------------ signals
-    def _stop_agreed(self, stop: _StopSignals) -> bool:
-        """Whether a stop signal reached any rank (all ranks stop at the same epoch)."""
-        if self.world == 1:
-            return stop.signal_number is not None
-        flag = torch.tensor(float(stop.signal_number or 0))
-        number = int(self._all_reduce_max(flag))
-        stop.signal_number = stop.signal_number or (number or None)
-        return number != 0
-
-    def _all_reduce_max(self, tensor: torch.Tensor) -> torch.Tensor:
-        return distributed.all_reduce(tensor, op="max")
-
-    def _interrupted(self, stop: _StopSignals, state: RunProgress) -> TrainingInterrupted:
-        number = stop.signal_number or signal.SIGINT
-        where = (f"in epoch {state.epoch + 1} (after step {state.step})" if state.step
-                 else f"after epoch {state.epoch} of {self.config.epochs}")
-        return TrainingInterrupted(
-            f"stopped by {signal.Signals(number).name} {where}; checkpoint saved in "
-            f"{self.run.file(CHECKPOINT)}; continue with: nclab train --out "
-            f"{self.run.path} --resume", number)
-
     # ------------------------------------------------------------------ helpers
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         return distributed.all_reduce(tensor) if self.world > 1 else tensor.cpu()
 
@@ -410,52 +432,42 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    def _stop_met(self, rows: list[dict[str, Any]]) -> bool:
-        return self.stop_when is not None and bool(rows) and bool(self.stop_when(rows))
-
-    def _checkpoint_due(self, epoch: int, state: RunProgress) -> bool:
+    def _checkpoint_due(self, epoch: int) -> bool:
         if epoch == self.config.epochs:
             return True
         if self.checkpoint_every is not None:
             return epoch % self.checkpoint_every == 0
-        return time.monotonic() - state.saved_at >= CHECKPOINT_SECONDS
+        return time.monotonic() - self.state.saved_at >= CHECKPOINT_SECONDS
 
-    def _save(self, optimizer: torch.optim.Optimizer, state: RunProgress) -> None:
+    def _save(self) -> None:
+        """Checkpoint the model, optimizer, progress and callback states (rank 0)."""
         if self.rank != 0:
             return
-        self.run.save_checkpoint(checkpoint_state(self.model, optimizer, state, self.device))
+        state = self.state
+        state.callbacks = self.callbacks.state_dict()
+        self.run.save_checkpoint(checkpoint_state(self.model, self.optimizer, state,
+                                                  self.device))
         state.saved_epoch, state.saved_at = state.epoch, time.monotonic()
 
-    def _restore(self, checkpoint: Any) -> RunProgress:
-        steps_per_epoch = -(-len(self.data.train) // self.config.batch_size)
-        return restore(checkpoint, self.run.file(CHECKPOINT), self.model, self.optimizer,
-                       self.device, self.config.epochs, steps_per_epoch)
 
-    def _summary(self, state: RunProgress) -> dict[str, Any]:
-        rows = state.rows
-        summary: dict[str, Any] = {
-            "status": "complete", "epochs_done": state.epoch, "tpt_onset": state.tpt_onset,
-            "time_s": round(state.elapsed, 3), "run_dir": str(self.run.path),
-            "world_size": self.world, "device": str(self.device),
-        }
-        if rows:
-            last = rows[-1]
-            summary["final"] = last
-            for evaluator in self.evaluators:  # results that need every logged row
-                if hasattr(evaluator, "summarize"):
-                    summary.update(evaluator.summarize(rows))
-            onset = next((r for r in rows if r["epoch"] == state.tpt_onset), None)
-            if onset is not None and "train_nc1" in onset:
-                summary["nc1_at_onset"] = onset["train_nc1"]
-                summary["nc1_final"] = last["train_nc1"]
-                if onset["train_nc1"] and last["train_nc1"]:
-                    summary["nc1_drop"] = onset["train_nc1"] / last["train_nc1"]
-        return summary
+def _deprecated_callbacks(loggers: Sequence[RowLogger],
+                          stop_when: Callable[[list[dict[str, Any]]], bool] | None
+                          ) -> list[Callback]:
+    """The callbacks that the old keywords ``loggers=`` and ``stop_when=`` stand for."""
+    made: list[Callback] = []
+    if loggers:
+        _warn_deprecated("loggers", "callbacks=[LoggerCallback(logger), ...]")
+        made += [LoggerCallback(logger) for logger in loggers]
+    if stop_when is not None:
+        _warn_deprecated("stop_when", "callbacks=[StopWhen(rule)]")
+        made.append(StopWhen(stop_when))
+    return made
 
-    def _progress_bar(self, done: int) -> _ProgressBar:
-        show = bool(self.progress) and self.rank == 0
-        console = self.progress if isinstance(self.progress, Console) else None
-        return _ProgressBar(self.config.epochs, done, show, console)
+
+def _warn_deprecated(keyword: str, spelling: str) -> None:
+    # stacklevel: this function, _deprecated_callbacks, Trainer.__init__, the caller
+    warnings.warn(f"Trainer({keyword}=...) is deprecated and will be removed in the next "
+                  f"release: pass {spelling}", DeprecationWarning, stacklevel=4)
 
 
 class _ProgressBar:
@@ -466,7 +478,9 @@ class _ProgressBar:
     other columns short.
     """
 
-    def __init__(self, total: int, done: int, show: bool, console: Console | None) -> None:
+    def __init__(self, total: int, done: int, progress: bool | Console, rank: int) -> None:
+        show = bool(progress) and rank == 0
+        console = progress if isinstance(progress, Console) else None
         self.bar = Progress(
             TextColumn("[bold]epoch", table_column=Column(no_wrap=True)),
             MofNCompleteColumn(table_column=Column(no_wrap=True)), BarColumn(bar_width=10),
@@ -525,6 +539,25 @@ class _StopSignals:
     def __exit__(self, *exc: object) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+    def agreed(self, world: int) -> bool:
+        """Whether a stop signal reached any rank (all ranks stop at the same epoch)."""
+        if world == 1:
+            return self.signal_number is not None
+        flag = torch.tensor(float(self.signal_number or 0))
+        number = int(distributed.all_reduce(flag, op="max"))
+        self.signal_number = self.signal_number or (number or None)
+        return number != 0
+
+    def interrupted(self, state: RunProgress, run: RunDir, epochs: int) -> TrainingInterrupted:
+        """The error that ends the run after its checkpoint was saved."""
+        number = self.signal_number or signal.SIGINT
+        where = (f"in epoch {state.epoch + 1} (after step {state.step})" if state.step
+                 else f"after epoch {state.epoch} of {epochs}")
+        return TrainingInterrupted(
+            f"stopped by {signal.Signals(number).name} {where}; checkpoint saved in "
+            f"{run.file(CHECKPOINT)}; continue with: nclab train --out "
+            f"{run.path} --resume", number)
 
 
 def _status(loss: float, state: RunProgress) -> str:
