@@ -96,6 +96,8 @@ def nclab_metrics(stats: CollapseStats, first: int, last: int) -> dict:
     arrays = stats.counts, stats.scaled_means(), stats.scaled_scatter()
     combined = spectral.spectral_metrics(*arrays, first_rank=first, last_rank=last)
     moments = spectral.second_moments(*arrays)
+    for matrix in moments[:4]:
+        np.testing.assert_array_equal(matrix, matrix.T)  # exactly, as eigh assumes
     N = moments.num_samples
     single = {
         "rankme": spectral.rankme(moments.uncentred, N),
@@ -136,11 +138,17 @@ def balanced_labels(rng, N: int, C: int) -> np.ndarray:
     return rng.permutation(np.arange(N) % C)
 
 
+def random_labels(rng, N: int, C: int) -> np.ndarray:
+    """Unbalanced, classes 0 and 1 present, the others perhaps absent."""
+    return rng.permutation(np.concatenate([[0, 1], rng.integers(0, C, N - 2)]))
+
+
 # ------------------------------------------------------------------ against brute force
 CASES = {  # name: (N, d, C, rank of the centred features)
     "N > d": (120, 10, 4, 10),
     "N < d": (12, 30, 3, 11),
     "rank-deficient": (80, 16, 4, 5),
+    "unbalanced": (50, 8, 5, 8),
     "one sample per class": (6, 9, 6, 5),
 }
 
@@ -150,7 +158,7 @@ def test_metrics_equal_brute_force(name):
     N, d, C, rank = CASES[name]
     rng = np.random.default_rng(len(name))
     X = features(rng, N, d, rank)
-    y = balanced_labels(rng, N, C)
+    y = (random_labels if name == "unbalanced" else balanced_labels)(rng, N, C)
     first, last = 2, 8
     assert_metrics_close(nclab_metrics(streamed(X, y, C), first, last),
                          brute_metrics(X, y, first, last))
@@ -266,16 +274,17 @@ def problems(draw):
     exponent = draw(st.integers(-200, 200))
     seed = draw(st.integers(0, 2**32 - 1))
     batch = draw(st.integers(1, 16))
-    return N, d, C, rank, condition, exponent, seed, batch
+    balanced = draw(st.booleans())
+    return N, d, C, rank, condition, exponent, seed, batch, balanced
 
 
 @FUZZ
 @given(problems())
 def test_fuzz_metrics_equal_brute_force(problem):
-    N, d, C, rank, condition, exponent, seed, batch = problem
+    N, d, C, rank, condition, exponent, seed, batch, balanced = problem
     rng = np.random.default_rng(seed)
     X = features(rng, N, d, rank, condition)
-    y = balanced_labels(rng, N, C)
+    y = (balanced_labels if balanced else random_labels)(rng, N, C)
     got = nclab_metrics(streamed(X * 10.0**exponent, y, C, batch), 1, d)
     assert_metrics_close(got, brute_metrics(X, y, 1, d))
 
@@ -306,6 +315,8 @@ BAD_CALLS = {
     "NaN delta": lambda: spectral.lidar(SYMMETRIC, SYMMETRIC, float("nan")),
     "boolean delta": lambda: spectral.lidar(SYMMETRIC, SYMMETRIC, True),
     "string delta": lambda: spectral.lidar(SYMMETRIC, SYMMETRIC, "1e-4"),
+    "complex delta": lambda: spectral.lidar(SYMMETRIC, SYMMETRIC, np.complex128(1e-4)),
+    "infinite delta": lambda: spectral.lidar(SYMMETRIC, SYMMETRIC, np.inf),
     "mismatched covariances": lambda: spectral.lidar(SYMMETRIC, np.eye(3)),
     "negative variance": lambda: spectral.lidar(np.diag([1.0, -1.0]), SYMMETRIC),
     "indefinite within": lambda: spectral.lidar(np.array([[1.0, 2.0], [2.0, 1.0]]), SYMMETRIC),
@@ -329,3 +340,19 @@ def test_bad_input_gets_one_line(name):
         BAD_CALLS[name]()
     message = str(error.value)
     assert message and "\n" not in message
+
+
+
+
+def test_rounding_of_many_rows_is_not_taken_for_a_dimension():
+    """A Gram summed over N rows carries rounding up to about N eps lambda_max in a null
+    direction (sqrt(N) eps typically): below max(N, d) eps lambda_max an eigenvalue is
+    zero, so an eigenvalue of 10 eps is a dimension of a 2-row Gram, not of a 1,000-row one."""
+    eps = np.finfo(np.float64).eps
+    gram = np.diag([1.0, 10 * eps])
+    assert spectral.rankme(gram, 1000) == pytest.approx(
+        equal_singular_values_rankme(1, 2), rel=1e-14)
+    assert spectral.rankme(gram, 2) == pytest.approx(
+        entropy_rank(np.sqrt([1.0, 10 * eps])), rel=1e-14)
+    assert spectral.alpha_req(np.diag([1.0, 0.5, 10 * eps]), 1, 3, num_samples=1000) == (
+        pytest.approx(1.0, rel=1e-14))

@@ -23,6 +23,7 @@ features would resolve them, at the cost of storing the features.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -97,19 +98,27 @@ def second_moments(counts: Any, means: Any, scatter: Any) -> SecondMoments:
     """
     counts, means, scatter = _checked_statistics(counts, means, scatter)
     present = counts > 0
-    n, mu = counts[present], means[present]
-    total_count = int(n.sum())
+    n, mu = counts[present].astype(np.float64), means[present]
+    total_count = int(counts.sum())
     with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
-        uncentred = scatter + (mu.T * n) @ mu
-        around_sample_mean = mu - (n @ mu) / total_count
-        total = scatter + (around_sample_mean.T * n) @ around_sample_mean
-    around_plain_mean = mu - mu.mean(axis=0)
-    between = around_plain_mean.T @ around_plain_mean / len(n)
+        around_plain_mean = mu - mu.mean(axis=0)
+        class_gram = around_plain_mean.T @ around_plain_mean  # a.T @ a: one syrk
+        sample_mean = n @ mu / total_count
+        if (n == n[0]).all():  # balanced: the sample mean is the plain mean
+            between_scatter = n[0] * class_gram
+        else:
+            weighted = np.sqrt(n)[:, None] * (mu - sample_mean)
+            between_scatter = weighted.T @ weighted
+        total = scatter + between_scatter
+        # X^T X = S_T + N mu mu^T: a sum of semi-definite terms, nothing cancels; the
+        # outer product of one vector with itself is exactly symmetric, like the rest
+        root_n_mean = math.sqrt(total_count) * sample_mean
+        uncentred = total + np.outer(root_n_mean, root_n_mean)
     if not (np.isfinite(uncentred).all() and np.isfinite(total).all()):
         raise NCInputError("the second moments overflow float64: pass the statistics' "
                            "scaled means and scatter")
-    return SecondMoments(_symmetrized(uncentred), _symmetrized(total),
-                         scatter / total_count, _symmetrized(between), total_count)
+    return SecondMoments(uncentred, total, scatter / total_count, class_gram / len(n),
+                         total_count)
 
 
 def _checked_statistics(counts: Any, means: Any,
@@ -387,11 +396,7 @@ def _symmetric(matrix: Any, name: str, scale: bool) -> np.ndarray:
     peak = np.max(np.abs(array))
     if np.max(np.abs(array - array.T)) > _SYMMETRY_TOLERANCE * peak:
         raise NCInputError(f"{name} is not symmetric")
-    return _symmetrized(array)
-
-
-def _symmetrized(matrix: np.ndarray) -> np.ndarray:
-    return (matrix + matrix.T) / 2
+    return (array + array.T) / 2
 
 
 def _check_semidefinite(descending: np.ndarray, name: str) -> None:
@@ -401,7 +406,7 @@ def _check_semidefinite(descending: np.ndarray, name: str) -> None:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise NCInputError(f"{name} must be a positive number; got {value!r}")
     number = float(value)
     if not (math.isfinite(number) and number > 0):
