@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli
-from docs_helpers import documented, numbers, run_documented
+from docs_helpers import documented
 from reference import gaussian_classes
 from torch import nn
 
@@ -425,12 +425,10 @@ def test_cli_the_same_ood_file_twice_and_a_missing_one(files, capsys):
 
 
 # ------------------------------------------------------------------ the docs' experiment
-def test_documented_experiment_gives_the_numbers_shown():
-    namespace = run_documented("ood.md", "## A collapsed set against a far-OOD set")
-    shown = numbers(documented("ood.md", "## A collapsed set against a far-OOD set")[1])
-    result = namespace["result"]
-    measured = [result.k] + [value for method in result.methods
-                             for value in result.metrics["far"][method].values()]
-    assert measured == pytest.approx(shown, abs=6e-4)
-    assert result.metrics["far"]["neco"]["auroc"] > 0.99
-    assert result.metrics["far"]["msp"]["auroc"] < 0.7
+def test_documented_experiment_prints_what_the_page_shows(capsys):
+    code, shown = documented("ood.md", "## A collapsed set against a far-OOD set")
+    namespace = {}
+    exec(compile(code, "docs/ood.md", "exec"), namespace)
+    assert capsys.readouterr().out == shown
+    metrics = namespace["result"].metrics["far"]
+    assert metrics["neco"]["auroc"] == 1.0 and metrics["msp"]["auroc"] < 0.7
