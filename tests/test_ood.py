@@ -326,6 +326,8 @@ def test_model_path_bad_loaders_give_one_line():
     ({"ood": {"a": np.ones(6)}}, "must be 2-D"),
     ({"weight": None, "methods": ["nci"]}, "'nci' needs the classifier"),
     ({"methods": ["odin"]}, "unknown OOD method 'odin'"),
+    ({"methods": []}, "no OOD method given"),
+    ({"num_classes": 0}, "num_classes must be an integer >= 1"),
     ({"neco_k": 7}, "at most the feature dimension d = 6"),
     ({"neco_k": 0}, "neco_k must be an integer >= 1"),
     ({"nci_alpha": float("nan")}, "nci_alpha must be a finite number"),

@@ -253,7 +253,9 @@ def evaluate(
         if fit_labels is None:
             raise NCInputError("fit_features given without fit_labels")
         y_fit = fit_labels
-    if num_classes is None and weight is not None:
+    if num_classes is not None:
+        num_classes = positive_int(num_classes, "num_classes")
+    elif weight is not None:
         num_classes = classifier_rows(weight)
     y = as_labels(y_fit, x_fit.shape[0], num_classes)
     stats = CollapseStats(num_classes or int(y.max()) + 1, dim=dim)

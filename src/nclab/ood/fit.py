@@ -50,8 +50,9 @@ def choose_methods(methods: Sequence[str] | None) -> tuple[str, ...] | None:
     names = list(dict.fromkeys(methods))
     unknown = [name for name in names if name not in METHODS]
     if unknown or not names:
-        raise NCInputError(f"unknown OOD method {', '.join(map(repr, unknown)) or '(none)'}; "
-                           f"choose from {', '.join(METHODS)}")
+        what = f"unknown OOD method {', '.join(map(repr, unknown))}" if unknown \
+            else "no OOD method given"
+        raise NCInputError(f"{what}; choose from {', '.join(METHODS)}")
     return tuple(name for name in METHODS if name in names)
 
 
@@ -215,7 +216,8 @@ class OODFit:
     bias: np.ndarray | None
     nci_alpha: float
     warnings: tuple[str, ...] = ()
-    _device_cache: dict[Any, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _device_cache: dict[Any, dict[str, torch.Tensor]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def k(self) -> int | None:
