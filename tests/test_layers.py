@@ -16,7 +16,7 @@ LAYERS = {
     "core": 0,
     "capture": 1, "data": 1, "models": 1, "runs": 1, "histories": 1,
     "ufm": 1, "kernels": 1, "finegrained": 1,
-    "train": 2, "report": 2,
+    "train": 2, "report": 2, "ood": 2,
     "studies": 3, "integrations": 3,
     "cli": 4,
     "__init__": 5, "__main__": 5,
