@@ -8,6 +8,8 @@ sums for the covariances, scipy's matrix square root for LiDAR, np.polyfit for a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -356,3 +358,30 @@ def test_rounding_of_many_rows_is_not_taken_for_a_dimension():
         entropy_rank(np.sqrt([1.0, 10 * eps])), rel=1e-14)
     assert spectral.alpha_req(np.diag([1.0, 0.5, 10 * eps]), 1, 3, num_samples=1000) == (
         pytest.approx(1.0, rel=1e-14))
+
+
+# ---------------------------------------------------------------------------- wiring
+def test_measure_with_spectral_gives_the_brute_force_values_and_the_cli_prints_them(
+        tmp_path, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    import nclab
+
+    rng = np.random.default_rng(11)
+    labels = np.repeat(np.arange(5), 12)
+    X = rng.normal(size=(5, 9))[labels] * 3 + rng.normal(size=(60, 9))
+    result = nclab.measure(X * 1e-200, labels, spectral=True)
+    sigma = np.linalg.svd(X, compute_uv=False)
+    p = sigma / sigma.sum() + 1e-7
+    assert math.isclose(result.rankme, float(np.exp(-(p * np.log(p)).sum())), rel_tol=1e-9)
+    assert len(result.explained_variance) == 9 and result.explained_variance[-1] == 1.0
+    assert "rankme" in result.scalars() and nclab.measure(X, labels).rankme is None
+    np.savez(tmp_path / "f.npz", features=X, labels=labels)
+    code, out, err = run_cli(["measure", tmp_path / "f.npz", "--spectral",
+                              "--json", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    assert "lidar" in out
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert math.isclose(saved["rankme"], result.rankme, rel_tol=1e-9)

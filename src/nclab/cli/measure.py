@@ -10,7 +10,7 @@ from rich.table import Table
 from nclab.cli.app import app, show_result, value_table
 from nclab.cli.options import array_keys, read_arrays
 from nclab.core.measure import measure
-from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
+from nclab.core.metrics import METRIC_NAMES, SPECTRAL_NAMES, CollapseMetrics
 
 
 @app.command("measure")
@@ -31,13 +31,16 @@ def measure_command(
     ood: Path | None = typer.Option(
         None, "--ood", help="A .npz whose features (N_ood x d, --features-key) are "
                             "out-of-distribution samples, for nc5_ood_orthogonality."),
+    spectral: bool = typer.Option(
+        False, "--spectral", help="Also RankMe, alpha-ReQ, LiDAR and the explained-variance "
+                                  "curve (definitions §8)."),
 ) -> None:
     """Print every Neural Collapse metric of a feature file."""
     arrays = read_arrays(file, keys, required=("features", "labels"))
     ood_features = None if ood is None else read_arrays(ood, keys, ("features",))["features"]
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
                      arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean,
-                     ood_features=ood_features)
+                     ood_features=ood_features, spectral=spectral)
     show_result(metrics_table(result, title=str(file)), result, file, json_out)
 
 
@@ -45,4 +48,5 @@ def metrics_table(result: CollapseMetrics, title: str = "") -> Table:
     """A two-column rich table of the metric values (n/a where not computed)."""
     return value_table(f"{title}  (N={result.num_samples}, C={result.num_classes}, "
                        f"d={result.dim})",
-                       ((name, getattr(result, name)) for name in METRIC_NAMES))
+                       ((name, getattr(result, name)) for name in METRIC_NAMES
+                        + (SPECTRAL_NAMES if result.rankme is not None else ())))

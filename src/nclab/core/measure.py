@@ -35,6 +35,7 @@ def measure(
     ood_features: Any = None,
     cdnv_exponent: float = 2.0,
     batch_size: int = 65_536,
+    spectral: bool = False,
 ) -> CollapseMetrics:
     """All collapse metrics of in-memory features in one call.
 
@@ -54,6 +55,8 @@ def measure(
         Power p of the distance in the cdnv denominator (2: Galanti et al.).
     batch_size : int
         Rows per streamed batch.
+    spectral : bool
+        Also RankMe, alpha-ReQ, LiDAR and the explained variance (definitions §8).
 
     Returns
     -------
@@ -77,7 +80,8 @@ def measure(
         for xb, yb in batches:
             decisions.update(xb, yb)
     return stats.compute(weight, bias, decisions=decisions, weighted_mean=weighted_mean,
-                           ood_mean=ood_mean, cdnv_exponent=cdnv_exponent)
+                           ood_mean=ood_mean, cdnv_exponent=cdnv_exponent,
+                         spectral=spectral)
 
 
 def measure_regression(

@@ -12,6 +12,7 @@ import torch
 from nclab.core import geometry
 from nclab.core.errors import NCInputError
 from nclab.core.io import finite_or_none, json_ready
+from nclab.core.spectral import spectral_metrics
 from nclab.core.validation import as_classifier, as_features, positive_int, to_numpy64
 
 if TYPE_CHECKING:  # the statistics call these formulas, never the reverse
@@ -25,12 +26,8 @@ METRIC_NAMES = (
     "gnc2_dist_means", "gnc2_log_means", "unc3_duality_cv", "unc3_duality_var",
     "nc5_ood_orthogonality", "bias_relation",
 )
-#: Metrics that need the classifier (W, b); they are None without it.
-CLASSIFIER_METRICS = (
-    "equinorm_weights", "equiangularity_weights", "maxangle_weights", "etf_error_weights",
-    "self_duality", "wh_duality", "ncc_mismatch", "accuracy", "unc3_duality_cv",
-    "unc3_duality_var", "bias_relation",
-)
+#: The spectral metrics of definitions §8 (``compute_metrics(..., spectral=True)``).
+SPECTRAL_NAMES = ("rankme", "rankme_centred", "alpha_req", "lidar")
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,9 @@ class CollapseMetrics:
     ``ncc_mismatch`` / ``accuracy`` are None until a second pass (DecisionStats) ran,
     ``bias_relation`` needs the bias and ``nc5_ood_orthogonality`` the mean of
     out-of-distribution features. ``cdnv_exponent`` is the power p of the distance in
-    the cdnv denominator when it is not Galanti et al.'s 2 (None: p = 2).
+    the cdnv denominator when it is not Galanti et al.'s 2 (None: p = 2). The spectral
+    metrics of definitions §8 (``rankme``, ``rankme_centred``, ``alpha_req``, ``lidar``
+    and the ``explained_variance`` curve, shape (d,)) are None unless asked for.
     """
 
     nc1: float | None = None
@@ -66,6 +65,11 @@ class CollapseMetrics:
     unc3_duality_var: float | None = None
     nc5_ood_orthogonality: float | None = None
     bias_relation: float | None = None
+    rankme: float | None = None
+    rankme_centred: float | None = None
+    alpha_req: float | None = None
+    lidar: float | None = None
+    explained_variance: tuple[float, ...] | None = None
     num_samples: int = 0
     num_classes: int = 0
     dim: int = 0
@@ -86,7 +90,7 @@ class CollapseMetrics:
         W&B, MLflow): metrics that are None (no classifier, no second pass) are left out,
         and so are the bookkeeping fields (counts, flags, lists).
         """
-        return {f"{prefix}{name}": float(value) for name in METRIC_NAMES
+        return {f"{prefix}{name}": float(value) for name in (*METRIC_NAMES, *SPECTRAL_NAMES)
                 if (value := getattr(self, name)) is not None}
 
 
@@ -129,6 +133,7 @@ def compute_metrics(
     ood_mean: Any = None,
     cdnv_exponent: float = 2.0,
     block: int = geometry.DEFAULT_BLOCK,
+    spectral: bool = False,
 ) -> CollapseMetrics:
     """Compute the collapse metrics.
 
@@ -150,6 +155,9 @@ def compute_metrics(
         Galanti et al.'s CDNV (the reference library's ``dist_exp`` is p / 2).
     block : int
         Tile size for the O(C^2) pair metrics.
+    spectral : bool
+        Also the spectral metrics of definitions §8 (three d x d eigenvalue problems:
+        about 0.3x the rest at C = 1,000, d = 512, and 0.03x at C = 10,000).
 
     Returns
     -------
@@ -213,6 +221,8 @@ def compute_metrics(
         values["ncc_mismatch"], values["accuracy"] = decisions.compute()
     if ood is not None:
         values["nc5_ood_orthogonality"] = _ood_orthogonality(means, ood)
+    if spectral:
+        values.update(_spectral(stats))
     if any(isinstance(v, float) and not math.isfinite(v) for v in values.values()):
         notes.append("some metrics are not finite (coinciding class means or directions, "
                      "or a zero vector)")
@@ -222,6 +232,15 @@ def compute_metrics(
         cdnv_exponent=None if cdnv_exponent == 2 else float(cdnv_exponent),
         empty_classes=empty, warnings=tuple(notes),
     )
+
+
+def _spectral(stats: CollapseStats) -> dict[str, Any]:
+    """The spectral metrics of the scaled state (each is scale-free)."""
+    found = spectral_metrics(stats.counts, stats.scaled_means(), stats.scaled_scatter())
+    values: dict[str, Any] = {name: getattr(found, name) for name in SPECTRAL_NAMES}
+    curve = found.explained_variance
+    values["explained_variance"] = None if curve is None else tuple(float(v) for v in curve)
+    return values
 
 
 def _order_one_shift(array: np.ndarray) -> int:
