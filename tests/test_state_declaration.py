@@ -73,7 +73,8 @@ def test_state_dict_holds_the_configuration_and_every_declared_field(make):
 def test_state_dict_and_flat_vector_round_trip_bit_for_bit(make):
     stat = make()
     state = stat.state_dict()
-    for restored in (_fresh(stat).load_state_dict(state), _fresh(stat).load_vector(stat.to_vector())):
+    vector = stat.to_vector()
+    for restored in (_fresh(stat).load_state_dict(state), _fresh(stat).load_vector(vector)):
         again = restored.state_dict()
         assert list(again) == list(state)
         for key, value in state.items():

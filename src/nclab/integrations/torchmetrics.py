@@ -79,7 +79,8 @@ class NeuralCollapse(Metric):
     -----
     The state is one float64 vector, the flat encoding of every field that
     :class:`~nclab.core.stats.CollapseStats` declares (counts, means, squared spreads,
-    pooled scatter and the power-of-two exponent of their units), merged with :func:`merge_packed` (exact pairwise merge)
+    pooled scatter and the power-of-two exponent of their units), merged with
+    :func:`merge_packed` (exact pairwise merge)
     when torchmetrics synchronizes processes. ``ncc_mismatch`` and ``accuracy`` need a
     second pass over the data with the final class means and are not computed here;
     ``nclab.track`` gives them.
