@@ -209,6 +209,7 @@ class AngleSums:
 
     def spread(self, pairs: int) -> float:
         """Population std over the pairs of the cosines (equiangularity)."""
+        assert self.square is not None, "the squares were not summed (closed form used)"
         _, variance = pair_moments(self.shifted - self.centre * pairs, self.square, pairs)
         return float(np.sqrt(variance))
 
@@ -416,8 +417,9 @@ def pair_sums(
         gram *= norm_r
         gram *= norm_c  # now the cosines of the centred means
         _add_chords(result, tile, gram, work, unit_means)
+        assert result.means is not None
         _angle_sums(gram, offset, result.means, work)
-        if weight is not None:
+        if weight is not None and result.weights is not None:
             _angle_sums(tile.product(unit_weights, work), offset, result.weights, gram)
     result.cdnv *= scale ** (2.0 - exponent)
     return result

@@ -94,7 +94,8 @@ class CollapseMetrics:
                 if (value := getattr(self, name)) is not None}
 
 
-def _check_measurable(stats: CollapseStats) -> None:
+def _check_measurable(stats: CollapseStats) -> int:
+    """The feature dimension d; NCInputError unless the metrics are defined."""
     if stats.dim is None or stats.num_samples == 0:
         raise NCInputError("no samples were seen: nothing to measure")
     num_present = int(stats.present.sum())
@@ -102,6 +103,7 @@ def _check_measurable(stats: CollapseStats) -> None:
         raise NCInputError(f"need at least 2 classes with samples; got {num_present}")
     if stats.counts[stats.present].max() < 2:
         raise NCInputError("every class has a single sample: within-class variability is undefined")
+    return stats.dim
 
 
 def _positive_exponent(value: Any) -> float:
@@ -171,18 +173,18 @@ def compute_metrics(
     """
     block = positive_int(block, "block")
     cdnv_exponent = _positive_exponent(cdnv_exponent)
-    _check_measurable(stats)
+    dim = _check_measurable(stats)
     present = stats.present
     num_present = int(present.sum())
-    w, b = as_classifier(weight, bias, stats.num_classes, stats.dim)
-    ood = _ood_vector(ood_mean, stats.dim)
+    w, b = as_classifier(weight, bias, stats.num_classes, dim)
+    ood = _ood_vector(ood_mean, dim)
     notes = []
     empty = tuple(int(c) for c in np.flatnonzero(~present))
     if empty:
         notes.append(f"{len(empty)} classes have no samples and were left out: {list(empty)[:10]}")
-    etf_meaningful = num_present <= stats.dim + 1
+    etf_meaningful = num_present <= dim + 1
     if not etf_meaningful:
-        notes.append(f"C={num_present} > d+1={stats.dim + 1}: no simplex ETF exists in d dims, "
+        notes.append(f"C={num_present} > d+1={dim + 1}: no simplex ETF exists in d dims, "
                      "so etf_error and wh_duality cannot reach 0")
 
     # the state of the features times stats.scale (a power of two): the scale-free
@@ -227,7 +229,7 @@ def compute_metrics(
         notes.append("some metrics are not finite (coinciding class means or directions, "
                      "or a zero vector)")
     return CollapseMetrics(
-        **values, num_samples=stats.num_samples, num_classes=num_present, dim=stats.dim,
+        **values, num_samples=stats.num_samples, num_classes=num_present, dim=dim,
         weighted_mean=weighted_mean, etf_meaningful=etf_meaningful,
         cdnv_exponent=None if cdnv_exponent == 2 else float(cdnv_exponent),
         empty_classes=empty, warnings=tuple(notes),
@@ -288,7 +290,7 @@ def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray
             continue
         values[f"maxangle_{name}"] = angles.absolute / pairs
         values[f"equiangularity_{name}"] = (
-            geometry.cosine_spread(vectors) if closed_form
+            geometry.cosine_spread(vectors) if closed_form and vectors is not None
             else angles.spread(pairs))
     return {key: float(value) for key, value in values.items()}
 

@@ -171,8 +171,8 @@ class _Pending:
 
     def __init__(self, groups: int, dim: int, dtype: torch.dtype, device: torch.device,
                  rows: int) -> None:
-        work = {"dtype": dtype, "device": device}
-        wide = {"dtype": torch.float64, "device": device}
+        work: dict[str, Any] = {"dtype": dtype, "device": device}
+        wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self.dtype, self.device = dtype, device
         self.ref = torch.zeros(groups, dim, **work)
         self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
@@ -235,7 +235,7 @@ class Moments(StatePart):
         self._clear(torch.device("cpu"))
 
     def _clear(self, device: torch.device) -> None:
-        wide = {"dtype": torch.float64, "device": device}
+        wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
         self._means = torch.zeros(self.num_groups, self.dim, **wide)
         self._spread = torch.zeros(self.num_groups, **wide)

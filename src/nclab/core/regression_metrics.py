@@ -89,7 +89,7 @@ def compute_regression_metrics(
     -------
     RegressionMetrics
     """
-    if stats.dim is None or stats.num_samples == 0:
+    if stats.dim is None or stats.target_dim is None or stats.num_samples == 0:
         raise NCInputError("no samples were seen: nothing to measure")
     d, n = stats.dim, stats.target_dim
     w, b = as_regressor(weight, bias, n, d)

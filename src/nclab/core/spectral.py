@@ -70,11 +70,11 @@ class SpectralMetrics:
     above rounding (for example d < 7 with the default range).
     """
 
-    rankme: float
-    rankme_centred: float
+    rankme: float | None
+    rankme_centred: float | None
     alpha_req: float | None
     lidar: float
-    explained_variance: np.ndarray  #: (d,), cumulative, ends at 1
+    explained_variance: np.ndarray | None  #: (d,), cumulative, ends at 1
 
 
 # ------------------------------------------------------------------ the statistics

@@ -348,6 +348,7 @@ class DecisionStats(StreamingStatistic):
         (n,) in ``0..C-1`` (W is then not applied again)."""
         x = as_features(features)
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
+        assert self.weight is not None  # checked by the constructor
         if x.shape[1] != self.weight.shape[1]:
             raise NCInputError(
                 f"features has dimension {x.shape[1]}; "
