@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -146,10 +146,14 @@ class Trainer:
         """
         created_group = self._setup_distributed()
         try:
-            self._build()
-            with self._lock():
-                checkpoint = self._read_run_dir(resume)
-                state = self._restore(checkpoint) if checkpoint is not None else RunProgress()
+            with ExitStack() as held:
+                # a check that fails on one rank stops every rank before anything is written
+                with self._agreed():
+                    self._build()
+                    held.enter_context(self._lock())
+                    checkpoint = self._read_run_dir(resume)
+                    state = self._restore(checkpoint) if checkpoint is not None else \
+                        RunProgress()
                 self._start_run_dir(state)
                 with _StopSignals() as stop:
                     return self._fit(state, stop)
@@ -217,11 +221,11 @@ class Trainer:
         """The first write: config.json, and the logs as the checkpoint holds them (rows
         logged after the checkpoint are dropped: the resumed run redoes them)."""
         self._barrier()
-        if self.rank == 0:
-            self.run.remove_stale_temporaries()
-            self.run.write_config(self.config.to_dict())
-            self.run.reset_rows(state.rows)
-        self._barrier()
+        with self._agreed():  # rank 0's writes: a failure stops every rank
+            if self.rank == 0:
+                self.run.remove_stale_temporaries()
+                self.run.write_config(self.config.to_dict())
+                self.run.reset_rows(state.rows)
 
     # ------------------------------------------------------------------ the loop
     def _fit(self, state: RunProgress, stop: _StopSignals) -> dict[str, Any]:
@@ -258,15 +262,18 @@ class Trainer:
                 state.epoch = epoch
                 if row is not None:
                     row["time_s"] = round(state.elapsed, 3)
-                    if self.rank == 0:
-                        self.run.append_row(row, state.rows)
-                        for logger in self.loggers:
-                            logger.log(row, step=epoch)
+                    with self._agreed():
+                        if self.rank == 0:
+                            self.run.append_row(row, state.rows)
+                            for logger in self.loggers:
+                                logger.log(row, step=epoch)
                     state.rows.append(row)
                 stopping = self._stop_agreed(stop) and epoch < cfg.epochs
                 met = row is not None and self._stop_met(state.rows)
-                if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch, state)):
-                    self._save(optimizer, state)
+                with self._agreed():
+                    if self.rank == 0 and (stopping or met or
+                                           self._checkpoint_due(epoch, state)):
+                        self._save(optimizer, state)
                 if stopping:
                     raise self._interrupted(stop, state)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
@@ -351,7 +358,8 @@ class Trainer:
         """:meth:`_evaluate`, with an evaluation that fails on NaN or infinite outputs
         (finite weights whose features overflow) reported as a divergence."""
         try:
-            row = self._evaluate(epoch, lr, running_loss, log_epochs, state, batches)
+            with self._agreed():
+                row = self._evaluate(epoch, lr, running_loss, log_epochs, state, batches)
         except Exception:
             if self._outputs_finite(batches["train"]):
                 raise
@@ -363,8 +371,9 @@ class Trainer:
     def _outputs_finite(self, batches: EvalBatches) -> bool:
         """Whether the network's outputs on ``batches`` are finite on every rank."""
         finite: list[bool] = []
-        collect(self.model, batches,
-                on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
+        with self._agreed():
+            collect(self.model, batches, allow_empty=self.world > 1,
+                    on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
         return float(self._all_reduce(torch.tensor(float(finite.count(False))))) == 0
 
     def _diverged(self, epoch: int, what: str, state: RunProgress) -> NoReturn:
@@ -401,6 +410,11 @@ class Trainer:
             f"{self.run.path} --resume", number)
 
     # ------------------------------------------------------------------ helpers
+    def _agreed(self) -> AbstractContextManager[None]:
+        """Around local work before a collective: an error on one rank is raised on
+        every rank (``distributed.agreed``), never left to pair with other collectives."""
+        return distributed.agreed(self.world > 1)
+
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         return distributed.all_reduce(tensor) if self.world > 1 else tensor.cpu()
 
