@@ -6,8 +6,10 @@ to the same number of samples by repeating samples from the start of the data se
 with ``drop_last``, leaves the tail out). Summed over the ranks, a few samples would
 count twice (or never). A DataLoader drawn by such a sampler is replaced by a loader of
 the same data set in which rank r takes samples r, r + world, r + 2 world, ... once
-each, in order, without padding: :func:`shard_loader`, :func:`rebuilt_loader` and, for
-``nclab.track``, :func:`unpadded`, which warns where it cannot replace the loader.
+each, in order, without padding: :func:`shard_loader`, :func:`rebuilt_loader` (for the
+integrations) and :func:`unpadded` (for ``nclab.track``, which warns where it cannot
+replace the loader). A DataLoader over an ``IterableDataset`` takes no sampler, so
+there is nothing to detect there: such a data set must shard itself without repeats.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ def unpadded(loader: Iterable[Any]) -> Iterable[Any]:
 
     For statistics that are summed over ranks. A DataLoader drawn by a plain
     ``DistributedSampler`` (with a plain batch sampler, or none) is replaced by
-    :func:`rebuilt_loader` with the sampler's rank and number of replicas: over the
-    ranks, every sample of the data set is taken once. Where that cannot be done (a
+    :func:`shard_loader` of its data set, batch size, collate function and workers, at
+    the sampler's rank and number of replicas: over the ranks, every sample of the data
+    set is taken once. Where that cannot be done (a
     subclass of DistributedSampler, which may draw other samples; a custom batch
     sampler) a :class:`PaddedShardWarning` names the sampler and the number of samples
     counted twice (or left out). Any other loader is returned as it is.
