@@ -1,21 +1,15 @@
 """all_reduce() over a real 2-process gloo group gives the statistics of the whole data."""
 
 import os
-import socket
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from distributed_helpers import free_port
 from reference import gaussian_classes
 
 from nclab import CollapseStats, DecisionStats
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world, port, out):
@@ -44,7 +38,7 @@ def _worker(rank, world, port, out):
 
 
 def test_two_process_gloo_all_reduce(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     H, y = gaussian_classes(np.random.default_rng(0), sizes=[30, 5, 60, 12, 1, 44])
     keep = np.ones(len(y), bool)
     keep[50:] = y[50:] != 4

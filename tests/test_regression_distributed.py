@@ -1,20 +1,14 @@
 """RegressionStats.all_reduce() over a real 2-process gloo group equals one pass over all."""
 
 import os
-import socket
 
 import numpy as np
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from distributed_helpers import free_port
 from regression_reference import regression_problem
 
 from nclab import RegressionStats, compute_regression_metrics
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _data():
@@ -37,7 +31,7 @@ def _worker(rank, world, port, out):
 
 
 def test_two_process_gloo_all_reduce(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     H, Y, W, b = _data()
     whole = RegressionStats().update(H, Y)
     expected = compute_regression_metrics(whole, W, b)

@@ -1,22 +1,16 @@
-"""The NRC evaluator over a 2-process gloo group gives the values of one pass over all."""
+"""The NRC evaluator over a 2-process gloo group gives the values of one pass over all,
+also when one rank's shard is empty."""
 
-import json
-import os
-import socket
+from functools import partial
 
 import numpy as np
+import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from distributed_helpers import run_ranks
 
 from nclab.models import build_model
 from nclab.train import EvalBatches, EvalContext, NRCEvaluator, regression_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nclab.train.tasks import make_task
 
 
 def _setup():
@@ -27,33 +21,25 @@ def _setup():
     return model, x, y
 
 
-def _evaluate(rank: int, world: int, distributed: bool) -> dict:
+def _evaluate(rank: int, world: int, distributed: bool, empty_rank: int | None = None) -> dict:
+    """The evaluator's row and the mean loss; rank ``empty_rank`` has no samples (the
+    other takes them all)."""
     model, x, y = _setup()
+    if empty_rank is not None:
+        keep = slice(0, 0) if rank == empty_rank else slice(None)
+        x, y, rank, world = x[keep], y[keep], 0, 1
     loaders = {split: EvalBatches(x, y, 16, rank, world) for split in ("train", "test")}
-    context = EvalContext(model, loaders, "classifier", 1, regression_config(),
-                          torch.device("cpu"), distributed)
-    return NRCEvaluator()(context)
+    config = regression_config(dataset="teacher")
+    context = EvalContext(model, loaders, "classifier", 1, config, torch.device("cpu"),
+                          distributed, make_task(config))
+    return {**NRCEvaluator()(context), "loss": context.loss_and_error("train")[0]}
 
 
-def _worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        row = _evaluate(rank, world, distributed=True)
-        with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
-            json.dump(row, handle)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_process_nrc_evaluator(tmp_path):
-    # fork: the children inherit the imported modules instead of importing them again
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+@pytest.mark.parametrize("empty_rank", [None, 1])
+def test_two_process_nrc_evaluator(tmp_path, empty_rank):
+    ranks = run_ranks(partial(_evaluate, distributed=True, empty_rank=empty_rank), tmp_path)
     whole = _evaluate(0, 1, distributed=False)
-    for rank in range(2):
-        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for got in ranks:
         assert set(got) == set(whole)
         for key, value in whole.items():  # head_gram and target_cov are n x n lists
             np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-9, err_msg=key)

@@ -37,9 +37,10 @@ def rows(run_dir):
     return out
 
 
-def nclab_command(*args, launcher=(), **kwargs):
-    """Run ``python [launcher...] -m nclab args`` with this checkout's sources."""
+def nclab_command(*args, launcher=(), entry=("-m", "nclab"), **kwargs):
+    """Run ``python [launcher...] -m nclab args`` with this checkout's sources (``entry``:
+    what runs nclab's command line instead of ``-m nclab``)."""
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, *launcher, "-m", "nclab", *map(str, args)],
+    return subprocess.Popen([sys.executable, *launcher, *entry, *map(str, args)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)

@@ -147,6 +147,7 @@ def collect(
     device: torch.device | str | None = None,
     prepare: Prepare | None = None,
     on_batch: Callable[[Any, torch.Tensor], None] | None = None,
+    allow_empty: bool = False,
 ) -> dict[str, Sink]:
     """Run ``model`` over ``loader`` and feed every probe's tensors to its own sink.
 
@@ -167,6 +168,9 @@ def collect(
         positions); default: the hooked tensor and the labels as they are.
     on_batch : callable, optional
         ``on_batch(outputs, labels)`` with the model's outputs of every batch.
+    allow_empty : bool
+        Accept a loader without batches (a rank's empty shard, whose statistics are
+        summed with the other ranks'): then no sink is made and the dict is empty.
 
     Returns
     -------
@@ -191,7 +195,7 @@ def collect(
                 if probe.name not in sinks:
                     sinks[probe.name] = factory(probe.name)
                 sinks[probe.name].update(features, targets)
-    if not seen:
+    if not seen and not allow_empty:
         raise NCInputError("the loader yielded no batches")
     order = sorted(probes, key=lambda probe: probe.order if probe.order is not None else -1)
-    return {probe.name: sinks[probe.name] for probe in order}
+    return {probe.name: sinks[probe.name] for probe in order if probe.name in sinks}

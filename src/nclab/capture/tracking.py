@@ -8,7 +8,9 @@ features when they fit in ``cache_bytes`` and runs the model over the loader aga
 otherwise; either way the classifier's decisions are read from its own outputs (an
 ``nn.Linear`` head), so it only computes the nearest class mean. Under
 ``torch.distributed`` every rank passes its own shard and the statistics are summed
-with ``all_reduce``.
+with ``all_reduce``; every pass over a shard ends with the ranks' agreement on whether
+it failed (:func:`nclab.core.distributed.agreed`), so that an error on one rank stops
+every rank alike instead of pairing its collectives with others.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nclab.capture import sharding
 from nclab.capture.batches import BatchFormat, ForwardFn, LabelsFn
 from nclab.capture.hooks import Probe, collect
 from nclab.capture.tokens import Arrangement
@@ -249,6 +252,16 @@ class _FeatureMean:
         self.total = batch if self.total is None else self.total + batch
         self.count += features.shape[0]
 
+    def shaped(self, dim: int | None) -> _FeatureMean:
+        """Self, checked to hold features of ``dim`` columns (those of the classifier's
+        input); a sum of zeros when it saw none (a rank without OOD samples)."""
+        if self.total is None:
+            self.total = torch.zeros(dim or 0, dtype=torch.float64)
+        elif self.total.shape[0] != dim:
+            raise NCInputError(f"the ood_loader's features have dimension "
+                               f"{self.total.shape[0]}; the classifier's input has {dim}")
+        return self
+
     def mean(self, sync: bool) -> torch.Tensor:
         total = torch.zeros(0, dtype=torch.float64) if self.total is None else self.total
         count = torch.tensor([float(self.count)], dtype=torch.float64, device=total.device)
@@ -270,48 +283,95 @@ def _ood_batches(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
 
 
+#: Stands for "no features on this rank" among the negated dimensions all-reduced by max.
+_NO_DIM = -(1 << 62)
+
+
+def _synced(stats: dict[str, CollapseStats], seen: dict[str, Any],
+            probes: Sequence[Probe]) -> dict[str, CollapseStats]:
+    """The statistics of every rank summed, for every probe, in depth order.
+
+    A collective call on every rank, after :func:`distributed.agreed` on the first
+    pass. ``stats`` holds every probe's statistics (a rank with an empty shard has fed
+    none); ``seen`` is what the first pass returned, in this rank's depth order. One
+    small all_reduce first gives every rank the depth order and the feature dimensions
+    of the ranks that saw data, so that the ranks reduce the same statistics in the
+    same order and any error is raised on all of them alike.
+    """
+    names = [probe.name for probe in probes]
+    orders = [probe.order if name in seen and probe.order is not None else -1
+              for probe, name in zip(probes, names, strict=True)]
+    dims = [stats[name].dim if name in seen and stats[name].dim else 0 for name in names]
+    layout = torch.tensor([*orders, *dims, *(-d if d else _NO_DIM for d in dims)])
+    reduced = distributed.all_reduce(layout, op="max").tolist()
+    count = len(names)
+    orders, high, low = reduced[:count], reduced[count:2 * count], reduced[2 * count:]
+    if max(orders) < 0:
+        raise NCInputError("the loader yielded no batches on any rank")
+    for name, largest, smallest in zip(names, high, low, strict=True):
+        if smallest != _NO_DIM and largest != -smallest:
+            raise NCInputError(f"layer '{name}' gives features of dimension {-smallest} on "
+                               f"one rank and {largest} on another: every rank must run "
+                               "the same model")
+    for name in names:  # the same order on every rank
+        stats[name].all_reduce()
+    return {name: stats[name] for _, name in sorted(zip(orders, names, strict=True))}
+
+
 def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_mean: bool,
-             cache_bytes: int, sync: bool | None,
+             cache_bytes: int, sync: bool,
              on_batch: Callable[[Any, torch.Tensor], None] | None,
              ood_loader: Iterable[Any] | None = None) -> dict[str, CollapseMetrics]:
-    """Both passes; the metrics of every probe, in depth order (the classifier's with W, b)."""
+    """Both passes; the metrics of every probe, in depth order (the classifier's with W, b).
+
+    With ``sync``, every pass over this rank's shard (which may be empty) ends with
+    the ranks' agreement on whether it failed, before the statistics are all-reduced.
+    """
     head = plan.head.name
     head_decisions = _HeadDecisions(model, plan)
     head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint, head_decisions)
-    run = {"batch_format": plan.batch_format, "device": plan.device,
-           "prepare": head_decisions.prepare}
-    with head_decisions.attached():
-        sinks = collect(model, loader, lambda name: head_stats if name == head
-                        else CollapseStats(plan.num_classes), plan.probes, on_batch=on_batch,
-                        **run)
+    run = {"batch_format": plan.batch_format, "device": plan.device, "allow_empty": sync}
+    sinks: dict[str, Any] = {probe.name: head_stats if probe is plan.head
+                             else CollapseStats(plan.num_classes) for probe in plan.probes}
+    with distributed.agreed(sync), head_decisions.attached():
+        seen = collect(model, loader, sinks.__getitem__, plan.probes, on_batch=on_batch,
+                       prepare=head_decisions.prepare, **run)
     stats = {name: sink.stats if sink is head_stats else sink for name, sink in sinks.items()}
-    sync = distributed.is_initialized() if sync is None else sync
-    if sync:
-        for one in stats.values():
-            one.all_reduce()
-    decisions = DecisionStats.from_stats(stats[head], plan.weight, plan.bias)
-    if head_stats.batches is None:
-        if iter(loader) is loader:
-            raise NCInputError("the features exceed cache_bytes and the loader is a "
-                               "one-shot iterator: pass a re-iterable loader")
-        with head_decisions.attached():
-            collect(model, loader, lambda _: _SecondPass(decisions, head_decisions),
-                    [plan.head], **run)
-    else:
-        for features, labels, predicted in head_stats.batches:
-            decisions.update(features, labels, predictions=predicted)
+    stats = _synced(stats, seen, plan.probes) if sync else {name: stats[name] for name in seen}
+    with distributed.agreed(sync):
+        decisions = DecisionStats.from_stats(stats[head], plan.weight, plan.bias)
+        _second_pass(model, loader, plan, head_stats, head_decisions, decisions, run)
     if sync:
         decisions.all_reduce()
     ood_mean = None
     if ood_loader is not None:
-        ood = collect(model, _ood_batches(ood_loader), lambda _: _FeatureMean(), [plan.head],
-                      batch_format=plan.batch_format, device=plan.device,
-                      prepare=plan.arrangement)
-        ood_mean = ood[head].mean(sync)
+        with distributed.agreed(sync):
+            ood = collect(model, _ood_batches(ood_loader), lambda _: _FeatureMean(),
+                          [plan.head], prepare=plan.arrangement, **run)
+            ood_features = ood.get(head, _FeatureMean())
+            if sync:
+                ood_features.shaped(stats[head].dim)
+        ood_mean = ood_features.mean(sync)
     return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
                                   weighted_mean=weighted_mean, ood_mean=ood_mean)
             if name == head else compute_metrics(one, weighted_mean=weighted_mean)
             for name, one in stats.items()}
+
+
+def _second_pass(model: nn.Module, loader: Iterable[Any], plan: _Plan, head_stats: _HeadStats,
+                 head_decisions: _HeadDecisions, decisions: DecisionStats,
+                 run: dict[str, Any]) -> None:
+    """Feed ``decisions`` from the kept batches, or by running the model again."""
+    if head_stats.batches is not None:
+        for features, labels, predicted in head_stats.batches:
+            decisions.update(features, labels, predictions=predicted)
+        return
+    if iter(loader) is loader:
+        raise NCInputError("the features exceed cache_bytes and the loader is a "
+                           "one-shot iterator: pass a re-iterable loader")
+    with head_decisions.attached():
+        collect(model, loader, lambda _: _SecondPass(decisions, head_decisions),
+                [plan.head], prepare=head_decisions.prepare, **run)
 
 
 def track(
@@ -371,7 +431,13 @@ def track(
         Keep the captured classifier features up to this size for the second pass.
     sync : bool, optional
         All-reduce over ``torch.distributed`` ranks; default: when a process group is
-        initialized. Every rank must then call ``track`` with its own shard.
+        initialized. Every rank must then call ``track`` with its own shard, which may be
+        empty (the metrics are those of the union). A loader drawn by a plain
+        ``DistributedSampler`` that pads (or, with ``drop_last``, cuts) the ranks is read
+        without the padding: every sample of its data set counts once
+        (:mod:`nclab.capture.sharding`); a subclass of it is read as it is, with a
+        ``PaddedShardWarning``. An error on one rank (bad labels, a failing forward) is
+        raised on every rank as the same :class:`nclab.core.distributed.RankFailed`.
     on_batch : callable, optional
         Called as ``on_batch(outputs, labels)`` with the model's outputs for every batch
         of the first pass, to compute a loss or an accuracy from the same forward pass.
@@ -406,6 +472,10 @@ def track(
     plan = _plan(model, classifier, layers, layer_point, num_classes, device,
                  BatchFormat(label_key, forward, labels),
                  Arrangement(spatial, ignore_index, shift_labels))
+    sync = distributed.is_initialized() and sync is not False  # no group: nothing to sum
+    if sync:  # summed over ranks: a DistributedSampler's padding would count twice
+        loader = sharding.unpadded(loader)
+        ood_loader = None if ood_loader is None else sharding.unpadded(ood_loader)
     results = _measure(model, loader, plan, weighted_mean=weighted_mean,
                        cache_bytes=cache_bytes, sync=sync, on_batch=on_batch,
                        ood_loader=ood_loader)

@@ -1,16 +1,43 @@
-"""Thin helpers over ``torch.distributed`` shared by every streaming statistic, and the
-device of this process."""
+"""Thin helpers over ``torch.distributed`` shared by every streaming statistic, the
+ranks' agreement on whether their local work failed, and the device of this process.
+
+Local work (running a model over a shard, accumulating statistics) can fail on one rank
+only. A rank that then skipped to its error path would run other collectives than its
+peers, which pair wrongly (a tensor of one rank read as another's) or wait forever.
+:func:`agreed` wraps such work: every rank ends the block with one small all_reduce of
+its status, and if any rank failed, every rank raises :class:`RankFailed` with the same
+one-line message before any rank reaches the next collective.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
 
 _OPS = {"sum": "SUM", "max": "MAX"}
+#: The longest message (in UTF-8 bytes) a failing rank sends to the others.
+MESSAGE_BYTES = 1000
+
+
+class RankFailed(NCInputError):
+    """Local work failed on some rank; every rank of the group raises this, with the
+    message of the lowest failing rank, after :func:`agree`.
+
+    Attributes
+    ----------
+    rank : int
+        The rank whose message this is.
+    """
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
 
 
 def is_initialized() -> bool:
@@ -88,3 +115,89 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     The input is not modified. ``op`` is ``"sum"`` or ``"max"``.
     """
     return reduce_on_device(tensor, op).cpu()
+
+
+def agree(ok: bool, message: str = "") -> None:
+    """Collective: every rank says whether its local work succeeded; if one failed,
+    every rank raises the same :class:`RankFailed`.
+
+    Every rank of the group must call it at the same point (as any collective). The
+    ranks exchange one int64 per rank (an all_reduce); only when some rank failed does
+    the lowest failing rank broadcast its message (at most ``MESSAGE_BYTES`` bytes).
+    Without a process group, a failure raises the message as it is.
+
+    Parameters
+    ----------
+    ok : bool
+        Whether this rank's work succeeded.
+    message : str
+        What failed (one line), used when ``ok`` is False.
+
+    Raises
+    ------
+    RankFailed
+        On every rank, as ``"rank R of K: message"``, when any rank passed ``ok=False``.
+    """
+    text = " ".join(message.split()).encode()[:MESSAGE_BYTES] if not ok else b""
+    if not is_initialized():
+        if not ok:
+            raise RankFailed(text.decode(errors="ignore"), 0)
+        return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = communication_device()
+    # the length of each rank's message plus one: zero is "succeeded"
+    lengths = torch.zeros(world, dtype=torch.int64, device=device)
+    if not ok:
+        lengths[rank] = len(text) + 1
+    dist.all_reduce(lengths)
+    failed = lengths.nonzero().flatten().tolist()
+    if not failed:
+        return
+    source = failed[0]
+    buffer = torch.zeros(int(lengths[source]) - 1, dtype=torch.uint8, device=device)
+    if rank == source:
+        buffer.copy_(torch.frombuffer(bytearray(text), dtype=torch.uint8))
+    if buffer.numel():
+        dist.broadcast(buffer, src=source)
+    received = bytes(buffer.cpu().tolist()).decode(errors="ignore")
+    raise RankFailed(f"rank {source} of {world}: {received}", source)
+
+
+@contextmanager
+def agreed(sync: bool = True) -> Iterator[None]:
+    """Run the block, then :func:`agree` on whether it raised, on every rank.
+
+    Wrap in it the local work that comes before a collective (a pass over the rank's
+    shard before its statistics are all-reduced): a rank whose block raised joins the
+    agreement instead of skipping to other collectives, and every rank raises the same
+    :class:`RankFailed` (chained to the original exception on the rank it came from).
+    A :class:`RankFailed` raised inside the block was already agreed on by every rank
+    and passes through unchanged. With ``sync`` False, or without a process group, the
+    block runs as it is.
+
+    Parameters
+    ----------
+    sync : bool
+        Whether the ranks run the block together (every rank must then enter it).
+    """
+    if not (sync and is_initialized()):
+        yield
+        return
+    try:
+        yield
+    except RankFailed:
+        raise
+    except Exception as exc:
+        try:
+            agree(False, _describe(exc))
+        except RankFailed as failure:
+            raise failure from exc
+        raise  # pragma: no cover - agree(False) always raises
+    agree(True)
+
+
+def _describe(exc: Exception) -> str:
+    """One line for another rank: the message of an NCInputError, the type and first
+    line of any other exception."""
+    line, name = first_line(exc), type(exc).__name__
+    return line if isinstance(exc, NCInputError) or line == name else f"{name}: {line}"

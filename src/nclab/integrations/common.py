@@ -7,83 +7,27 @@ same number of samples by repeating samples from the start of the data set (or d
 the tail with ``drop_last``). Measured through such a loader, a few samples would be
 counted twice (or never). The integrations therefore measure a loader of their own over
 the same data set: rank r takes samples r, r + world, r + 2 world, ... once each, in
-order, without padding, and ``nclab.track`` sums the ranks' statistics exactly.
+order, without padding, and ``nclab.track`` sums the ranks' statistics exactly. The
+loaders come from :mod:`nclab.capture.sharding`, which ``nclab.track`` itself uses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import (
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    IterableDataset,
-    RandomSampler,
-    SequentialSampler,
-)
 
 from nclab.capture import find_classifier, track
+from nclab.capture.sharding import enumerates_dataset, rebuilt_loader, shard_loader
 from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics
 
-
-def shard_loader(dataset: Dataset, batch_size: int, rank: int = 0, world: int = 1, *,
-                 collate_fn: Callable[[list[Any]], Any] | None = None,
-                 num_workers: int = 0) -> DataLoader:
-    """Samples ``rank, rank + world, ...`` of a map-style data set, each exactly once.
-
-    The shards of ranks ``0..world-1`` partition the data set: no padding, no shuffling,
-    nothing dropped.
-
-    Parameters
-    ----------
-    dataset : map-style Dataset of N samples
-    batch_size : int
-    rank, world : int
-        This process's rank and the number of processes.
-    collate_fn : callable, optional
-        As in ``DataLoader`` (HF data collators, for example).
-    num_workers : int
-
-    Returns
-    -------
-    DataLoader
-        About N / world samples in batches of ``batch_size``.
-    """
-    return DataLoader(dataset, batch_size=max(1, int(batch_size)),
-                      sampler=range(rank, len(dataset), world), collate_fn=collate_fn,
-                      num_workers=num_workers)
-
-
-def enumerates_dataset(loader: Any) -> bool:
-    """True when ``loader`` is a DataLoader whose sampler visits its (map-style) data set
-    once per epoch in some order: sequential, random, or a plain ``DistributedSampler``.
-
-    Such a loader can be replaced by :func:`shard_loader` of the same data set; a custom
-    sampler (weighted, a subset, a wrapped custom sampler) cannot.
-    """
-    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-        return False
-    sampler = loader.sampler
-    if type(sampler) is DistributedSampler:  # a subclass may wrap another sampler
-        return True
-    if isinstance(sampler, (RandomSampler, SequentialSampler)):
-        return not getattr(sampler, "replacement", False) and len(sampler) == len(
-            loader.dataset)
-    return False
-
-
-def rebuilt_loader(loader: DataLoader, rank: int, world: int) -> DataLoader:
-    """:func:`shard_loader` with the data set, batch size, collate function and workers
-    of ``loader`` (which must satisfy :func:`enumerates_dataset`)."""
-    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)
-    return shard_loader(loader.dataset, batch_size, rank, world,
-                        collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+#: With the loaders of :mod:`nclab.capture.sharding`, used by the integrations through here.
+__all__ = ["EpochMeasurement", "collapse_scalars", "enumerates_dataset", "finite", "head_name",
+           "measure", "rebuilt_loader", "shard_loader"]
 
 
 def measure(model: nn.Module, loader: Iterable[Any], *, classifier: str | nn.Linear | None,

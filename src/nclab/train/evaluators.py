@@ -21,6 +21,7 @@ from torch import nn
 from nclab.capture import collect, track
 from nclab.capture.batches import model_device
 from nclab.core import distributed
+from nclab.core.errors import NCInputError
 from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
 from nclab.train.callbacks import Callback
@@ -110,6 +111,8 @@ class LossTotals:
         """(mean loss, error rate or None) over every batch added (and every rank)."""
         totals = distributed.all_reduce(self.totals) if sync else self.totals.cpu()
         loss, errors, count = totals.tolist()
+        if count == 0:  # the same on every rank: the totals are summed
+            raise NCInputError("the loader yielded no samples on any rank")
         return loss / count, errors / count if self.task.has_error_rate else None
 
 
@@ -117,7 +120,8 @@ def evaluate_loss(model: nn.Module, batches: EvalBatches, task: Any,
                   sync: bool = False) -> tuple[float, float | None]:
     """(mean loss, error rate or None) of ``model`` in eval mode over ``batches``."""
     totals = LossTotals(task, model_device(model))
-    collect(model, batches, on_batch=totals.add)
+    with distributed.agreed(sync):  # a rank's shard may be empty; its error stops all
+        collect(model, batches, on_batch=totals.add, allow_empty=sync)
     return totals.result(sync)
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nclab.capture import Probe, collect
+from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.regression_metrics import compute_regression_metrics
 from nclab.core.regression_stats import RegressionStats
@@ -171,8 +172,10 @@ def regression_stats(model: nn.Module, loader: Iterable[tuple[Any, Any]], classi
         hooked = hooked.flatten(1)
         return (hooked if offset is None else hooked - offset.to(hooked.device)), targets
 
-    stats = collect(model, loader, lambda _: RegressionStats(), [Probe(model, classifier)],
-                    prepare=flatten)[classifier]
+    with distributed.agreed(sync):  # a rank's shard may be empty; its error stops all
+        seen = collect(model, loader, lambda _: RegressionStats(), [Probe(model, classifier)],
+                       prepare=flatten, allow_empty=sync)
+    stats = seen.get(classifier, RegressionStats())
     if sync:
         stats.all_reduce()
     return stats

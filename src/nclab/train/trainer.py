@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -161,10 +161,13 @@ class Trainer:
         """
         created_group = self._setup_distributed()
         try:
-            self._build()
-            with self.run.lock() if self.rank == 0 else nullcontext():
-                checkpoint = self._read_run_dir(resume)
-                self._restore(checkpoint)
+            with ExitStack() as held:
+                # a check that fails on one rank stops every rank before anything is written
+                with self._agreed():
+                    self._build()
+                    held.enter_context(self._lock())
+                    checkpoint = self._read_run_dir(resume)
+                    self._restore(checkpoint)
                 self._start_run_dir()
                 with _StopSignals() as stop:
                     return self._fit(stop)
@@ -236,11 +239,11 @@ class Trainer:
         """The first write: config.json, and the logs as the checkpoint holds them (rows
         logged after the checkpoint are dropped: the resumed run redoes them)."""
         self._barrier()
-        if self.rank == 0:
-            self.run.remove_stale_temporaries()
-            self.run.write_config(self.config.to_dict())
-            self.run.reset_rows(self.state.rows)
-        self._barrier()
+        with self._agreed():  # rank 0's writes: a failure stops every rank
+            if self.rank == 0:
+                self.run.remove_stale_temporaries()
+                self.run.write_config(self.config.to_dict())
+                self.run.reset_rows(self.state.rows)
 
     # ------------------------------------------------------------------ the loop
     def _fit(self, stop: _StopSignals) -> dict[str, Any]:
@@ -279,8 +282,9 @@ class Trainer:
                     self._log(row)
                 stopping = stop.agreed(self.world) and epoch < cfg.epochs
                 met = self.callbacks.should_stop(self, state.rows)
-                if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch)):
-                    self._save()
+                with self._agreed():
+                    if self.rank == 0 and (stopping or met or self._checkpoint_due(epoch)):
+                        self._save()
                 if stopping:
                     raise stop.interrupted(state, self.run, cfg.epochs)
                 bar.update(task_id, advance=1, status=_status(running_loss, state))
@@ -352,10 +356,11 @@ class Trainer:
         """Complete ``row`` with the training time, write it (rank 0) and hand it to the
         callbacks."""
         row["time_s"] = round(self.state.elapsed, 3)
-        if self.rank == 0:
-            self.run.append_row(row, self.state.rows)
-        self.state.rows.append(row)
-        self.callbacks.call("on_row_logged", self, row)
+        with self._agreed():  # rank 0's write and loggers: a failure stops every rank
+            if self.rank == 0:
+                self.run.append_row(row, self.state.rows)
+            self.state.rows.append(row)
+            self.callbacks.call("on_row_logged", self, row)
 
     def _finish(self, stopped: bool) -> dict[str, Any]:
         """The summary of a completed run (``stopped``: a callback stopped it), with the
@@ -390,7 +395,8 @@ class Trainer:
         """:meth:`_evaluate`, with an evaluation that fails on NaN or infinite outputs
         (finite weights whose features overflow) reported as a divergence."""
         try:
-            row = self._evaluate(epoch, lr, running_loss, log_epochs, batches)
+            with self._agreed():
+                row = self._evaluate(epoch, lr, running_loss, log_epochs, batches)
         except Exception:
             if self._outputs_finite(batches["train"]):
                 raise
@@ -402,8 +408,9 @@ class Trainer:
     def _outputs_finite(self, batches: EvalBatches) -> bool:
         """Whether the network's outputs on ``batches`` are finite on every rank."""
         finite: list[bool] = []
-        collect(self.model, batches,
-                on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
+        with self._agreed():
+            collect(self.model, batches, allow_empty=self.world > 1,
+                    on_batch=lambda outputs, _: finite.append(bool(outputs.isfinite().all())))
         return float(self._all_reduce(torch.tensor(float(finite.count(False))))) == 0
 
     def _diverged(self, epoch: int, what: str) -> NoReturn:
@@ -422,6 +429,11 @@ class Trainer:
     def _barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def _agreed(self) -> AbstractContextManager[None]:
+        """Around local work before a collective: an error on one rank is raised on
+        every rank (``distributed.agreed``), never left to pair with other collectives."""
+        return distributed.agreed(self.world > 1)
 
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         return distributed.all_reduce(tensor) if self.world > 1 else tensor.cpu()
