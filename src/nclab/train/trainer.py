@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -426,6 +426,10 @@ class Trainer:
                                "a lower lr in a new run directory)")
 
     # ------------------------------------------------------------------ helpers
+    def _lock(self) -> AbstractContextManager[None]:
+        """Rank 0, the one process that writes, holds the run directory's lock."""
+        return self.run.lock() if self.rank == 0 else nullcontext()
+
     def _barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
