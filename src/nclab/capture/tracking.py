@@ -321,7 +321,8 @@ def _synced(stats: dict[str, CollapseStats], seen: dict[str, Any],
 def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_mean: bool,
              cache_bytes: int, sync: bool,
              on_batch: Callable[[Any, torch.Tensor], None] | None,
-             ood_loader: Iterable[Any] | None = None) -> dict[str, CollapseMetrics]:
+             ood_loader: Iterable[Any] | None = None,
+             spectral: bool = False) -> dict[str, CollapseMetrics]:
     """Both passes; the metrics of every probe, in depth order (the classifier's with W, b).
 
     With ``sync``, every pass over this rank's shard (which may be empty) ends with
@@ -353,8 +354,10 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
                 ood_features.shaped(stats[head].dim)
         ood_mean = ood_features.mean(sync)
     return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
-                                  weighted_mean=weighted_mean, ood_mean=ood_mean)
-            if name == head else compute_metrics(one, weighted_mean=weighted_mean)
+                                  weighted_mean=weighted_mean, ood_mean=ood_mean,
+                                  spectral=spectral)
+            if name == head else compute_metrics(one, weighted_mean=weighted_mean,
+                                                 spectral=spectral)
             for name, one in stats.items()}
 
 
@@ -394,6 +397,7 @@ def track(
     ignore_index: int | None = -100,
     shift_labels: bool = False,
     ood_loader: Iterable[Any] | None = None,
+    spectral: bool = False,
 ) -> CollapseMetrics | dict[str, CollapseMetrics]:
     """Collapse metrics of the features that ``model`` feeds to its classifier.
 
@@ -457,6 +461,9 @@ def track(
         only used to pair tokens and drop ``ignore_index`` positions) or bare input
         tensors; the mean of the classifier-input features over it gives
         ``nc5_ood_orthogonality``.
+    spectral : bool
+        Also RankMe, alpha-ReQ, LiDAR and the explained variance of every measured layer
+        (definitions §8), from the same pass.
 
     Returns
     -------
@@ -478,7 +485,7 @@ def track(
         ood_loader = None if ood_loader is None else sharding.unpadded(ood_loader)
     results = _measure(model, loader, plan, weighted_mean=weighted_mean,
                        cache_bytes=cache_bytes, sync=sync, on_batch=on_batch,
-                       ood_loader=ood_loader)
+                       ood_loader=ood_loader, spectral=spectral)
     return results[plan.head.name] if layers is None else results
 
 
