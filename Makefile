@@ -19,7 +19,8 @@ demo: $(BIN)/nclab
 	$(BIN)/nclab demo
 
 test: $(BIN)/nclab
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/python tools/check_types.py
 	$(BIN)/python -m pytest -q
 	$(MAKE) docs
 
@@ -31,4 +32,4 @@ bench: $(BIN)/nclab
 	$(BIN)/python benchmarks/stats_throughput.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info .mypy_cache

@@ -126,6 +126,8 @@ class BatchFormat:
 
 def call_model(model: nn.Module, inputs: Any, batch: Any) -> Any:
     """``model(inputs)``, ``model(*inputs)`` or ``model(**inputs)``."""
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
     if isinstance(inputs, Mapping):
         args, kwargs, how = (), inputs, f"model(**{{{', '.join(map(repr, inputs))}}})"
     elif isinstance(inputs, (tuple, list)):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ class Sink(Protocol):
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> Any: ...
 
+
+#: The sinks of one :func:`collect` call: any kind of Sink, all of the same kind.
+SinkT = TypeVar("SinkT", bound=Sink)
 
 #: ``prepare(probe, hooked, labels) -> (features, labels)`` before the sink sees them.
 Prepare = Callable[["Probe", torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -137,10 +140,14 @@ def probing(model: nn.Module, probes: Sequence[Probe]) -> Iterator[None]:
         model.train(was_training)
 
 
+def _no_factory(name: str) -> NoReturn:
+    raise TypeError(f"collect: probe '{name}' was given without a factory to make its sink")
+
+
 def collect(
     model: nn.Module,
     loader: Iterable[Any],
-    factory: Callable[[str], Sink] | None = None,
+    factory: Callable[[str], SinkT] | None = None,
     probes: Sequence[Probe] = (),
     *,
     batch_format: BatchFormat | None = None,
@@ -148,7 +155,7 @@ def collect(
     prepare: Prepare | None = None,
     on_batch: Callable[[Any, torch.Tensor], None] | None = None,
     allow_empty: bool = False,
-) -> dict[str, Sink]:
+) -> dict[str, SinkT]:
     """Run ``model`` over ``loader`` and feed every probe's tensors to its own sink.
 
     Parameters
@@ -177,10 +184,11 @@ def collect(
     dict
         Layer name -> its sink, in the depth order of the forward calls.
     """
+    make = factory if factory is not None else _no_factory
     batch_format = batch_format or BatchFormat()
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
-    sinks: dict[str, Sink] = {}
+    sinks: dict[str, SinkT] = {}
     seen = False
     with probing(model, probes):
         for batch in loader:
@@ -193,7 +201,7 @@ def collect(
                 features, targets = (prepare(probe, hooked, labels) if prepare is not None
                                      else (hooked, labels))
                 if probe.name not in sinks:
-                    sinks[probe.name] = factory(probe.name)
+                    sinks[probe.name] = make(probe.name)
                 sinks[probe.name].update(features, targets)
     if not seen and not allow_empty:
         raise NCInputError("the loader yielded no batches")

@@ -15,8 +15,8 @@ there is nothing to detect there: such a data set must shard itself without repe
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, TypeGuard
 
 from torch.utils.data import (
     BatchSampler,
@@ -60,11 +60,22 @@ def shard_loader(dataset: Dataset, batch_size: int | None, rank: int = 0, world:
     """
     size = None if batch_size is None else max(1, int(batch_size))
     return DataLoader(dataset, batch_size=size,
-                      sampler=range(rank, len(dataset), world), collate_fn=collate_fn,
+                      sampler=range(rank, dataset_size(dataset), world), collate_fn=collate_fn,
                       num_workers=num_workers)
 
 
-def enumerates_dataset(loader: Any) -> bool:
+def dataset_size(dataset: Dataset) -> int:
+    """The number of samples of a map-style data set.
+
+    torch's ``Dataset`` does not declare ``__len__``, but every sampler used here needs
+    it; one without raises the ``TypeError`` that ``len`` would.
+    """
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"object of type '{type(dataset).__name__}' has no len()")
+    return len(dataset)
+
+
+def enumerates_dataset(loader: Any) -> TypeGuard[DataLoader]:
     """True when ``loader`` is a DataLoader whose sampler visits its (map-style) data set
     once per epoch in some order: sequential, random, or a plain ``DistributedSampler``.
 
@@ -77,7 +88,7 @@ def enumerates_dataset(loader: Any) -> bool:
     if type(sampler) is DistributedSampler:  # a subclass may wrap another sampler
         return True
     if isinstance(sampler, (RandomSampler, SequentialSampler)):
-        return not getattr(sampler, "replacement", False) and len(sampler) == len(
+        return not getattr(sampler, "replacement", False) and len(sampler) == dataset_size(
             loader.dataset)
     return False
 
@@ -132,7 +143,7 @@ def unpadded(loader: Iterable[Any]) -> Iterable[Any]:
     if sampler is None:
         return loader
     assert isinstance(loader, DataLoader)
-    padded = padded_samples(sampler, len(loader.dataset))
+    padded = padded_samples(sampler, dataset_size(loader.dataset))
     if padded == 0:
         return loader
     batches = loader.batch_sampler

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -90,8 +90,8 @@ def classifier_parameters(model: nn.Module, name: str
     if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
         raise NCInputError(f"layer '{name}' has no 2-D weight: it cannot be the classifier")
     bias = getattr(module, "bias", None)
-    as64 = {"dtype": torch.float64}
-    return weight.detach().to(**as64), None if bias is None else bias.detach().to(**as64)
+    return (weight.detach().to(torch.float64),
+            None if bias is None else bias.detach().to(torch.float64))
 
 
 def _default_hint(model: nn.Module, head: str, num_outputs: int) -> str:
@@ -133,6 +133,14 @@ class _Plan:
     batch_format: BatchFormat
     arrangement: Arrangement
     device: torch.device | str | None
+
+
+class _RunOptions(TypedDict):
+    """The keywords of :func:`collect` that every pass of one measurement shares."""
+
+    batch_format: BatchFormat
+    device: torch.device | str | None
+    allow_empty: bool
 
 
 def _plan(model: nn.Module, classifier: str | nn.Linear | None, layers: Layers | None,
@@ -331,7 +339,7 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
     head = plan.head.name
     head_decisions = _HeadDecisions(model, plan)
     head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint, head_decisions)
-    run = {"batch_format": plan.batch_format, "device": plan.device, "allow_empty": sync}
+    run = _RunOptions(batch_format=plan.batch_format, device=plan.device, allow_empty=sync)
     sinks: dict[str, Any] = {probe.name: head_stats if probe is plan.head
                              else CollapseStats(plan.num_classes) for probe in plan.probes}
     with distributed.agreed(sync), head_decisions.attached():
@@ -363,7 +371,7 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
 
 def _second_pass(model: nn.Module, loader: Iterable[Any], plan: _Plan, head_stats: _HeadStats,
                  head_decisions: _HeadDecisions, decisions: DecisionStats,
-                 run: dict[str, Any]) -> None:
+                 run: _RunOptions) -> None:
     """Feed ``decisions`` from the kept batches, or by running the model again."""
     if head_stats.batches is not None:
         for features, labels, predicted in head_stats.batches:
@@ -541,6 +549,7 @@ def profile(model: nn.Module, loader: Iterable[Any], layers: Layers,
     """
     results = track(model, loader, classifier, layers=layers or [], layer_point=layer_point,
                     **options)
+    assert isinstance(results, dict)  # track gives a dict whenever layers is not None
     head = find_classifier(model, classifier)
     points = _layer_points(layers, layer_point)
     named = {find_classifier(model, name): point for name, point in points.items()}
@@ -616,7 +625,8 @@ def features(
     """
     arrangement = Arrangement(spatial, ignore_index, shift_labels)
     head = Probe(model, find_classifier(model, classifier), "input")
-    rows, outputs = _Rows(), []
+    rows = _Rows()
+    outputs: list[torch.Tensor | None] = []
 
     def keep_outputs(out: Any, targets: torch.Tensor) -> None:
         logits = _logits(out)
@@ -628,5 +638,6 @@ def features(
 
     collect(model, loader, lambda _: rows, [head], batch_format=BatchFormat(label_key, forward,
             labels), device=device, prepare=arrangement, on_batch=keep_outputs)
-    kept = None if any(out is None for out in outputs) else torch.cat(outputs)
+    aligned = [out for out in outputs if out is not None]
+    kept = torch.cat(aligned) if len(aligned) == len(outputs) else None
     return CapturedFeatures(torch.cat(rows.features), torch.cat(rows.labels), kept)

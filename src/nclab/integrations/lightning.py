@@ -23,8 +23,8 @@ from nclab.integrations import common
 try:  # the classic package first: a callback must come from the trainer's own package
     import pytorch_lightning as pl
 except ImportError:  # pragma: no cover - depends on which package is installed
-    try:
-        import lightning.pytorch as pl
+    try:  # the same API under another name, which mypy cannot see as one module
+        import lightning.pytorch as pl  # type: ignore[no-redef]
     except ImportError:
         raise ImportError("nclab.integrations.lightning needs Lightning: "
                           'pip install "nclab[lightning]"') from None

@@ -128,7 +128,9 @@ def wandb_settings() -> Any:
     """
     import wandb
 
-    mode = os.environ.get("WANDB_MODE", "offline")
+    # W&B's settings check the mode themselves (their Literal of modes changes between
+    # versions), so any string is passed on as it is
+    mode: Any = os.environ.get("WANDB_MODE", "offline")
     try:
         return wandb.Settings(mode=mode, silent=True, console="off", x_disable_stats=True)
     except ValueError:  # pydantic's ValidationError

@@ -55,6 +55,17 @@ def merge_packed(stacked: torch.Tensor, num_classes: int, dim: int) -> torch.Ten
     return pack(total).to(stacked.device)
 
 
+def _cpu_float64_head(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ``weight`` and ``bias`` (or None) of a classifier layer, detached, on the CPU
+    in float64."""
+    weight, bias = layer.weight, getattr(layer, "bias", None)
+    if not isinstance(weight, torch.Tensor) or not isinstance(bias, (torch.Tensor, type(None))):
+        raise NCInputError(f"the classifier {type(layer).__name__} has a weight or bias "
+                           "that is not a tensor")
+    return (weight.detach().to("cpu", torch.float64),
+            None if bias is None else bias.detach().to("cpu", torch.float64))
+
+
 class NeuralCollapse(Metric):
     """Every one-pass collapse metric of (features, labels) batches.
 
@@ -85,6 +96,10 @@ class NeuralCollapse(Metric):
     second pass over the data with the final class means and are not computed here;
     ``nclab.track`` gives them.
     """
+
+    #: The flat state (``add_state``): declared for the type checker, which cannot see
+    #: the attributes that torchmetrics makes.
+    moments: torch.Tensor
 
     is_differentiable = False
     higher_is_better = None
@@ -125,12 +140,11 @@ class NeuralCollapse(Metric):
         full :class:`CollapseMetrics` of the same state is :meth:`result`.
         """
         stats = unpack(self.moments, self.num_classes, self.dim)
-        weight = bias = None
+        weight: torch.Tensor | None = None
+        bias: torch.Tensor | None = None
         classifier = self._classifier[0]
         if classifier is not None:
-            weight = classifier.weight.detach().to("cpu", torch.float64)
-            if getattr(classifier, "bias", None) is not None:
-                bias = classifier.bias.detach().to("cpu", torch.float64)
+            weight, bias = _cpu_float64_head(classifier)
         self._result = compute_metrics(stats, weight, bias, weighted_mean=self.weighted_mean)
         return {name: torch.tensor(value, dtype=torch.float64)
                 for name, value in self._result.scalars().items()}

@@ -85,17 +85,19 @@ class CollapseCallback(common.EpochMeasurement, TrainerCallback):
         self.configure(loader, every_n_epochs, classifier, layers, prefix, track_options)
         self.trainer = trainer
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module = None,
-                       train_dataloader: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(self, args: Any, state: Any, control: Any,
+                       model: nn.Module | None = None, train_dataloader: Any = None,
+                       **kwargs: Any) -> None:
         # fail at the start rather than after the first epoch
-        common.head_name(model, self.classifier)
+        common.head_name(_given(model), self.classifier)
         self._loader(args, train_dataloader)
 
-    def on_epoch_end(self, args: Any, state: Any, control: Any, model: nn.Module = None,
-                     train_dataloader: Any = None, **kwargs: Any) -> None:
+    def on_epoch_end(self, args: Any, state: Any, control: Any,
+                     model: nn.Module | None = None, train_dataloader: Any = None,
+                     **kwargs: Any) -> None:
         if not self.is_due(round(state.epoch or 0)):
             return
-        scalars = self.measure_scalars(model, self._loader(args, train_dataloader),
+        scalars = self.measure_scalars(_given(model), self._loader(args, train_dataloader),
                                        sync=args.world_size > 1)
         if self.trainer is not None:
             self.trainer.log(scalars)
@@ -120,3 +122,10 @@ class CollapseCallback(common.EpochMeasurement, TrainerCallback):
                                                             DataLoader) else None
         return common.shard_loader(dataset, args.per_device_eval_batch_size,
                                    args.process_index, args.world_size, collate_fn=collate)
+
+
+def _given(model: nn.Module | None) -> nn.Module:
+    """The model that the HF Trainer passes to every callback event."""
+    if model is None:
+        raise NCInputError("CollapseCallback: the Trainer passed no model to the callback")
+    return model

@@ -291,7 +291,8 @@ def _config_dict(config: SweepConfig) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> SweepConfig:
     """Inverse of the JSON ``config`` entry."""
     known = {f for f in SweepConfig.__dataclass_fields__}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in data.items() if k in known}
     return replace(SweepConfig(), **values)
 
 
@@ -331,7 +332,9 @@ def summarize(config: SweepConfig, records: Iterable[dict[str, Any]]) -> dict[st
 
 
 def _reduce(group: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    values, relative, statuses = [], [], {}
+    values: list[float] = []
+    relative: list[float] = []
+    statuses: dict[str, int] = {}
     for record in group:
         entry = record["data"] if name == "data" else record["series"][name]
         status = entry.get("status", "ok")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from matplotlib.lines import Line2D
 from rich.console import Console
@@ -238,7 +238,7 @@ def comparison_figure(runs: dict[str, RunRecord], path: str | os.PathLike,
         fig, axes = panel_grid(len(CURVES), ncols=len(CURVES), size=(4.4, 3.7))
         handles = []
         for r, run in enumerate(runs.values()):
-            style = "-" if _is_normalized(run) else "--"
+            style: Literal["-", "--"] = "-" if _is_normalized(run) else "--"
             for ax, (name, _) in zip(axes, CURVES, strict=True):
                 epochs, values = run.series(f"train_{name}")
                 keep = values > 0

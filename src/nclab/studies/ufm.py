@@ -122,7 +122,7 @@ def _runs(model, solution: UFMSolution, tol: float, probe_hessian: bool) -> list
     runs = []
     for i, seed in enumerate(solution.seeds):
         cos = classifier_cosines(solution.weight[i])
-        record = {
+        record: dict[str, Any] = {
             "seed": seed, "objective": float(solution.objective[i]),
             "gap": None if gap is None else float(gap[i]),
             "grad_norm": float(solution.grad_norm[i]), "iterations_to_tol": reached[i],
@@ -159,7 +159,8 @@ def _summary(model, solution: UFMSolution, runs: list[dict], tol: float) -> dict
     """Printed lines and JSON fields: fraction at f* (or at the best run), geometry."""
     objective = solution.objective
     best = int(objective.argmin())
-    lines, fields = [], {"f_star": solution.optimal_value}
+    lines: list[str] = []
+    fields: dict[str, Any] = {"f_star": solution.optimal_value}
     if solution.optimal_value is not None:
         count = int((solution.gap <= tol).sum())
         lines.append(f"f* = {solution.optimal_value:.12f}; reached within {tol:g} by "

@@ -189,8 +189,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise NCInputError(f"unknown config keys: {', '.join(unknown)}")
-        values = {key: tuple(value) if isinstance(value, list) else value
-                  for key, value in data.items()}
+        values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                                  for key, value in data.items()}
         return cls(**values)
 
     def updated(self, **changes: Any) -> TrainConfig:

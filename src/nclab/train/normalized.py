@@ -149,6 +149,7 @@ class NormalizedTask(ClassificationTask):
 
     name = NORMALIZED_TASK
     options_type = NormalizedOptions
+    options: NormalizedOptions
     LOSSES = ("ce",)
 
     def check(self) -> None:

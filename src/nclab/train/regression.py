@@ -98,6 +98,7 @@ class RegressionTask(Task):
 
     name = "regression"
     options_type = RegressionOptions
+    options: RegressionOptions
     default_evaluators = ("nrc",)
     data_kind = REGRESSION
     has_error_rate = False

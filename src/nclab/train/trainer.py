@@ -511,7 +511,7 @@ class _ProgressBar:
         return self.bar, self.bar.add_task("train", total=self.total, completed=self.done,
                                            status="")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
 
 
