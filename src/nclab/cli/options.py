@@ -26,6 +26,7 @@ from nclab.cli.app import OptionValueError
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
 from nclab.data import resolve_dataset
+from nclab.data.imbalance import Imbalance
 from nclab.train.config import (
     Setting,
     TrainConfig,
@@ -80,6 +81,13 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 # ------------------------------------------------------------------ the config options
+#: Text fields read by a parser of their own: field -> parse(text, option) -> the
+#: canonical text (one line on bad input, before anything runs).
+TEXT_PARSERS: dict[str, Callable[[str, str], str]] = {
+    "imbalance": lambda text, option: Imbalance.parse(text, option).text,
+}
+
+
 @dataclass
 class ConfigChanges:
     """What the command line set of a TrainConfig (None or absent: not given).
@@ -160,6 +168,10 @@ def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
     elif item is not None:
         info = typer.Option(None, rule.cli, parser=list_parser(item, rule, rule.cli),
                             metavar="LIST", **common)
+    elif kind is str and name in TEXT_PARSERS:
+        parse = TEXT_PARSERS[name]
+        info = typer.Option(None, rule.cli, parser=_parser(lambda text: parse(text, rule.cli)),
+                            metavar="TEXT", **common)
     elif kind is str:
         info = typer.Option(None, rule.cli, **common)
     else:

@@ -28,7 +28,8 @@ from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
 
 #: Keywords of ``load_dataset`` that the config sets itself (not via dataset_options).
-_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed", "kind"}
+_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed", "kind",
+                  "imbalance"}
 
 Options = TypeVar("Options", bound="TaskOptions")
 
@@ -128,7 +129,8 @@ class Task:
         c = self.config
         return load_dataset(self.dataset, c.root, classes=list(c.classes) if c.classes else None,
                             per_class=c.per_class, per_class_test=c.per_class_test,
-                            seed=c.seed, kind=self.data_kind, **c.dataset_options)
+                            seed=c.seed, kind=self.data_kind, imbalance=c.imbalance,
+                            **c.dataset_options)
 
     def num_outputs(self, data: DatasetSplits) -> int:
         return data.num_classes
