@@ -80,6 +80,11 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return run
 
 
+def text_parser(name: str, option: str) -> Callable[[str], Any]:
+    """A typer ``parser``: the text of the field ``name`` of ``TEXT_PARSERS``, canonical."""
+    return _parser(lambda text: TEXT_PARSERS[name](text, option))
+
+
 # ------------------------------------------------------------------ the config options
 #: Text fields read by a parser of their own: field -> parse(text, option) -> the
 #: canonical text (one line on bad input, before anything runs).
@@ -169,9 +174,8 @@ def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
         info = typer.Option(None, rule.cli, parser=list_parser(item, rule, rule.cli),
                             metavar="LIST", **common)
     elif kind is str and name in TEXT_PARSERS:
-        parse = TEXT_PARSERS[name]
-        info = typer.Option(None, rule.cli, parser=_parser(lambda text: parse(text, rule.cli)),
-                            metavar="TEXT", **common)
+        info = typer.Option(None, rule.cli, parser=text_parser(name, rule.cli), metavar="TEXT",
+                            **common)
     elif kind is str:
         info = typer.Option(None, rule.cli, **common)
     else:
