@@ -25,7 +25,7 @@ from nclab.core.imbalance import (
 from nclab.data import load_dataset
 from nclab.data.base import ArrayDataset
 from nclab.data.imbalance import Imbalance, long_tail, long_tail_indices
-from nclab.train import Trainer, TrainConfig
+from nclab.train import TrainConfig, Trainer
 from nclab.ufm import RegularizedUFM
 
 pytestmark = pytest.mark.usefixtures("one_thread")
