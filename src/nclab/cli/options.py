@@ -35,6 +35,7 @@ from nclab.train.config import (
     parse_list,
     parse_number,
 )
+from nclab.train.losses import ClassificationLoss
 from nclab.train.tasks import OPTION_FIELDS, options_from_text, task_type
 
 #: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
@@ -90,6 +91,7 @@ def text_parser(name: str, option: str) -> Callable[[str], Any]:
 #: canonical text (one line on bad input, before anything runs).
 TEXT_PARSERS: dict[str, Callable[[str, str], str]] = {
     "imbalance": lambda text, option: Imbalance.parse(text, option).text,
+    "loss": lambda text, option: ClassificationLoss.parse(text, option).text,
 }
 
 

@@ -101,7 +101,9 @@ class TrainConfig:
     task
         A name of ``nclab.train.TASKS``: what the targets are, the loss, the error.
     loss
-        ``"ce"`` (cross-entropy) or ``"mse"`` (squared error to one-hot targets).
+        ``"ce"`` (cross-entropy), ``"mse"`` (squared error to one-hot targets),
+        ``"ls:EPS"`` (label smoothing) or ``"focal:GAMMA"`` (focal loss):
+        :mod:`nclab.train.losses`.
     epochs, batch_size, lr, momentum, weight_decay
         SGD with momentum; the loss is averaged over each batch.
     lr_milestones, lr_gamma
@@ -143,7 +145,8 @@ class TrainConfig:
     model_options: dict[str, Any] = setting(factory=dict, cli="--model-opt", group=MODEL,
                                             help="Model option KEY=VALUE (repeatable).")
     task: str = setting("classification", help="Training task (set by the command).")
-    loss: str = setting("ce", cli="--loss", help="ce (cross-entropy) or mse.")
+    loss: str = setting("ce", cli="--loss", help="ce (cross-entropy), mse, ls:EPS (label "
+                                                 "smoothing EPS) or focal:GAMMA (focal loss).")
     epochs: int = setting(350, cli="--epochs", low=1, help="Epochs.")
     batch_size: int = setting(128, cli="--batch-size", low=1, help="Batch size.")
     lr: float = setting(0.05, cli="--lr", low=0, low_open=True, help="Learning rate.")
