@@ -81,12 +81,6 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return run
 
 
-def text_parser(name: str, option: str) -> Callable[[str], Any]:
-    """A typer ``parser``: the text of the field ``name`` of ``TEXT_PARSERS``, canonical."""
-    return _parser(lambda text: TEXT_PARSERS[name](text, option))
-
-
-# ------------------------------------------------------------------ the config options
 #: Text fields read by a parser of their own: field -> parse(text, option) -> the
 #: canonical text (one line on bad input, before anything runs).
 TEXT_PARSERS: dict[str, Callable[[str, str], str]] = {
@@ -95,6 +89,12 @@ TEXT_PARSERS: dict[str, Callable[[str, str], str]] = {
 }
 
 
+def text_parser(name: str, option: str) -> Callable[[str], Any]:
+    """A typer ``parser``: the text of the field ``name`` of ``TEXT_PARSERS``, canonical."""
+    return _parser(lambda text: TEXT_PARSERS[name](text, option))
+
+
+# ------------------------------------------------------------------ the config options
 @dataclass
 class ConfigChanges:
     """What the command line set of a TrainConfig (None or absent: not given).
