@@ -26,6 +26,7 @@ from nclab.cli.app import OptionValueError
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
 from nclab.data import resolve_dataset
+from nclab.data.imbalance import Imbalance
 from nclab.train.config import (
     Setting,
     TrainConfig,
@@ -34,6 +35,7 @@ from nclab.train.config import (
     parse_list,
     parse_number,
 )
+from nclab.train.losses import ClassificationLoss
 from nclab.train.tasks import OPTION_FIELDS, options_from_text, task_type
 
 #: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
@@ -77,6 +79,19 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             # one reaches nclab's main and prints as one line
             raise OptionValueError(str(exc)) from None
     return run
+
+
+#: Text fields read by a parser of their own: field -> parse(text, option) -> the
+#: canonical text (one line on bad input, before anything runs).
+TEXT_PARSERS: dict[str, Callable[[str, str], str]] = {
+    "imbalance": lambda text, option: Imbalance.parse(text, option).text,
+    "loss": lambda text, option: ClassificationLoss.parse(text, option).text,
+}
+
+
+def text_parser(name: str, option: str) -> Callable[[str], Any]:
+    """A typer ``parser``: the text of the field ``name`` of ``TEXT_PARSERS``, canonical."""
+    return _parser(lambda text: TEXT_PARSERS[name](text, option))
 
 
 # ------------------------------------------------------------------ the config options
@@ -160,6 +175,9 @@ def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
     elif item is not None:
         info = typer.Option(None, rule.cli, parser=list_parser(item, rule, rule.cli),
                             metavar="LIST", **common)
+    elif kind is str and name in TEXT_PARSERS:
+        info = typer.Option(None, rule.cli, parser=text_parser(name, rule.cli), metavar="TEXT",
+                            **common)
     elif kind is str:
         info = typer.Option(None, rule.cli, **common)
     else:

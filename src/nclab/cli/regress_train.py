@@ -41,8 +41,8 @@ PRESET = TrainConfig(**{**PAPER_SETTINGS, "epochs": 350})
 DATA_HELP = "teacher, reacher, swimmer, hopper, or a .npz file with x and y (--x-key, --y-key)."
 #: Fields the regression commands do not offer: the DATA argument names the data set,
 #: and class subsets do not apply to real targets.
-NOT_OPTIONS = ("task", "dataset", "root", "classes", "per_class", "per_class_test", "loss",
-               "evaluators", "options")
+NOT_OPTIONS = ("task", "dataset", "root", "classes", "per_class", "per_class_test",
+               "imbalance", "loss", "evaluators", "options")
 DATA = "Data"
 OUTCOME_JSON = "outcome.json"
 

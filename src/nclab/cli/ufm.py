@@ -10,8 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.cli.options import Runtime, integer, real, runtime_options
+from nclab.cli.options import Runtime, integer, real, runtime_options, text_parser
 from nclab.core.distributed import resolve_device
+from nclab.data.imbalance import Imbalance
 from nclab.studies.ufm import (
     DEFAULT_DECAY,
     DEFAULT_TAU,
@@ -32,8 +33,13 @@ def ufm_command(
     classes: int = typer.Option(10, "--classes", help="Number of classes K.",
                                 **integer("--classes")),
     dim: int = typer.Option(16, "--dim", help="Feature dimension d.", **integer("--dim")),
-    per_class: int = typer.Option(5, "--per-class", help="Features per class n.",
+    per_class: int = typer.Option(5, "--per-class", help="Features per class n (with "
+                                  "--imbalance: n_max, the largest class).",
                                   **integer("--per-class")),
+    imbalance: str = typer.Option(
+        None, "--imbalance", parser=text_parser("imbalance", "--imbalance"), metavar="TEXT",
+        help="Class counts n_c of a long tail instead of n each: step:R,K (the last K classes "
+             "hold round(R n)) or exp:R (class c holds round(n R^(c/(C-1)))) (docs/imbalance.md)."),
     loss: str = typer.Option("ce", help=f"Loss of the regularized model: {', '.join(LOSSES)}."),
     normalized: bool = typer.Option(
         False, "--normalized", help="Unit-norm features and classifiers (docs/ufm.md)."),
@@ -60,8 +66,9 @@ def ufm_command(
                              help="Folder for ufm.json and convergence.png."),
 ) -> None:
     """Solve a UFM from random starts: objective, gap to f*, collapse metrics, figure."""
+    profile = None if imbalance is None else Imbalance.parse(imbalance, "--imbalance")
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
-                      lambda_b)
+                      lambda_b, profile)
     torch_device = resolve_device(runtime.device)
     runtime.apply_threads(console)
     console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)
@@ -70,11 +77,17 @@ def ufm_command(
         task = bar.add_task("descent", total=steps)
         result = solve_ufm(model, out, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
                            tol=tol, device=torch_device, probe_hessian=probe_hessian,
-                           callback=lambda i: bar.update(task, completed=i))
+                           imbalance=profile, callback=lambda i: bar.update(task, completed=i))
     for table in _tables(result["runs"]):
         console.print(table)
     for line in result["lines"]:
         console.print(line, highlight=False)
+    if profile is not None:
+        value = result["json"]["minority_collapse_weights"]
+        console.print(f"{profile.text}: counts {result['json']['imbalance']['counts']}; "
+                      f"minority_collapse_weights of the best start {fmt(value)} (simplex ETF: "
+                      f"{-1 / (classes - 1):.4f}; 1: the minority rows merged)",
+                      highlight=False)
     console.print(f"wrote {out / RESULT_JSON} and {result['figure']}")
 
 

@@ -20,6 +20,7 @@ from nclab.data import hierarchical, synthetic
 from nclab.data.base import DatasetSplits
 from nclab.data.cifar import cifar10, cifar100
 from nclab.data.idx import fashionmnist, kmnist, mnist
+from nclab.data.imbalance import Imbalance, as_imbalance, long_tail
 from nclab.data.imitation import imitation_data
 from nclab.data.npz import npz_labels
 from nclab.data.regression_base import npz_targets
@@ -143,6 +144,7 @@ def load_dataset(
     per_class_test: int | None = None,
     seed: int = 0,
     kind: str | None = None,
+    imbalance: Imbalance | str | None = None,
     **options: Any,
 ) -> DatasetSplits:
     """Load a data set by name, optionally restricted to some classes and sizes.
@@ -162,6 +164,11 @@ def load_dataset(
         (the samples themselves).
     kind : {"classification", "regression"}, optional
         Refuse a data set of the other kind (and translate renamed names by it).
+    imbalance : Imbalance or str, optional
+        Subsample the TRAINING split to a long tail (``"step:R,K"``, ``"exp:R"``; see
+        :mod:`nclab.data.imbalance`), after ``classes`` and ``per_class``, seeded by
+        ``seed``; the test split is left as it is. What was kept goes to
+        ``info["imbalance"]``.
     **options
         Passed to the builder (for example ``num_samples`` for mnist1d).
 
@@ -173,10 +180,12 @@ def load_dataset(
     name = resolve_dataset(name, kind)
     entry = DATASETS[name]
     check_dataset_options(name, options)
+    imbalance = as_imbalance(imbalance)
     if entry.kind == REGRESSION:
-        if classes is not None or per_class is not None or per_class_test is not None:
-            raise NCInputError(f"dataset '{name}' has real targets: classes and per-class "
-                               "limits do not apply")
+        if (classes is not None or per_class is not None or per_class_test is not None
+                or imbalance is not None):
+            raise NCInputError(f"dataset '{name}' has real targets: classes, per-class "
+                               "limits and imbalance do not apply")
         options = {**options, "seed": seed}
     args: tuple[Any, ...] = ()
     if entry.needs_root:
@@ -186,4 +195,7 @@ def load_dataset(
     splits = entry.builder(*args, **options)
     if classes is not None or per_class is not None or per_class_test is not None:
         splits = splits.subset(classes, per_class, per_class_test, seed)
+    if imbalance is not None:
+        train, info = long_tail(splits.train, imbalance, seed)
+        splits = DatasetSplits(train, splits.test, info={**splits.info, "imbalance": info})
     return splits

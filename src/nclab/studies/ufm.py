@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
+from nclab.core.imbalance import imbalance_metrics
 from nclab.core.io import make_dirs, write_json
 from nclab.core.validation import check_memory
+from nclab.data.imbalance import Imbalance
 from nclab.report.ufm import plot_convergence
 from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
 
@@ -32,9 +34,16 @@ RESULT_JSON, FIGURE_PNG = "ufm.json", "convergence.png"
 
 def build_ufm(classes: int, dim: int, per_class: int, loss: str, normalized: bool,
               tau: float | None, lambda_w: float | None, lambda_h: float | None,
-              lambda_b: float | None) -> RegularizedUFM | SphereUFM:
-    """The model of the settings; None takes the default (weight decays, tau)."""
+              lambda_b: float | None, imbalance: Imbalance | None = None
+              ) -> RegularizedUFM | SphereUFM:
+    """The model of the settings; None takes the default (weight decays, tau).
+
+    ``imbalance`` gives the class counts of the profile with n_max = ``per_class``
+    (the regularized model only).
+    """
     if normalized:
+        if imbalance is not None:
+            raise NCInputError("--imbalance applies to the regularized model, not --normalized")
         given = [name for name, v in (("--lambda-w", lambda_w), ("--lambda-h", lambda_h),
                                       ("--lambda-b", lambda_b)) if v is not None]
         if given:
@@ -48,12 +57,13 @@ def build_ufm(classes: int, dim: int, per_class: int, loss: str, normalized: boo
         classes, dim, per_class, loss=loss,
         lambda_w=DEFAULT_DECAY if lambda_w is None else lambda_w,
         lambda_h=DEFAULT_DECAY if lambda_h is None else lambda_h,
-        lambda_b=DEFAULT_DECAY if lambda_b is None else lambda_b)
+        lambda_b=DEFAULT_DECAY if lambda_b is None else lambda_b,
+        counts=None if imbalance is None else imbalance.counts(per_class, classes).tolist())
 
 
 def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps: int,
               lr: float, grad_tol: float, tol: float, device: torch.device,
-              probe_hessian: bool = False,
+              probe_hessian: bool = False, imbalance: Imbalance | None = None,
               callback: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Solve ``model`` from seeds 0..seeds-1, write ``out/ufm.json`` and the figure.
 
@@ -69,6 +79,10 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
     device : torch.device
     probe_hessian : bool
         The Hessian spectrum at every solution (the model on the sphere only).
+    imbalance : Imbalance, optional
+        The profile the model's counts follow: its minority classes, for the metrics of
+        definitions §12 of every run (``imbalance`` of each run; the best run's
+        ``minority_collapse_weights`` at the top level).
     callback : callable, optional
         Called with the iteration count during the descent (for a progress bar).
 
@@ -89,6 +103,8 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
                            callback=callback)
     runs = _runs(model, solution, tol, probe_hessian)
     summary = _summary(model, solution, runs, tol)
+    if imbalance is not None:
+        summary["json"].update(_imbalance(model, solution, runs, imbalance))
     make_dirs(out)
     figure = plot_convergence(solution, out / FIGURE_PNG, tol=tol, title=repr(model),
                               riemannian=isinstance(model, SphereUFM))
@@ -104,15 +120,36 @@ def solve_bytes(model: RegularizedUFM | SphereUFM, seeds: int) -> int:
     """Memory of one solve, in bytes: float64 W (S, K, d), H (S, K n, d) and logits
     (S, K n, K), each held about four times (values, gradients, the line search's trial
     point, temporaries)."""
-    classes, dim, per_class = model.num_classes, model.dim, model.per_class
-    values = seeds * (classes * dim + classes * per_class * dim + classes * per_class * classes)
+    classes, dim, samples = model.num_classes, model.dim, model.num_samples
+    values = seeds * (classes * dim + samples * dim + samples * classes)
     return 4 * 8 * values
 
 
 def _config(model: RegularizedUFM | SphereUFM) -> dict[str, Any]:
-    keys = ("num_classes", "dim", "per_class", "tau", "loss", "lambda_w", "lambda_h",
+    keys = ("num_classes", "dim", "per_class", "counts", "tau", "loss", "lambda_w", "lambda_h",
             "lambda_b")
-    return {key: getattr(model, key) for key in keys if hasattr(model, key)}
+    values = {key: getattr(model, key) for key in keys if hasattr(model, key)}
+    if values.get("counts") is not None:
+        values["counts"] = list(values["counts"])
+    return values
+
+
+def _imbalance(model: RegularizedUFM, solution: UFMSolution, runs: list[dict],
+               imbalance: Imbalance) -> dict[str, Any]:
+    """The §12 metrics of every run (added to its record) and the best run's, JSON-ready."""
+    counts = np.asarray(model.counts if model.counts is not None
+                        else [model.per_class] * model.num_classes)
+    minority = imbalance.minority_classes(model.num_classes)
+    labels = solution.labels.cpu().numpy()
+    for i, run in enumerate(runs):
+        features = solution.features[i].cpu().numpy()
+        means = np.stack([features[labels == c].mean(axis=0) for c in range(len(counts))])
+        run["imbalance"] = imbalance_metrics(solution.weight[i].cpu().numpy(), means, counts,
+                                             minority)
+    best = int(solution.objective.argmin())
+    return {"imbalance": {"profile": imbalance.text, "counts": counts.tolist(),
+                          "minority": minority},
+            "minority_collapse_weights": runs[best]["imbalance"]["minority_collapse_weights"]}
 
 
 def _runs(model, solution: UFMSolution, tol: float, probe_hessian: bool) -> list[dict]:
@@ -176,7 +213,8 @@ def _summary(model, solution: UFMSolution, runs: list[dict], tol: float) -> dict
         if bound is not None:
             lines.append(f"the ETF value {bound:.12f} is a lower bound that no point attains")
         fields.update(best_objective=float(objective[best]), fraction_at_best=count / len(runs))
-    if isinstance(model, RegularizedUFM) and model.num_classes * model.gamma >= 1:
+    if isinstance(model, RegularizedUFM) and model.balanced \
+            and model.num_classes * model.gamma >= 1:
         lines.append(f"K sqrt(n lambda_W lambda_H) = {model.num_classes * model.gamma:.3g} >= 1: "
                      "the minimizer is W = H = 0; the metrics below describe a vanishing point")
     measured = [run["metrics"] for run in runs if run["metrics"] is not None]

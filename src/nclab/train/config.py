@@ -17,6 +17,7 @@ from numbers import Integral, Real
 from typing import Any
 
 from nclab.core.errors import NCInputError
+from nclab.data.imbalance import as_imbalance
 
 
 @dataclass(frozen=True)
@@ -90,16 +91,19 @@ class TrainConfig:
 
     Attributes
     ----------
-    dataset, root, classes, per_class, per_class_test, dataset_options
+    dataset, root, classes, per_class, per_class_test, imbalance, dataset_options
         Passed to the task's data loader (``nclab.data.load_dataset``): name, file or
-        folder for file-based sets, class subset, per-class sample limits, builder
-        options such as ``{"num_samples": 5000}``.
+        folder for file-based sets, class subset, per-class sample limits, the long-tail
+        profile of the training split (``"step:0.1,5"``, ``"exp:0.01"``; stored in its
+        canonical spelling), builder options such as ``{"num_samples": 5000}``.
     model, model_options
         ``nclab.models.build_model(model, input_shape, outputs, **model_options)``.
     task
         A name of ``nclab.train.TASKS``: what the targets are, the loss, the error.
     loss
-        ``"ce"`` (cross-entropy) or ``"mse"`` (squared error to one-hot targets).
+        ``"ce"`` (cross-entropy), ``"mse"`` (squared error to one-hot targets),
+        ``"ls:EPS"`` (label smoothing) or ``"focal:GAMMA"`` (focal loss):
+        :mod:`nclab.train.losses`.
     epochs, batch_size, lr, momentum, weight_decay
         SGD with momentum; the loss is averaged over each batch.
     lr_milestones, lr_gamma
@@ -129,6 +133,11 @@ class TrainConfig:
                                     help="At most this many training samples per class.")
     per_class_test: int | None = setting(None, cli="--per-class-test", low=1, group=DATA,
                                          help="At most this many test samples per class.")
+    imbalance: str | None = setting(
+        None, cli="--imbalance", group=DATA,
+        help="Long-tailed TRAINING split (the test split stays as it is): step:R,K (the "
+             "last K classes keep round(R n_max) samples) or exp:R (class c keeps "
+             "round(n_max R^(c/(C-1)))); seeded by --seed (docs/imbalance.md).")
     dataset_options: dict[str, Any] = setting(
         factory=dict, cli="--data-opt", group=DATA,
         help="Data set option KEY=VALUE (repeatable), e.g. num_samples=10000.")
@@ -136,7 +145,8 @@ class TrainConfig:
     model_options: dict[str, Any] = setting(factory=dict, cli="--model-opt", group=MODEL,
                                             help="Model option KEY=VALUE (repeatable).")
     task: str = setting("classification", help="Training task (set by the command).")
-    loss: str = setting("ce", cli="--loss", help="ce (cross-entropy) or mse.")
+    loss: str = setting("ce", cli="--loss", help="ce (cross-entropy), mse, ls:EPS (label "
+                                                 "smoothing EPS) or focal:GAMMA (focal loss).")
     epochs: int = setting(350, cli="--epochs", low=1, help="Epochs.")
     batch_size: int = setting(128, cli="--batch-size", low=1, help="Batch size.")
     lr: float = setting(0.05, cli="--lr", low=0, low_open=True, help="Learning rate.")
@@ -170,6 +180,8 @@ class TrainConfig:
                 value = tuple(value)  # a list from Python code means the same sequence
                 object.__setattr__(self, item.name, value)
             check_value(item.name, value, hints[item.name], item.metadata["setting"])
+        if self.imbalance is not None:  # one spelling, so that a resume compares equal
+            object.__setattr__(self, "imbalance", as_imbalance(self.imbalance).text)
 
     @staticmethod
     def settings() -> dict[str, Setting]:

@@ -15,13 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
-from nclab.capture import collect, track
+from nclab.capture import Arrangement, Probe, collect, track
 from nclab.capture.batches import model_device
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
+from nclab.core.imbalance import imbalance_metrics
 from nclab.core.metrics import METRIC_NAMES, CollapseMetrics
 from nclab.train.batches import EvalBatches
 from nclab.train.callbacks import Callback
@@ -155,8 +157,72 @@ class EvaluatorCallback(Callback):
             summary.update(summarize(trainer.state.rows))
 
 
+class ClassSums:
+    """Per-class feature sums and counts, and per-class correct predictions, in float64.
+
+    A sink of :func:`nclab.capture.collect` (``update``) whose ``count_correct`` takes the
+    model's outputs of each batch.
+    """
+
+    def __init__(self, num_classes: int, dim: int, device: torch.device) -> None:
+        self.sums = torch.zeros(num_classes, dim, dtype=torch.float64, device=device)
+        # counts and correct predictions of each class, side by side for one all_reduce
+        self.tallies = torch.zeros(2, num_classes, dtype=torch.float64, device=device)
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.sums.index_add_(0, labels, features.to(torch.float64))
+        self.tallies[0].index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+
+    def count_correct(self, outputs: torch.Tensor, labels: torch.Tensor) -> None:
+        right = (outputs.argmax(dim=1) == labels).to(torch.float64)
+        self.tallies[1].index_add_(0, labels, right)
+
+    def result(self, sync: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Class means (C, d) and per-class accuracies (C,), summed over ranks with ``sync``.
+
+        Classes without a sample get NaN.
+        """
+        sums = distributed.all_reduce(self.sums) if sync else self.sums.cpu()
+        tallies = distributed.all_reduce(self.tallies) if sync else self.tallies.cpu()
+        counts = tallies[0].numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums.numpy() / counts[:, None], tallies[1].numpy() / counts
+
+
+def imbalance_row(context: EvalContext, splits: tuple[str, ...]) -> dict[str, Any]:
+    """The metrics of definitions §12 of each split, for a run on a long-tailed training
+    split (``data.info["imbalance"]``); empty otherwise.
+
+    The minority classes and the class counts of the SELI geometry are the training
+    split's on every split. One extra pass over each split: the class means and the
+    per-class accuracies.
+    """
+    info = getattr(context.data, "info", {}).get("imbalance")
+    if info is None or context.data.num_classes != len(info["counts"]) \
+            or context.data.train.class_counts().tolist() != info["counts"]:
+        return {}  # the labels are not the subsampled classes (a coarse task's superclasses)
+    model = context.model
+    weight = model.get_submodule(context.classifier).weight.detach()
+    row: dict[str, Any] = {}
+    for split in splits:
+        sums = ClassSums(len(info["counts"]), weight.shape[1], model_device(model))
+        with distributed.agreed(context.distributed):
+            collect(model, context.loaders[split], lambda _, sink=sums: sink,
+                    [Probe(model, context.classifier, "input")], prepare=Arrangement(),
+                    on_batch=sums.count_correct, allow_empty=context.distributed)
+        means, accuracy = sums.result(context.distributed)
+        values = imbalance_metrics(weight.cpu().double().numpy(), means, info["counts"],
+                                   info["minority"], accuracy)
+        row.update({f"{split}_{key}": value for key, value in values.items()})
+    return row
+
+
 class CollapseEvaluator:
     """Every metric of definitions §1 on the train and the test split: ``train_nc1``, ...
+
+    On a long-tailed training split (``TrainConfig.imbalance``) also those of §12:
+    ``train_minority_collapse_weights``, ``test_minority_accuracy``, ...
+    (:func:`imbalance_row`).
 
     Its :meth:`summarize` gives the train NC1 at the TPT onset and at the end, and their
     ratio (``nc1_at_onset``, ``nc1_final``, ``nc1_drop``).
@@ -177,6 +243,7 @@ class CollapseEvaluator:
         for split in self.splits:
             metrics = context.track(split)
             row.update({f"{split}_{name}": getattr(metrics, name) for name in METRIC_NAMES})
+        row.update(imbalance_row(context, self.splits))
         return row
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:

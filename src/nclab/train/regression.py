@@ -124,7 +124,8 @@ class RegressionTask(Task):
         c = self.config
         options = dict(c.dataset_options)
         seed = int(options.pop("seed", 0))
-        return load_dataset(self.dataset, c.root, seed=seed, kind=REGRESSION, **options)
+        return load_dataset(self.dataset, c.root, seed=seed, kind=REGRESSION,
+                            imbalance=c.imbalance, **options)  # refused for real targets
 
     def load_data(self) -> DatasetSplits:
         data = self.load_raw()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nclab.capture import find_classifier
@@ -26,9 +25,11 @@ from nclab.data import CLASSIFICATION, DatasetSplits, load_dataset, resolve_data
 from nclab.data.registry import current_name
 from nclab.models import build_model, check_model
 from nclab.train.config import TrainConfig
+from nclab.train.losses import ClassificationLoss
 
 #: Keywords of ``load_dataset`` that the config sets itself (not via dataset_options).
-_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed", "kind"}
+_LOADER_FIELDS = {"root", "classes", "per_class", "per_class_test", "seed", "kind",
+                  "imbalance"}
 
 Options = TypeVar("Options", bound="TaskOptions")
 
@@ -128,7 +129,8 @@ class Task:
         c = self.config
         return load_dataset(self.dataset, c.root, classes=list(c.classes) if c.classes else None,
                             per_class=c.per_class, per_class_test=c.per_class_test,
-                            seed=c.seed, kind=self.data_kind, **c.dataset_options)
+                            seed=c.seed, kind=self.data_kind, imbalance=c.imbalance,
+                            **c.dataset_options)
 
     def num_outputs(self, data: DatasetSplits) -> int:
         return data.num_classes
@@ -156,26 +158,28 @@ class Task:
 
 
 class ClassificationTask(Task):
-    """Labels in 0..C-1; cross-entropy, or squared error to one-hot targets. No options."""
+    """Labels in 0..C-1; cross-entropy, squared error to one-hot targets, label smoothing
+    (``ls:EPS``) or focal loss (``focal:GAMMA``): :mod:`nclab.train.losses`. No options."""
 
     name = "classification"
     default_evaluators = ("collapse",)
-    LOSSES: ClassVar[tuple[str, ...]] = ("ce", "mse")
+    LOSSES: ClassVar[tuple[str, ...]] = ("ce", "mse", "ls:EPS", "focal:GAMMA")
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self._loss: ClassificationLoss | None = None
 
     def check(self) -> None:
         super().check()
-        if self.config.loss not in self.LOSSES:
-            raise NCInputError(f"unknown loss '{self.config.loss}'; "
-                               f"choose from: {', '.join(self.LOSSES)}")
+        self._loss = ClassificationLoss.parse(self.config.loss)
         if "nrc" in self.evaluator_names:
             raise NCInputError("the 'nrc' evaluator needs real targets; classification runs "
                                "use the 'collapse' evaluator")
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.config.loss == "ce":
-            return F.cross_entropy(outputs, targets, reduction="sum")
-        one_hot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
-        return 0.5 * (outputs - one_hot).square().sum()
+        if self._loss is None:
+            self._loss = ClassificationLoss.parse(self.config.loss)
+        return self._loss(outputs, targets)
 
     def errors(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return (outputs.argmax(dim=1) != targets).sum()

@@ -14,6 +14,11 @@ lambda_H, b = 0 for cross-entropy and b = 1/(K (1 + lambda_b)) 1 for the squared
 (which also needs lambda_b/(1 + lambda_b) <= K gamma); the logit scale t = a s solves a
 one-dimensional problem (see :attr:`RegularizedUFM.optimal_value`). When K gamma >= 1
 the minimizer is W = H = 0.
+
+With class counts n_1, ..., n_K (``counts=``, imbalanced classes; N = sum_k n_k) the
+objective is the same sum over every feature; no closed-form minimum is known then
+(``optimal_value`` is None). Its minimizers show minority collapse (Fang et al., 2021) and,
+as the weight decays vanish, the SELI geometry (Thrampoulidis et al., 2022; definitions §12).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from nclab.core.errors import NCInputError
 from nclab.ufm._base import (
@@ -39,6 +45,18 @@ from nclab.ufm.optim import Params
 LOSSES = ("ce", "mse")
 
 
+def check_counts(counts: Sequence[int], num_classes: int) -> tuple[int, ...]:
+    """K class counts, each an integer >= 1, as a tuple; one NCInputError line otherwise."""
+    values = list(counts)
+    if len(values) != num_classes:
+        raise NCInputError(f"counts needs one entry per class ({num_classes}); got "
+                           f"{len(values)}")
+    bad = [v for v in values if isinstance(v, bool) or int(v) != v or v < 1]
+    if bad:
+        raise NCInputError(f"every class count must be an integer >= 1; got {bad[0]!r}")
+    return tuple(int(v) for v in values)
+
+
 class RegularizedUFM:
     """Unconstrained features model with weight decay on W, H and b.
 
@@ -50,6 +68,9 @@ class RegularizedUFM:
         d >= 1. For d < K - 1 no simplex ETF exists (see ``optimal_value``).
     per_class : int
         n features per class, N = K n.
+    counts : sequence of int, optional
+        n_k features of class k (K entries, each >= 1) instead of ``per_class``:
+        imbalanced classes, N = sum_k n_k. ``per_class`` is then the largest count.
     loss : {"ce", "mse"}
         Cross-entropy, or (1/2) ||W h + b - e_k||^2 with e_k the one-hot target.
     lambda_w, lambda_h : float
@@ -64,7 +85,11 @@ class RegularizedUFM:
     """
 
     def __init__(self, num_classes: int, dim: int, per_class: int = 1, *, loss: str = "ce",
-                 lambda_w: float = 5e-3, lambda_h: float = 5e-3, lambda_b: float = 5e-3) -> None:
+                 lambda_w: float = 5e-3, lambda_h: float = 5e-3, lambda_b: float = 5e-3,
+                 counts: Sequence[int] | None = None) -> None:
+        self.counts = None if counts is None else check_counts(counts, num_classes)
+        if self.counts is not None:
+            per_class = max(self.counts)
         self.num_classes, self.dim, self.per_class = check_sizes(num_classes, dim, per_class)
         if loss not in LOSSES:
             raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
@@ -74,18 +99,28 @@ class RegularizedUFM:
         self.lambda_b = check_nonnegative("lambda_b", lambda_b)
 
     def __repr__(self) -> str:
+        size = (f"per_class={self.per_class}" if self.balanced
+                else f"counts={list(self.counts)}")
         return (f"RegularizedUFM(num_classes={self.num_classes}, dim={self.dim}, "
-                f"per_class={self.per_class}, loss={self.loss!r}, lambda_w={self.lambda_w:g}, "
+                f"{size}, loss={self.loss!r}, lambda_w={self.lambda_w:g}, "
                 f"lambda_h={self.lambda_h:g}, lambda_b={self.lambda_b:g})")
 
     @property
+    def balanced(self) -> bool:
+        """Every class has ``per_class`` features (no ``counts``, or equal ones)."""
+        return self.counts is None or len(set(self.counts)) == 1
+
+    @property
     def num_samples(self) -> int:
-        """N = K n."""
-        return self.num_classes * self.per_class
+        """N = K n, or the sum of the counts."""
+        return self.num_classes * self.per_class if self.balanced else sum(self.counts)
 
     def labels(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Labels (N,) of the rows of H."""
-        return class_labels(self.num_classes, self.per_class, device)
+        """Labels (N,) of the rows of H, sorted by class."""
+        if self.balanced:
+            return class_labels(self.num_classes, self.per_class, device)
+        return torch.arange(self.num_classes, device=device).repeat_interleave(
+            torch.tensor(self.counts, device=device))
 
     @property
     def gamma(self) -> float:
@@ -93,12 +128,15 @@ class RegularizedUFM:
         return math.sqrt(self.per_class * self.lambda_w * self.lambda_h)
 
     @property
-    def logit_scale(self) -> float:
+    def logit_scale(self) -> float | None:
         """t* = a s = ||w_k|| ||h_{k,i}|| at the global minimizer (d >= K - 1).
 
         A sample's logit is t* for its own class and -t*/(K-1) for the others (plus b);
-        t* = 0 when K gamma >= 1, where the minimizer is W = H = 0.
+        t* = 0 when K gamma >= 1, where the minimizer is W = H = 0. None for unequal
+        counts (no closed form).
         """
+        if not self.balanced:
+            return None
         k, gamma = self.num_classes, self.gamma
         if k * gamma >= 1:
             return 0.0
@@ -119,6 +157,7 @@ class RegularizedUFM:
         - cross-entropy: g(t) = log(1 + (K-1) exp(-t K/(K-1))), b = 0; the minimum over
           t is the global one for d >= K - 1 (Zhu et al., 2021, Theorem 3.1). None for
           d < K - 1.
+        - unequal class counts: None (no closed form).
         - squared error: g(t) = (K-1)/(2K) (t K/(K-1) - 1)^2 and b = 1/(K(1+lambda_b)) 1
           adds lambda_b/(2K(1+lambda_b)). In Z = H W^T the problem is a nuclear-norm
           regularized least squares (lambda_W ||W||^2/2 + lambda_H ||H||^2/2 >=
@@ -129,6 +168,8 @@ class RegularizedUFM:
           targets (no ETF). For d < K - 1 and lambda_b > 0: None (not proven).
         """
         k = self.num_classes
+        if not self.balanced:
+            return None
         if self.loss == "ce":
             if self.dim < k - 1:
                 return None
@@ -159,7 +200,9 @@ class RegularizedUFM:
         weight, features, bias = params
         logits = features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
         num = logits.shape[-2]
-        if self.loss == "ce":
+        if not self.balanced:
+            value, dlogits = self._imbalanced_loss(logits)
+        elif self.loss == "ce":
             value, dlogits = cross_entropy(logits, self.per_class)
         else:
             residual = logits
@@ -173,6 +216,17 @@ class RegularizedUFM:
         grad_h = dlogits @ weight + self.lambda_h * features
         grad_b = dlogits.sum(dim=-2) + self.lambda_b * bias
         return value, (grad_w, grad_h, grad_b)
+
+    def _imbalanced_loss(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean loss and its gradient in the logits (..., N, K) against one-hot targets
+        of the class-sorted labels (the balanced path reads them off a strided view)."""
+        num = logits.shape[-2]
+        targets = F.one_hot(self.labels(logits.device), self.num_classes).to(logits.dtype)
+        if self.loss == "ce":
+            log_p = torch.log_softmax(logits, dim=-1)
+            return -(targets * log_p).sum(dim=(-2, -1)) / num, (log_p.exp() - targets) / num
+        residual = logits - targets
+        return residual.square().sum(dim=(-2, -1)) / (2 * num), residual / num
 
     def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
         """f and its gradient, for :func:`nclab.ufm.optim.descend`."""
