@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.linalg
 
 from nclab.core.errors import NCInputError
 from nclab.core.geometry import power_of_two_scale
@@ -348,6 +347,8 @@ def _lidar_of(within: np.ndarray, between: np.ndarray, delta: float) -> float:
     unit = power_of_two_scale(np.array([variance]))  # exact: the ratios are unchanged
     regularized = (within + delta * variance * np.eye(dim)) / unit
     try:
+        import scipy.linalg  # here: `nclab --help` and `import nclab` stay free of scipy
+
         values = scipy.linalg.eigh(between / unit, regularized, eigvals_only=True)[::-1]
     except np.linalg.LinAlgError:
         raise NCInputError("within_cov is not positive semi-definite") from None
