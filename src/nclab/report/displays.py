@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.transforms import blended_transform_factory
 
 from nclab.capture import LayerProfile
 from nclab.core.errors import NCInputError
@@ -75,31 +77,38 @@ def draw_metrics(ax: Axes, names: Sequence[str], values: Sequence[float],
     """A lollipop chart of metric values, the first on top, each value written beside it.
 
     When every metric is a gap (``MetricInfo.is_gap``: >= 0, 0 at perfect collapse) the
-    value axis is logarithmic and a value of exactly 0 is a hollow marker at its left
-    edge; otherwise it is linear, with a line at 0.
+    value axis is logarithmic, the stems start at its left edge and a value of exactly 0
+    is a hollow marker on that edge; otherwise the axis is linear, with stems from 0.
+    The markers of the non-zero values are ``ax.lines[0]`` (x: the values, in order).
     """
-    y = np.arange(len(names))[::-1]
+    y = np.arange(len(names))[::-1].astype(float)
     x = np.asarray(values, dtype=float)
     log = all(METRICS[name].is_gap for name in names)
+    shown = x > 0 if log else np.ones(len(x), bool)
     positive = x[x > 0]
-    floor = float(positive.min()) / 10 if log and positive.size else 1e-16 if log else 0.0
-    drawn = np.where(x > 0, x, floor) if log else x
-    ax.hlines(y, floor, drawn, color=color(0), linewidth=1.4)
-    nonzero = x > 0 if log else np.ones(len(x), bool)
-    ax.plot(x[nonzero], y[nonzero], linestyle="", marker="o", markersize=6, color=color(0))
-    if not nonzero.all():
-        ax.plot(drawn[~nonzero], y[~nonzero], linestyle="", marker="o", markersize=6,
-                color=color(0), markerfacecolor="white", label="0 (at the left edge)")
-        ax.legend(loc="best")
-    for value, at, row in zip(x, drawn, y, strict=True):
-        ax.annotate(f"{value:.3g}", (at, row), xytext=(6, 0), textcoords="offset points",
+    low = float(positive.min()) / 20 if positive.size else 1e-3
+    # stems in data coordinates from far left of any limit, left out of the autoscaling:
+    # the axis keeps the limits of the values (also when shared with other axes)
+    start = low * 1e-30 if log else 0.0
+    ax.add_collection(LineCollection([[(start, row), (value, row)] for value, row
+                                      in zip(x[shown], y[shown], strict=True)],
+                                     colors=color(0), linewidths=1.4), autolim=False)
+    ax.plot(x[shown], y[shown], linestyle="", marker="o", markersize=6, color=color(0))
+    for value, row in zip(x[shown], y[shown], strict=True):
+        ax.annotate(f"{value:.3g}", (value, row), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=8)
+    edge = blended_transform_factory(ax.transAxes, ax.transData)
+    for row in y[~shown]:  # exact zeros on a log axis: on its left edge
+        ax.plot([0.0], [row], linestyle="", marker="o", markersize=6, color=color(0),
+                markerfacecolor="white", transform=edge, clip_on=False)
+        ax.annotate("0", (0.0, row), xycoords=edge, xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(y, list(names))
     ax.set_ylim(-0.7, len(names) - 0.3)
     if log:
         ax.set_xscale("log")
         readable_log_axis(ax.xaxis)
-        ax.set_xlim(floor / 2, max(float(x.max()), floor) * 20)  # room for the labels
+        ax.set_xlim(low, (float(positive.max()) if positive.size else 1.0) * 20)
         ax.set_xlabel("value (0 at perfect collapse; log scale)")
     else:
         ax.axvline(0.0, color="0.4", linewidth=0.8)

@@ -57,9 +57,19 @@ _RC = {
 
 @contextmanager
 def figure_style() -> Iterator[None]:
-    """Apply the nclab rc settings inside the block."""
-    with mpl.rc_context(_RC):
+    """Apply the nclab rc settings inside the block.
+
+    On leaving, only the settings of ``_RC`` are put back, not every rc setting as
+    ``mpl.rc_context`` would: a pyplot figure made inside the block can be the one that
+    loads the backend, and Jupyter's inline backend then turns on interactive mode and
+    its own settings, which must survive the block (else no later figure is shown).
+    """
+    saved = {key: mpl.rcParams[key] for key in _RC}
+    mpl.rcParams.update(_RC)
+    try:
         yield
+    finally:
+        mpl.rcParams.update(saved)
 
 
 def color(i: int) -> str:
