@@ -450,3 +450,7 @@ def test_tutorials_are_stored_executed_with_small_figures(path):
         images += len(pngs)
     assert 1 <= images <= 4
     assert path.stat().st_size < 200_000
+    # a relative link to a page works in Jupyter and breaks on the site (or the reverse)
+    notes = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                    if c["cell_type"] == "markdown")
+    assert not re.findall(r"\]\([^)]*\.md\)", notes)
