@@ -319,6 +319,12 @@ def test_run_plot_chooses_panels_and_takes_axes(tmp_path):
         run.plot(panels=["nc_1"])
     with pytest.raises(NCInputError, match="ax must be 3 matplotlib Axes"):
         run.plot(ax=pair, panels=["nc1", "equinorm", "loss"])
+    with pytest.raises(NCInputError, match="no panel chosen; the panels: error"):
+        run.plot(panels=[])
+    with pytest.raises(NCInputError, match="expected one or more RunRecord"):
+        HistoryDisplay.from_runs([run.rows])
+    with pytest.raises(NCInputError, match="expected a CollapseMetrics; got dict"):
+        CollapseDisplay.from_metrics({"nc1": 0.1})
 
 
 def test_the_report_figure_and_the_display_draw_the_same(tmp_path):

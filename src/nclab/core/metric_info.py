@@ -77,8 +77,10 @@ class MetricInfo:
 
 
 def _info(name: str, label: str, section: str, paper: str, direction: Direction = LOWER,
-          classifier: bool = False, **flags: bool | str) -> tuple[str, MetricInfo]:
-    return name, MetricInfo(name, label, section, paper, direction, classifier, **flags)
+          classifier: bool = False, *, needs_second_pass: bool = False,
+          weights_only: bool = False, needs: str = "") -> tuple[str, MetricInfo]:
+    return name, MetricInfo(name, label, section, paper, direction, classifier,
+                            needs_second_pass, weights_only, needs)
 
 
 _PAPYAN, _ZHU = "Papyan, Han & Donoho (2020)", "Zhu et al. (2021)"

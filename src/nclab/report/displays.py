@@ -232,8 +232,8 @@ class HistoryDisplay:
         keys = list(dict.fromkeys(panel_key(panel) for panel in available))
         unknown = [name for name in wanted if name not in keys]
         if unknown or not wanted:
-            raise NCInputError(f"no panel {unknown[0] if unknown else 'chosen'!r}; the "
-                               f"panels: {', '.join(keys)}")
+            what = f"no panel {unknown[0]!r}" if unknown else "no panel chosen"
+            raise NCInputError(f"{what}; the panels: {', '.join(keys)}")
         return cls(runs, tuple(panel for name in wanted for panel in available
                                if panel_key(panel) == name))
 

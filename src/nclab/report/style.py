@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, cast
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
@@ -64,12 +65,13 @@ def figure_style() -> Iterator[None]:
     loads the backend, and Jupyter's inline backend then turns on interactive mode and
     its own settings, which must survive the block (else no later figure is shown).
     """
-    saved = {key: mpl.rcParams[key] for key in _RC}
-    mpl.rcParams.update(_RC)
+    params = cast(dict[str, Any], mpl.rcParams)  # RcParams: a dict of every setting
+    saved = {key: params[key] for key in _RC}
+    params.update(_RC)
     try:
         yield
     finally:
-        mpl.rcParams.update(saved)
+        params.update(saved)
 
 
 def color(i: int) -> str:
