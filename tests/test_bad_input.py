@@ -139,6 +139,13 @@ def test_unusual_label_dtypes(dtype):
                                                            rel=1e-10)
 
 
+def test_reversed_numpy_views_are_measured():
+    """torch.from_numpy takes no negative strides: a reversed view was a ValueError."""
+    want = reference_metrics(H, Y)["nc1"]
+    assert measure(H[::-1], Y[::-1]).nc1 == pytest.approx(want, rel=1e-10)
+    assert measure(H[:, ::-1], Y).nc1 == pytest.approx(want, rel=1e-10)  # coordinates permuted
+
+
 def test_many_classes_when_asked_for():
     """A label far beyond the sample count is refused alone and accepted with C given."""
     labels = _with(Y, 0, 4999)

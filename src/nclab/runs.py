@@ -43,6 +43,8 @@ from nclab.core.io import (
     write_atomic,
     write_json,
 )
+from nclab.core.metric_info import METRICS
+from nclab.core.tables import data_frame, metrics_html
 
 try:  # POSIX; elsewhere a run directory is not locked
     import fcntl
@@ -426,6 +428,65 @@ class RunRecord:
                 value = row.get(key)
                 return value if _is_number(value) else None
         return None
+
+    @property
+    def status(self) -> str:
+        """How the run stands, from its summary (or its absence) and its last logged epoch."""
+        done = self.rows[-1]["epoch"]
+        epochs = self.config.get("epochs")
+        if self.summary is None:
+            if not self.config:
+                return (f"last logged epoch {done} (no config.json or summary.json: the "
+                        "planned epochs and the outcome are unknown)")
+            planned = f" of {epochs}" if epochs is not None else ""
+            return f"in progress or interrupted: last logged epoch {done}{planned}"
+        status = self.summary.get("status")
+        if status == "diverged":
+            epoch = self.summary.get("diverged_epoch")
+            return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
+        if status == "complete":
+            if self.summary.get("stopped_early"):
+                return (f"complete: stopped at epoch {self.summary.get('epochs_done', done)} "
+                        f"of {epochs}, where its stop condition held")
+            return f"complete: {self.summary.get('epochs_done', done)} epochs"
+        return f"last logged epoch {done} (summary.json gives no status)"
+
+    def to_pandas(self) -> Any:
+        """The logged rows as a ``pandas.DataFrame``, one row per logged epoch and one
+        column per key of the rows (in order of appearance; a value a row lacks is
+        missing). Needs the ``pandas`` extra."""
+        return data_frame(self.rows, self.columns)
+
+    def plot(self, ax: Any = None, **options: Any) -> tuple[Any, Any]:
+        """The papers' panels of collapse against the epoch (Papyan et al.'s figure).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes or sequence of Axes, optional
+            One per panel; default: a new figure (pyplot, so a notebook shows it).
+        **options
+            ``panels=("nc1", "self_duality", ...)`` chooses panels (default: all of
+            :data:`nclab.report.figures.PANELS`); see
+            :meth:`nclab.report.displays.HistoryDisplay.from_runs`.
+
+        Returns
+        -------
+        (Figure, Axes or ndarray of Axes)
+        """
+        from nclab.report.displays import HistoryDisplay  # layer 2, drawn on demand
+
+        return HistoryDisplay.from_runs([self], **options).plot(ax=ax)
+
+    def _repr_html_(self) -> str:
+        last = self.rows[-1]
+        columns = {split: {name: last.get(f"{split}_{name}") for name in METRICS}
+                   for split in ("train", "test")}
+        onset = self.tpt_onset
+        notes = [f"TPT onset (first epoch with zero training error): epoch {onset}"
+                 if onset is not None else "", *self.notes]
+        return metrics_html(f"run {self.label}: {self.status}; metrics at epoch "
+                            f"{last['epoch']} ({len(self.rows)} logged epochs)", columns,
+                            [note for note in notes if note])
 
 
 def load_run(path: str | os.PathLike, label: str | None = None) -> RunRecord:

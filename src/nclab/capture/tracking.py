@@ -32,6 +32,7 @@ from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics, compute_metrics
 from nclab.core.stats import CollapseStats, DecisionStats
+from nclab.core.tables import data_frame
 
 Layers = Sequence[str] | Mapping[str, str]
 
@@ -527,6 +528,29 @@ class LayerProfile:
                          "num_samples": metrics.num_samples,
                          **{key: values[key] for key in self.FIELDS}})
         return {"layers": rows}
+
+    def to_pandas(self) -> Any:
+        """The rows of :meth:`to_dict` as a ``pandas.DataFrame``, one per layer in depth
+        order. Needs the ``pandas`` extra."""
+        return data_frame(self.to_dict()["layers"])
+
+    def plot(self, ax: Any = None, **options: Any) -> tuple[Any, Any]:
+        """NC1 and NC1_trace against depth (log scale), as ``nclab profile`` draws them.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Default: a new figure (pyplot, so a notebook shows it).
+        **options
+            ``title=...``; see :class:`nclab.report.displays.ProfileDisplay`.
+
+        Returns
+        -------
+        (Figure, Axes)
+        """
+        from nclab.report.displays import ProfileDisplay  # layer 2, drawn on demand
+
+        return ProfileDisplay.from_profile(self, **options).plot(ax=ax)
 
 
 def profile(model: nn.Module, loader: Iterable[Any], layers: Layers,

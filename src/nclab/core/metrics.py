@@ -12,22 +12,18 @@ import torch
 from nclab.core import geometry
 from nclab.core.errors import NCInputError
 from nclab.core.io import finite_or_none, json_ready
+from nclab.core.metric_info import names as metric_names
 from nclab.core.spectral import spectral_metrics
+from nclab.core.tables import metrics_html, missing_notes
 from nclab.core.validation import as_classifier, as_features, positive_int, to_numpy64
 
 if TYPE_CHECKING:  # the statistics call these formulas, never the reverse
     from nclab.core.stats import CollapseStats, DecisionStats
 
-#: Every metric of definitions §1, then §7, in their order there.
-METRIC_NAMES = (
-    "nc1", "nc1_trace", "cdnv", "equinorm_means", "equinorm_weights", "equiangularity_means",
-    "equiangularity_weights", "maxangle_means", "maxangle_weights", "etf_error_means",
-    "etf_error_weights", "self_duality", "wh_duality", "ncc_mismatch", "accuracy",
-    "gnc2_dist_means", "gnc2_log_means", "unc3_duality_cv", "unc3_duality_var",
-    "nc5_ood_orthogonality", "bias_relation",
-)
+#: Every metric of definitions §1, then §7, in their order there (declared in metric_info).
+METRIC_NAMES = metric_names(spectral=False)
 #: The spectral metrics of definitions §8 (``compute_metrics(..., spectral=True)``).
-SPECTRAL_NAMES = ("rankme", "rankme_centred", "alpha_req", "lidar")
+SPECTRAL_NAMES = metric_names(spectral=True)
 
 
 @dataclass(frozen=True)
@@ -92,6 +88,32 @@ class CollapseMetrics:
         """
         return {f"{prefix}{name}": float(value) for name in (*METRIC_NAMES, *SPECTRAL_NAMES)
                 if (value := getattr(self, name)) is not None}
+
+    def plot(self, ax: Any = None, **options: Any) -> tuple[Any, Any]:
+        """A lollipop chart of the metrics, the gaps (0 at perfect collapse) on a log axis.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Default: a new figure (pyplot, so a notebook shows it).
+        **options
+            ``names=(...)`` chooses the metrics; see
+            :meth:`nclab.report.displays.CollapseDisplay.from_metrics`.
+
+        Returns
+        -------
+        (Figure, Axes)
+        """
+        from nclab.report.displays import CollapseDisplay  # layer 2, drawn on demand
+
+        return CollapseDisplay.from_metrics(self, **options).plot(ax=ax)
+
+    def _repr_html_(self) -> str:
+        values = {name: getattr(self, name) for name in (*METRIC_NAMES, *SPECTRAL_NAMES)}
+        notes = [*self.warnings, *missing_notes(values)]
+        return metrics_html(f"CollapseMetrics of N = {self.num_samples} samples, "
+                            f"C = {self.num_classes} classes, d = {self.dim}",
+                            {"value": values}, notes)
 
 
 def _check_measurable(stats: CollapseStats) -> int:

@@ -86,7 +86,10 @@ def _real_array(value: Any, name: str) -> np.ndarray:
 
 
 def _torch_compatible(array: np.ndarray, name: str) -> np.ndarray:
-    """The same numbers in a dtype that ``torch.from_numpy`` takes and can compute with."""
+    """The same numbers in a dtype and layout that ``torch.from_numpy`` takes and can
+    compute with."""
+    if any(stride < 0 for stride in array.strides):  # a reversed view: torch takes none
+        array = np.ascontiguousarray(array)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype.kind == "u" and array.dtype.itemsize > 1:

@@ -270,6 +270,23 @@ class FineRecovery:
         del out["train_recovered"], out["test_recovered"]
         return out
 
+    def plot(self, ax: Any = None) -> tuple[Any, Any]:
+        """Recovered fine-label accuracy per superclass, train and test, against the chance
+        level 1/k of each.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Default: a new figure (pyplot, so a notebook shows it).
+
+        Returns
+        -------
+        (Figure, Axes)
+        """
+        from nclab.report.displays import RecoveryDisplay  # layer 2, drawn on demand
+
+        return RecoveryDisplay.from_recovery(self).plot(ax=ax)
+
 
 def recover_fine_labels(
     train_features: Any,

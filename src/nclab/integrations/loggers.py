@@ -12,8 +12,9 @@ name            writes                                      default destination
 ==============  ==========================================  ============================
 tensorboard     event files (``torch.utils.tensorboard``),  ``RUN_DIR/tensorboard``
                 values in float64
-wandb           a W&B run                                   offline, ``RUN_DIR/wandb``
-                                                            (``WANDB_MODE`` overrides)
+wandb           a W&B run; its summary keeps each metric's  offline, ``RUN_DIR/wandb``
+                best value (min or max by its direction)    (``WANDB_MODE`` overrides)
+                beside the last
 mlflow          an MLflow run (experiment ``nclab``)        ``file:RUN_DIR/mlruns``
                                                             (``MLFLOW_TRACKING_URI``
                                                             overrides)
@@ -37,6 +38,7 @@ from typing import Any, Protocol
 
 from nclab.core.errors import NCInputError, first_line
 from nclab.core.io import make_dirs
+from nclab.core.metric_info import info_for_column
 
 #: logger name -> (module it needs, extra that installs it)
 REQUIREMENTS = {
@@ -113,8 +115,26 @@ class WandbLogger:
             config=dict(config or {}), mode=settings.mode, reinit="create_new",
             settings=settings)
 
+        self.summarized: set[str] = set()
+
     def log(self, row: Mapping[str, Any], step: int) -> None:
-        self.run.log(row_scalars(row), step=step)
+        scalars = row_scalars(row)
+        self.summarize(scalars)
+        self.run.log(scalars, step=step)
+
+    def summarize(self, names: Iterable[str]) -> None:
+        """For each collapse metric not seen before, keep its best value in the run's
+        summary beside the last (``define_metric(summary="min,last")``; "max,last" where
+        higher is better), its direction read from ``nclab.core.metric_info``. Metrics
+        with an ideal value in between, and other columns, keep W&B's last value."""
+        for name in names:
+            if name in self.summarized:
+                continue
+            self.summarized.add(name)
+            info = info_for_column(name)
+            if info is not None and info.higher_is_better is not None:
+                best = "max" if info.higher_is_better else "min"
+                self.run.define_metric(name, summary=f"{best},last")
 
     def close(self) -> None:
         self.run.finish()

@@ -12,12 +12,13 @@ Needs the ``torchmetrics`` extra (``pip install "nclab[torchmetrics]"``).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from nclab.core.errors import NCInputError
+from nclab.core.metric_info import METRICS
 from nclab.core.metrics import CollapseMetrics, compute_metrics
 from nclab.core.stats import CollapseStats
 
@@ -95,6 +96,13 @@ class NeuralCollapse(Metric):
     when torchmetrics synchronizes processes. ``ncc_mismatch`` and ``accuracy`` need a
     second pass over the data with the final class means and are not computed here;
     ``nclab.track`` gives them.
+
+    **Directions.** ``higher_is_better`` is None: :meth:`compute` returns many metrics,
+    and no single bool is right for all of them (most are gaps, lower is better, but
+    ``unc3_duality_cv`` is best at 0 and can be negative). Each metric's own direction is
+    in ``directions`` ("lower", "higher" or the ideal value, from
+    ``nclab.core.metric_info.METRICS``): for a ``MetricTracker``, track one metric
+    (``nc1``, lower is better: ``maximize=False``) or pass ``maximize`` from it.
     """
 
     #: The flat state (``add_state``): declared for the type checker, which cannot see
@@ -104,6 +112,9 @@ class NeuralCollapse(Metric):
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
+    #: {metric name: "lower", "higher" or its ideal value} for every metric of compute().
+    directions: ClassVar[dict[str, str | float]] = {
+        name: info.direction for name, info in METRICS.items() if not info.spectral}
 
     def __init__(self, num_classes: int, dim: int | None = None, *,
                  classifier: nn.Module | None = None, weighted_mean: bool = False,

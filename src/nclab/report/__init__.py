@@ -13,7 +13,7 @@ from typing import Any
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_atomic
-from nclab.core.metrics import METRIC_NAMES
+from nclab.core.metric_info import METRICS
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
 from nclab.report.pages import (
     lacks_note,
@@ -57,31 +57,34 @@ def _headline(run: RunRecord) -> list[tuple[str, Any]]:
 
 
 #: Metrics of the classifier's weights alone: the same on every split, shown once.
-WEIGHT_METRICS = tuple(name for name in METRIC_NAMES if name.endswith("_weights"))
+WEIGHT_METRICS = tuple(name for name, info in METRICS.items() if info.weights_only)
+#: The metrics of the report's tables, in the order of the definitions.
+REPORTED_METRICS = tuple(METRICS)
 
 
 def _metric_tables(run: RunRecord) -> str:
     """The collapse metrics (definitions §1) of the last row (train and test; the classifier's
     own geometry once), then any other columns. Metrics absent from both splits are left out."""
     last = run.rows[-1]
-    final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"))
-             for name in METRIC_NAMES if name not in WEIGHT_METRICS
+    final = [(name, last.get(f"train_{name}"), last.get(f"test_{name}"), METRICS[name].better())
+             for name in REPORTED_METRICS if name not in WEIGHT_METRICS
              and (last.get(f"train_{name}") is not None or last.get(f"test_{name}") is not None)]
     weights = [(name, next((last[f"{split}_{name}"] for split in ("train", "test")
-                            if last.get(f"{split}_{name}") is not None), None))
+                            if last.get(f"{split}_{name}") is not None), None),
+                METRICS[name].better())
                for name in WEIGHT_METRICS]
-    weights = [(name, value) for name, value in weights if value is not None]
-    known = {*TRAINER_COLUMNS, *(f"{split}_{name}" for name in METRIC_NAMES
+    weights = [row for row in weights if row[1] is not None]
+    known = {*TRAINER_COLUMNS, *(f"{split}_{name}" for name in REPORTED_METRICS
                                  for split in ("train", "test"))}
     other = [(key, value) for key, value in last.items() if key not in known]
     text = ""
     if final:
         text += (f"<h2>Metrics at epoch {last['epoch']}</h2>"
-                 + table(("metric", "train", "test"), final))
+                 + table(("metric", "train", "test", "better"), final))
     if weights:
         text += ("<h2>Geometry of the classifier's weights</h2><p>These depend on W "
                  "alone, not on the samples: one value for every split.</p>"
-                 + table(("metric", "value"), weights))
+                 + table(("metric", "value", "better"), weights))
     if other:
         text += (f"<h2>Other columns at epoch {last['epoch']}</h2>"
                  + table(("column", "value"), other))

@@ -121,6 +121,14 @@ def run_panels(panels: Sequence[Panel], runs: Sequence[RunRecord]) -> Figure:
     """A figure with one panel per entry of ``panels`` drawn for ``runs`` and, for several
     runs, a legend naming them (call inside ``figure_style()``)."""
     fig, axes = panel_grid(len(panels))
+    draw_panels(fig, axes, panels, runs)
+    return fig
+
+
+def draw_panels(fig: Figure, axes: Sequence[Axes], panels: Sequence[Panel],
+                runs: Sequence[RunRecord]) -> None:
+    """Draw ``panels`` for ``runs`` into ``axes`` (one per panel) and, for several runs,
+    a legend of ``fig`` naming them (call inside ``figure_style()``)."""
     drops = _drops(runs)
     for ax, panel in zip(axes, panels, strict=True):
         _draw(ax, panel, runs, drops)
@@ -132,7 +140,6 @@ def run_panels(panels: Sequence[Panel], runs: Sequence[RunRecord]) -> Figure:
                    for i, run in enumerate(runs)]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 4),
                    fontsize=10)
-    return fig
 
 
 def _drops(runs: Sequence[RunRecord]) -> list[list[int]]:

@@ -6,21 +6,14 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from nclab.core.tables import cell as cell  # re-exported: pages wrote cells first
+from nclab.core.tables import html_table
 from nclab.runs import RunRecord
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 img{max-width:100%}code{background:#f3f3f3;padding:1px 4px}"""
-
-
-def cell(value: Any) -> str:
-    """A value as table-cell text: 4 significant digits, "n/a" for None."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
 
 
 def setting_text(value: Any) -> str:
@@ -47,10 +40,8 @@ def settings_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
-                   for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    """An HTML table (:func:`nclab.core.tables.html_table`)."""
+    return html_table(header, rows)
 
 
 def page(title: str, body: str) -> str:
@@ -110,22 +101,5 @@ def lacks_note(run: RunRecord, columns: Sequence[str],
 
 
 def run_status(run: RunRecord) -> str:
-    """How the run stands, from its summary (or its absence) and its last logged epoch."""
-    done = run.rows[-1]["epoch"]
-    epochs = run.config.get("epochs")
-    if run.summary is None:
-        if not run.config:
-            return (f"last logged epoch {done} (no config.json or summary.json: the planned "
-                    "epochs and the outcome are unknown)")
-        planned = f" of {epochs}" if epochs is not None else ""
-        return f"in progress or interrupted: last logged epoch {done}{planned}"
-    status = run.summary.get("status")
-    if status == "diverged":
-        epoch = run.summary.get("diverged_epoch")
-        return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
-    if status == "complete":
-        if run.summary.get("stopped_early"):
-            return (f"complete: stopped at epoch {run.summary.get('epochs_done', done)} of "
-                    f"{epochs}, where its stop condition held")
-        return f"complete: {run.summary.get('epochs_done', done)} epochs"
-    return f"last logged epoch {done} (summary.json gives no status)"
+    """How the run stands (:attr:`nclab.runs.RunRecord.status`)."""
+    return run.status

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
+
 from nclab.capture import LayerProfile
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic
@@ -44,26 +46,38 @@ def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.Pat
     path : path
     title : str, optional
     """
+    with figure_style():
+        fig, (ax,) = panel_grid(1, size=profile_size(profile))
+        draw_profile(ax, profile, title)
+        save_png(fig, path)
+
+
+def profile_size(profile: LayerProfile | Mapping[str, Any]) -> tuple[float, float]:
+    """(width, height) in inches of the profile figure: wider for more layers."""
+    return max(6.0, 0.6 * len(_rows(profile)) + 2.5), 4.2
+
+
+def draw_profile(ax: Axes, profile: LayerProfile | Mapping[str, Any],
+                 title: str | None = None) -> None:
+    """Draw NC1 and NC1_trace against depth (log y axis) into ``ax`` (the profile as in
+    :func:`profile_figure`)."""
     rows = _rows(profile)
     depth = list(range(1, len(rows) + 1))
     crowded = len(rows) > 6
-    with figure_style():
-        fig, (ax,) = panel_grid(1, size=(max(6.0, 0.6 * len(rows) + 2.5), 4.2))
-        for i, (key, label) in enumerate(CURVES):
-            points = [(x, row.get(key)) for x, row in zip(depth, rows, strict=True)]
-            kept = [(x, v) for x, v in points
-                    if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
-            if kept:
-                ax.plot(*zip(*kept, strict=True), marker="o", color=color(i), label=label)
-        ax.set_yscale("log")
-        labels = [_label(row, x == len(rows)) for x, row in zip(depth, rows, strict=True)]
-        ax.set_xticks(depth, labels, rotation=35 if crowded else 0,
-                      ha="right" if crowded else "center", fontsize=8)
-        ax.set_xlabel("layer, in the order of the forward pass")
-        ax.set_ylabel("NC1 and NC1_trace")
-        ax.set_title(title or "collapse layer by layer")
-        ax.legend()
-        save_png(fig, path)
+    for i, (key, label) in enumerate(CURVES):
+        points = [(x, row.get(key)) for x, row in zip(depth, rows, strict=True)]
+        kept = [(x, v) for x, v in points
+                if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+        if kept:
+            ax.plot(*zip(*kept, strict=True), marker="o", color=color(i), label=label)
+    ax.set_yscale("log")
+    labels = [_label(row, x == len(rows)) for x, row in zip(depth, rows, strict=True)]
+    ax.set_xticks(depth, labels, rotation=35 if crowded else 0,
+                  ha="right" if crowded else "center", fontsize=8)
+    ax.set_xlabel("layer, in the order of the forward pass")
+    ax.set_ylabel("NC1 and NC1_trace")
+    ax.set_title(title or "collapse layer by layer")
+    ax.legend()
 
 
 def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:

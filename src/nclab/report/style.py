@@ -1,7 +1,9 @@
 """One plotting style for every nclab figure.
 
-Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state, no GUI
-backend) and saved as PNG through the Agg canvas with an atomic write.
+Figures written to files are built on ``matplotlib.figure.Figure`` directly (no pyplot
+state, no GUI backend) and saved as PNG through the Agg canvas with an atomic write; the
+``.plot()`` of a result (``nclab.report.displays``) makes its figure with pyplot, so that
+a notebook shows it with the user's backend.
 
     with figure_style():
         fig, axes = panel_grid(8)
@@ -16,6 +18,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, cast
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
@@ -55,9 +58,20 @@ _RC = {
 
 @contextmanager
 def figure_style() -> Iterator[None]:
-    """Apply the nclab rc settings inside the block."""
-    with mpl.rc_context(_RC):
+    """Apply the nclab rc settings inside the block.
+
+    On leaving, only the settings of ``_RC`` are put back, not every rc setting as
+    ``mpl.rc_context`` would: a pyplot figure made inside the block can be the one that
+    loads the backend, and Jupyter's inline backend then turns on interactive mode and
+    its own settings, which must survive the block (else no later figure is shown).
+    """
+    params = cast(dict[str, Any], mpl.rcParams)  # RcParams: a dict of every setting
+    saved = {key: params[key] for key in _RC}
+    params.update(_RC)
+    try:
         yield
+    finally:
+        params.update(saved)
 
 
 def color(i: int) -> str:
@@ -65,15 +79,23 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def panel_grid(count: int, ncols: int = 4, size: tuple[float, float] = (3.7, 2.9)
-               ) -> tuple[Figure, list[Axes]]:
+def panel_grid(count: int, ncols: int = 4, size: tuple[float, float] = (3.7, 2.9), *,
+               pyplot: bool = False) -> tuple[Figure, list[Axes]]:
     """A figure with ``count`` axes on a grid of ``ncols`` columns (unused cells hidden).
 
-    ``size`` is the (width, height) of one cell in inches.
+    ``size`` is the (width, height) of one cell in inches. ``pyplot``: make the figure
+    with ``matplotlib.pyplot`` (the user's backend: a notebook shows it) instead of a
+    bare ``Figure`` that only files are written from.
     """
     ncols = min(ncols, count)
     nrows = -(-count // ncols)
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    figsize = (size[0] * ncols, size[1] * nrows)
+    if pyplot:
+        import matplotlib.pyplot as plt  # picks the backend: only when a figure is shown
+
+        fig = plt.figure(figsize=figsize, layout="constrained")
+    else:
+        fig = Figure(figsize=figsize, layout="constrained")
     axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[count:]:
         ax.set_visible(False)
