@@ -267,28 +267,23 @@ class RunDir:
             text = _decode(self._read_bytes(path))
         except UnicodeDecodeError:
             raise NCInputError(f"{shown_path(path)} is not UTF-8 text") from None
-        # newline="": the csv module reads quoted line breaks and \r line ends itself
-        reader = csv.reader(io.StringIO(text, newline=""))
+        records = [record for record in _csv_records(text, path) if record[1]]
+        if not records:
+            return []
+        (_, header), *records = records
+        cut = not text.endswith(("\n", "\r"))  # the last line has no line end: a crash?
         rows: list[dict[str, Any]] = []
-        header: list[str] | None = None
         dropped = 0
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:  # a field over csv.field_size_limit(), ...
-                _skip(path, reader.line_num, f"is not a CSV row ({exc})")
-                continue
-            if header is None:
-                header = [shown_text(name) for name in cells]
-            elif len(cells) > len(header):
-                _skip(path, reader.line_num, "has more cells than the header")
-            elif cells:
+        for number, (line, cells) in enumerate(records, start=1):
+            if len(cells) > len(header):
+                _skip(path, line, "has more cells than the header")
+            elif cut and number == len(records) and len(cells) < len(header):
+                _skip(path, line, "is cut short (fewer cells than the header, no line end)")
+            else:
                 counter = _Numbers()
                 row = {key: counter.cell(value) for key, value in zip(header, cells, strict=False)}
                 row |= dict.fromkeys(header[len(cells):])
-                if _keep_row(rows, row, path, reader.line_num):
+                if _keep_row(rows, row, path, line):
                     dropped += counter.dropped
         _warn_dropped(path, dropped)
         return rows
@@ -488,6 +483,23 @@ def _within_depth(value: Any, depth: int) -> bool:
     elif not isinstance(value, list):
         return True
     return depth > 0 and all(_within_depth(item, depth - 1) for item in value)
+
+
+def _csv_records(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each record of a CSV text; a record the csv module refuses
+    (a field over ``csv.field_size_limit()``, ...) is skipped with a RunLogWarning."""
+    # newline="": the csv module reads quoted line breaks and \r line ends itself
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            warnings.warn(f"{shown_path(path)} line {reader.line_num} is not a CSV row ({exc}): "
+                          "skipped", RunLogWarning, stacklevel=4)
+            continue
+        yield reader.line_num, cells
 
 
 def _decode(data: bytes, errors: str = "strict") -> str:

@@ -146,8 +146,11 @@ def run_status(run: RunRecord) -> str:
         epoch = run.summary.get("diverged_epoch")
         return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
     if status == "complete":
+        ran = run.summary.get("epochs_done")
+        ran = done if ran is None else ran  # absent, or unreadable (load_run said so)
         if run.summary.get("stopped_early"):
-            return (f"complete: stopped at epoch {run.summary.get('epochs_done', done)} of "
-                    f"{epochs}, where its stop condition held")
-        return f"complete: {run.summary.get('epochs_done', done)} epochs"
+            planned = f" of {epochs}" if epochs is not None else ""
+            return (f"complete: stopped at epoch {ran}{planned}, where its stop condition "
+                    "held")
+        return f"complete: {ran} epochs"
     return f"last logged epoch {done} (summary.json gives no status)"
