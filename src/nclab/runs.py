@@ -19,13 +19,14 @@ config.json and summary.json are optional; the report says what it lacks.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,34 +176,42 @@ class RunDir:
         return removed
 
     # ------------------------------------------------------------------ config
-    def read_config(self) -> dict[str, Any] | None:
-        """The stored config (a JSON object), None when config.json is absent."""
-        return self._read_object(CONFIG, "a JSON object of settings")
+    def read_config(self, strict: bool = True) -> dict[str, Any] | None:
+        """The stored config (a JSON object), None when config.json is absent.
+
+        ``strict``: a NaN, an Infinity or a number beyond the float range is refused in one
+        line (the trainer never writes one); otherwise each becomes None, with a
+        RunLogWarning (what a report does: it shows the rest).
+        """
+        return self._read_object(CONFIG, "a JSON object of settings", strict)
 
     def write_config(self, config: dict[str, Any]) -> None:
         self._touch()
         write_json(self.file(CONFIG), config)
 
-    def _read_object(self, name: str, expected: str) -> dict[str, Any] | None:
+    def _read_object(self, name: str, expected: str, strict: bool) -> dict[str, Any] | None:
         """The JSON object in file ``name`` (None when absent); any other JSON value is
         refused in one line that says what was ``expected``."""
-        value = self._read_json(name)
+        value = self._read_json(name, strict)
         if value is not None and not isinstance(value, dict):
-            raise NCInputError(f"{self.file(name)}: expected {expected}, found "
+            raise NCInputError(f"{shown_path(self.file(name))}: expected {expected}, found "
                                f"{_json_kind(value)}")
         return value
 
-    def _read_json(self, name: str) -> Any:
+    def _read_json(self, name: str, strict: bool) -> Any:
         path = self.file(name)
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
-            raise NCInputError(f"{path} is not valid JSON ({reason})") from None
-        except OSError as exc:
-            raise file_error(path, exc, "cannot read") from None
+            value, dropped = parse_json(self._read_bytes(path))
+        except JsonError as exc:
+            raise NCInputError(f"{shown_path(path)} is {exc}") from None
+        if dropped and strict:
+            raise NCInputError(f"{shown_path(path)} holds {_numbers(dropped)}: not strict JSON")
+        if dropped:
+            warnings.warn(f"{shown_path(path)}: {_numbers(dropped)} read as missing",
+                          RunLogWarning, stacklevel=4)
+        return value
 
     # ------------------------------------------------------------------ checkpoint
     def save_checkpoint(self, state: dict[str, Any]) -> None:
@@ -238,42 +247,54 @@ class RunDir:
         return []
 
     def _read_jsonl(self, path: Path) -> list[dict[str, Any]]:
-        data = self._read_bytes(path)
-        lines = data.split(b"\n")
+        lines = _text_lines(self._read_bytes(path))
         half_written = lines[-1] != b""  # the last line has no newline: cut by a crash
         rows: list[dict[str, Any]] = []
+        dropped = 0
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):  # not JSON, or not UTF-8
+                row, count = parse_json(line)
+            except JsonError as exc:  # not JSON, not UTF-8, nested too deep
                 if not (half_written and number == len(lines)):
-                    _skip(path, number, "is not valid JSON")
+                    _skip(path, number, f"is {exc.kind}")
                 continue
-            _keep_row(rows, row, path, number)
+            dropped += count if _keep_row(rows, row, path, number) else 0
+        _warn_dropped(path, dropped)
         return rows
 
     def _read_csv(self, path: Path) -> list[dict[str, Any]]:
         try:
-            text = self._read_bytes(path).decode()
+            text = _decode(self._read_bytes(path))
         except UnicodeDecodeError:
-            raise NCInputError(f"{path} is not UTF-8 text") from None
+            raise NCInputError(f"{shown_path(path)} is not UTF-8 text") from None
+        records = [record for record in _csv_records(text, path) if record[1]]
+        if not records:
+            return []
+        (_, header), *records = records
+        cut = not text.endswith(("\n", "\r"))  # the last line has no line end: a crash?
         rows: list[dict[str, Any]] = []
-        reader = csv.DictReader(io.StringIO(text))
-        for record in reader:
-            if None in record:  # more cells than header columns
-                _skip(path, reader.line_num, "has more cells than the header")
-                continue
-            _keep_row(rows, {k: _csv_value(v) for k, v in record.items()}, path,
-                      reader.line_num)
+        dropped = 0
+        for number, (line, cells) in enumerate(records, start=1):
+            if len(cells) > len(header):
+                _skip(path, line, "has more cells than the header")
+            elif cut and number == len(records) and len(cells) < len(header):
+                _skip(path, line, "is cut short (fewer cells than the header, no line end)")
+            else:
+                counter = _Numbers()
+                row = {key: counter.cell(value) for key, value in zip(header, cells, strict=False)}
+                row |= dict.fromkeys(header[len(cells):])
+                if _keep_row(rows, row, path, line):
+                    dropped += counter.dropped
+        _warn_dropped(path, dropped)
         return rows
 
     def _read_bytes(self, path: Path) -> bytes:
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise file_error(path, exc, "cannot read") from None
+            raise file_error(shown_path(path), exc, "cannot read") from None
 
     def append_row(self, row: dict[str, Any], previous: list[dict[str, Any]]) -> None:
         """Append ``row`` to metrics.jsonl and metrics.csv.
@@ -316,8 +337,9 @@ class RunDir:
         write_atomic(self.file(METRICS_CSV), text.getvalue())
 
     # ------------------------------------------------------------------ summary
-    def read_summary(self) -> dict[str, Any] | None:
-        return self._read_object(SUMMARY, "a JSON object")
+    def read_summary(self, strict: bool = True) -> dict[str, Any] | None:
+        """summary.json (None when absent); ``strict`` as for :meth:`read_config`."""
+        return self._read_object(SUMMARY, "a JSON object", strict)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json; NaN and infinities, at any depth, become null."""
@@ -343,37 +365,179 @@ def _json_kind(value: Any) -> str:
 
 
 def _skip(path: Path, line: int, why: str) -> None:
-    warnings.warn(f"{path} line {line} {why}: skipped", RunLogWarning, stacklevel=4)
+    warnings.warn(f"{shown_path(path)} line {line} {why}: skipped", RunLogWarning, stacklevel=4)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _warn_dropped(path: Path, dropped: int) -> None:
+    if dropped:
+        warnings.warn(f"{shown_path(path)}: {_numbers(dropped)} read as missing", RunLogWarning,
+                      stacklevel=4)
 
 
-def _keep_row(rows: list[dict[str, Any]], row: Any, path: Path, line: int) -> None:
-    """Append ``row`` to ``rows`` if it is a row of a later epoch, else warn."""
+def _numbers(count: int) -> str:
+    return (f"{count} value{'s' if count > 1 else ''} that {'are' if count > 1 else 'is'} "
+            "NaN, Infinity or beyond the float range")
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): a value that can be drawn and computed with."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _keep_row(rows: list[dict[str, Any]], row: Any, path: Path, line: int) -> bool:
+    """Append ``row`` to ``rows`` if it is a row of a later epoch (True), else warn."""
     if not isinstance(row, dict):
         _skip(path, line, f"is {_json_kind(row)}, not an object")
-    elif not _is_number(row.get("epoch")) or not math.isfinite(row["epoch"]):
+    elif not is_number(row.get("epoch")):
         _skip(path, line, "has no numeric 'epoch'")
     elif rows and row["epoch"] <= rows[-1]["epoch"]:
         _skip(path, line, f"repeats or goes back to epoch {row['epoch']} after epoch "
                           f"{rows[-1]['epoch']}")
     else:
         rows.append(row)
+        return True
+    return False
 
 
-def _csv_value(text: str | None) -> Any:
-    """A CSV cell as a number when it reads as one; empty cells are None."""
-    if text is None or text == "":
-        return None
-    for kind in (int, float):
+# ---------------------------------------------------------------------- reading helpers
+
+#: Lists and objects nested deeper than this are refused (the trainer writes 3 levels):
+#: deeper data would exhaust the recursion of the code that prints or compares it.
+MAX_DEPTH = 32
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+         (codecs.BOM_UTF8, "utf-8-sig"))
+
+
+class JsonError(ValueError):
+    """Why a JSON text could not be read: ``kind`` (not valid JSON, not UTF-8 text, nested
+    too deep) and the parser's ``detail``."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind} ({detail})" if detail else kind)
+        self.kind = kind
+
+
+class _Numbers:
+    """Number readers of JSON and CSV text: every number becomes a finite int or float;
+    NaN, Infinity and numbers beyond the float range (``1e999``, ``10**400``) become None,
+    counted in ``dropped`` (no later computation can then overflow)."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+
+    def number(self, text: str) -> int | float | None:
+        value = float(text)  # never raises on digits: too large reads as inf
+        if not math.isfinite(value):
+            return self.constant(text)
         try:
-            value = kind(text)
+            return int(text)
+        except ValueError:  # 1.5, 1e3
+            return value
+
+    def constant(self, text: str) -> None:
+        self.dropped += 1
+        return None
+
+    def cell(self, text: str) -> Any:
+        """A CSV cell: a number when it reads as one, None when empty, else the text."""
+        if text == "":
+            return None
+        try:
+            return self.number(text)
         except ValueError:
+            return text
+
+
+def parse_json(data: bytes | str) -> tuple[Any, int]:
+    """One JSON text as nclab reads it: (value, count of the numbers read as None).
+
+    Every number is a finite int or float; NaN, Infinity and numbers beyond the float
+    range become None (and are counted). Bytes may be UTF-8 (with or without a BOM),
+    UTF-16 or UTF-32. Raises :class:`JsonError` when the text is not JSON, not text, or
+    nested deeper than ``MAX_DEPTH``.
+    """
+    numbers = _Numbers()
+    try:
+        value = json.loads(data, parse_int=numbers.number, parse_float=numbers.number,
+                           parse_constant=numbers.constant)
+    except json.JSONDecodeError as exc:
+        raise JsonError("not valid JSON", exc.msg) from None
+    except UnicodeDecodeError:
+        raise JsonError("not UTF-8 text") from None
+    except RecursionError:
+        raise JsonError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if not _within_depth(value, MAX_DEPTH):
+        raise JsonError(f"nested deeper than {MAX_DEPTH} levels")
+    return value, numbers.dropped
+
+
+def _within_depth(value: Any, depth: int) -> bool:
+    """Whether ``value`` nests lists and objects at most ``depth`` levels deep (the
+    recursion stops there, so it is bounded too)."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list):
+        return True
+    return depth > 0 and all(_within_depth(item, depth - 1) for item in value)
+
+
+def _csv_records(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each record of a CSV text; a record the csv module refuses
+    (a field over ``csv.field_size_limit()``, ...) is skipped with a RunLogWarning."""
+    # newline="": the csv module reads quoted line breaks and \r line ends itself
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            warnings.warn(f"{shown_path(path)} line {reader.line_num} is not a CSV row ({exc}): "
+                          "skipped", RunLogWarning, stacklevel=4)
             continue
-        return finite_or_none(value)
-    return text
+        yield reader.line_num, cells
+
+
+def _decode(data: bytes, errors: str = "strict") -> str:
+    """The text of a file: UTF-8, or UTF-16 or UTF-32 starting with a BOM."""
+    codec = next((codec for bom, codec in _BOMS if data.startswith(bom)), "utf-8")
+    return data.decode(codec, errors)
+
+
+def _text_lines(data: bytes) -> list[bytes]:
+    """The lines of a log as UTF-8 bytes, so that a bad byte costs one line only (a UTF-16
+    or UTF-32 file is re-encoded first; a UTF-8 BOM is dropped)."""
+    if any(data.startswith(bom) for bom, _ in _BOMS[:4]):
+        data = _decode(data, "replace").encode()
+    return data.removeprefix(codecs.BOM_UTF8).split(b"\n")
+
+
+def shown_text(text: str) -> str:
+    """``text`` as one printable line: the bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) as ``\\xff``; other lone surrogates, line breaks and
+    control characters as backslash escapes."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable()
+                   else f"\\x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff"
+                   else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as one printable line (:func:`shown_text`)."""
+    return shown_text(os.fspath(path))
+
+
+def skipped_line(notes: Sequence[str], shown: int = 3) -> str:
+    """Notes of what was skipped as one line: the first ``shown`` and how many more."""
+    more = len(notes) - shown
+    return "; ".join(notes[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclass
@@ -411,22 +575,23 @@ class RunRecord:
     def tpt_onset(self) -> int | None:
         """First epoch with zero training error, if reached (and logged)."""
         onset = self.rows[-1].get("tpt_onset") if self.rows else None
-        return onset if _is_number(onset) else None
+        return onset if is_number(onset) else None
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(epochs, values) of one column; missing, null and non-numeric values are left out."""
-        pairs = [(row["epoch"], row[key]) for row in self.rows if _is_number(row.get(key))]
+        """(epochs, values) of one column; missing, null, non-numeric and non-finite values
+        are left out."""
+        pairs = [(row["epoch"], row[key]) for row in self.rows if is_number(row.get(key))]
         if not pairs:
             return np.empty(0), np.empty(0)
         epochs, values = zip(*pairs, strict=True)
         return np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)
 
-    def value_at(self, key: str, epoch: int | None) -> float | None:
+    def value_at(self, key: str, epoch: float | None) -> float | None:
         """The number in column ``key`` at ``epoch``; None if not logged or not a number."""
         for row in self.rows:
             if row["epoch"] == epoch:
                 value = row.get(key)
-                return value if _is_number(value) else None
+                return value if is_number(value) else None
         return None
 
     @property
@@ -445,10 +610,13 @@ class RunRecord:
             epoch = self.summary.get("diverged_epoch")
             return f"diverged in epoch {epoch}" if epoch is not None else "diverged"
         if status == "complete":
+            ran = self.summary.get("epochs_done")
+            ran = done if ran is None else ran  # absent, or unreadable (load_run said so)
             if self.summary.get("stopped_early"):
-                return (f"complete: stopped at epoch {self.summary.get('epochs_done', done)} "
-                        f"of {epochs}, where its stop condition held")
-            return f"complete: {self.summary.get('epochs_done', done)} epochs"
+                planned = f" of {epochs}" if epochs is not None else ""
+                return (f"complete: stopped at epoch {ran}{planned}, where its stop condition "
+                        "held")
+            return f"complete: {ran} epochs"
         return f"last logged epoch {done} (summary.json gives no status)"
 
     def to_pandas(self) -> Any:
@@ -489,36 +657,113 @@ class RunRecord:
                             [note for note in notes if note])
 
 
-def load_run(path: str | os.PathLike, label: str | None = None) -> RunRecord:
+def _is_count(value: Any) -> bool:
+    return is_number(value) and value == int(value) and value >= 0
+
+
+def _is_positive(value: Any) -> bool:
+    return is_number(value) and value > 0
+
+
+def _are_fractions(value: Any) -> bool:
+    return isinstance(value, list) and all(is_number(f) and 0 < f < 1 for f in value)
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+#: The settings of config.json that reports compute with, and what each must be: a value
+#: of another kind (``"epochs": "ten"``) is left out of the record, with a note.
+CONFIG_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (_is_count, "a whole number"),
+    "lr_milestones": (_are_fractions, "a list of fractions in (0, 1)"),
+    "lr_gamma": (_is_positive, "a positive number"),
+    "loss": (_is_name, "a name"),
+    "task": (_is_name, "a name"),
+}
+#: The same for summary.json.
+SUMMARY_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "status": (_is_name, "a name"),
+    "epochs_done": (_is_count, "a whole number"),
+    "diverged_epoch": (_is_count, "a whole number"),
+    "stopped_early": (_is_flag, "true or false"),
+}
+
+
+def load_run(path: str | os.PathLike, label: str | None = None, *,
+             warn: bool = True) -> RunRecord:
     """Read a run directory written by the trainer (complete or not), or any folder with
     a metrics log in the format of the module docstring.
 
-    Unreadable lines of the log, and a config.json or summary.json that is not a JSON
-    object, are skipped with a RunLogWarning (and listed in ``notes``).
+    What cannot be read is left out and listed in ``notes``: unreadable lines of the log,
+    a config.json or summary.json that is not a JSON object, settings of the wrong kind
+    (``CONFIG_KINDS``, ``SUMMARY_KINDS``), NaN, Infinity and numbers beyond the float
+    range (read as missing). With ``warn``, the notes are issued as ONE RunLogWarning
+    (:func:`skipped_line`). Names that are not printable (bytes of a folder name that are
+    not UTF-8, line breaks) are shown escaped in the label and the messages.
     """
     run = RunDir(path)
     if not run.path.is_dir():
-        raise NCInputError(f"{run.path}: no such run directory")
+        raise NCInputError(f"{shown_path(run.path)}: no such run directory")
+    with collect_notes() as notes:
+        rows = run.read_rows()
+        config = _checked(_optional(run.read_config), CONFIG_KINDS, run.file(CONFIG))
+        summary = _checked(_optional(run.read_summary), SUMMARY_KINDS, run.file(SUMMARY))
+    if not rows:
+        skipped = f" ({skipped_line(notes)})" if notes else ""
+        raise NCInputError(f"{shown_path(run.path)} has no logged epochs yet ({METRICS_JSONL} "
+                           "is missing or empty, or none of its rows has an epoch): is it an "
+                           f"nclab run directory?{skipped}")
+    if warn and notes:
+        warnings.warn(skipped_line(notes), RunLogWarning, stacklevel=2)
+    return RunRecord(run.path, shown_text(label or run.path.resolve().name), config or {}, rows,
+                     summary, notes)
+
+
+@contextmanager
+def collect_notes() -> Iterator[list[str]]:
+    """Inside the block, each RunLogWarning is caught and its message appended to the list
+    this yields; other warnings pass on when the block ends."""
+    notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunLogWarning)
-        rows = run.read_rows()
-        config = _optional(run.read_config)
-        summary = _optional(run.read_summary)
-    notes = [str(w.message) for w in caught if issubclass(w.category, RunLogWarning)]
-    for caught_warning in caught:  # pass every warning on, now that the notes are kept
-        warnings.warn(caught_warning.message, stacklevel=2)
-    if not rows:
-        raise NCInputError(f"{run.path} has no logged epochs yet ({METRICS_JSONL} is missing "
-                           "or empty, or none of its rows has an epoch): is it an nclab run "
-                           "directory?")
-    return RunRecord(run.path, label or run.path.resolve().name, config or {}, rows, summary,
-                     notes)
+        try:
+            yield notes
+        finally:
+            notes += [str(w.message) for w in caught if issubclass(w.category, RunLogWarning)]
+    for other in caught:
+        if not issubclass(other.category, RunLogWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
 
 
-def _optional(read: Any) -> dict[str, Any] | None:
-    """``read()``, or None with a RunLogWarning when the file is unreadable."""
+def _optional(read: Callable[..., dict[str, Any] | None]) -> dict[str, Any] | None:
+    """``read(strict=False)``, or None with a RunLogWarning when the file is unreadable."""
     try:
-        return read()
+        return read(strict=False)
     except NCInputError as exc:
         warnings.warn(f"{exc}: ignored", RunLogWarning, stacklevel=3)
         return None
+
+
+def _checked(document: dict[str, Any] | None, kinds: dict[str, tuple[Callable[[Any], bool], str]],
+             path: Path) -> dict[str, Any] | None:
+    """``document`` without the values of ``kinds`` that are not of their kind (warned)."""
+    if document is None:
+        return None
+    wrong = [key for key, (test, _) in kinds.items()
+             if document.get(key) is not None and not test(document[key])]
+    for key in wrong:
+        warnings.warn(f"{shown_path(path)}: '{key}' is {_brief(document[key])}, not "
+                      f"{kinds[key][1]}: ignored", RunLogWarning, stacklevel=3)
+    return {key: value for key, value in document.items() if key not in wrong}
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    """A short printable repr of ``value`` (its depth is bounded by MAX_DEPTH)."""
+    text = shown_text(repr(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nclab.cli.app import OptionValueError, err_console, warn
@@ -174,5 +175,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _error(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False)
+    # escaped: a folder named "runs[red]" is a name, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}",
+                      highlight=False)
     sys.exit(code)

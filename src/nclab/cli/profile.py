@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nclab.cli.app import app, console, short
 from nclab.cli.options import Runtime, runtime_options
+from nclab.runs import shown_path, shown_text
 from nclab.studies.layer_profile import profile_run
 
 
@@ -31,10 +33,13 @@ def profile_command(
     json_path, png_path, result = profile_run(run_dir, out, split=split, layers=layer or None,
                                               point=point, device=runtime.device,
                                               batch_size=batch_size)
-    table = Table(title=f"{run_dir} ({split})")
+    # names are the user's: printed as they are (no rich markup), one line each
+    table = Table(title=escape(f"{shown_path(run_dir)} ({split})"))
     for column in ("layer", "point", "d", "nc1", "nc1_trace"):
         table.add_column(column, justify="left" if column in ("layer", "point") else "right")
     for name, where, metrics in zip(result.names, result.points, result.metrics, strict=True):
-        table.add_row(name, where, str(metrics.dim), short(metrics.nc1), short(metrics.nc1_trace))
+        table.add_row(escape(shown_text(name)), escape(where), str(metrics.dim),
+                      short(metrics.nc1), short(metrics.nc1_trace))
     console.print(table)
-    console.print(f"wrote {json_path} and {png_path}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {shown_path(json_path)} and {shown_path(png_path)}", highlight=False,
+                  markup=False, soft_wrap=True)

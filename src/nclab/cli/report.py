@@ -8,6 +8,7 @@ import typer
 
 from nclab.cli.app import app, console
 from nclab.report import write_comparison, write_report
+from nclab.runs import shown_path
 
 
 @app.command("report")
@@ -17,7 +18,7 @@ def report_command(
 ) -> None:
     """Write report.html and the collapse figures of one run."""
     path = write_report(run_dir, out)
-    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+    console.print(f"report: {shown_path(path)}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -29,4 +30,5 @@ def compare_command(
 ) -> None:
     """Overlay the collapse curves of several runs (compare.png, compare.html)."""
     path = write_comparison(run_dirs, out, label or None)
-    console.print(f"comparison: {path}", highlight=False, soft_wrap=True)
+    console.print(f"comparison: {shown_path(path)}", highlight=False, markup=False,
+                  soft_wrap=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,17 @@ from nclab.core.io import make_dirs, write_atomic
 from nclab.core.metric_info import METRICS
 from nclab.report.figures import PANELS, collapse_panel, nc1_figure
 from nclab.report.pages import (
+    html_bytes,
     lacks_note,
     page,
     run_status,
     run_title,
     settings_table,
+    skipped_note,
     table,
 )
 from nclab.report.profile import profile_section
-from nclab.runs import RunRecord, load_run
+from nclab.runs import RunLogWarning, RunRecord, collect_notes, load_run, shown_path, skipped_line
 
 PANEL_PNG, NC1_PNG, REPORT_HTML = "collapse.png", "nc1.png", "report.html"
 COMPARE_PNG, COMPARE_HTML = "compare.png", "compare.html"
@@ -106,7 +109,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     out : path, optional
         Output folder; default ``run_dir``.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, warn=False)
     out = Path(out) if out is not None else run.path
     make_dirs(out)
     if run.config.get("task") == "regression":
@@ -114,26 +117,35 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
         return write_regression_report(run_dir, out)
     title = run_title(run)
-    collapse_panel([run], out / PANEL_PNG, title=title)
-    nc1_figure([run], out / NC1_PNG)
+    with collect_notes() as drawing:
+        collapse_panel([run], out / PANEL_PNG, title=title)
+        nc1_figure([run], out / NC1_PNG)
+        profile = profile_section(run.path, out)
+    tell_skipped([*run.notes, *drawing])
     headline = [(name, value) for name, value in _headline(run) if value is not None]
     settings = (("<h2>Configuration</h2>" + settings_table(("setting", "value"),
                                                            sorted(run.config.items())))
                 if run.config else "")
     body = (
-        f"<p>Run directory: <code>{html.escape(str(run.path))}</code></p>"
+        f"<p>Run directory: <code>{html.escape(shown_path(run.path))}</code></p>"
         + "<h2>Summary</h2>" + table(("quantity", "value"), headline)
-        + lacks_note(run, HEADLINE_COLUMNS)
+        + lacks_note(run, HEADLINE_COLUMNS, drawing=drawing)
         + f"<img src='{PANEL_PNG}' alt='collapse curves'>"
         + _metric_tables(run)
         + f"<img src='{NC1_PNG}' alt='NC1' style='max-width:600px'>"
-        + profile_section(run.path, out)
+        + profile
         + settings
         + "<p>Every logged epoch: <code>metrics.csv</code>, <code>metrics.jsonl</code>.</p>"
     )
     path = out / REPORT_HTML
-    write_atomic(path, page(f"nclab report: {title}", body))
+    write_atomic(path, html_bytes(page(f"nclab report: {title}", body)))
     return path
+
+
+def tell_skipped(notes: Sequence[str]) -> None:
+    """Say in ONE RunLogWarning what a report skipped (the page lists it all)."""
+    if notes:
+        warnings.warn(skipped_line(notes), RunLogWarning, stacklevel=3)
 
 
 def write_comparison(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -141,23 +153,28 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLi
     """Overlay several runs: compare.png (the panel) and compare.html in ``out``."""
     if labels is not None and len(labels) != len(run_dirs):
         raise NCInputError(f"{len(labels)} labels for {len(run_dirs)} runs")
-    runs = [load_run(path, labels[i] if labels else None) for i, path in enumerate(run_dirs)]
+    runs = [load_run(path, labels[i] if labels else None, warn=False)
+            for i, path in enumerate(run_dirs)]
     out = Path(out)
     make_dirs(out)
-    collapse_panel(runs, out / COMPARE_PNG, title="comparison")
+    with collect_notes() as drawing:
+        collapse_panel(runs, out / COMPARE_PNG, title="comparison")
+    notes = [*(note for run in runs for note in run.notes), *drawing]
+    tell_skipped(notes)
     keys = sorted({key for run in runs for key in run.config
                    if len({repr(r.config.get(key)) for r in runs}) > 1})
     header = ["run", *[name for name, _ in _headline(runs[0])]]
     rows = [[run.label, *[value for _, value in _headline(run)]] for run in runs]
     body = (
         table(header, rows)
+        + skipped_note(notes)
         + f"<img src='{COMPARE_PNG}' alt='collapse curves of every run'>"
         + "<h2>Settings that differ</h2>"
         + settings_table(["setting", *[r.label for r in runs]],
                          [[key, *[r.config.get(key) for r in runs]] for key in keys])
     )
     path = out / COMPARE_HTML
-    write_atomic(path, page("nclab comparison", body))
+    write_atomic(path, html_bytes(page("nclab comparison", body)))
     return path
 
 

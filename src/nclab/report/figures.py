@@ -11,6 +11,7 @@ losses get one loss panel per loss.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -20,18 +21,23 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from nclab.report.style import (
+    LIMIT,
     color,
+    drawable,
     epoch_axis,
+    figure_notes,
     figure_style,
     lr_drop_epochs,
     lr_drop_handle,
     mark_epoch,
     mark_lr_drops,
+    note_empty,
     panel_grid,
+    plain,
     readable_log_axis,
     save_png,
 )
-from nclab.runs import RunRecord
+from nclab.runs import RunLogWarning, RunRecord
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,12 @@ class Panel:
     @property
     def axis_label(self) -> str:
         """The y label (by default the title up to its first colon)."""
-        return self.ylabel or self.title.split(":")[0]
+        return self.ylabel or self.name
+
+    @property
+    def name(self) -> str:
+        """The title up to its first colon: how notes name the panel."""
+        return self.title.split(":")[0]
 
 
 PANELS = (
@@ -89,7 +100,7 @@ def loss_panels(runs: Sequence[RunRecord]) -> list[Panel]:
     kinds = list(dict.fromkeys(str(run.config.get("loss", "unknown")) for run in runs))
     panels = []
     for kind in kinds:
-        title, ylabel = LOSS_NAMES.get(kind, (f"loss: {kind}", f"{kind} loss"))
+        title, ylabel = LOSS_NAMES.get(kind, (f"loss: {plain(kind)}", f"{plain(kind)} loss"))
         panels.append(replace(base, title=title, ylabel=ylabel,
                               loss=kind if len(kinds) > 1 else None))
     return panels
@@ -119,7 +130,12 @@ def _equal(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -
 
 def run_panels(panels: Sequence[Panel], runs: Sequence[RunRecord]) -> Figure:
     """A figure with one panel per entry of ``panels`` drawn for ``runs`` and, for several
-    runs, a legend naming them (call inside ``figure_style()``)."""
+    runs, a legend naming them (call inside ``figure_style()``).
+
+    A value that the panel's axes cannot draw (not positive on a log axis, or beyond
+    ``LIMIT``) is left out; a panel with nothing left says so in its middle. Each is
+    told in a RunLogWarning.
+    """
     fig, axes = panel_grid(len(panels))
     draw_panels(fig, axes, panels, runs)
     return fig
@@ -135,8 +151,9 @@ def draw_panels(fig: Figure, axes: Sequence[Axes], panels: Sequence[Panel],
     if len(runs) > 1:
         same = identical_to(runs, panels)
         handles = [Line2D([], [], color=color(i), marker=_MARKERS[i % len(_MARKERS)],
-                          label=run.label + (f" (curves identical to {runs[same[i]].label})"
-                                             if i in same else ""))
+                          label=plain(run.label) + (
+                              f" (curves identical to {plain(runs[same[i]].label)})"
+                              if i in same else ""))
                    for i, run in enumerate(runs)]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 4),
                    fontsize=10)
@@ -155,15 +172,16 @@ def collapse_panel(runs: Sequence[RunRecord], path: str | os.PathLike,
     first, dashed: second), as the panel legends say. The TPT onset of each run is a
     dotted line, the learning-rate drops dash-dot-dot lines.
     """
-    with figure_style():
+    with figure_style(), figure_notes(path):
         fig = run_panels(training_panels(runs), runs)
-        fig.suptitle(f"{title}\n{_notes(runs)}" if title else _notes(runs), fontsize=11)
+        fig.suptitle(f"{plain(title)}\n{_notes(runs)}" if title else _notes(runs), fontsize=11)
         save_png(fig, path)
 
 
 def _notes(runs: Sequence[RunRecord]) -> str:
     single = len(runs) == 1
-    onsets = ", ".join(f"{run.label}: {run.tpt_onset}" if not single else str(run.tpt_onset)
+    onsets = ", ".join(f"{plain(run.label)}: {run.tpt_onset}" if not single
+                       else str(run.tpt_onset)
                        for run in runs if run.tpt_onset is not None)
     note = (f"dotted line: TPT onset, the first epoch with zero training error ({onsets})"
             if onsets else "the training error never reached zero (no TPT)")
@@ -183,13 +201,14 @@ def _draw(ax: Axes, panel: Panel, runs: Sequence[RunRecord], drops: list[list[in
     stride = min(len(runs), 4)
     shown = [r for r, run in enumerate(runs)
              if panel.loss is None or str(run.config.get("loss", "unknown")) == panel.loss]
+    logged = left_out = 0
     for r in shown:
         run = runs[r]
         for k, (key, label) in enumerate(panel.curves):
             epochs, values = run.series(key)
-            if panel.log:
-                keep = values > 0
-                epochs, values = epochs[keep], values[keep]
+            keep = drawable(epochs, log=True) & drawable(values, panel.log)
+            logged, left_out = logged + len(values), left_out + int((~keep).sum())
+            epochs, values = epochs[keep], values[keep]
             if len(values) == 0:
                 continue
             # several runs: markers on every stride-th point, shifted by run, so that
@@ -208,13 +227,33 @@ def _draw(ax: Axes, panel: Panel, runs: Sequence[RunRecord], drops: list[list[in
                            for k, (_, label) in enumerate(panel.curves)], loc="best")
     ax.set_title(panel.title)
     ax.set_ylabel(panel.axis_label)
-    if panel.log:
-        ax.set_yscale("log")
-        readable_log_axis(ax.yaxis)
-    else:
-        ax.set_ylim(bottom=0)
+    _value_axis(ax, panel, drawn=logged > left_out, logged=logged)
+    _tell_left_out(panel, logged, left_out)
     if single and ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best")
+
+
+def _value_axis(ax: Axes, panel: Panel, drawn: bool, logged: int) -> None:
+    """A log y axis when there is something on it (matplotlib cannot log-scale an axis
+    whose lines are all empty), else a note in the middle of the panel."""
+    if not drawn:
+        note_empty(ax, "no value to draw on a log scale" if logged and panel.log
+                   else "no value to draw" if logged else "not in the log")
+    elif panel.log:
+        ax.set_yscale("log")
+        readable_log_axis(ax.yaxis)
+    elif ax.dataLim.y0 >= 0:  # a rate: from 0 (unless a hand-written log has negatives)
+        ax.set_ylim(bottom=0)
+
+
+def _tell_left_out(panel: Panel, logged: int, left_out: int) -> None:
+    """A RunLogWarning naming the panel and how many of its logged values it leaves out."""
+    if left_out:
+        where = ("on log axes only values in [1e-100, 1e100]" if panel.log
+                 else f"on a log epoch axis only epochs in [1e-100, 1e100], values within "
+                      f"±{LIMIT:g}")
+        warnings.warn(f"{panel.name}: {left_out} of {logged} values not drawn ({where} can be "
+                      "drawn)", RunLogWarning, stacklevel=3)
 
 
 def _epoch_axes(ax: Axes, runs: Sequence[RunRecord], drops: list[list[int]],
@@ -231,27 +270,40 @@ def _epoch_axes(ax: Axes, runs: Sequence[RunRecord], drops: list[list[int]],
 def nc1_figure(runs: Sequence[RunRecord], path: str | os.PathLike) -> None:
     """A single larger plot of training-set NC1 (log scale) with the TPT onsets and the
     learning-rate drops."""
-    with figure_style():
+    panel = Panel("NC1 (train)", (("train_nc1", "train"),))
+    with figure_style(), figure_notes(path):
         fig, (ax,) = panel_grid(1, size=(6.0, 4.0))
+        logged = left_out = 0
         for r, run in enumerate(runs):
             epochs, values = run.series("train_nc1")
-            keep = values > 0
-            label = run.label
-            at_onset = run.value_at("train_nc1", run.tpt_onset)
-            if at_onset and len(values) and values[-1] > 0:
-                label += f" ({at_onset / values[-1]:.0f}x smaller at the end than at the onset)"
-            ax.plot(epochs[keep], values[keep], color=color(r), marker=_MARKERS[r % 8],
-                    label=label)
-            mark_epoch(ax, run.tpt_onset, f"TPT onset, {run.label} (epoch {run.tpt_onset})"
+            keep = drawable(epochs, log=True) & drawable(values, log=True)
+            logged, left_out = logged + len(values), left_out + int((~keep).sum())
+            label = plain(run.label) + _drop_text(run.value_at("train_nc1", run.tpt_onset),
+                                                  values[keep])
+            if keep.any():
+                ax.plot(epochs[keep], values[keep], color=color(r), marker=_MARKERS[r % 8],
+                        label=label)
+            mark_epoch(ax, run.tpt_onset, f"TPT onset, {plain(run.label)} (epoch "
+                                          f"{run.tpt_onset})"
                        if run.tpt_onset is not None else None, colour=color(r))
         drops = _drops(runs)
         epoch_axis(ax, drops[0] if len({tuple(d) for d in drops}) == 1 else ())
-        ax.set_yscale("log")
-        readable_log_axis(ax.yaxis)
+        _value_axis(ax, panel, drawn=logged > left_out, logged=logged)
+        _tell_left_out(panel, logged, left_out)
         ax.set_ylabel("NC1 (train)")
         ax.set_title("within-class variability collapse: NC1 = Tr(Σ_W Σ_B⁺)/C")
         handles = ax.get_legend_handles_labels()[0]
         if drops and drops[0]:
             handles.append(lr_drop_handle(runs[0].config.get("lr_gamma")))
-        ax.legend(handles=handles, loc="best")
+        if handles:
+            ax.legend(handles=handles, loc="best")
         save_png(fig, path)
+
+
+def _drop_text(at_onset: float | None, drawn: np.ndarray) -> str:
+    """`` (Nx smaller at the end than at the onset)`` when both values are drawn."""
+    if not (at_onset and len(drawn) and drawable(at_onset, log=True)):
+        return ""
+    ratio = at_onset / drawn[-1]
+    return f" ({ratio:.0f}x smaller at the end than at the onset)" if ratio < 1e6 else \
+        f" ({ratio:.3g}x smaller at the end than at the onset)"

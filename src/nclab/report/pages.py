@@ -50,6 +50,12 @@ def page(title: str, body: str) -> str:
             f"{body}</body></html>\n")
 
 
+def html_bytes(text: str) -> bytes:
+    """A page as UTF-8; a lone surrogate (from a JSON escape such as ``"\\udcff"``) is
+    written as its backslash escape instead of failing."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def run_title(run: RunRecord, settings: Sequence[tuple[str, str]] = ()) -> str:
     """``label: model on dataset, words value, ...`` with the parts the config holds.
 
@@ -65,13 +71,14 @@ def run_title(run: RunRecord, settings: Sequence[tuple[str, str]] = ()) -> str:
     parts = [f"{model} on {dataset}" if model is not None and dataset is not None
              else str(model) if model is not None
              else f"on {dataset}" if dataset is not None else ""]
-    parts += [f"{words} {cfg[key]}" for key, words in settings if cfg.get(key) is not None]
+    parts += [f"{words} {setting_text(cfg[key])}" for key, words in settings
+              if cfg.get(key) is not None]
     shown = ", ".join(part for part in parts if part)
     return f"{run.label}: {shown}" if shown else run.label
 
 
 def lacks_note(run: RunRecord, columns: Sequence[str],
-               settings: Sequence[tuple[str, str]] = ()) -> str:
+               settings: Sequence[tuple[str, str]] = (), drawing: Sequence[str] = ()) -> str:
     """Paragraphs naming what a run's files do not hold (a hand-written log, say).
 
     Parameters
@@ -82,6 +89,9 @@ def lacks_note(run: RunRecord, columns: Sequence[str],
     settings : sequence of (config key, words)
         As for :func:`run_title`; with ``model`` and ``dataset``, the absent ones of an
         existing config.json are named.
+    drawing : sequence of str
+        What the figures left out (their RunLogWarnings), listed after what the reading
+        skipped (``run.notes``).
     """
     present = set(run.columns)
     missing = [name for name in columns if name not in present]
@@ -95,9 +105,21 @@ def lacks_note(run: RunRecord, columns: Sequence[str],
                  if run.config.get(key) is None]
         if unset:
             parts.append(f"not in config.json: {', '.join(unset)}")
-    if run.notes:
-        parts.append(f"{len(run.notes)} unreadable line(s) skipped: " + "; ".join(run.notes))
-    return "".join(f"<p>{html.escape(part[0].upper() + part[1:])}.</p>" for part in parts)
+    return ("".join(f"<p>{html.escape(part[0].upper() + part[1:])}.</p>" for part in parts)
+            + skipped_note([*run.notes, *drawing]))
+
+
+#: At most this many notes are listed on a page (a log can have a million bad lines).
+MAX_NOTES = 50
+
+
+def skipped_note(notes: Sequence[str]) -> str:
+    """A paragraph listing what was skipped or not drawn (empty when nothing was)."""
+    if not notes:
+        return ""
+    listed = "; ".join(notes[:MAX_NOTES])
+    more = f"; and {len(notes) - MAX_NOTES} more" if len(notes) > MAX_NOTES else ""
+    return f"<p>Skipped or not drawn ({len(notes)}): {html.escape(listed + more)}.</p>"
 
 
 def run_status(run: RunRecord) -> str:

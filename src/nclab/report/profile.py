@@ -2,35 +2,63 @@
 
 from __future__ import annotations
 
-import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 
 from nclab.capture import LayerProfile
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic
-from nclab.report.style import color, figure_style, panel_grid, save_png
+from nclab.report.style import (
+    color,
+    drawable,
+    figure_notes,
+    figure_style,
+    note_empty,
+    panel_grid,
+    plain,
+    save_png,
+)
+from nclab.runs import RunLogWarning, is_number, shown_path
 
 PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))
+#: At most this many layers are drawn (the tick labels of more could not be read).
+MAX_LAYERS = 200
 
 
-def _rows(profile: LayerProfile | Mapping[str, Any]) -> list[dict[str, Any]]:
+def _rows(profile: LayerProfile | Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The layers of the profile that are objects (others are left out, with a warning)."""
     document = profile.to_dict() if isinstance(profile, LayerProfile) else profile
     rows = document.get("layers") if isinstance(document, Mapping) else None
-    if not rows:
-        raise NCInputError("the profile has no layers to draw")
-    return list(rows)
+    if not isinstance(rows, list) or not rows:
+        raise NCInputError("the profile has no layers to draw (expected a non-empty list "
+                           "'layers' of objects)")
+    kept = [row for row in rows if isinstance(row, Mapping)][:MAX_LAYERS]
+    if len(kept) < len(rows):
+        warnings.warn(f"{len(rows) - len(kept)} of the {len(rows)} layers are not objects, "
+                      f"or beyond the first {MAX_LAYERS}: left out", RunLogWarning, stacklevel=3)
+    if not kept:
+        raise NCInputError("the profile has no layers to draw (none of its 'layers' is an "
+                           "object)")
+    return kept
 
 
 def _label(row: Mapping[str, Any], last: bool) -> str:
-    point = "classifier input" if last else str(row.get("point", "output"))
-    return f"{row['name']}\n{point}"
+    point = "classifier input" if last else row.get("point", "output")
+    return f"{plain(row.get('name', '?'))}\n{plain(point)}"
+
+
+def _values(rows: list[Mapping[str, Any]], key: str) -> np.ndarray:
+    """Column ``key`` of the layers as floats; NaN where it is not a finite number."""
+    return np.asarray([row.get(key) if is_number(row.get(key)) else np.nan for row in rows],
+                      dtype=float)
 
 
 def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.PathLike,
@@ -46,7 +74,7 @@ def profile_figure(profile: LayerProfile | Mapping[str, Any], path: str | os.Pat
     path : path
     title : str, optional
     """
-    with figure_style():
+    with figure_style(), figure_notes(path):
         fig, (ax,) = panel_grid(1, size=profile_size(profile))
         draw_profile(ax, profile, title)
         save_png(fig, path)
@@ -60,24 +88,31 @@ def profile_size(profile: LayerProfile | Mapping[str, Any]) -> tuple[float, floa
 def draw_profile(ax: Axes, profile: LayerProfile | Mapping[str, Any],
                  title: str | None = None) -> None:
     """Draw NC1 and NC1_trace against depth (log y axis) into ``ax`` (the profile as in
-    :func:`profile_figure`)."""
+    :func:`profile_figure`); layers without a drawable value are left out, with a
+    :class:`RunLogWarning` that says how many."""
     rows = _rows(profile)
-    depth = list(range(1, len(rows) + 1))
+    depth = np.arange(1, len(rows) + 1)
     crowded = len(rows) > 6
     for i, (key, label) in enumerate(CURVES):
-        points = [(x, row.get(key)) for x, row in zip(depth, rows, strict=True)]
-        kept = [(x, v) for x, v in points
-                if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
-        if kept:
-            ax.plot(*zip(*kept, strict=True), marker="o", color=color(i), label=label)
-    ax.set_yscale("log")
+        values = _values(rows, key)
+        keep = drawable(values, log=True)
+        if keep.any():
+            ax.plot(depth[keep], values[keep], marker="o", color=color(i), label=label)
+        if (~keep).any():
+            warnings.warn(f"{key}: {int((~keep).sum())} of {len(rows)} layers have no "
+                          "positive number within 1e±100 to draw", RunLogWarning,
+                          stacklevel=2)
+    if ax.get_lines():
+        ax.set_yscale("log")
+        ax.legend()
+    else:
+        note_empty(ax, "no value to draw on a log scale")
     labels = [_label(row, x == len(rows)) for x, row in zip(depth, rows, strict=True)]
     ax.set_xticks(depth, labels, rotation=35 if crowded else 0,
                   ha="right" if crowded else "center", fontsize=8)
     ax.set_xlabel("layer, in the order of the forward pass")
     ax.set_ylabel("NC1 and NC1_trace")
-    ax.set_title(title or "collapse layer by layer")
-    ax.legend()
+    ax.set_title(plain(title) if title else "collapse layer by layer")
 
 
 def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
@@ -87,6 +122,12 @@ def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
     if not source.is_file():
         return ""
     if Path(out).resolve() != Path(run_dir).resolve():
-        write_atomic(Path(out) / PROFILE_PNG, source.read_bytes())
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            warnings.warn(f"{shown_path(source)}: cannot read ({exc.strerror}): left out",
+                          RunLogWarning, stacklevel=2)
+            return ""
+        write_atomic(Path(out) / PROFILE_PNG, data)
     return (f"<h2>Collapse layer by layer</h2><img src='{PROFILE_PNG}' "
             "alt='NC1 and NC1_trace per layer' style='max-width:700px'>")

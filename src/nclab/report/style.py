@@ -16,11 +16,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import matplotlib as mpl
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,11 +32,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter
 
 from nclab.core.io import write_atomic
+from nclab.runs import RunLogWarning, collect_notes, shown_text
 
 #: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
            "#F0E442")
 DPI = 150
+#: Values drawn lie in [-LIMIT, LIMIT], and in [1 / LIMIT, LIMIT] on a log axis: beyond,
+#: matplotlib's autoscaling overflows (an error, or an axis that silently shows 1 to 10).
+LIMIT = 1e100
 #: Vertical lines after the epochs where the learning rate drops (dash-dot-dot: the
 #: TPT onset is dotted, chance levels dash-dot).
 LR_DROP_STYLE = {"color": "0.55", "linestyle": (0, (5, 2, 1, 2, 1, 2)), "linewidth": 1.0}
@@ -74,6 +81,43 @@ def figure_style() -> Iterator[None]:
         params.update(saved)
 
 
+def plain(text: object, limit: int = 200) -> str:
+    """A user's string (a run label, a folder or layer name, a config value) as figure text:
+    one printable line (:func:`nclab.runs.shown_text`) of at most ``limit`` characters
+    whose ``$`` stay dollar signs, never mathtext (which would mis-render ``$x$`` or fail
+    on ``$\\frac{$``)."""
+    text = shown_text(str(text))
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def drawable(values: np.ndarray, log: bool) -> np.ndarray:
+    """Mask of the finite ``values`` that an axis can draw: within ``LIMIT``, and positive
+    on a log axis."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        inside = np.abs(values) <= LIMIT
+        return inside & (values >= 1 / LIMIT) if log else inside
+
+
+def note_empty(ax: Axes, text: str) -> None:
+    """Write ``text`` in the middle of an axes that has nothing to draw."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
+            color="0.4", wrap=True)
+
+
+@contextmanager
+def figure_notes(path: str | os.PathLike) -> Iterator[None]:
+    """Gather the RunLogWarnings issued while a figure is made (what it could not draw)
+    into one, prefixed with the figure's file name."""
+    with collect_notes() as notes:
+        yield
+    if notes:
+        warnings.warn(f"{shown_text(Path(path).name)}: {'; '.join(notes)}", RunLogWarning,
+                      stacklevel=3)
+
+
 def color(i: int) -> str:
     """The i-th palette colour (cycling)."""
     return PALETTE[i % len(PALETTE)]
@@ -104,8 +148,9 @@ def panel_grid(count: int, ncols: int = 4, size: tuple[float, float] = (3.7, 2.9
 
 def mark_epoch(ax: Axes, epoch: float | None, label: str | None = None,
                colour: str = "0.35") -> None:
-    """A dotted vertical line at ``epoch`` (for example the TPT onset)."""
-    if epoch is not None:
+    """A dotted vertical line at ``epoch`` (for example the TPT onset), when the log
+    epoch axis can draw it."""
+    if epoch is not None and drawable(epoch, log=True):
         ax.axvline(epoch, color=colour, linestyle=":", linewidth=1.3, label=label, zorder=0)
 
 
@@ -150,22 +195,30 @@ def epoch_axis(ax: Axes, lr_drops: Sequence[int] = (), label: str = "epoch") -> 
 def mark_lr_drops(ax: Axes, epochs: Sequence[int], colour: str | None = None) -> None:
     """The dash-dot-dot vertical lines of learning-rate drops (grey, or ``colour``)."""
     style = LR_DROP_STYLE if colour is None else {**LR_DROP_STYLE, "color": colour}
-    for epoch in epochs:
+    for epoch in [e for e in epochs if drawable(e, log=True)]:
         ax.axvline(epoch, zorder=0, **style)
 
 
 def lr_drop_handle(gamma: object = None) -> Line2D:
     """A legend entry for the lines ``epoch_axis`` draws at learning-rate drops."""
-    factor = f" (lr × {gamma:g})" if isinstance(gamma, (int, float)) else ""
+    factor = f" (lr × {gamma:g})" if _is_number(gamma) else ""
     return Line2D([], [], label=f"learning-rate drop{factor}", **LR_DROP_STYLE)
 
 
 def lr_drop_epochs(config: dict) -> list[int]:
     """The epochs after which the learning rate drops, from a run's config.json
     (``epochs``, ``lr_milestones``: fractions, as ``nclab.train.schedule`` applies them)."""
-    epochs = int(config.get("epochs") or 0)
-    return sorted({round(f * epochs) for f in config.get("lr_milestones") or ()
-                   if 0 < round(f * epochs) < epochs})
+    epochs, fractions = config.get("epochs"), config.get("lr_milestones")
+    if not _is_number(epochs) or not isinstance(fractions, (list, tuple)):
+        return []
+    drops = {round(f * epochs) for f in fractions if _is_number(f) and 0 < f < 1}
+    return sorted(drop for drop in drops if 0 < drop < epochs)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool), which ``:g`` and arithmetic accept."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and abs(value) <= LIMIT)
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> None:
