@@ -93,6 +93,11 @@ def shown(path: str | bytes | os.PathLike) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def expansion_cap(compressed: int) -> int:
+    """The most bytes of memory that ``compressed`` bytes of compressed data may take."""
+    return max(FREE_EXPANSION, MAX_EXPANSION * compressed)
+
+
 def check_expansion(path: str | os.PathLike, what: str, in_memory: int, compressed: int) -> None:
     """Refuse compressed data that declares more memory than ``MAX_EXPANSION`` times its
     ``compressed`` bytes (above ``FREE_EXPANSION``), before anything is decompressed.
@@ -100,7 +105,7 @@ def check_expansion(path: str | os.PathLike, what: str, in_memory: int, compress
     ``in_memory`` counts the bytes the data will take once converted for computing;
     ``what`` names the member or array, with its declared size.
     """
-    if in_memory > max(FREE_EXPANSION, MAX_EXPANSION * compressed):
+    if in_memory > expansion_cap(compressed):
         raise NCInputError(
             f"{shown(path)}: {what} would take {in_memory:,} bytes of memory from "
             f"{compressed:,} compressed bytes (more than {MAX_EXPANSION}:1): refused as a "
@@ -181,18 +186,20 @@ def file_error(path: str | os.PathLike, exc: OSError, doing: str = "cannot write
     return FileWriteError(f"{shown(path)}: {doing} ({cause})")
 
 
-def file_kind(path: str | os.PathLike, doing: str = "cannot read") -> int | None:
+def file_kind(path: str | os.PathLike, doing: str = "cannot read",
+              named: str | os.PathLike | None = None) -> int | None:
     """The ``st_mode`` of ``path`` (links followed), None when nothing is there.
 
     A name too long, a loop of links or a folder that cannot be searched is one
-    FileWriteError line (``doing`` says what failed) instead of an OSError.
+    FileWriteError line naming ``named`` (default ``path``), where ``doing`` says what
+    failed, instead of an OSError.
     """
     try:
         return os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        raise file_error(path, exc, doing) from None
+        raise file_error(path if named is None else named, exc, doing) from None
 
 
 def require_file(path: str | os.PathLike) -> None:
@@ -268,7 +275,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     path = Path(path)
     payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     target = Path(os.path.realpath(path))
-    mode = file_kind(target, "cannot write")
+    mode = file_kind(target, "cannot write", named=path)
     if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
         _write_through(path, target, payload)
         return

@@ -181,8 +181,8 @@ def load_dataset(
     args = (data_root(name, root),) if entry.needs_root else ()
     if root is not None and not entry.needs_root:
         # silently ignored, it would let a user believe the named files were used
-        raise NCInputError(f"dataset '{name}' is generated, not read from files: --root "
-                           "(root) does not apply to it; leave it out")
+        raise NCInputError(f"dataset '{name}' is generated, not read from files: it takes no "
+                           "root (--root); leave it out")
     splits = entry.builder(*args, **options)
     if classes is not None or per_class is not None or per_class_test is not None:
         splits = splits.subset(classes, per_class, per_class_test, seed)
@@ -197,8 +197,8 @@ def data_root(name: str, root: str | Path | None) -> Path:
     if root is None:
         raise NCInputError(f"dataset '{name}' is read from files: give its folder (--root)")
     if str(root).strip() == "":
-        raise NCInputError(f"dataset '{name}': --root (root) is empty; give the folder or "
-                           "file of the data")
+        raise NCInputError(f"dataset '{name}': its root (--root) is empty; give the folder "
+                           "or file of the data")
     return Path(root).expanduser()
 
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.io import FREE_EXPANSION, MAX_EXPANSION, check_expansion
+from nclab.core.io import check_expansion, expansion_cap
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
 from nclab.data.files import check_labels, locate, require_count, to_unit_float
 
@@ -91,7 +91,7 @@ def check_mat_expansion(path: Path) -> None:
         with open(path, "rb") as handle:
             header = handle.read(128)
             order = "<" if header[126:128] == b"IM" else ">"
-            cap = max(FREE_EXPANSION, MAX_EXPANSION * size) // 4
+            cap = expansion_cap(size) // 4  # each byte becomes a float32 pixel
             inflated = 0
             while inflated <= cap and len(tag := handle.read(8)) == 8:
                 mdtype, nbytes = struct.unpack(order + "II", tag)

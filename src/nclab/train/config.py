@@ -71,8 +71,9 @@ class Setting:
 
 def _bound_text(bound: float | None) -> str:
     """A bound as a message writes it: whole numbers in full (4294967295), others short."""
-    if isinstance(bound, int) or (bound is not None and float(bound).is_integer()
-                                  and abs(bound) < 2**63):
+    if bound is None:
+        return ""
+    if float(bound).is_integer() and abs(bound) < 2**63:
         return str(int(bound))
     return f"{bound:g}"
 
