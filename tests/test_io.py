@@ -121,7 +121,7 @@ def test_a_named_pipe_is_written_through_to_its_reader(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     write_json(fifo, {"nc1": 0.25})
     reader.join(timeout=10)
