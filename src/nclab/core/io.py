@@ -157,8 +157,9 @@ def _check_declared_array(path: Path, info: zipfile.ZipInfo, member: Any) -> Non
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(member)
     except _BAD_HEADER as exc:
-        raise NCInputError(f"{shown(path)}: array '{name}' has a damaged .npy header "
-                           f"({type(exc).__name__}: {first_line(exc)})") from None
+        raise NCInputError(f"{shown(path)}: not a readable .npz file (array '{name}' has a "
+                           f"damaged .npy header: {type(exc).__name__}: {first_line(exc)})"
+                           ) from None
     if dtype.hasobject:
         return  # refused as pickled by np.load
     count = math.prod(shape)
