@@ -665,3 +665,9 @@ def test_a_name_too_long_or_not_utf8_as_root_is_one_line(tmp_path):
     message = one_line_error("does not exist", load_dataset, "cifar10",
                              tmp_path / os.fsdecode(b"caf\xe9"))
     message.encode("ascii")
+
+
+@pytest.mark.parametrize(("name", "option"), [("gaussian", "dim"), ("mnist1d", "num_samples")])
+def test_an_integer_option_beyond_64_bits_is_refused_before_the_builder_runs(name, option):
+    one_line_error(f"dataset '{name}' option {option} must fit a 64-bit integer; got {2**70}",
+                   load_dataset, name, **{option: 2**70})

@@ -132,6 +132,10 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     if unknown:
         raise NCInputError(f"dataset '{name}' has no option {', '.join(unknown)}; its options: "
                            f"{', '.join(accepted) or 'none'}")
+    for key, value in options.items():  # numpy and torch hold integers as int64
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise NCInputError(f"dataset '{name}' option {key} must fit a 64-bit integer; "
+                               f"got {value}")
 
 
 def load_dataset(
