@@ -124,7 +124,7 @@ class RunDir:
                 self._remove_created()
             raise
         finally:
-            if self.touched or created:
+            if created or (self.touched and self.progressed):  # else: as it was found
                 # a process that opened the file before this unlink finds, once it gets
                 # the lock, that the path no longer names it, and tries again
                 self.file(LOCK).unlink(missing_ok=True)
