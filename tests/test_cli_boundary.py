@@ -4,9 +4,12 @@ the command surface at 80 columns; the lazy start; old spellings kept with a war
 import io
 import os
 import re
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli
@@ -47,6 +50,19 @@ GAUSSIAN = ["--dataset", "gaussian", "--data-opt", "dim=4", "--per-class", "5",
     (["ufm", "--classes", "100000000", "--per-class", "1"], "GiB free: use smaller sizes"),
     (["ufm", "--tol", "-1"], "--tol must be > 0; got -1"),
     (["finegrained", "--num-coarse", "0"], "--num-coarse must be >= 1; got 0"),
+    (["train", "--out", ""], "--out is empty: give a file or folder name"),
+    (["train", "--out="], "--out is empty: give a file or folder name"),
+    (["measure", "f.npz", "--json", ""], "--json is empty: give a file or folder name"),
+    (["regress", "data", "teacher", "-o", ""], "--out is empty: give a file or folder name"),
+    (["train", "--epochs", str(2**63)], f"--epochs must lie in [1, 1000000000]; got {2**63}"),
+    (["train", "--seed", str(2**32)], f"--seed must lie in [0, 4294967295]; got {2**32}"),
+    (["train", "--batch-size", str(2**64)], "--batch-size must fit a 64-bit integer"),
+    (["regress", "data", "teacher", "--samples", str(2**63)],
+     "--samples must fit a 64-bit integer"),
+    (["train", "--dataset", "digits", "--root", "data"],
+     "dataset 'digits' is generated, not read from files: it takes no root (--root)"),
+    (["train", "--dataset", "mnist", "--root", ""], "its root (--root) is empty"),
+    (["measure", "a" * 300 + ".npz"], "cannot read (File name too long)"),
 ])
 def test_bad_values_give_one_line_and_write_nothing(args, message, tmp_path, capsys,
                                                     monkeypatch):
@@ -213,3 +229,41 @@ def test_a_list_from_python_means_the_same_tuple_field() -> None:
     config = TrainConfig(lr_milestones=[0.67, 0.9], classes=[0, 3])
     assert config == TrainConfig(lr_milestones=(0.67, 0.9), classes=(0, 3))
     assert config.to_dict()["lr_milestones"] == [0.67, 0.9]
+
+
+@pytest.fixture
+def features(tmp_path):
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, features=rng.normal(size=(12, 3)), labels=np.arange(12) % 3)
+    return path
+
+
+def test_json_to_dev_null_writes_through_and_leaves_it_a_device(features, tmp_path, capsys,
+                                                                monkeypatch):
+    real = os.replace
+
+    def guarded(src, dst, *args, **kwargs):  # a regression fails here, /dev/null kept
+        assert Path(os.path.realpath(dst)).is_relative_to(tmp_path), f"renames over {dst}"
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", guarded)
+    device = os.stat("/dev/null")
+    link = tmp_path / "null.json"
+    link.symlink_to("/dev/null")
+    for target in ("/dev/null", link):
+        code, out, err = run_cli(["measure", features, "--json", target], capsys)
+        assert code in (0, None) and f"wrote {target}" in out, err
+    assert os.stat("/dev/null").st_ino == device.st_ino
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and link.is_symlink()
+    code, _, err = run_cli(["measure", features, "--json", tmp_path], capsys)
+    assert code == 2 and err == f"error: {tmp_path}: cannot write (a folder, not a file)\n"
+
+
+def test_paths_that_are_not_utf8_print_escaped(features, tmp_path, capsys):
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    code, out, err = run_cli(["measure", features, "--json", folder / "m.json"], capsys)
+    assert code in (0, None), err
+    assert "caf\\udce9/m.json" in out and (folder / "m.json").is_file()
+    code, _, err = run_cli(["measure", folder / "absent.npz"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "caf\\xe9/absent.npz: no such file" in err

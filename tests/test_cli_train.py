@@ -41,7 +41,7 @@ def test_train_resume_and_refusals(tmp_path, capsys):
     (["--classes", "0,x"], "--classes expects a comma-separated list of int"),
     (["--data-opt", "num_samples"], "--data-opt expects KEY=VALUE"),
     (["--model-opt", "depth=3"], "model 'mlp' has no option depth"),
-    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--epochs", "0"], "epochs must lie in [1, 1000000000]; got 0"),
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):

@@ -6,6 +6,7 @@ definition, independently of the loaders' reshapes and transposes.
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import scipy.io
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.data import DATASETS, cifar, load_dataset, stl10, svhn
+from nclab.data import DATASETS, cifar, idx, load_dataset, stl10, svhn
 
 TRAIN_LABELS = [2, 0, 1, 2, 0, 1]  # every class used in the subset tests appears twice
 TEST_LABELS = [1, 2, 0]
@@ -483,12 +484,12 @@ def test_npz_channels_layouts_split_and_floats(tmp_path):
         assert label == n % 4
     again = load_dataset("npz_labels", path, channels="last", test_fraction=0.3, seed=5)
     assert torch.equal(again.test.x, splits.test.x)
-    np.savez(path, x_train=imgs[:, 0], y_train=np.zeros(10, np.int64),
-             x_test=imgs[:2, 0], y_test=np.ones((2, 1), np.int64))
+    np.savez(path, x_train=imgs[:, 0], y_train=np.arange(10) % 2,
+             x_test=imgs[:2, 0], y_test=np.array([[1], [0]], np.int64))
     splits = load_dataset("npz_labels", path, channels="none")
-    assert splits.input_shape == (1, 4, 5) and splits.test.y.tolist() == [1, 1]
+    assert splits.input_shape == (1, 4, 5) and splits.test.y.tolist() == [1, 0]
     feats = np.random.default_rng(0).normal(size=(8, 6)).astype(np.float64)
-    np.savez(path, x=feats, y=np.arange(8) % 2)
+    np.savez(path, x=feats, y=np.array([0, 0, 1, 1, 0, 1, 0, 1]))  # both classes in the test
     splits = load_dataset("npz_labels", path, test_fraction=0.25)
     got = torch.cat([splits.train.x, splits.test.x]).numpy()
     assert sorted(map(tuple, got)) == sorted(map(tuple, feats.astype(np.float32)))
@@ -563,3 +564,110 @@ def test_unknown_options_list_the_ones_a_dataset_takes(tmp_path):
                    "cifar100", tmp_path, extra=True)
     one_line_error("'gaussian' has no option colour; its options: num_classes, dim",
                    load_dataset, "gaussian", colour=1)
+
+
+# --- bounded decompression (every compressed reader) ------------------------------------
+
+
+def test_an_idx_gz_is_bounded_by_its_header_before_it_is_decompressed(tmp_path, monkeypatch):
+    import nclab.data.files
+
+    small = tmp_path / "train-images-idx3-ubyte.gz"  # declares 1 GB of pixels in 1 KB
+    small.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + b"".join(
+        d.to_bytes(4, "big") for d in (1_000_000, 32, 32)) + bytes(1000)))
+    real_gunzip = nclab.data.files._gunzip
+    asked = []
+
+    def gunzip(path, size):
+        asked.append(size)
+        return real_gunzip(path, size)
+
+    monkeypatch.setattr(nclab.data.files, "_gunzip", gunzip)
+    message = one_line_error("decompression bomb", idx.read_idx, small, 3)
+    assert "1,000,000 x 32 x 32 values (1,024,000,016 bytes, from its header)" in message
+    assert asked == [16]  # the header, nothing more
+    lying = tmp_path / "t10k-labels-idx1-ubyte.gz"  # the header says 3 values, it holds 10 MB
+    lying.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big")
+                                    + bytes(10_000_000)))
+    asked.clear()
+    one_line_error("decompresses to more than the 11 bytes its header declares", idx.read_idx,
+                   lying, 1)
+    assert asked == [8, 12]  # stopped one byte past what the header allows
+
+
+def test_an_svhn_file_whose_variables_inflate_too_far_is_refused_before_scipy(tmp_path,
+                                                                             monkeypatch):
+    import nclab.core.io
+
+    write_svhn(tmp_path)
+    x = np.zeros((32, 32, 3, 400), np.uint8)  # 1.2 MB of zeros: a few KB compressed
+    scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.ones((400, 1))},
+                     do_compression=True)
+    monkeypatch.setattr(nclab.core.io, "FREE_EXPANSION", 2**16)  # a bomb of test size
+
+    def never(*args, **kwargs):
+        raise AssertionError("scipy inflated it")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scipy.io, "loadmat", never)
+        message = one_line_error("decompression bomb", load_dataset, "svhn", tmp_path)
+    assert "train_32x32.mat: its compressed variables (more than" in message
+    compressed = tmp_path / "real"  # the real files compress about 1.2:1: read as ever
+    compressed.mkdir()
+    imgs = images(42, 6, 3, 32, 32)
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        y = np.array([[d or 10] for d in TRAIN_LABELS[:6 if "train" in name else 3]], np.uint8)
+        scipy.io.savemat(compressed / name, {"X": np.ascontiguousarray(
+            imgs[:len(y)].transpose(2, 3, 1, 0)), "y": y}, do_compression=True)
+    assert len(load_dataset("svhn", compressed).train) == 6
+
+
+@pytest.mark.parametrize(("y", "message"), [
+    (np.array([[1 + 2j], [2], [3]]), r"y holds complex numbers \(complex128\)"),
+    (np.array([[1e20], [2], [3]]), r"label 1e\+20 outside 0..10"),
+    (np.array([[2**64 - 1], [2], [3]], np.uint64), "label 18446744073709551615 outside"),
+])
+def test_svhn_labels_that_are_not_real_or_too_large_are_named_as_they_are(tmp_path, y,
+                                                                          message):
+    write_svhn(tmp_path)
+    x = np.zeros((32, 32, 3, 3), np.uint8)
+    scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": x, "y": y})
+    one_line_error(message, load_dataset, "svhn", tmp_path)
+
+
+# --- what the registry refuses before any builder runs ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits", "gaussian", "teacher"])
+def test_a_root_given_to_a_generated_set_is_refused(tmp_path, name):
+    one_line_error(f"dataset '{name}' is generated, not read from files: it takes no root",
+                   load_dataset, name, tmp_path)
+
+
+def test_an_empty_root_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch):
+    write_idx_set(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the files are there: '' would read them
+    one_line_error("its root \\(--root\\) is empty", load_dataset, "mnist", "")
+
+
+@pytest.mark.parametrize(("options", "split"), [
+    ({"num_classes": 1}, "train"), ({"classes": [2]}, "train"),
+])
+def test_a_split_with_one_class_is_refused(options, split):
+    message = one_line_error(f"the {split} split of dataset 'gaussian' holds samples of only "
+                             "1 class", load_dataset, "gaussian", dim=4, **options)
+    assert "need at least 2" in message
+
+
+def test_a_name_too_long_or_not_utf8_as_root_is_one_line(tmp_path):
+    one_line_error(r"cannot read \(File name too long\)", load_dataset, "mnist",
+                   tmp_path / ("a" * 300))
+    message = one_line_error("does not exist", load_dataset, "cifar10",
+                             tmp_path / os.fsdecode(b"caf\xe9"))
+    message.encode("ascii")
+
+
+@pytest.mark.parametrize(("name", "option"), [("gaussian", "dim"), ("mnist1d", "num_samples")])
+def test_an_integer_option_beyond_64_bits_is_refused_before_the_builder_runs(name, option):
+    one_line_error(f"dataset '{name}' option {option} must fit a 64-bit integer; got {2**70}",
+                   load_dataset, name, **{option: 2**70})

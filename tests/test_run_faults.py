@@ -555,6 +555,63 @@ def test_report_output_path_that_is_a_file(tmp_path, finished):
     assert blocker.read_text() == "mine"
 
 
+# --- a full disk at the start: one line, nothing left ------------------------------------
+
+
+def _fail_nth(monkeypatch, name, n, root):
+    """Make the ``n``-th call (from 1) of ``os.name`` on a descriptor or a path under
+    ``root`` fail with ENOSPC (calls on other paths, torch's caches, are not counted)."""
+    real, calls = getattr(os, name), []
+
+    def failing(first, *args, **kwargs):
+        if isinstance(first, int) or str(first).startswith(str(root)):
+            calls.append(first)
+            if len(calls) == n:
+                raise _no_space()
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, failing)
+
+
+FULL_AT_START = {  # what fails: (function, its call that fails, the file named)
+    "the folder": ("mkdir", 2, "run: cannot create the folder"),
+    "the lock's process id": ("ftruncate", 1, r"\.lock: cannot lock the run directory"),
+    "config.json": ("fsync", 1, "config.json: cannot write"),
+    "metrics.jsonl after config.json": ("fsync", 2, "metrics.jsonl: cannot write"),
+    "metrics.csv after both": ("fsync", 3, "metrics.csv: cannot write"),
+}
+
+
+@pytest.mark.parametrize(("case", "state"), [
+    (case, state) for case in FULL_AT_START for state in ("absent", "other files")
+    if not (state == "other files" and FULL_AT_START[case][0] == "mkdir")])  # nothing to make
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, case,
+                                                                   state):
+    name, call, message = FULL_AT_START[case]
+    run_dir = tmp_path / "deep" / "run"
+    if state == "other files":
+        run_dir.mkdir(parents=True)
+        (run_dir / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    _fail_nth(monkeypatch, name, call, tmp_path)
+    with pytest.raises(NCInputError, match=rf"{message} \(No space left on device\)") as info:
+        Trainer(TINY, run_dir, progress=False).fit()
+    one_line(info)
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before
+    Trainer(TINY.updated(epochs=2), run_dir, progress=False).fit()  # the same command again
+
+
+def test_a_full_disk_at_the_lock_on_the_command_line(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    _fail_nth(monkeypatch, "ftruncate", 1, tmp_path)
+    code, _, err = run_cli(["train", *TINY_ARGS, "--epochs", "2", "--no-report", "--out",
+                            run_dir], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert ".lock: cannot lock the run directory (No space left on device)" in err
+    assert not run_dir.exists()
+
+
 # --- a failed start leaves the folder as it was (item 18; issue 14) ---------------------
 
 FAILED_STARTS = {
@@ -566,6 +623,10 @@ FAILED_STARTS = {
     "unknown device": ({}, {"device": "tpu9"},
                        "device 'tpu9' is not a torch device; use auto, cpu, cuda"),
     "cuda index": ({}, {"device": "cuda:99"}, "device 'cuda:99'"),
+    "one class declared": ({"dataset_options": {**TINY.dataset_options, "num_classes": 1}}, {},
+                           "the train split of dataset 'gaussian' holds samples of only 1"),
+    "one class kept": ({"classes": (3,)}, {}, "holds samples of only 1 class"),
+    "root of a generated set": ({"root": "data"}, {}, "is generated, not read from files"),
 }
 
 
@@ -681,7 +742,9 @@ def test_regression_report_of_a_hand_written_log_says_what_it_lacks(tmp_path):
 @pytest.mark.parametrize("bad", [
     ["--classes", "0,1,99"], ["--data-opt", "bogus=1"], ["--dataset", "mnist"],
     ["--device", "tpu9"], ["--device", "cuda:99"], ["--model-opt", "depth=3"],
-    ["--device", "cuda"],
+    ["--device", "cuda"], ["--data-opt", "num_classes=1"], ["--classes", "2"],
+    ["--epochs", str(2**63)], ["--seed", str(2**63)], ["--batch-size", str(2**64)],
+    ["--root", "data"],
 ])
 def test_a_failed_command_leaves_the_folder_as_it_was_and_the_fixed_one_runs(tmp_path,
                                                                               capsys, bad):

@@ -41,6 +41,7 @@ from nclab.core.io import (
     finite_or_none,
     make_dirs,
     remove_dirs,
+    shown,
     write_atomic,
     write_json,
 )
@@ -87,6 +88,11 @@ class RunDir:
         self.path = Path(path)
         #: True once this object has written (or removed) a file of the run.
         self.touched = False
+        #: True once a row, a checkpoint or a summary was written: the run has begun.
+        self.progressed = False
+        #: Files of the run that this object created while setting it up (config and
+        #: empty logs): removed again if the start fails before the run has begun.
+        self.created: set[str] = set()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -102,9 +108,11 @@ class RunDir:
 
         The operating system releases the lock when the process ends, however it ends,
         so a ``kill -9`` never leaves a stale lock. A second process that asks for it
-        while it is held gets one NCInputError line. On leaving, ``.lock`` is removed;
-        if nothing of the run was written (a start that failed its checks), the folders
-        this call created are removed too: the directory is left as it was found.
+        while it is held gets one NCInputError line, and so does a file system that
+        cannot hold the lock (full, read-only). On leaving, ``.lock`` is removed; if the
+        run has not begun (a start that failed its checks, or could not write its
+        config), the files and folders this start created are removed too: the
+        directory is left as it was found.
         """
         made = make_dirs(self.path)
         try:
@@ -114,39 +122,62 @@ class RunDir:
             raise
         try:
             yield
+        except BaseException:
+            if not self.progressed:
+                self._remove_created()
+            raise
         finally:
-            if self.touched or created:
+            if created or (self.touched and self.progressed):  # else: as it was found
                 # a process that opened the file before this unlink finds, once it gets
                 # the lock, that the path no longer names it, and tries again
                 self.file(LOCK).unlink(missing_ok=True)
             os.close(fd)  # releases the lock
-            if not self.touched:
-                remove_dirs(made)
+            remove_dirs(made)  # only while empty: a run that wrote files keeps them
+
+    def _remove_created(self) -> None:
+        """Delete the files this object created while setting up the run."""
+        for name in self.created:
+            self.file(name).unlink(missing_ok=True)
+        self.created.clear()
 
     def _acquire(self) -> tuple[int, bool]:
         """Open and lock ``.lock``; return (descriptor, whether this call created it)."""
         path = self.file(LOCK)
         while True:
             fd, created = self._open_lock(path)
-            if fcntl is None:
-                return fd, created
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_pid(fd)
+                if self._hold(fd, path):
+                    return fd, created
+            except BaseException:
                 os.close(fd)
-                raise NCInputError(
-                    f"{self.path} is in use by another nclab process{holder}: wait for it "
-                    "to end (or stop it), or choose another --out") from None
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                return fd, created
+                if created:
+                    path.unlink(missing_ok=True)
+                raise
             os.close(fd)  # removed by the previous holder after we opened it
+
+    def _hold(self, fd: int, path: Path) -> bool:
+        """Lock ``fd`` and write this process's id into it; False when ``path`` no
+        longer names the file ``fd`` (removed by the previous holder meanwhile)."""
+        if fcntl is None:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NCInputError(
+                f"{shown(self.path)} is in use by another nclab process{_read_pid(fd)}: wait "
+                "for it to end (or stop it), or choose another --out") from None
+        except OSError as exc:  # no locks on this file system
+            raise file_error(path, exc, "cannot lock the run directory") from None
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return False
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except FileNotFoundError:
+            return False
+        except OSError as exc:  # a full disk cannot hold even the process id
+            raise file_error(path, exc, "cannot lock the run directory") from None
+        return True
 
     def _open_lock(self, path: Path) -> tuple[int, bool]:
         try:
@@ -186,7 +217,7 @@ class RunDir:
         return self._read_object(CONFIG, "a JSON object of settings", strict)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        self._touch()
+        self._touch(CONFIG)
         write_json(self.file(CONFIG), config)
 
     def _read_object(self, name: str, expected: str, strict: bool) -> dict[str, Any] | None:
@@ -219,6 +250,7 @@ class RunDir:
         torch.save(state, buffer)
         self._touch()
         write_atomic(self.file(CHECKPOINT), buffer.getvalue())
+        self.progressed = True
 
     def load_checkpoint(self, map_location: torch.device | str = "cpu") -> Any:
         """What checkpoint.pt holds (None when absent), read with ``weights_only=True``:
@@ -303,8 +335,12 @@ class RunDir:
         rewrites both files from it, so these appends need not survive a crash.
         """
         row = finite_or_none(row)
-        self._touch()
+        self._touch(METRICS_JSONL, METRICS_CSV)
         make_dirs(self.path)
+        self._append(row, previous)
+        self.progressed = True
+
+    def _append(self, row: dict[str, Any], previous: list[dict[str, Any]]) -> None:
         path = self.file(METRICS_JSONL)
         try:
             with open(path, "a") as handle:
@@ -323,7 +359,7 @@ class RunDir:
         """Replace both logs by ``rows`` (on resume: the rows the checkpoint holds)."""
         rows = finite_or_none(rows)
         lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
-        self._touch()
+        self._touch(METRICS_JSONL, METRICS_CSV)
         write_atomic(self.file(METRICS_JSONL), lines)
         self._write_csv(rows)
 
@@ -345,9 +381,14 @@ class RunDir:
         """Write summary.json; NaN and infinities, at any depth, become null."""
         self._touch()
         write_json(self.file(SUMMARY), summary)
+        self.progressed = True
 
-    def _touch(self) -> None:
+    def _touch(self, *names: str) -> None:
+        """Note a write (of the files ``names``: those absent until now are created by
+        the set-up of the run, see :attr:`created`)."""
         self.touched = True
+        if not self.progressed:
+            self.created.update(name for name in names if not self.file(name).exists())
 
 
 def _read_pid(fd: int) -> str:

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from nclab.cli.app import OptionValueError, err_console, warn
+from nclab.cli.app import OptionValueError, err_console, refuse_empty_paths, warn
 from nclab.core.errors import Interrupted, NCInputError
 
 __all__ = ["COMMANDS", "DEPRECATED", "main", "root_group"]
@@ -75,7 +75,9 @@ class LazyGroup(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         name, _, rest = super().resolve_command(ctx, args)
-        return name, self.load(name), rest
+        command = self.load(name)
+        refuse_empty_paths(command, rest)
+        return name, command, rest
 
     def load(self, name: str | None) -> Any:
         """The real command ``name`` (a nested group for ``regress``)."""
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"nclab {version()}")
         sys.exit(0)
     warnings.showwarning = _one_line_warning
+    _escape_unprintable_output()
     try:
         code = root_group().main(args=args, prog_name="nclab", standalone_mode=False)
     except (NCInputError, OptionValueError) as exc:
@@ -168,10 +171,28 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:  # a run stopped by a signal: how to resume it
         err_console.print(str(exc), highlight=False)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a file-system fault that no check foresaw: still one line
+        _error(_os_error_line(exc))
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _escape_unprintable_output() -> None:
+    """Print what the terminal cannot encode (a file name that is not UTF-8, on a UTF-8
+    terminal) escaped, ``\\udce9``, rather than fail with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
+def _os_error_line(exc: OSError) -> str:
+    from nclab.core.io import shown  # here: the help screens do not import numpy
+
+    cause = exc.strerror or type(exc).__name__
+    return f"{shown(exc.filename)}: {cause}" if exc.filename is not None else cause
 
 
 def _error(message: str, code: int = 2) -> None:

@@ -5,7 +5,8 @@ for ``nclab regress name``) and is listed in ``nclab.cli.COMMANDS``, which impor
 only when the command runs.
 """
 
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,27 @@ class OptionValueError(Exception):
 
     Not a ValueError, so that typer passes it on instead of wrapping it in a usage box.
     """
+
+
+def refuse_empty_paths(command: Any, args: Sequence[str]) -> None:
+    """Raise OptionValueError when ``args`` give an empty value to a path option of
+    ``command``: ``Path('')`` is the current folder, so ``--out ''`` would silently write
+    there and ``--json ''`` fail on the folder."""
+    try:
+        hints = typing.get_type_hints(getattr(command, "callback", None) or (lambda: None))
+    except (NameError, TypeError):  # unresolvable annotations: nothing to check
+        return
+    for param in getattr(command, "params", ()):
+        if not _is_path(hints.get(param.name)):
+            continue
+        names = [*param.opts, *param.secondary_opts]
+        for word, following in zip(args, [*args[1:], None], strict=True):
+            if (word in names and following == "") or word in {f"{n}=" for n in names}:
+                raise OptionValueError(f"{names[0]} is empty: give a file or folder name")
+
+
+def _is_path(hint: Any) -> bool:
+    return hint is Path or Path in typing.get_args(hint)
 
 
 def warn(message: str) -> None:

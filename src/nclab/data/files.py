@@ -9,13 +9,15 @@ holds all the files of a data set (or says, in one line, which files to put wher
 from __future__ import annotations
 
 import gzip
+import stat
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from nclab.core.errors import NCInputError
+from nclab.core.errors import NCInputError, first_line
+from nclab.core.io import check_expansion, file_error, file_kind, shown
 
 
 def locate(
@@ -50,14 +52,16 @@ def locate(
     dict of str to Path
         Each name of ``files`` mapped to the file found.
     """
-    shown = [name + ("[" + "|".join(s for s in suffixes if s) + "]" if any(suffixes) else "")
+    names = [name + ("[" + "|".join(s for s in suffixes if s) + "]" if any(suffixes) else "")
              for name in files]
-    places = " or ".join(str(root / folder) if folder else str(root) for folder in folders)
-    where = f"put {', '.join(shown)} in {places}" + (f" ({note.format(root=root)})" if note else "")
-    if not root.exists():
-        raise NCInputError(f"{dataset}: folder {root} does not exist; {where}")
-    if not root.is_dir():
-        raise NCInputError(f"{dataset}: {root} is a file, not a folder; {where}")
+    places = " or ".join(shown(root / folder) for folder in folders)
+    where = f"put {', '.join(names)} in {places}" + (
+        f" ({note.format(root=shown(root))})" if note else "")
+    mode = file_kind(root)
+    if mode is None:
+        raise NCInputError(f"{dataset}: folder {shown(root)} does not exist; {where}")
+    if not stat.S_ISDIR(mode):
+        raise NCInputError(f"{dataset}: {shown(root)} is a file, not a folder; {where}")
     best: tuple[Path, dict[str, Path]] | None = None
     for folder in folders:
         found = {name: path for name in files if (path := _find(root / folder, name, suffixes))}
@@ -66,38 +70,80 @@ def locate(
         if found and (best is None or len(found) > len(best[1])):
             best = (root / folder, found)
     if best is None:
-        raise NCInputError(f"{dataset}: no {dataset} files under {root}; {where}")
+        raise NCInputError(f"{dataset}: no {dataset} files under {shown(root)}; {where}")
     folder, found = best
-    missing = [s for name, s in zip(files, shown, strict=True) if name not in found]
+    missing = [s for name, s in zip(files, names, strict=True) if name not in found]
     raise NCInputError(
-        f"{dataset}: {folder} lacks {', '.join(missing)} (it has {', '.join(found)}); {where}"
+        f"{dataset}: {shown(folder)} lacks {', '.join(missing)} (it has {', '.join(found)}); "
+        f"{where}"
     )
 
 
 def _find(folder: Path, name: str, suffixes: Sequence[str]) -> Path | None:
     for suffix in suffixes:
         path = folder / (name + suffix)
-        if path.is_file():
+        mode = file_kind(path)
+        if mode is not None and stat.S_ISREG(mode):
             return path
     return None
 
 
-def read_bytes(path: Path) -> np.ndarray:
+def read_bytes(path: Path, limit: int | None = None) -> np.ndarray:
     """The contents of ``path`` as a 1-D uint8 array.
 
     A plain file is memory-mapped (nothing is copied until the pixels are converted); a
-    ``.gz`` file is decompressed in memory. A corrupt or cut gzip stream raises
-    NCInputError naming the file.
+    ``.gz`` file is decompressed in memory, never beyond ``limit`` bytes: a stream that
+    holds more raises NCInputError (give the size the file's header declares, after
+    :func:`check_gzip_size`). A corrupt or cut gzip stream raises NCInputError naming the
+    file.
     """
     if path.suffix == ".gz":
+        data = _gunzip(path, -1 if limit is None else limit + 1)
+        if limit is not None and len(data) > limit:
+            raise NCInputError(f"{shown(path)}: decompresses to more than the {limit:,} bytes "
+                               "its header declares: corrupt file")
+        return np.frombuffer(data, dtype=np.uint8)
+    try:
+        if path.stat().st_size == 0:  # np.memmap refuses empty files
+            return np.empty(0, dtype=np.uint8)
+        return np.memmap(path, dtype=np.uint8, mode="r")
+    except OSError as exc:
+        raise file_error(path, exc, "cannot read") from None
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of ``path`` (decompressed for ``.gz``; fewer when the file
+    is shorter): a header, read without decompressing the rest."""
+    if path.suffix == ".gz":
+        return _gunzip(path, size)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError as exc:
+        raise file_error(path, exc, "cannot read") from None
+
+
+def _gunzip(path: Path, size: int) -> bytes:
+    """At most ``size`` decompressed bytes of the gzip file ``path`` (-1: all)."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(size)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise NCInputError(f"{shown(path)}: corrupt or truncated gzip file "
+                           f"({first_line(exc)})") from None
+
+
+def check_gzip_size(path: Path, declared: int, in_memory: int, what: str) -> None:
+    """Before a ``.gz`` file is decompressed: refuse a header that declares more bytes
+    than the compressed file can hold (``check_expansion`` on ``in_memory``, the bytes
+    the data will take once converted). Plain files need no check: their size is exact."""
+    if path.suffix == ".gz":
         try:
-            with gzip.open(path, "rb") as handle:
-                return np.frombuffer(handle.read(), dtype=np.uint8)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise NCInputError(f"{path}: corrupt or truncated gzip file ({exc})") from None
-    if path.stat().st_size == 0:  # np.memmap refuses empty files
-        return np.empty(0, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r")
+            compressed = path.stat().st_size
+        except OSError as exc:
+            raise file_error(path, exc, "cannot read") from None
+        check_expansion(path, f"{what} ({declared:,} bytes, from its header)", in_memory,
+                        compressed)
 
 
 def require_size(
@@ -146,7 +192,8 @@ def read_names(path: Path, count: int) -> tuple[str, ...] | None:
     Raises NCInputError when the file is not UTF-8 text or lists a number of names other
     than ``count``.
     """
-    if not path.is_file():
+    mode = file_kind(path)
+    if mode is None or not stat.S_ISREG(mode):
         return None
     try:
         text = path.read_bytes().decode("utf-8")

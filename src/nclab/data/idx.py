@@ -14,7 +14,15 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.data.base import ArrayDataset, DatasetSplits, from_numpy
-from nclab.data.files import check_labels, locate, read_bytes, require_size, to_unit_float
+from nclab.data.files import (
+    check_gzip_size,
+    check_labels,
+    locate,
+    read_bytes,
+    read_head,
+    require_size,
+    to_unit_float,
+)
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -37,23 +45,29 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         A view of the file (memory-mapped when the file is not compressed).
 
     Raises NCInputError naming the file for a wrong magic number, a header with a zero
-    size (no samples, or empty images) or a size that does not match the header.
+    size (no samples, or empty images) or a size that does not match the header. A
+    ``.gz`` file is decompressed only once its header has passed ``check_gzip_size``, and
+    never beyond the size the header gives.
     """
-    data = read_bytes(path)
     header = 4 + 4 * ndim
-    require_size(path, data.size, minimum=header, what=f"the {header}-byte IDX header")
+    head = read_head(path, header)
+    require_size(path, len(head), minimum=header, what=f"the {header}-byte IDX header")
     expected_magic = (UBYTE << 8) | ndim
-    magic = int.from_bytes(data[:4].tobytes(), "big")
+    magic = int.from_bytes(head[:4], "big")
     if magic != expected_magic:
         raise NCInputError(
             f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s): magic "
             f"number 0x{magic:08x}, expected 0x{expected_magic:08x}"
         )
-    shape = tuple(int(d) for d in np.frombuffer(data[4:header].tobytes(), dtype=">u4"))
+    shape = tuple(int.from_bytes(head[i:i + 4], "big") for i in range(4, header, 4))
     body = " x ".join(f"{d:,}" for d in shape)
     if 0 in shape:
         raise NCInputError(f"{path}: holds no data (its header gives {body} values)")
-    require_size(path, data.size, exact=header + math.prod(shape),
+    size = header + math.prod(shape)
+    # the bytes become float32 pixels: checked before a .gz is decompressed
+    check_gzip_size(path, size, 4 * math.prod(shape), f"{body} values")
+    data = read_bytes(path, limit=size)
+    require_size(path, data.size, exact=size,
                  what=f"{header}-byte header + {body} values, from the header")
     return data[header:].reshape(shape)
 

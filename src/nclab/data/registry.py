@@ -133,6 +133,10 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     if unknown:
         raise NCInputError(f"dataset '{name}' has no option {', '.join(unknown)}; its options: "
                            f"{', '.join(accepted) or 'none'}")
+    for key, value in options.items():  # numpy and torch hold integers as int64
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise NCInputError(f"dataset '{name}' option {key} must fit a 64-bit integer; "
+                               f"got {value}")
 
 
 def load_dataset(
@@ -187,15 +191,42 @@ def load_dataset(
             raise NCInputError(f"dataset '{name}' has real targets: classes, per-class "
                                "limits and imbalance do not apply")
         options = {**options, "seed": seed}
-    args: tuple[Any, ...] = ()
-    if entry.needs_root:
-        if root is None:
-            raise NCInputError(f"dataset '{name}' is read from files: give its folder (--root)")
-        args = (Path(root).expanduser(),)
+    args = (data_root(name, root),) if entry.needs_root else ()
+    if root is not None and not entry.needs_root:
+        # silently ignored, it would let a user believe the named files were used
+        raise NCInputError(f"dataset '{name}' is generated, not read from files: it takes no "
+                           "root (--root); leave it out")
     splits = entry.builder(*args, **options)
     if classes is not None or per_class is not None or per_class_test is not None:
         splits = splits.subset(classes, per_class, per_class_test, seed)
+    if entry.kind == CLASSIFICATION:
+        check_class_counts(name, splits)
     if imbalance is not None:
         train, info = long_tail(splits.train, imbalance, seed)
         splits = DatasetSplits(train, splits.test, info={**splits.info, "imbalance": info})
     return splits
+
+
+def data_root(name: str, root: str | Path | None) -> Path:
+    """The folder (or file) of a data set read from files; one line when it is not given
+    or empty (an empty path would silently mean the current folder)."""
+    if root is None:
+        raise NCInputError(f"dataset '{name}' is read from files: give its folder (--root)")
+    if str(root).strip() == "":
+        raise NCInputError(f"dataset '{name}': its root (--root) is empty; give the folder "
+                           "or file of the data")
+    return Path(root).expanduser()
+
+
+def check_class_counts(name: str, splits: DatasetSplits) -> None:
+    """Refuse a classification split with samples of fewer than two classes: nothing can
+    be classified, and no collapse measured, with one class (an empty split is left to
+    the caller, who names its cause)."""
+    for split in ("train", "test"):
+        labels = getattr(splits, split).y
+        present = len(labels.unique())
+        if 0 < present < 2:
+            raise NCInputError(
+                f"the {split} split of dataset '{name}' holds samples of only 1 class "
+                f"(of {splits.num_classes} declared): training and the collapse metrics need "
+                "at least 2 (check num_classes, --classes, --per-class and the data files)")

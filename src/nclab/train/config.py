@@ -47,13 +47,14 @@ class Setting:
 
     def range_text(self) -> str:
         """The accepted range in words, e.g. ``> 0`` or ``in [0, 1)``."""
+        low, high = _bound_text(self.low), _bound_text(self.high)
         if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.low_open else '['}{self.low:g}, "
-                    f"{self.high:g}{')' if self.high_open else ']'}")
+            return (f"in {'(' if self.low_open else '['}{low}, "
+                    f"{high}{')' if self.high_open else ']'}")
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {low}"
         if self.high is not None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
+            return f"{'<' if self.high_open else '<='} {high}"
         return ""
 
     def requirement(self) -> str:
@@ -67,6 +68,26 @@ class Setting:
             return False
         return self.high is None or (value < self.high or (not self.high_open
                                                            and value == self.high))
+
+
+def _bound_text(bound: float | None) -> str:
+    """A bound as a message writes it: whole numbers in full (4294967295), others short."""
+    if bound is None:
+        return ""
+    if float(bound).is_integer() and abs(bound) < 2**63:
+        return str(int(bound))
+    return f"{bound:g}"
+
+
+#: The range of a 64-bit signed integer: every integer setting must lie in it (torch,
+#: numpy and the checkpoints hold them as int64).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The most epochs: the learning-rate schedule and the logged epochs are computed in
+#: float64, exact for whole numbers up to 2**53; no run comes near.
+MAX_EPOCHS = 10**9
+#: Seeds are 32-bit, like numpy's legacy seeds: ``seed * 1_000_003 + epoch`` (the
+#: sample order of an epoch) must stay a 64-bit integer.
+MAX_SEED = 2**32 - 1
 
 
 def setting(default: Any = None, *, factory: Any = None, **kwargs: Any) -> Any:
@@ -147,7 +168,7 @@ class TrainConfig:
     task: str = setting("classification", help="Training task (set by the command).")
     loss: str = setting("ce", cli="--loss", help="ce (cross-entropy), mse, ls:EPS (label "
                                                  "smoothing EPS) or focal:GAMMA (focal loss).")
-    epochs: int = setting(350, cli="--epochs", low=1, help="Epochs.")
+    epochs: int = setting(350, cli="--epochs", low=1, high=MAX_EPOCHS, help="Epochs.")
     batch_size: int = setting(128, cli="--batch-size", low=1, help="Batch size.")
     lr: float = setting(0.05, cli="--lr", low=0, low_open=True, help="Learning rate.")
     momentum: float = setting(0.9, cli="--momentum", low=0, high=1, high_open=True,
@@ -159,8 +180,8 @@ class TrainConfig:
              "comma separated ('' for none).")
     lr_gamma: float = setting(0.1, cli="--lr-gamma", low=0, low_open=True,
                               help="LR factor at each milestone.")
-    seed: int = setting(0, cli="--seed", low=0, help="Seed of initialization and sample "
-                                                     "order.")
+    seed: int = setting(0, cli="--seed", low=0, high=MAX_SEED,
+                        help="Seed of initialization and sample order.")
     log_points: int = setting(50, cli="--log-points", low=1,
                               help="Number of log-spaced epochs at which metrics are logged.")
     eval_batch_size: int = setting(1024, cli="--eval-batch-size", low=1,
@@ -235,6 +256,9 @@ def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
         raise NCInputError(f"{name} must be a finite number {rule.range_text()}; got {value}")
     if not rule.admits(value):
         raise NCInputError(f"{name} must {rule.requirement()}; got {value}")
+    if kind is int and not INT64_MIN <= value <= INT64_MAX:
+        raise NCInputError(f"{name} must fit a 64-bit integer (at most {INT64_MAX}); "
+                           f"got {value}")
 
 
 def parse_number(text: Any, kind: type, rule: Setting, name: str) -> Any:
