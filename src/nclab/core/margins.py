@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.geometry import DEFAULT_BLOCK, power_of_two_scale
+from nclab.core.geometry import DEFAULT_BLOCK
 from nclab.core.validation import to_numpy64
 
 #: A distance is certified when its upper and lower bounds differ by at most this...
@@ -61,12 +61,14 @@ def unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
                            f"got shape {array.shape}")
     if not np.isfinite(array).all():
         raise NCInputError(f"{name} contains NaN or inf")
-    array = array / power_of_two_scale(array)  # exact: the norms below neither over- nor
-    norms = np.linalg.norm(array, axis=1)      # underflow for any finite input
-    zero = np.flatnonzero(norms == 0)
+    peak = np.abs(array).max(axis=1)
+    zero = np.flatnonzero(peak == 0)
     if zero.size:
         raise NCInputError(f"{name} has a zero row ({int(zero[0])}): it has no direction")
-    return array / norms[:, None]
+    # each row times its own power of two (exact), so that its norm neither over- nor
+    # underflows whatever the scales of the other rows
+    array = np.ldexp(array, -np.frexp(peak)[1][:, None])
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
 
 
 def nearest_cosines(unit: np.ndarray, block: int = DEFAULT_BLOCK) -> np.ndarray:
