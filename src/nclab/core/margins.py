@@ -331,8 +331,12 @@ def ovr_margin(vectors: Any) -> float:
     return ovr_margin_bracket(vectors).value
 
 
+#: Exact row solves per margin in :func:`margin_metrics` (see benchmarks/margins_scale.py).
+METRIC_ROWS = 8
+
+
 def margin_metrics(centred_means: Any, weight: Any = None, *,
-                   max_rows: int | None = None) -> dict[str, Any]:
+                   max_rows: int | None = METRIC_ROWS) -> dict[str, Any]:
     """``ovr_margin_means`` and ``ovr_margin_weights`` with their lower bounds and the
     best achievable margin of C unit vectors in d dimensions (definitions §10).
 
@@ -344,7 +348,8 @@ def margin_metrics(centred_means: Any, weight: Any = None, *,
         Classifier rows.
     max_rows : int, optional
         Budget of exact row solves per margin (see :func:`ovr_margin_bracket`); None
-        solves as many as exactness needs.
+        solves as many as exactness needs. The default keeps the cost near one pass over
+        the class pairs (docs/geometry_past_simplex.md).
 
     Returns
     -------
