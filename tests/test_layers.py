@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nclab"
 LAYERS = {
     "core": 0,
     "capture": 1, "data": 1, "models": 1, "runs": 1, "histories": 1,
-    "ufm": 1, "kernels": 1, "finegrained": 1,
+    "ufm": 1, "kernels": 1, "finegrained": 1, "transfer": 1,
     "train": 2, "report": 2, "ood": 2,
     "studies": 3, "integrations": 3,
     "cli": 4,

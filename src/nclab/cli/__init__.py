@@ -26,6 +26,7 @@ __all__ = ["COMMANDS", "DEPRECATED", "main", "root_group"]
 COMMANDS: dict[str, Any] = {
     "measure": ("nclab.cli.measure", "Every Neural Collapse metric of a feature file."),
     "ood": ("nclab.cli.ood", "OOD detection (NECO, NCI, baselines) of feature files."),
+    "transfer": ("nclab.cli.transfer", "Few-shot NCC error and CDNV on novel classes."),
     "train": ("nclab.cli.train", "Train a network into the terminal phase."),
     "demo": ("nclab.cli.demo", "Neural collapse on MNIST-1D in a few minutes."),
     "report": ("nclab.cli.report", "Report (HTML, figures) of one training run."),

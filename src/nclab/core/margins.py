@@ -1,0 +1,427 @@
+"""One-vs-rest distances of unit vectors: the geometry past the simplex (definitions §10).
+
+For unit rows v_1..v_C the one-vs-rest distance of row c is its Euclidean distance to the
+convex hull of the other rows (Jiang et al., ICML 2024, "Generalized Neural Collapse for a
+Large Number of Classes", Definition 2.1):
+
+    dist_c = min { ||v_c - sum_{j != c} a_j v_j|| : a_j >= 0, sum_j a_j = 1 }
+
+and the margin is min_c dist_c. A configuration maximizing the margin is their *softmax
+code* (:mod:`nclab.ufm.softmax_code`); for C <= d + 1 it is the simplex ETF, whose margin
+is C / (C - 1).
+
+How each distance is solved exactly (``_solve_rows``): on a candidate set S of rows (the
+nearest by cosine), the QP is the non-negative least squares problem
+
+    min_{l >= 0} ||Q^T l||^2 + (1^T l - 1)^2,    Q = rows v_c - v_j, j in S,
+
+whose solution is l* = a* / (1 + dist^2) (for a fixed sum s = 1^T l the first term is
+s^2 dist^2; minimizing s^2 m + (s - 1)^2 gives s = 1 / (1 + m)); it is solved by
+Lawson and Hanson's active-set method, which is finite. The hull point p = V_S^T a gives
+the upper bound ||v_c - p|| and the direction u = v_c - p a dual certificate over ALL
+rows: every point x of the hull has <u, x> <= max_j <u, v_j>, so
+
+    dist_c >= (<u, v_c> - max_{j != c} <u, v_j>) / ||u||.
+
+Rows violating it join S and the QP is solved again (column generation), until the two
+bounds agree to ``ATOL + RTOL * dist`` (a rounding-level tolerance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nclab.core.errors import NCInputError
+from nclab.core.geometry import DEFAULT_BLOCK
+from nclab.core.validation import to_numpy64
+
+#: A distance is certified when its upper and lower bounds differ by at most this...
+ATOL = 1e-12
+#: ... plus this times the distance.
+RTOL = 1e-10
+#: Rows whose QPs are solved together (one C x R product per round of certificates).
+CHUNK = 256
+#: Candidates a row's QP starts from (its nearest rows by cosine), and rows added per
+#: round for each row whose certificate fails.
+START_CANDIDATES, ADDED_PER_ROUND = 24, 16
+
+
+def unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
+    """The rows of a (C, d) array scaled to unit norm, in float64.
+
+    Raises NCInputError (one line) for fewer than 2 rows, a non-2-D or non-finite array,
+    or a zero row (it has no direction).
+    """
+    array = to_numpy64(vectors, name)
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
+        raise NCInputError(f"{name} must be a (C, d) array with C >= 2 rows and d >= 1; "
+                           f"got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise NCInputError(f"{name} contains NaN or inf")
+    peak = np.abs(array).max(axis=1)
+    zero = np.flatnonzero(peak == 0)
+    if zero.size:
+        raise NCInputError(f"{name} has a zero row ({int(zero[0])}): it has no direction")
+    # each row times its own power of two (exact), so that its norm neither over- nor
+    # underflows whatever the scales of the other rows
+    array = np.ldexp(array, -np.frexp(peak)[1][:, None])
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
+
+
+def nearest_cosines(unit: np.ndarray, block: int = DEFAULT_BLOCK) -> np.ndarray:
+    """max_{j != c} cos(v_c, v_j) of every unit row, (C,), in one pass over the pairs.
+
+    Square tiles of the upper triangle of V V^T (C^2 d / 2 multiply-adds, O(block^2)
+    extra memory); each tile gives the maxima of its rows and of its columns.
+    """
+    count = unit.shape[0]
+    best = np.full(count, -np.inf)
+    for i0 in range(0, count, block):
+        rows = slice(i0, min(i0 + block, count))
+        for j0 in range(i0, count, block):
+            cols = slice(j0, min(j0 + block, count))
+            tile = unit[rows] @ unit[cols].T
+            if i0 == j0:
+                np.fill_diagonal(tile, -np.inf)
+            np.maximum(best[rows], tile.max(axis=1), out=best[rows])
+            np.maximum(best[cols], tile.max(axis=0), out=best[cols])
+    return np.minimum(best, 1.0)
+
+
+def _nnls_gram(gram: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """argmin_{l >= 0} l^T M l - 2 1^T l for a PSD M (k, k): Lawson-Hanson, Gram form.
+
+    Each outer step frees the coordinate of largest positive w = 1 - M l and solves the
+    free block; a negative entry moves back to the boundary (the inner loop), so every
+    iterate stays feasible and the method ends after finitely many steps (4k + 20 bound
+    them against rounding cycles). ``start``, a boolean mask (k,), is a free set to begin
+    from (the previous round's support): kept only if its solution is positive.
+    """
+    size = gram.shape[0]
+    values, free = np.zeros(size), np.zeros(size, dtype=bool)
+    if start is not None and start.any():
+        trial = _free_solution(gram, np.flatnonzero(start))
+        if (trial > 0).all():
+            free, values[start] = start.copy(), trial
+    tolerance = 1e-13 * max(1.0, float(np.abs(gram).max()))
+    for _ in range(4 * size + 20):
+        w = 1.0 - gram @ values
+        w[free] = -np.inf
+        j = int(np.argmax(w))
+        if w[j] <= tolerance:
+            break
+        free[j] = True
+        while free.any():
+            index = np.flatnonzero(free)
+            trial = _free_solution(gram, index)
+            if (trial > 0).all():
+                values[:] = 0.0
+                values[index] = trial
+                break
+            old = values[index]
+            falling = trial <= 0
+            step = np.min(old[falling] / (old[falling] - trial[falling]))
+            values[index] = old + step * (trial - old)
+            free[index[values[index] <= 0]] = False
+            values[~free] = 0.0
+    return values
+
+
+def _free_solution(gram: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Solution of M_FF l_F = 1 on the free set F (least squares if M_FF is singular)."""
+    block = gram[index[:, None], index]
+    ones = np.ones(index.size)
+    try:
+        return np.linalg.solve(block, ones)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(block, ones, rcond=None)[0]
+
+
+def _hull_point(unit: np.ndarray, row: int, candidates: np.ndarray,
+                start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the nearest point of conv(v_j, j in candidates) to v_c, its weights) for c = row;
+    ``start`` a support to begin from (a mask over ``candidates``)."""
+    differences = unit[row] - unit[candidates]  # Q: explicit, no cancellation near v_c
+    gram = differences @ differences.T + 1.0
+    weights = _nnls_gram(gram, start)
+    total = weights.sum()
+    weights = weights / total if total > 0 else np.full(candidates.size, 1.0 / candidates.size)
+    return weights @ unit[candidates], weights
+
+
+@dataclass
+class _Row:
+    """The state of one row's column generation."""
+
+    candidates: np.ndarray
+    upper: float = np.inf
+    lower: float = -np.inf
+    direction: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    stalled: bool = False  # the bounds disagree only by the QP's own rounding
+
+    @property
+    def done(self) -> bool:
+        return self.stalled or bool(self.upper - self.lower <= ATOL + RTOL * self.upper
+                                    < np.inf)
+
+
+def _start_candidates(cosines: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` largest entries of each row of ``cosines`` (R, C), as indices."""
+    if count >= cosines.shape[1]:
+        return np.tile(np.arange(cosines.shape[1]), (cosines.shape[0], 1))
+    return np.argpartition(-cosines, count - 1, axis=1)[:, :count]
+
+
+def _solve_rows(unit: np.ndarray, rows: np.ndarray, max_rounds: int = 200
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(upper, lower) bounds (R,) on the one-vs-rest distances of ``rows``, certified
+    to ATOL + RTOL * dist (see the module's notes)."""
+    count = unit.shape[0]
+    cosines = unit[rows] @ unit.T
+    cosines[np.arange(rows.size), rows] = -np.inf  # a row is not its own candidate
+    start = _start_candidates(cosines, min(START_CANDIDATES, count - 1))
+    states = [_Row(np.setdiff1d(start[i], [row])) for i, row in enumerate(rows)]
+    for _ in range(max_rounds):
+        open_rows = [i for i, state in enumerate(states) if not state.done]
+        if not open_rows:
+            break
+        for i in open_rows:
+            state = states[i]
+            start = None
+            if state.weights is not None:  # the previous support, padded for the new rows
+                start = np.zeros(state.candidates.size, dtype=bool)
+                start[:state.weights.size] = state.weights > 0
+            point, state.weights = _hull_point(unit, int(rows[i]), state.candidates, start)
+            states[i].direction = unit[rows[i]] - point
+            states[i].upper = min(states[i].upper, float(np.linalg.norm(states[i].direction)))
+        directions = np.stack([states[i].direction for i in open_rows])
+        support = directions @ unit.T  # <u, v_j> for every j: the certificates
+        for position, i in enumerate(open_rows):
+            _certify(states[i], support[position], unit[rows[i]], int(rows[i]))
+    return (np.array([state.upper for state in states]),
+            np.array([max(state.lower, 0.0) for state in states]))
+
+
+def _certify(state: _Row, support: np.ndarray, vector: np.ndarray, row: int) -> None:
+    """Update the row's lower bound from <u, v_j> (C,) and add the rows violating it."""
+    assert state.direction is not None
+    length = float(np.linalg.norm(state.direction))
+    if length == 0.0:  # v_c lies in the hull of the others
+        state.lower = state.upper = 0.0
+        return
+    support[row] = -np.inf
+    own = float(state.direction @ vector)
+    state.lower = max(state.lower, (own - float(support.max())) / length)
+    if state.done:
+        return
+    level = own - length * length  # <u, p>: no hull point lies beyond it at the optimum
+    violating = np.flatnonzero(support > level)
+    violating = np.setdiff1d(violating, state.candidates)
+    if violating.size == 0:  # only candidates violate: the QP's rounding, not a row
+        state.stalled = True
+        return
+    worst = violating[np.argsort(-support[violating])[:ADDED_PER_ROUND]]
+    state.candidates = np.concatenate([state.candidates, worst])
+
+
+def ovr_distances(vectors: Any) -> np.ndarray:
+    """The one-vs-rest distance of every normalized row (definitions §10), (C,).
+
+    Parameters
+    ----------
+    vectors : array of shape (C, d)
+        Rows v_c (normalized here; a zero row is refused).
+
+    Returns
+    -------
+    ndarray of shape (C,)
+        dist_c = distance of v_c / ||v_c|| to the convex hull of the other normalized
+        rows: the distance to a point of the hull found by the QP, certified by a dual
+        bound to within 1e-12 + 1e-10 dist_c of the exact value.
+
+    Notes
+    -----
+    Cost: one C x C x d product in tiles of ``CHUNK`` rows for the candidates and one
+    more per round of certificates, plus a small QP per row; meant for C up to about
+    10,000. For the smallest distance alone :func:`ovr_margin` solves far fewer rows.
+    """
+    unit = unit_rows(vectors)
+    upper = np.empty(unit.shape[0])
+    for start in range(0, unit.shape[0], CHUNK):
+        rows = np.arange(start, min(start + CHUNK, unit.shape[0]))
+        upper[rows], _ = _solve_rows(unit, rows)
+    return upper
+
+
+@dataclass(frozen=True)
+class MarginBracket:
+    """The one-vs-rest margin min_c dist_c, or certified bounds on it.
+
+    Attributes
+    ----------
+    lower, upper : float
+        lower <= margin <= upper; equal (to 1e-12 + 1e-10 margin) when ``exact``.
+    exact : bool
+    rows_solved : int
+        Rows whose QP was solved (the others were ruled out by 1 - max cos).
+    row : int
+        A row attaining ``upper``.
+    """
+
+    lower: float
+    upper: float
+    exact: bool
+    rows_solved: int
+    row: int
+
+    @property
+    def value(self) -> float:
+        """The margin when exact, else the upper bound (a distance some row attains)."""
+        return self.upper
+
+
+def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
+                       block: int = DEFAULT_BLOCK) -> MarginBracket:
+    """Bounds on min_c dist_c: exact unless ``max_rows`` stops the search first.
+
+    One pass over the pairs gives every row's lower bound 1 - max_{j != c} cos(v_c, v_j)
+    (the dual certificate with u = v_c); rows are then solved exactly in the order of
+    that bound until the next bound reaches the smallest distance found, which is then
+    the margin. With ``max_rows``, at most that many rows are solved and the result is
+    the bracket [min(smallest solved, smallest unsolved bound), smallest solved].
+
+    Parameters
+    ----------
+    vectors : array of shape (C, d)
+    max_rows : int, optional
+        Budget of exact row solves (None: as many as needed; the result is exact).
+    block : int
+        Tile side of the pass over pairs.
+
+    Returns
+    -------
+    MarginBracket
+    """
+    unit = unit_rows(vectors)
+    bound = 1.0 - nearest_cosines(unit, block)
+    order = np.argsort(bound, kind="stable")
+    stop = order.size if max_rows is None else min(order.size, max(1, int(max_rows)))
+    best, best_row, best_lower, solved = np.inf, int(order[0]), np.inf, 0
+    while solved < stop and bound[order[solved]] < best:
+        rows = order[solved:min(solved + CHUNK, stop)]
+        rows = rows[bound[rows] < best]  # a prefix: the bounds ascend
+        upper, lower = _solve_rows(unit, rows)
+        if upper.min() < best:
+            best, best_row = float(upper.min()), int(rows[np.argmin(upper)])
+        best_lower = min(best_lower, float(lower.min()))
+        solved += rows.size
+    unsolved = float(bound[order[solved:]].min()) if solved < order.size else np.inf
+    lower = max(min(best_lower, unsolved), 0.0)
+    return MarginBracket(lower=lower, upper=best, exact=best - lower <= ATOL + RTOL * best,
+                         rows_solved=solved, row=best_row)
+
+
+def ovr_margin(vectors: Any) -> float:
+    """min_c dist_c of the normalized rows of ``vectors`` (C, d): exact (see
+    :func:`ovr_margin_bracket`). A simplex ETF of C <= d + 1 rows gives C / (C - 1)."""
+    return ovr_margin_bracket(vectors).value
+
+
+#: Exact row solves per margin in :func:`margin_metrics` (see benchmarks/margins_scale.py).
+METRIC_ROWS = 8
+
+
+def margin_metrics(centred_means: Any, weight: Any = None, *,
+                   max_rows: int | None = METRIC_ROWS) -> dict[str, Any]:
+    """``ovr_margin_means`` and ``ovr_margin_weights`` with their lower bounds and the
+    best achievable margin of C unit vectors in d dimensions (definitions §10).
+
+    Parameters
+    ----------
+    centred_means : array of shape (C, d)
+        mu_c - mu_G.
+    weight : array of shape (C, d), optional
+        Classifier rows.
+    max_rows : int, optional
+        Budget of exact row solves per margin (see :func:`ovr_margin_bracket`); None
+        solves as many as exactness needs. The default keeps the cost near one pass over
+        the class pairs (docs/geometry_past_simplex.md).
+
+    Returns
+    -------
+    dict
+        ``ovr_margin_means`` (the margin; the upper end of the bracket when the budget
+        stopped the search), ``ovr_margin_means_lower`` (equal when exact), the same two
+        for ``weights`` (None without a classifier), and ``softmax_code_lower`` /
+        ``softmax_code_upper``: the best achievable margin for this C and d when it is
+        known in closed form (both equal), else proven bounds (lower None).
+    """
+    count, dim = np.shape(centred_means)[:2] if np.ndim(centred_means) == 2 else (0, 0)
+    values: dict[str, Any] = {}
+    for name, vectors in (("means", centred_means), ("weights", weight)):
+        if vectors is None:
+            values[f"ovr_margin_{name}"] = values[f"ovr_margin_{name}_lower"] = None
+            continue
+        found = ovr_margin_bracket(vectors, max_rows=max_rows)
+        values[f"ovr_margin_{name}"], values[f"ovr_margin_{name}_lower"] = (
+            found.upper, found.lower)
+    lower, upper = softmax_code_bounds(count, dim)
+    values["softmax_code_lower"], values["softmax_code_upper"] = lower, upper
+    return values
+
+
+def softmax_code_bounds(num_classes: int, dim: int) -> tuple[float | None, float]:
+    """(lower, upper) bounds on the largest margin of C unit vectors in R^d.
+
+    Exact (lower = upper) where it is known (definitions §10):
+
+    - C <= d + 1: the simplex ETF, C / (C - 1) (the mean of ||v_c - g_c||^2 over c, with
+      g_c the centroid of the others, is (C/(C-1))^2 (1 - ||mean||^2): no configuration
+      does better in any d);
+    - d = 1, C >= 3: 0 (two of the rows coincide);
+    - d = 2: the regular C-gon, 2 sin^2(pi / C) = 1 - cos(2 pi / C);
+    - d + 2 <= C <= 2d: 1 (Radon's theorem bounds every configuration by 1; orthogonal
+      sums of simplices reach it).
+
+    Otherwise lower is None (:func:`nclab.ufm.softmax_code.softmax_code` finds a
+    configuration) and upper is min(1, the largest minimum chord of C points on the
+    sphere allowed by the cap-packing bound): dist_c <= ||v_c - v_j|| for every j.
+    """
+    count, dim = int(num_classes), int(dim)
+    if count < 2 or dim < 1:
+        raise NCInputError(f"need C >= 2 and d >= 1; got C={count}, d={dim}")
+    if count <= dim + 1:
+        value = count / (count - 1)
+    elif dim == 1:
+        value = 0.0
+    elif dim == 2:
+        value = 2.0 * np.sin(np.pi / count) ** 2
+    elif count <= 2 * dim:
+        value = 1.0
+    else:
+        return None, min(1.0, packing_chord_bound(count, dim))
+    return float(value), float(value)
+
+
+def packing_chord_bound(num_classes: int, dim: int) -> float:
+    """An upper bound on the smallest chord ||v_c - v_j|| of C unit vectors in R^d.
+
+    The caps of angular radius theta / 2 around the points (theta their smallest angle)
+    are disjoint, so C times the normalized area of one, I_{sin^2(theta/2)}((d-1)/2,
+    1/2) / 2, is at most 1; theta is the largest angle allowed (bisection, 100 halvings).
+    Returns 2 sin(theta / 2).
+    """
+    from scipy.special import betainc
+
+    def area(half_angle: float) -> float:
+        return 0.5 * float(betainc((dim - 1) / 2, 0.5, np.sin(half_angle) ** 2))
+
+    low, high = 0.0, np.pi / 2  # caps of half-angle pi/2 are hemispheres: C >= 3 fails
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if num_classes * area(middle) <= 1 else (low, middle)
+    return float(2 * np.sin(high))

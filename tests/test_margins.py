@@ -1,0 +1,208 @@
+"""One-vs-rest distances and margins (definitions §10) against an exact brute force, and
+the softmax-code values, bounds and solver."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nclab.core.errors import NCInputError
+from nclab.core.margins import (
+    margin_metrics,
+    nearest_cosines,
+    ovr_distances,
+    ovr_margin,
+    ovr_margin_bracket,
+    packing_chord_bound,
+    softmax_code_bounds,
+)
+from nclab.ufm import SphereUFM
+from nclab.ufm.softmax_code import orthogonal_simplices, smoothed_margin, softmax_code
+
+
+def brute_distance(point, others):
+    """Exact distance of ``point`` to conv(others), float64, by enumeration: the nearest
+    point is the affine projection onto some affinely independent subset of at most
+    d + 1 points with non-negative weights; every such projection lies in the hull."""
+    best = math.inf
+    count, dim = others.shape
+    for size in range(1, min(count, dim + 1) + 1):
+        for subset in itertools.combinations(range(count), size):
+            base = others[list(subset)]
+            # weights a with sum 1 minimizing ||point - a @ base||: a = e_0 + N t
+            first, rest = base[0], base[1:] - base[0]
+            if size > 1:
+                t, *_ = np.linalg.lstsq(rest.T, point - first, rcond=None)
+                weights = np.concatenate([[1 - t.sum()], t])
+            else:
+                weights = np.ones(1)
+            if (weights >= -1e-12).all():
+                best = min(best, float(np.linalg.norm(point - weights @ base)))
+    return best
+
+
+def brute_distances(vectors):
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.array([brute_distance(unit[c], np.delete(unit, c, axis=0))
+                     for c in range(len(unit))])
+
+
+def etf(count, dim, seed=0):
+    """A rotated simplex ETF of unit rows in R^dim."""
+    centred = np.eye(count) - 1.0 / count
+    basis = np.linalg.eigh(centred)[1][:, 1:]
+    rows = np.zeros((count, dim))
+    rows[:, :count - 1] = centred @ basis
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, dim)))
+    return rows @ q.T
+
+
+def polygon(count):
+    angles = 2 * np.pi * np.arange(count) / count
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+@pytest.mark.parametrize("count, dim, seed", [(7, 2, 0), (6, 3, 1), (8, 4, 2), (5, 6, 3),
+                                              (9, 3, 4)])
+def test_distances_equal_the_enumerated_brute_force(count, dim, seed):
+    vectors = np.random.default_rng(seed).normal(size=(count, dim))
+    got, want = ovr_distances(vectors), brute_distances(vectors)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert ovr_margin(vectors) == pytest.approx(want.min(), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("count, dim", [(2, 1), (3, 2), (5, 4), (10, 9), (10, 16)])
+def test_simplex_etf_margin_is_c_over_c_minus_one(count, dim):
+    scales = np.random.default_rng(1).uniform(0.5, 2.0, size=(count, 1))
+    got = ovr_distances(etf(count, dim) * scales)
+    np.testing.assert_allclose(got, count / (count - 1), rtol=1e-12)
+    assert softmax_code_bounds(count, dim) == (count / (count - 1), count / (count - 1))
+
+
+@pytest.mark.parametrize("count", [4, 5, 7, 12, 40])
+def test_regular_polygon_margin_is_two_sin_squared(count):
+    want = 2 * math.sin(math.pi / count) ** 2
+    np.testing.assert_allclose(ovr_distances(polygon(count)), want, rtol=1e-12)
+    assert softmax_code_bounds(count, 2) == pytest.approx((want, want), rel=1e-15)
+
+
+def test_permutation_and_scale_invariance_at_extreme_scales():
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(12, 4))
+    base = ovr_distances(vectors)
+    order = rng.permutation(12)
+    scales = 10.0 ** rng.uniform(-200, 200, size=(12, 1))
+    np.testing.assert_allclose(ovr_distances(vectors[order] * scales), base[order], rtol=1e-10)
+
+
+def test_a_row_inside_the_hull_and_a_repeated_row_are_at_distance_zero():
+    square = polygon(4)
+    inside = np.vstack([square * 3.0, [[0.1, 0.2]]])  # normalized: on the circle, inside
+    assert ovr_distances(np.vstack([square, square[:1]]))[[0, 4]] == pytest.approx([0, 0])
+    assert ovr_distances(inside)[4] == pytest.approx(
+        brute_distances(inside)[4], abs=1e-12)
+
+
+def test_nearest_cosines_over_several_tiles():
+    vectors = np.random.default_rng(6).normal(size=(37, 5))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    np.fill_diagonal(gram, -np.inf)
+    np.testing.assert_allclose(nearest_cosines(unit, block=8), gram.max(axis=1), rtol=1e-14)
+
+
+def test_a_budgeted_bracket_holds_the_margin_and_the_full_search_is_exact():
+    vectors = np.random.default_rng(7).normal(size=(300, 6))
+    margin = ovr_distances(vectors).min()
+    full = ovr_margin_bracket(vectors, block=64)
+    assert full.exact and full.upper == pytest.approx(margin, rel=1e-10)
+    assert full.rows_solved < 300  # rows ruled out by 1 - max cos were never solved
+    short = ovr_margin_bracket(vectors, max_rows=1)
+    assert short.rows_solved == 1
+    assert short.lower <= margin + 1e-12 and short.upper >= margin - 1e-12
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones(3), "C >= 2"), (np.ones((1, 3)), "C >= 2"), (np.zeros((3, 0)), "d >= 1"),
+    (np.array([[1.0, 0], [np.nan, 1]]), "NaN"), (np.array([[1.0, 0], [0, 0]]), "zero row"),
+    ([["a", "b"], ["c", "d"]], "real numbers"),
+])
+def test_bad_input_is_one_line(bad, message):
+    with pytest.raises(NCInputError, match=message) as info:
+        ovr_distances(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_margin_metrics_of_means_and_weights():
+    means, weight = etf(5, 4), polygon(5) @ np.eye(2, 4)
+    values = margin_metrics(means, weight)
+    assert values["ovr_margin_means"] == pytest.approx(1.25, rel=1e-12)
+    assert values["ovr_margin_means_lower"] == pytest.approx(1.25, rel=1e-9)
+    assert values["ovr_margin_weights"] == pytest.approx(2 * math.sin(math.pi / 5) ** 2)
+    assert values["softmax_code_lower"] == values["softmax_code_upper"] == 1.25
+    assert margin_metrics(means)["ovr_margin_weights"] is None
+
+
+# ------------------------------------------------------------------ the softmax code
+@pytest.mark.parametrize("count, dim, method", [
+    (4, 3, "simplex ETF"), (3, 1, "two opposite rays"), (9, 2, "regular polygon"),
+    (5, 3, "orthogonal simplices"), (6, 3, "orthogonal simplices"),
+    (7, 4, "orthogonal simplices"),
+])
+def test_closed_forms_are_attained(count, dim, method):
+    code = softmax_code(count, dim)
+    assert code.exact and code.method == method and code.vectors.shape == (count, dim)
+    assert code.lower == pytest.approx(code.upper, rel=1e-12, abs=1e-15)
+    assert brute_distances(code.vectors).min() == pytest.approx(code.upper, abs=1e-12)
+
+
+def test_orthogonal_simplices_reach_one_and_radon_bounds_every_start():
+    for count, dim in [(5, 3), (8, 5), (10, 5)]:
+        assert ovr_margin(orthogonal_simplices(count, dim)) == pytest.approx(1.0, rel=1e-12)
+        for seed in range(5):  # Radon: no configuration beats 1 once C >= d + 2
+            vectors = np.random.default_rng(seed).normal(size=(count, dim))
+            assert ovr_margin(vectors) <= 1.0
+
+
+def test_packing_bound_is_exact_on_the_circle_and_above_known_codes():
+    assert packing_chord_bound(8, 2) == pytest.approx(2 * math.sin(math.pi / 8), rel=1e-12)
+    # the 12 vertices of the icosahedron: smallest chord 1.0515 in d = 3
+    assert packing_chord_bound(12, 3) >= 1.0515
+    assert softmax_code_bounds(12, 3) == (None, 1.0)
+
+
+def test_the_smoothed_objective_is_below_the_margin():
+    gen = torch.Generator().manual_seed(0)
+    vectors = torch.nn.functional.normalize(torch.randn(3, 9, 3, generator=gen,
+                                                        dtype=torch.float64), dim=-1)
+    directions = torch.nn.functional.normalize(torch.randn(3, 9, 3, generator=gen,
+                                                           dtype=torch.float64), dim=-1)
+    for sharpness in (5.0, 100.0):
+        smooth = smoothed_margin(vectors, directions, sharpness)
+        for run in range(3):
+            assert float(smooth[run]) <= ovr_margin(vectors[run].numpy()) + 1e-12
+
+
+def test_ascent_gives_a_certified_configuration_below_the_bound():
+    code = softmax_code(8, 3, seeds=(0,), steps=300)
+    assert not code.exact and code.upper == 1.0
+    assert code.lower == pytest.approx(ovr_margin(code.vectors), rel=1e-12)
+    assert 0.6 < code.lower <= code.upper
+    assert code.gap(0.5) == pytest.approx((code.lower - 0.5, 0.5))
+
+
+@pytest.mark.parametrize("count, dim, want", [(6, 2, 0.5), (6, 3, 1.0)])
+def test_the_sphere_ufm_classifier_reaches_the_softmax_code(count, dim, want):
+    """Jiang et al.: for C > d + 1 the normalized UFM's classifier is a softmax code."""
+    solution = SphereUFM(count, dim, per_class=1, tau=8.0).solve(seeds=(0,), steps=3000)
+    margin = ovr_margin(solution.weight[0].numpy())
+    assert softmax_code_bounds(count, dim) == pytest.approx((want, want), rel=1e-15)
+    assert margin == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("args", [(1, 3), (4, 0), (2.5, 3)])
+def test_softmax_code_bad_sizes(args):
+    with pytest.raises(NCInputError):
+        softmax_code(*args)
