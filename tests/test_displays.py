@@ -25,7 +25,12 @@ from nclab import NCInputError  # noqa: E402
 from nclab.capture import LayerProfile  # noqa: E402
 from nclab.core import metric_info  # noqa: E402
 from nclab.core.metric_info import METRICS, info_for_column, markdown_table  # noqa: E402
-from nclab.core.metrics import METRIC_NAMES, SPECTRAL_NAMES, CollapseMetrics  # noqa: E402
+from nclab.core.metrics import (  # noqa: E402
+    MARGIN_NAMES,
+    METRIC_NAMES,
+    SPECTRAL_NAMES,
+    CollapseMetrics,
+)
 from nclab.core.stats import CollapseStats  # noqa: E402
 from nclab.report import write_report  # noqa: E402
 from nclab.report.displays import CollapseDisplay, HistoryDisplay, panel_key  # noqa: E402
@@ -61,14 +66,15 @@ def metrics():
 
 # ----------------------------------------------------------------------------- metadata
 def test_metric_names_are_the_declaration_in_order():
-    assert METRIC_NAMES + SPECTRAL_NAMES == tuple(METRICS)
+    assert METRIC_NAMES + SPECTRAL_NAMES + MARGIN_NAMES == tuple(METRICS)
     assert SPECTRAL_NAMES == ("rankme", "rankme_centred", "alpha_req", "lidar")
     numeric = {f.name for f in fields(CollapseMetrics) if f.type == "float | None"}
-    assert numeric - {"cdnv_exponent"} == set(METRICS)  # every metric field is declared
+    bookkeeping = {"cdnv_exponent", "softmax_code_lower", "softmax_code_upper"}
+    assert numeric - bookkeeping == set(METRICS)  # every metric field is declared
     assert all(info.name == name for name, info in METRICS.items())
     for info in METRICS.values():
         assert info.direction in ("lower", "higher") or isinstance(info.direction, float)
-        assert info.section in ("§1", "§7", "§8")
+        assert info.section in ("§1", "§7", "§8", "§10")
 
 
 def test_declared_needs_are_the_none_rules_of_compute_metrics():
@@ -81,7 +87,7 @@ def test_declared_needs_are_the_none_rules_of_compute_metrics():
     def missing(result):
         return {name for name in METRICS if getattr(result, name) is None}
 
-    spectral = {name for name, info in METRICS.items() if info.spectral}
+    spectral = {name for name, info in METRICS.items() if info.option}  # asked for
     ood = {"nc5_ood_orthogonality"}
     assert missing(bare) == {name for name, info in METRICS.items()
                              if info.needs_classifier or info.needs} | spectral

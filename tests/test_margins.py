@@ -206,3 +206,30 @@ def test_the_sphere_ufm_classifier_reaches_the_softmax_code(count, dim, want):
 def test_softmax_code_bad_sizes(args):
     with pytest.raises(NCInputError):
         softmax_code(*args)
+
+
+def test_measure_with_margins_gives_the_margins_of_the_centred_means_and_of_w(capsys, tmp_path):
+    """The wiring: measure(margins=True) reports ovr_margin_means of mu_c - mu_G and
+    ovr_margin_weights of W, exact on a simplex ETF (C / (C - 1)), and the CLI prints them."""
+    from cli_helpers import run_cli
+
+    import nclab
+
+    C, d = 5, 8
+    etf = np.eye(C)[:, :] - 1.0 / C
+    means = np.hstack([etf, np.zeros((C, d - C))]) * 3.0 + 7.0  # shifted: centring matters
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(C), 20)
+    features = means[labels] + 1e-3 * rng.normal(size=(len(labels), d))
+    weight = np.hstack([etf, np.zeros((C, d - C))])
+    result = nclab.measure(features, labels, weight, margins=True)
+    centred = np.array([features[labels == c].mean(0) for c in range(C)])
+    centred -= centred.mean(0)
+    assert math.isclose(result.ovr_margin_means, ovr_margin(centred), rel_tol=1e-9)
+    assert math.isclose(result.ovr_margin_weights, C / (C - 1), rel_tol=1e-9)
+    assert result.softmax_code_lower == result.softmax_code_upper == C / (C - 1)
+    assert nclab.measure(features, labels, weight).ovr_margin_means is None
+    np.savez(tmp_path / "f.npz", features=features, labels=labels, weight=weight)
+    code, out, err = run_cli(["measure", tmp_path / "f.npz", "--margins"], capsys)
+    assert code == 0, err
+    assert "ovr_margin_weights" in out

@@ -331,7 +331,7 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
              cache_bytes: int, sync: bool,
              on_batch: Callable[[Any, torch.Tensor], None] | None,
              ood_loader: Iterable[Any] | None = None,
-             spectral: bool = False) -> dict[str, CollapseMetrics]:
+             asked: dict[str, bool] | None = None) -> dict[str, CollapseMetrics]:
     """Both passes; the metrics of every probe, in depth order (the classifier's with W, b).
 
     With ``sync``, every pass over this rank's shard (which may be empty) ends with
@@ -364,9 +364,9 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
         ood_mean = ood_features.mean(sync)
     return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
                                   weighted_mean=weighted_mean, ood_mean=ood_mean,
-                                  spectral=spectral)
+                                  **(asked or {}))
             if name == head else compute_metrics(one, weighted_mean=weighted_mean,
-                                                 spectral=spectral)
+                                                 **(asked or {}))
             for name, one in stats.items()}
 
 
@@ -407,6 +407,7 @@ def track(
     shift_labels: bool = False,
     ood_loader: Iterable[Any] | None = None,
     spectral: bool = False,
+    margins: bool = False,
 ) -> CollapseMetrics | dict[str, CollapseMetrics]:
     """Collapse metrics of the features that ``model`` feeds to its classifier.
 
@@ -473,6 +474,8 @@ def track(
     spectral : bool
         Also RankMe, alpha-ReQ, LiDAR and the explained variance of every measured layer
         (definitions §8), from the same pass.
+    margins : bool
+        Also the one-vs-rest margins of the class means and of W (definitions §10).
 
     Returns
     -------
@@ -494,7 +497,8 @@ def track(
         ood_loader = None if ood_loader is None else sharding.unpadded(ood_loader)
     results = _measure(model, loader, plan, weighted_mean=weighted_mean,
                        cache_bytes=cache_bytes, sync=sync, on_batch=on_batch,
-                       ood_loader=ood_loader, spectral=spectral)
+                       ood_loader=ood_loader,
+                       asked={"spectral": spectral, "margins": margins})
     return results[plan.head.name] if layers is None else results
 
 

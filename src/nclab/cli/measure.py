@@ -10,7 +10,7 @@ from rich.table import Table
 from nclab.cli.app import app, show_result, value_table
 from nclab.cli.options import array_keys, read_arrays
 from nclab.core.measure import measure
-from nclab.core.metrics import METRIC_NAMES, SPECTRAL_NAMES, CollapseMetrics
+from nclab.core.metrics import MARGIN_NAMES, METRIC_NAMES, SPECTRAL_NAMES, CollapseMetrics
 
 
 @app.command("measure")
@@ -34,13 +34,17 @@ def measure_command(
     spectral: bool = typer.Option(
         False, "--spectral", help="Also RankMe, alpha-ReQ, LiDAR and the explained-variance "
                                   "curve (definitions §8)."),
+    margins: bool = typer.Option(
+        False, "--margins", help="Also the one-vs-rest margins of the class means and of W "
+                                 "and the best achievable one (definitions §10)."),
 ) -> None:
     """Print every Neural Collapse metric of a feature file."""
     arrays = read_arrays(file, keys, required=("features", "labels"))
     ood_features = None if ood is None else read_arrays(ood, keys, ("features",))["features"]
     result = measure(arrays["features"], arrays["labels"], arrays.get("weight"),
                      arrays.get("bias"), num_classes=num_classes, weighted_mean=weighted_mean,
-                     ood_features=ood_features, spectral=spectral)
+                     ood_features=ood_features, spectral=spectral,
+                     margins=margins)
     show_result(metrics_table(result, title=str(file)), result, file, json_out)
 
 
@@ -49,4 +53,5 @@ def metrics_table(result: CollapseMetrics, title: str = "") -> Table:
     return value_table(f"{title}  (N={result.num_samples}, C={result.num_classes}, "
                        f"d={result.dim})",
                        ((name, getattr(result, name)) for name in METRIC_NAMES
-                        + (SPECTRAL_NAMES if result.rankme is not None else ())))
+                        + (SPECTRAL_NAMES if result.rankme is not None else ())
+                        + (MARGIN_NAMES if result.ovr_margin_means is not None else ())))

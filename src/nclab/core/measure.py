@@ -36,6 +36,7 @@ def measure(
     cdnv_exponent: float = 2.0,
     batch_size: int = 65_536,
     spectral: bool = False,
+    margins: bool = False,
 ) -> CollapseMetrics:
     """All collapse metrics of in-memory features in one call.
 
@@ -57,6 +58,8 @@ def measure(
         Rows per streamed batch.
     spectral : bool
         Also RankMe, alpha-ReQ, LiDAR and the explained variance (definitions §8).
+    margins : bool
+        Also the one-vs-rest margins of the means and of W (definitions §10).
 
     Returns
     -------
@@ -81,7 +84,7 @@ def measure(
             decisions.update(xb, yb)
     return stats.compute(weight, bias, decisions=decisions, weighted_mean=weighted_mean,
                            ood_mean=ood_mean, cdnv_exponent=cdnv_exponent,
-                         spectral=spectral)
+                         spectral=spectral, margins=margins)
 
 
 def measure_regression(

@@ -60,9 +60,15 @@ class MetricInfo:
         return self.direction == LOWER
 
     @property
+    def option(self) -> str:
+        """The ``compute_metrics`` flag that asks for it ("" when always computed):
+        "spectral" for §8, "margins" for §10."""
+        return _OPTIONS.get(self.section, "")
+
+    @property
     def spectral(self) -> bool:
         """One of the spectral metrics of §8 (computed only with ``spectral=True``)."""
-        return self.section == "§8"
+        return self.option == "spectral"
 
     @property
     def higher_is_better(self) -> bool | None:
@@ -85,7 +91,10 @@ def _info(name: str, label: str, section: str, paper: str, direction: Direction 
 
 _PAPYAN, _ZHU = "Papyan, Han & Donoho (2020)", "Zhu et al. (2021)"
 _WU = "Wu & Papyan (2024)"
-_SPECTRAL = "spectral=True"
+_SPECTRAL, _MARGINS = "spectral=True", "margins=True"
+_JIANG = "Jiang et al. (2024)"
+#: Sections whose metrics are computed on request, and the flag of ``compute_metrics``.
+_OPTIONS = {"§8": "spectral", "§10": "margins"}
 
 #: Every metric of ``CollapseMetrics``, in the order of definitions §1, §7 and §8.
 METRICS: dict[str, MetricInfo] = dict([
@@ -133,12 +142,21 @@ METRICS: dict[str, MetricInfo] = dict([
           "Agrawal et al. (2022)", 1.0, needs=_SPECTRAL),
     _info("lidar", "effective rank of Σ_W^(−1/2) Σ_B Σ_W^(−1/2)", "§8", "Thilak et al. (2024)",
           HIGHER, needs=_SPECTRAL),
+    _info("ovr_margin_means", "smallest one-vs-rest distance of the unit centred means",
+          "§10", _JIANG, HIGHER, needs=_MARGINS),
+    _info("ovr_margin_means_lower", "certified lower bound of ovr_margin_means", "§10",
+          _JIANG, HIGHER, needs=_MARGINS),
+    _info("ovr_margin_weights", "smallest one-vs-rest distance of the unit classifier rows",
+          "§10", _JIANG, HIGHER, classifier=True, weights_only=True, needs=_MARGINS),
+    _info("ovr_margin_weights_lower", "certified lower bound of ovr_margin_weights", "§10",
+          _JIANG, HIGHER, classifier=True, weights_only=True, needs=_MARGINS),
 ])
 
 
-def names(*, spectral: bool) -> tuple[str, ...]:
-    """The names of the spectral metrics (§8), or of all the others (§1, §7), in order."""
-    return tuple(name for name, info in METRICS.items() if info.spectral == spectral)
+def names(option: str = "") -> tuple[str, ...]:
+    """The names of the metrics asked for by ``option`` ("spectral", "margins"), or of
+    those always computed (""), in order."""
+    return tuple(name for name, info in METRICS.items() if info.option == option)
 
 
 def info_for_column(column: str) -> MetricInfo | None:

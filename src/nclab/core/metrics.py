@@ -12,6 +12,8 @@ import torch
 from nclab.core import geometry
 from nclab.core.errors import NCInputError
 from nclab.core.io import finite_or_none, json_ready
+from nclab.core.margins import margin_metrics
+from nclab.core.metric_info import METRICS
 from nclab.core.metric_info import names as metric_names
 from nclab.core.spectral import spectral_metrics
 from nclab.core.tables import metrics_html, missing_notes
@@ -21,9 +23,11 @@ if TYPE_CHECKING:  # the statistics call these formulas, never the reverse
     from nclab.core.stats import CollapseStats, DecisionStats
 
 #: Every metric of definitions §1, then §7, in their order there (declared in metric_info).
-METRIC_NAMES = metric_names(spectral=False)
+METRIC_NAMES = metric_names()
 #: The spectral metrics of definitions §8 (``compute_metrics(..., spectral=True)``).
-SPECTRAL_NAMES = metric_names(spectral=True)
+SPECTRAL_NAMES = metric_names("spectral")
+#: The one-vs-rest margins of definitions §10 (``compute_metrics(..., margins=True)``).
+MARGIN_NAMES = metric_names("margins")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,10 @@ class CollapseMetrics:
     out-of-distribution features. ``cdnv_exponent`` is the power p of the distance in
     the cdnv denominator when it is not Galanti et al.'s 2 (None: p = 2). The spectral
     metrics of definitions §8 (``rankme``, ``rankme_centred``, ``alpha_req``, ``lidar``
-    and the ``explained_variance`` curve, shape (d,)) are None unless asked for.
+    and the ``explained_variance`` curve, shape (d,)) are None unless asked for, and so
+    are the one-vs-rest margins of definitions §10 (``ovr_margin_*``, with certified lower
+    bounds, and ``softmax_code_lower`` / ``softmax_code_upper``, the best margin C unit
+    vectors in d dimensions can have: equal when known exactly).
     """
 
     nc1: float | None = None
@@ -66,6 +73,12 @@ class CollapseMetrics:
     alpha_req: float | None = None
     lidar: float | None = None
     explained_variance: tuple[float, ...] | None = None
+    ovr_margin_means: float | None = None
+    ovr_margin_means_lower: float | None = None
+    ovr_margin_weights: float | None = None
+    ovr_margin_weights_lower: float | None = None
+    softmax_code_lower: float | None = None
+    softmax_code_upper: float | None = None
     num_samples: int = 0
     num_classes: int = 0
     dim: int = 0
@@ -86,7 +99,7 @@ class CollapseMetrics:
         W&B, MLflow): metrics that are None (no classifier, no second pass) are left out,
         and so are the bookkeeping fields (counts, flags, lists).
         """
-        return {f"{prefix}{name}": float(value) for name in (*METRIC_NAMES, *SPECTRAL_NAMES)
+        return {f"{prefix}{name}": float(value) for name in METRICS
                 if (value := getattr(self, name)) is not None}
 
     def plot(self, ax: Any = None, **options: Any) -> tuple[Any, Any]:
@@ -109,7 +122,7 @@ class CollapseMetrics:
         return CollapseDisplay.from_metrics(self, **options).plot(ax=ax)
 
     def _repr_html_(self) -> str:
-        values = {name: getattr(self, name) for name in (*METRIC_NAMES, *SPECTRAL_NAMES)}
+        values = {name: getattr(self, name) for name in METRICS}
         notes = [*self.warnings, *missing_notes(values)]
         return metrics_html(f"CollapseMetrics of N = {self.num_samples} samples, "
                             f"C = {self.num_classes} classes, d = {self.dim}",
@@ -158,6 +171,7 @@ def compute_metrics(
     cdnv_exponent: float = 2.0,
     block: int = geometry.DEFAULT_BLOCK,
     spectral: bool = False,
+    margins: bool = False,
 ) -> CollapseMetrics:
     """Compute the collapse metrics.
 
@@ -182,6 +196,9 @@ def compute_metrics(
     spectral : bool
         Also the spectral metrics of definitions §8 (three d x d eigenvalue problems:
         about 0.3x the rest at C = 1,000, d = 512, and 0.03x at C = 10,000).
+    margins : bool
+        Also the one-vs-rest margins of the centred means and of W (definitions §10:
+        about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
 
     Returns
     -------
@@ -247,6 +264,8 @@ def compute_metrics(
         values["nc5_ood_orthogonality"] = _ood_orthogonality(means, ood)
     if spectral:
         values.update(_spectral(stats))
+    if margins:
+        values.update(margin_metrics(centred, w))
     if any(isinstance(v, float) and not math.isfinite(v) for v in values.values()):
         notes.append("some metrics are not finite (coinciding class means or directions, "
                      "or a zero vector)")

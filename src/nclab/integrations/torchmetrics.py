@@ -114,7 +114,7 @@ class NeuralCollapse(Metric):
     full_state_update = False
     #: {metric name: "lower", "higher" or its ideal value} for every metric of compute().
     directions: ClassVar[dict[str, str | float]] = {
-        name: info.direction for name, info in METRICS.items() if not info.spectral}
+        name: info.direction for name, info in METRICS.items() if not info.option}
 
     def __init__(self, num_classes: int, dim: int | None = None, *,
                  classifier: nn.Module | None = None, weighted_mean: bool = False,
