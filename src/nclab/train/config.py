@@ -18,6 +18,12 @@ from typing import Any
 
 from nclab.core.errors import NCInputError
 
+#: The range of an integer setting: what torch, numpy and JSON readers hold in 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The largest seed: the batch order of epoch e is seeded with seed * 1_000_003 + e, which
+#: must stay inside torch's 64-bit seeds (and numpy's legacy seeds take 32 bits).
+SEED_MAX = 2**32 - 1
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -46,13 +52,14 @@ class Setting:
 
     def range_text(self) -> str:
         """The accepted range in words, e.g. ``> 0`` or ``in [0, 1)``."""
+        low, high = _bound_text(self.low), _bound_text(self.high)
         if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.low_open else '['}{self.low:g}, "
-                    f"{self.high:g}{')' if self.high_open else ']'}")
+            return (f"in {'(' if self.low_open else '['}{low}, "
+                    f"{high}{')' if self.high_open else ']'}")
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {low}"
         if self.high is not None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
+            return f"{'<' if self.high_open else '<='} {high}"
         return ""
 
     def requirement(self) -> str:
@@ -66,6 +73,11 @@ class Setting:
             return False
         return self.high is None or (value < self.high or (not self.high_open
                                                            and value == self.high))
+
+
+def _bound_text(bound: float | None) -> str:
+    """A bound as written: integers in full (4294967295), other numbers short (0.05)."""
+    return str(bound) if bound is None or isinstance(bound, int) else f"{bound:g}"
 
 
 def setting(default: Any = None, *, factory: Any = None, **kwargs: Any) -> Any:
@@ -149,8 +161,8 @@ class TrainConfig:
              "comma separated ('' for none).")
     lr_gamma: float = setting(0.1, cli="--lr-gamma", low=0, low_open=True,
                               help="LR factor at each milestone.")
-    seed: int = setting(0, cli="--seed", low=0, help="Seed of initialization and sample "
-                                                     "order.")
+    seed: int = setting(0, cli="--seed", low=0, high=SEED_MAX,
+                        help="Seed of initialization and sample order.")
     log_points: int = setting(50, cli="--log-points", low=1,
                               help="Number of log-spaced epochs at which metrics are logged.")
     eval_batch_size: int = setting(1024, cli="--eval-batch-size", low=1,
@@ -213,16 +225,25 @@ def base_type(hint: Any) -> tuple[Any, bool]:
 
 
 def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
-    """Raise NCInputError unless ``value`` is a ``kind`` (int or float) in ``rule``'s range."""
+    """Raise NCInputError unless ``value`` is a ``kind`` (int or float) in ``rule``'s range;
+    an integer must also fit in 64 bits (``INT64_MIN``..``INT64_MAX``)."""
     integral = isinstance(value, Integral) and not isinstance(value, bool)
     if kind is int and not integral:
         raise NCInputError(f"{name} must be an integer; got {value!r}")
+    if kind is int and not INT64_MIN <= value <= INT64_MAX:
+        rule = _in_64_bits(rule)
     if kind is float and (isinstance(value, bool) or not isinstance(value, Real)):
         raise NCInputError(f"{name} must be a number; got {value!r}")
     if kind is float and not math.isfinite(value):
         raise NCInputError(f"{name} must be a finite number {rule.range_text()}; got {value}")
     if not rule.admits(value):
         raise NCInputError(f"{name} must {rule.requirement()}; got {value}")
+
+
+def _in_64_bits(rule: Setting) -> Setting:
+    """``rule`` narrowed to the integers of 64 bits."""
+    return replace(rule, low=INT64_MIN if rule.low is None else max(rule.low, INT64_MIN),
+                   high=INT64_MAX if rule.high is None else min(rule.high, INT64_MAX))
 
 
 def parse_number(text: Any, kind: type, rule: Setting, name: str) -> Any:
@@ -254,10 +275,14 @@ def parse_list(text: str | None, kind: type, name: str,
                            f"got '{text}'") from None
     rule = rule or Setting(help="")
     for value in values:
-        if (kind is float and not math.isfinite(value)) or not rule.admits(value):
-            bounds = rule.range_text()
-            raise NCInputError(f"{name} takes {'finite ' if kind is float else ''}values"
-                               f"{' ' + bounds if bounds else ''}; got '{text}'")
+        try:
+            check_number(name, value, kind, rule)
+        except NCInputError:
+            wide = kind is int and not INT64_MIN <= value <= INT64_MAX
+            bounds = (_in_64_bits(rule) if wide else rule).range_text()
+            what = "finite values" if kind is float else "integers"
+            raise NCInputError(f"{name} takes {what}{' ' + bounds if bounds else ''}; "
+                               f"got '{text}'") from None
     return values
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.core.regression import RegressionMetrics, measure_regression
-from nclab.core.validation import as_targets, to_numpy64
+from nclab.core.validation import as_targets, positive_int, positive_number, to_numpy64
 
 REGIMES = ("collapse", "partial", "zero", "none")
 
@@ -340,15 +340,12 @@ def _as_targets(targets: Any) -> np.ndarray:
 
 
 def _check_dim(dim: int) -> int:
-    if int(dim) != dim or dim < 1:
-        raise NCInputError(f"dim must be an integer >= 1; got {dim}")
-    return int(dim)
+    return positive_int(dim, "dim")
 
 
 def _check_penalties(lambda_H: float, lambda_W: float) -> None:
-    for name, value in (("lambda_H", lambda_H), ("lambda_W", lambda_W)):
-        if not (math.isfinite(value) and value >= 0):
-            raise NCInputError(f"{name} must be a finite number >= 0; got {value}")
+    positive_number(lambda_H, "lambda_H", allow_zero=True)
+    positive_number(lambda_W, "lambda_W", allow_zero=True)
 
 
 def _check_basis(basis: np.ndarray, d: int) -> np.ndarray:
