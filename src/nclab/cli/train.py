@@ -14,6 +14,7 @@ from nclab.cli.options import (
     Runtime,
     integer,
     model_shortcuts,
+    real,
     runtime_options,
     training_options,
 )
@@ -95,7 +96,8 @@ def train_command(
         help="L2-normalize the features and scale them by --tau before a bias-free "
              "classifier with unit-norm rows (docs/normalized_training.md)."),
     tau: float = typer.Option(None, rich_help_panel="Training", show_default=f"{DEFAULT_TAU:g}",
-                              help="Inverse temperature of --normalize-features."),
+                              help="Inverse temperature of --normalize-features.",
+                              **real("--tau", low=0, low_open=True)),
     out: Path = typer.Option(None, "--out", help=OUT_HELP,
                              show_default="runs/DATASET-MODEL-LOSS-seedN"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its "
