@@ -326,7 +326,7 @@ def _within(number: Any, low: float | None, high: float | None, include: str) ->
         return True
     if low is not None and (number < low or (number == low and include in ("right", "neither"))):
         return False
-    return high is None or number < high or (number == high and include in ("left", "both"))
+    return high is None or number < high or (number == high and include in ("right", "both"))
 
 
 def _range_text(low: float | None, high: float | None, include: str) -> str:
