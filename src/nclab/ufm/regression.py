@@ -31,9 +31,19 @@ import numpy as np
 
 from nclab.core.errors import NCInputError
 from nclab.core.regression import RegressionMetrics, measure_regression
-from nclab.core.validation import as_targets, positive_int, positive_number, to_numpy64
+from nclab.core.validation import (
+    as_targets,
+    check_memory,
+    positive_int,
+    positive_number,
+    to_numpy64,
+)
 
 REGIMES = ("collapse", "partial", "zero", "none")
+#: Arrays the solver holds at once: copies of the features H (M x d) and of W (n x d) (the
+#: point, the previous one, the look-ahead, the candidate and their gradients), and of
+#: the targets' size (M x n: the targets and the residuals).
+SOLVE_FEATURE_COPIES, SOLVE_TARGET_COPIES = 8, 4
 
 
 # ---------------------------------------------------------------------------- the model
@@ -267,6 +277,7 @@ def solve(
     _check_penalties(lambda_H, lambda_W)
     y = _as_targets(targets)
     d, (m, n) = _check_dim(dim), y.shape
+    check_memory(solve_bytes(m, n, d), "cpu", f"the regression UFM with M={m}, n={n}, d={d}")
     rng = np.random.default_rng(seed)
     point = [rng.normal(0, init_scale / math.sqrt(d), size=(n, d)),
              rng.normal(0, init_scale / math.sqrt(d), size=(m, d)), np.zeros(n)]
@@ -303,6 +314,12 @@ def solve(
         regime=regime(c, eigenvalues, (lambda_H, lambda_W)), steps=step,
         converged=bool(converged), history=tuple(history),
     )
+
+
+def solve_bytes(samples: int, target_dim: int, dim: int) -> int:
+    """Memory of one :func:`solve` (float64), in bytes, for M samples, n targets, d dims."""
+    return 8 * (SOLVE_FEATURE_COPIES * (samples + target_dim) * dim
+                + SOLVE_TARGET_COPIES * samples * target_dim)
 
 
 def _loss_and_scaled_gradient(
