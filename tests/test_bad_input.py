@@ -246,3 +246,74 @@ def test_bad_npz_datasets(tmp_path, change, words):
     with pytest.raises(NCInputError) as info:
         npz_labels(tmp_path / "d.npz", channels="none")
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "kind", "bounds", "expected"), [
+    (3, int, {"min_val": 1}, 3),
+    (np.int64(7), int, {"min_val": 1}, 7),
+    (torch.tensor(5), int, {}, 5),
+    (2**63, int, {}, 2**63),
+    (0.5, float, {"min_val": 0, "max_val": 1, "include_boundaries": "neither"}, 0.5),
+    (2, float, {"min_val": 0}, 2.0),
+    (np.float32(0.25), float, {}, 0.25),
+    (0, float, {"min_val": 0}, 0.0),
+    (1, float, {"max_val": 1, "include_boundaries": "left"}, None),
+    (True, bool, {}, True),
+    (True, int, {}, None),
+    (3.0, int, {"min_val": 1}, None),
+    ("3", int, {}, None),
+    ("0.5", float, {}, None),
+    (float("nan"), float, {}, None),
+    (float("inf"), float, {"min_val": 0}, None),
+    (np.array([1.0]), float, {}, None),
+    (0, int, {"min_val": 1}, None),
+    (0.0, float, {"min_val": 0, "include_boundaries": "right"}, None),
+    (1 + 2j, float, {}, None),
+])
+def test_check_scalar_is_the_one_type_and_range_check(value, kind, bounds, expected):
+    from nclab.core.validation import check_scalar
+
+    if expected is None:
+        with pytest.raises(NCInputError) as info:
+            check_scalar(value, "x", kind, **bounds)
+        message = str(info.value)
+        assert message.startswith("x must be ") and "\n" not in message and "; got " in message
+    else:
+        result = check_scalar(value, "x", kind, **bounds)
+        assert result == expected and type(result) is type(expected)
+
+
+def test_the_scalar_checks_of_every_module_say_the_same_thing():
+    from nclab.core.validation import check_scalar
+    from nclab.kernels import nngp
+    from nclab.ufm import SphereUFM
+    from nclab.ufm.regression import optimal_loss
+
+    def message(call):
+        with pytest.raises(NCInputError) as info:
+            call()
+        return str(info.value)
+
+    positive = {"min_val": 0, "include_boundaries": "right"}
+    assert message(lambda: SphereUFM(3, 3, tau=0.0)) == message(
+        lambda: check_scalar(0.0, "tau", float, **positive)) == "tau must be a finite number " \
+                                                                "> 0; got 0.0"
+    assert message(lambda: nngp(np.ones((3, 2)), sigma_w=-1.0)) == \
+        "sigma_w must be a finite number > 0; got -1.0"
+    assert message(lambda: SphereUFM(1, 3)) == "num_classes must be an integer >= 2; got 1"
+    assert message(lambda: optimal_loss(np.ones((4, 2)), -1.0, 1.0, 2)) == \
+        "lambda_H must be a finite number >= 0; got -1.0"
+    assert message(lambda: check_scalar(5, "k", int, min_val=0, max_val=4)) == \
+        "k must be an integer in [0, 4]; got 5"
+
+
+def test_check_memory_names_the_need_and_what_is_free(monkeypatch):
+    from nclab.core import validation
+
+    monkeypatch.setattr(validation, "available_memory", lambda device: 2**30)
+    validation.check_memory(2**30, "cpu", "this")
+    with pytest.raises(NCInputError, match=r"^this needs about 2 GiB; cpu has 1 GiB free: use "):
+        validation.check_memory(2**31, "cpu", "this")
+    monkeypatch.undo()
+    free = validation.available_memory("cpu")
+    assert free is not None and 0 < free < 2**50

@@ -48,6 +48,16 @@ GAUSSIAN = ["--dataset", "gaussian", "--data-opt", "dim=4", "--per-class", "5",
      "--spectrum expects a comma-separated list"),
     (["regress", "data", "teacher", "--samples", "0"], "--samples must be >= 2; got 0"),
     (["ufm", "--classes", "100000000", "--per-class", "1"], "GiB free: use smaller sizes"),
+    (["ufm", "--threads", "100000"], "--threads must lie in [1, "),
+    (["regress", "train", "teacher", "--threads", str(2**64)], "--threads must lie in [1, "),
+    (["kernel", "--workers", "100000"], "--workers must lie in [1, "),
+    (["train", "--dataset", "hierarchical", "--data-opt", f"dim={10**12}"],
+     "hierarchical data of 3000 samples in 1000000000000 dimensions needs about"),
+    (["regress", "ufm", "--samples", str(10**12)], "--samples 1000000000000 --target-dim 3 "
+                                                   "--dim 16 needs about"),
+    (["regress", "ufm", "--dim", str(10**12)], "GiB free: use smaller sizes"),
+    (["regress", "train", "teacher", "--samples", str(10**12)],
+     "teacher data of 1000000000000 samples, input_dim 16, hidden 64 needs about"),
     (["ufm", "--tol", "-1"], "--tol must be > 0; got -1"),
     (["finegrained", "--num-coarse", "0"], "--num-coarse must be >= 1; got 0"),
     (["train", "--out", ""], "--out is empty: give a file or folder name"),
@@ -143,6 +153,79 @@ def test_flags_show_no_value_and_version_prints(capsys):
     assert code == 0 and "<bool>" not in out and "--normalize-features" in out
     code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.startswith("nclab ")
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0 and "--version" in out and "Print the version" in out
+
+
+def every_command():
+    """(words after nclab, the click command) of every command, loaded."""
+    from nclab.cli import LazyGroup, root_group
+
+    def walk(group, prefix):
+        for name in group.list_commands(None):
+            command = group.load(name)
+            if isinstance(command, LazyGroup):
+                yield from walk(command, [*prefix, name])
+            else:
+                yield [*prefix, name], command
+
+    return list(walk(root_group(), []))
+
+
+def test_every_numeric_option_refuses_out_of_range_values_in_one_line():
+    # parsing only (make_context does not run the command): 2^64 does not fit the
+    # integers that torch, numpy and JSON hold, NaN is no number to compute with
+    from typer.core import TyperOption
+
+    from nclab.cli.app import OptionValueError
+    from nclab.core.errors import NCInputError
+
+    accepted, checked = [], 0
+    for words, command in every_command():
+        for param in command.params:
+            if not isinstance(param, TyperOption) or param.metavar not in ("INTEGER", "NUMBER"):
+                continue
+            value = str(2**64) if param.metavar == "INTEGER" else "nan"
+            checked += 1
+            try:
+                command.make_context(" ".join(words), [param.opts[0], value])
+            except (OptionValueError, NCInputError) as exc:
+                assert "\n" not in str(exc) and param.opts[0] in str(exc), str(exc)
+                continue
+            except Exception:  # noqa: BLE001 - a missing argument: the value got through
+                pass
+            accepted.append(f"nclab {' '.join(words)} {param.opts[0]} {value}")
+    assert checked > 60 and not accepted, accepted
+
+
+def test_help_is_whole_at_80_columns_with_one_kind_of_metavar(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    from typer.core import TyperOption
+
+    for words, command in [([], None), *every_command()]:
+        code, out, _ = run_cli([*words, "--help"], capsys)
+        assert code == 0, words
+        assert "…" not in out, (words, [line for line in out.splitlines() if "…" in line])
+        for param in command.params if command is not None else ():
+            if isinstance(param, TyperOption):  # a flag takes no value: no metavar
+                assert param.metavar == "" if param.is_flag else (
+                    param.metavar and "<" not in param.metavar), (words, param.opts)
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    assert "Network name: mlp, cnn1d, vgg11" in out and "[default: mlp]" in out
+    assert "Data set name (docs/datasets.md): mnist1d, digits" in out
+    assert "teacher" not in out  # a regression data set: not for nclab train
+    code, out, _ = run_cli(["regress", "train", "--help"], capsys)
+    assert code == 0 and "mnist1d" not in out
+
+
+def test_typer_is_used_through_its_public_interface():
+    from typer.core import TyperArgument, TyperOption
+
+    for kind in (TyperOption, TyperArgument):
+        for name in ("display_type_rich", "_get_default_string"):
+            method = getattr(kind, name)
+            assert method.__module__.startswith("typer."), (kind, name, method.__module__)
 
 
 def test_help_imports_no_command_module_and_no_plotting():

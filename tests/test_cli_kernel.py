@@ -1,10 +1,19 @@
-"""``nclab kernel``: a tiny sweep end to end, resume, and bad input."""
+"""``nclab kernel``: a tiny sweep end to end, resume, bad input, and the resources it
+checks before it starts (memory) and gives back when killed (worker processes)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import run_cli
+from train_helpers import SRC
 
 from nclab.cli import main
 from nclab.core.errors import NCInputError
@@ -99,9 +108,14 @@ def test_divergence_is_counted_not_dropped():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--sizes", "a,b"], "--sizes must be comma-separated integers"),
+        (["--sizes", "a,b"], "--sizes expects a comma-separated list of int; got 'a,b'"),
+        (["--sizes", ""], "--sizes is empty"),
+        (["--dims", ","], "--dims is empty"),
+        (["--sizes", "3"], "--sizes takes integers >= 4; got '3'"),
+        (["--sizes", str(2**63)], "--sizes takes integers in [4, 9223372036854775807]"),
+        (["--seed", str(2**64)], "--seed must lie in [0, 9223372036854775807]"),
         (["--series", "nngp-tanh"], "unknown series 'nngp-tanh'"),
-        (["--dims", "0"], "d0 >= 1"),
+        (["--dims", "0"], "--dims takes integers >= 1; got '0'"),
         (["--imbalance", "-1"], "imbalance"),
         (["--sizes", "5", "--imbalance", "9"], "fewer than 2 samples"),
         (["--workers", "0"], "--workers"),
@@ -111,7 +125,90 @@ def test_divergence_is_counted_not_dropped():
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     code, _, err = run_cli(["kernel", "--out", tmp_path, *args], capsys)
-    assert code == 2 and message in err and err.count("\n") == 1
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_larger_than_memory_is_refused_before_it_starts(tmp_path, capsys,
+                                                                 monkeypatch):
+    from nclab.core import validation
+
+    code, out, err = run_cli(["kernel", "--out", tmp_path / "sweep", "--sizes", str(10**12),
+                              "--workers", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: the kernel sweep (its largest task N=1000000000000, d0=128")
+    assert "GiB; cpu has" in err and "GiB free: use smaller sizes" in err
+    assert "kernel sweep" not in out and not (tmp_path / "sweep").exists()  # no progress bar
+    # the estimate: at least the N x N Gram matrices in float64, for each task at once
+    config = SweepConfig(sizes=(4, 4096), dims=(8,), draws=1, series=("nngp-erf",))
+    one = sweep_module.task_bytes(config, 4096, 8)
+    assert one >= 3 * 8 * 4096**2
+    monkeypatch.setattr(validation, "available_memory", lambda device: 2 * one)
+    sweep_module.check_sweep_memory(config, workers=1)
+    with pytest.raises(NCInputError, match="2 at a time"):  # two tasks plus two workers
+        sweep_module.check_sweep_memory(config, workers=2)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_their_parent_killed_by_sigkill(tmp_path):
+    # each task trains a network for a million steps: minutes, long after the kill
+    args = [sys.executable, "-m", "nclab", "kernel", "--out", str(tmp_path), "--sizes", "16",
+            "--dims", "1", "--draws", "2", "--series", "network-erf", "--steps", "1000000",
+            "--network-width", "8", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both workers past their imports, computing
+            busy = [pid for pid in _children(parent.pid) if _cpu_seconds(pid) > 3.5]
+            if len(busy) >= 2:
+                break
+            assert parent.poll() is None, "the sweep ended before its workers started"
+            time.sleep(0.2)
+        children = _children(parent.pid)
+        assert len(busy) >= 2, children
+        parent.kill()  # SIGKILL: the parent runs no clean-up at all
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(map(_alive, children)):
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:  # whatever survived, of the processes this test started (its own session)
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 def test_existing_output_is_not_overwritten(tmp_path, capsys):

@@ -42,13 +42,30 @@ def test_train_resume_and_refusals(tmp_path, capsys):
     (["--data-opt", "num_samples"], "--data-opt expects KEY=VALUE"),
     (["--model-opt", "depth=3"], "model 'mlp' has no option depth"),
     (["--epochs", "0"], "epochs must lie in [1, 1000000000]; got 0"),
-    (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "0"], "--threads must lie in [1, "),
+    # resources: refused before anything is allocated, started or written
+    (["--threads", "100000"], "--threads must lie in [1, "),
+    (["--epochs", str(2**63)], "--epochs must lie in [1, 1000000000]; got 9223372"),
+    (["--seed", str(2**64)], "--seed must lie in [0, 4294967295]"),
+    (["--seed", str(2**32)], "--seed must lie in [0, 4294967295]; got 4294967296"),
+    (["--batch-size", "-" + str(2**70)], "--batch-size must lie in [1, 9223372036854775807]"),
+    (["--classes", f"0,{2**63}"], "--classes takes integers in [0, 9223372036854775807]"),
+    (["--widths", str(2**64)], "--widths takes integers in [1, 9223372036854775807]"),
+    (["--dataset", "gaussian", "--data-opt", "dim=4", "--widths", str(10**12)],
+     f"model 'mlp' ({(4 + 1 + 10) * 10**12 + 10:,} parameters, 10 outputs) needs about"),
+    (["--dataset", "gaussian", "--data-opt", "dim=4", "--widths", str(10**18)],
+     "model 'mlp' cannot be built with these sizes"),
+    (["--dataset", "gaussian", "--data-opt", f"num_classes={10**12}"],
+     "gaussian data of 300000000000000 samples in 32 dimensions needs about"),
+    (["--dataset", "gaussian", "--data-opt", f"dim={10**12}"], "GiB free: use smaller sizes"),
+    (["--data-opt", f"num_samples={10**12}"], "mnist1d num_samples=1000000000000 needs about"),
 ])
 def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):
     code, _, err = run_cli(["train", "--out", tmp_path / "r", "--no-progress",
                             "--epochs", "1", *args], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_needs_a_run_dir(capsys):

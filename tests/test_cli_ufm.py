@@ -56,7 +56,8 @@ def test_low_dimension_without_closed_form_reports_the_best_run(tmp_path, capsys
     (["--classes", "1"], "num_classes"),
     (["--loss", "hinge"], "loss must be"),
     (["--seeds", "0"], "--seeds"),
-    (["--lambda-h", "0"], "lambda_h"),
+    (["--lambda-h", "0"], "--lambda-h must be > 0; got 0"),
+    (["--tau", "nan", "--normalized"], "--tau must be a finite number > 0; got nan"),
     (["--device", "gpu7"], "not a torch device"),
 ])
 def test_bad_options_give_one_line_errors(args, message, tmp_path, capsys):

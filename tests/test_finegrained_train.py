@@ -169,7 +169,7 @@ def test_cli_writes_json_and_figures(tmp_path, capsys):
      "does not cover fine classes [6, 7, 8, 9]"),
     (["--coarse-map", "0,0,1,1,2,2,3,3,4,4"], "give a coarse map (option coarse_map) exactly"),
     (["--superclass", "5"], "--superclass must be a superclass, in 0..K'-1 (K' = 5); got 5"),
-    (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "0"], "--threads must lie in [1, "),
 ])
 def test_cli_bad_input_gives_one_line_errors(args, message, tmp_path, capsys):
     epochs = ["--epochs", "1", "--log-points", "1"]

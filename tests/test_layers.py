@@ -1,5 +1,5 @@
 """The package's layers import only downward, and no module reaches into another
-package's private names.
+package's private names or private modules.
 
     core  ->  inputs, models and theory  ->  train, report  ->  studies, integrations  ->  cli
 """
@@ -126,6 +126,21 @@ def _private(rows: list[tuple[str, str, list[str], int]]) -> list[str]:
             for name in names if name.startswith("_") and target != source]
 
 
+def _private_modules(rows: list[tuple[str, str, list[str], int]]) -> list[str]:
+    """Imports of a ``_private`` module from outside its package (``nclab.ufm._base`` is
+    for ``nclab.ufm`` and its modules; others use what ``nclab.ufm`` exports)."""
+    found = []
+    for source, target, _, line in rows:
+        parts = target.split(".")
+        for depth, part in enumerate(parts):
+            if part.startswith("_") and not part.startswith("__"):
+                package = ".".join(parts[:depth])
+                if source != package and not source.startswith(package + "."):
+                    found.append(f"{source}:{line} imports the private module {target}")
+                break
+    return found
+
+
 def test_imports_go_down() -> None:
     hooks = set().union(*(_display_hooks(p) for p in PACKAGE.rglob("*.py")))
     upward = _upward(_allowed(_all_imports(), hooks))
@@ -147,9 +162,22 @@ def test_no_private_names_across_modules() -> None:
     assert not private, "\n".join(private)
 
 
+def test_no_private_modules_across_packages() -> None:
+    private = _private_modules(_all_imports())
+    assert not private, "\n".join(private)
+
+
 def test_the_checks_catch_what_they_forbid() -> None:
     rows = [("nclab.core.stats", "nclab.cli.app", ["main"], 1),
             ("nclab.train.trainer", "nclab.report.figures", ["Panel"], 2),
             ("nclab.cli.train", "nclab.cli.app", ["_fmt"], 3)]
     assert len(_upward(rows)) == 2
     assert _private(rows) == ["nclab.cli.train:3 imports nclab.cli.app._fmt"]
+    modules = [("nclab.report.ufm", "nclab.ufm._base", ["UFMSolution"], 1),
+               ("nclab.studies.kernel_sweep", "nclab.kernels._arrays", ["torch_threads"], 2),
+               ("nclab.ufm.sphere", "nclab.ufm._base", ["check_sizes"], 3),
+               ("nclab.ufm", "nclab.ufm._base", ["UFMSolution"], 4),
+               ("nclab.cli", "nclab.__main__", [], 5)]
+    assert _private_modules(modules) == [
+        "nclab.report.ufm:1 imports the private module nclab.ufm._base",
+        "nclab.studies.kernel_sweep:2 imports the private module nclab.kernels._arrays"]

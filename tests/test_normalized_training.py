@@ -180,7 +180,7 @@ def test_cli_flags_reach_the_config_and_another_tau_is_refused(tmp_path, capsys)
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--tau", "5"], "--tau is the inverse temperature of --normalize-features: pass both"),
-    (["--normalize-features", "--tau", "0"], "tau must be a finite number > 0; got 0"),
+    (["--normalize-features", "--tau", "0"], "--tau must be > 0; got 0"),
     (["--normalize-features", "--tau", "nan"], "tau must be a finite number > 0; got nan"),
     (["--normalize-features", "--loss", "mse"], "trains with the cross-entropy loss"),
 ])

@@ -145,8 +145,9 @@ def test_a_data_set_of_the_other_kind_is_refused():
 
 
 def test_option_texts_convert_to_the_annotated_types_from_python():
+    from nclab.cli.parsing import options_from_text
     from nclab.train.config import Setting, parse_list, parse_number
-    from nclab.train.tasks import option_types, options_from_text
+    from nclab.train.tasks import option_types
 
     config = TrainConfig(dataset="gaussian", task="coarse")
     assert options_from_text(config, "dataset_options", ["num_classes=3", "dim=4"]) == {

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from nclab.cli.app import OptionValueError, err_console, refuse_empty_paths, warn
 from nclab.core.errors import Interrupted, NCInputError
@@ -78,7 +78,12 @@ class LazyGroup(TyperGroup):
         name, _, rest = super().resolve_command(ctx, args)
         command = self.load(name)
         refuse_empty_paths(command, rest)
+        if command is not None:  # click makes (and keeps) a command's --help when asked
+            polish(command.get_help_option(ctx))
         return name, command, rest
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return polish(super().get_help_option(ctx))
 
     def load(self, name: str | None) -> Any:
         """The real command ``name`` (a nested group for ``regress``)."""
@@ -92,7 +97,7 @@ class LazyGroup(TyperGroup):
         board = getattr(importlib.import_module("nclab.cli.app"), self.board)
         command = typer.main.get_group(board).commands[name]
         command.short_help = second
-        return command
+        return polish(command)
 
 
 def _short(entry: Any) -> str:
@@ -111,30 +116,61 @@ def version() -> str:
         return "(not installed)"
 
 
-def _flag_aware_type(self: TyperOption, ctx: Any) -> str | None:
-    # typer 0.29 prints "<bool>" after a flag, which reads as if the flag took a value
-    return None if self.is_flag else _typer_display_type(self, ctx)
+#: The metavar of an option by the type typer reads it as (our own parsers set theirs).
+METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "Path": "PATH",
+            "list[str]": "TEXT", "list[Path]": "PATH"}
 
 
-def _plain_default(self: Any, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
-    # typer 0.29 prints a default given as text in parentheses: "[default: (350)]"
-    if show_default_is_str:
-        return str(self.show_default)
-    return _typer_default_string(self, ctx=ctx, show_default_is_str=False,
-                                 default_value=default_value)
+def polish(command: Any) -> Any:
+    """``command`` with the help look of every nclab option, through click's public
+    attributes (``metavar``, ``help``, ``show_default``):
+
+    - a flag shows no type (typer would print ``<bool>`` after it, as if it took one);
+    - every value has an upper-case metavar (INTEGER, NUMBER, TEXT, PATH, LIST, ...);
+    - a default given as text (``show_default="every epoch"``) is shown as typer shows a
+      default value, ``[default: every epoch]``, where typer would add parentheses.
+    """
+    params = getattr(command, "params", [command])
+    for param in params:
+        if not isinstance(param, TyperOption):
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = METAVARS.get(param.bare_type(), "TEXT")
+        if isinstance(param.show_default, str):
+            shown = escape(f"[default: {param.show_default}]")
+            param.help = f"{param.help or ''} [dim]{shown}[/dim]".strip()
+            param.show_default = False
+    return command
 
 
-_typer_display_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flag_aware_type  # type: ignore[method-assign]
-_typer_default_string = TyperOption._get_default_string
-for _kind in (TyperOption, TyperArgument):
-    _kind._get_default_string = _plain_default  # type: ignore[method-assign]
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"nclab {version()}")
+        raise typer.Exit(0)
+
+
+def root_options() -> list[Any]:
+    """The options of ``nclab`` itself (``--version``), as typer makes them."""
+    board = typer.Typer(add_completion=False)
+
+    @board.callback()
+    def options(show: bool = typer.Option(False, "--version", is_eager=True,
+                                          callback=_print_version,
+                                          help="Print the version of nclab and exit.")
+                ) -> None:
+        """nclab's own options."""
+
+    return [polish(param) for param in typer.main.get_group(board).params]
 
 
 def root_group() -> LazyGroup:
-    """The ``nclab`` group, with every command registered lazily."""
-    return LazyGroup("nclab", "Measure, reproduce and explain Neural Collapse. "
-                     "nclab --version prints the version.", COMMANDS, "app")
+    """The ``nclab`` group, with every command registered lazily, and ``--version``."""
+    group = LazyGroup("nclab", "Measure, reproduce and explain Neural Collapse.", COMMANDS,
+                      "app")
+    group.params.extend(root_options())
+    return group
 
 
 def translate_deprecated(argv: list[str]) -> list[str]:
@@ -158,9 +194,6 @@ def _one_line_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: one-line errors, no traceback soup."""
     args = translate_deprecated(list(sys.argv[1:] if argv is None else argv))
-    if args[:1] == ["--version"]:
-        print(f"nclab {version()}")
-        sys.exit(0)
     warnings.showwarning = _one_line_warning
     _escape_unprintable_output()
     try:

@@ -11,8 +11,8 @@ from nclab.cli.app import app, console, value_table
 from nclab.cli.options import (
     ConfigChanges,
     Runtime,
+    integer,
     model_shortcuts,
-    number_parser,
     real,
     runtime_options,
     training_options,
@@ -25,7 +25,7 @@ from nclab.studies.finegrained import (
     comparison_configs,
     run_comparison,
 )
-from nclab.train.config import Setting, TrainConfig
+from nclab.train.config import TrainConfig
 from nclab.train.finegrained import TERMINAL_DROP, TERMINAL_NC1, TerminalPhase
 
 
@@ -92,18 +92,18 @@ def finegrained_command(
                                 help="How fine classes form superclasses: mod (y -> y mod "
                                      "K'), random, explicit."),
     num_coarse: int = typer.Option(None, rich_help_panel=FINE, show_default="5",
-                                   parser=number_parser(int, Setting(help="", low=1),
-                                                        "--num-coarse"), metavar="INTEGER",
+                                   **integer("--num-coarse"),
                                    help="K', the number of superclasses (read from the map "
                                         "with --pairing explicit)."),
     coarse_map: str = typer.Option(None, rich_help_panel=FINE,
                                    help="Explicit map, e.g. '0:0,1:0,2:1,3:1' or '0,0,1,1'."),
-    pairing_seed: int = typer.Option(0, rich_help_panel=FINE, help="Seed of --pairing random."),
-    n_init: int = typer.Option(10, rich_help_panel=FINE, parser=number_parser(
-        int, Setting(help="", low=1), "--n-init"), metavar="INTEGER",
-        help="k-means restarts per superclass."),
+    pairing_seed: int = typer.Option(0, rich_help_panel=FINE, help="Seed of --pairing random.",
+                                     **integer("--pairing-seed", 0)),
+    n_init: int = typer.Option(10, rich_help_panel=FINE, help="k-means restarts per superclass.",
+                               **integer("--n-init")),
     superclass: int = typer.Option(0, rich_help_panel=FINE,
-                                   help="Superclass shown in the projection figure."),
+                                   help="Superclass shown in the projection figure.",
+                                   **integer("--superclass", 0)),
     out: Path = typer.Option(None, "--out", show_default="runs/finegrained-DATASET-MODEL-seedN",
                              help="Output folder: coarse/ and fine/ runs, JSON, figures."),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted runs in --out."),

@@ -12,30 +12,49 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nclab.cli.app import app, console
-from nclab.cli.options import integer, real
+from nclab.cli.options import integer, list_parser, most_parallel, real
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A
-from nclab.studies.kernel_sweep import DEFAULT_SERIES, SweepConfig, report_markdown, run_sweep
+from nclab.studies.kernel_sweep import (
+    DEFAULT_SERIES,
+    SweepConfig,
+    check_sweep_memory,
+    report_markdown,
+    run_sweep,
+)
+from nclab.train.config import Setting
 
 #: The light sweep of ``--quick``; options given explicitly still win.
-QUICK = {"sizes": "128,256", "dims": "1,8,32", "draws": 3, "steps": 200}
-FULL = {"sizes": "128,256,512,1024", "dims": "1,2,8,32,128", "draws": 10, "steps": 500}
+QUICK = {"sizes": (128, 256), "dims": (1, 8, 32), "draws": 3, "steps": 200}
+FULL = {"sizes": (128, 256, 512, 1024), "dims": (1, 2, 8, 32, 128), "draws": 10, "steps": 500}
 JSON_NAME = "kernel_sweep.json"
 REPORT_NAME = "kernel_summary.md"
+
+
+def _sizes(option: str, low: int) -> dict:
+    """Keywords of ``typer.Option`` for a non-empty list of integers >= ``low``."""
+    return {"parser": list_parser(int, Setting(help="", low=low), option, allow_empty=False),
+            "metavar": "LIST"}
+
+
+def _listed(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
 
 
 @app.command("kernel")
 def kernel_command(
     out: Path = typer.Option(Path("kernel_sweep"), "--out", help="Folder for the JSON and the "
                                                                  "figures."),
-    sizes: str | None = typer.Option(None, "--sizes", show_default=FULL["sizes"],
-                                     help="Sample sizes N, comma-separated."),
-    dims: str | None = typer.Option(None, "--dims", show_default=FULL["dims"],
-                                    help="Input dimensions d0, comma-separated."),
+    sizes: str | None = typer.Option(None, "--sizes", show_default=_listed(FULL["sizes"]),
+                                     help="Sample sizes N (>= 4), comma-separated.",
+                                     **_sizes("--sizes", low=4)),
+    dims: str | None = typer.Option(None, "--dims", show_default=_listed(FULL["dims"]),
+                                    help="Input dimensions d0, comma-separated.",
+                                    **_sizes("--dims", low=1)),
     draws: int | None = typer.Option(None, "--draws", show_default=str(FULL["draws"]),
                                      help="Data draws per (N, d0).", **integer("--draws")),
-    series: str = typer.Option(",".join(DEFAULT_SERIES), "--series",
+    series: str = typer.Option(", ".join(DEFAULT_SERIES), "--series",
                                help="What to measure: <method>-<activation>, method in nngp, "
                                     "ntk, adaptive, network; activation erf or relu."),
     quick: bool = typer.Option(False, "--quick", help="Light sweep: N 128,256; d0 1,8,32; "
@@ -68,7 +87,8 @@ def kernel_command(
     seed: int = typer.Option(0, help="Seed of every data draw and initialization.",
                              **integer("--seed", 0)),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), help="Worker processes (one "
-                                "torch thread each).", **integer("--workers")),
+                                "torch thread each).",
+                                **integer("--workers", high=most_parallel())),
     resume: bool = typer.Option(False, "--resume",
                                 help=f"Continue the sweep in --out/{JSON_NAME}."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing sweep."),
@@ -76,8 +96,8 @@ def kernel_command(
     """Sweep N and d0 on D1; write every NC1 value as JSON and plot them."""
     preset = QUICK if quick else FULL
     config = SweepConfig(
-        sizes=_ints(sizes or preset["sizes"], "--sizes"),
-        dims=_ints(dims or preset["dims"], "--dims"),
+        sizes=preset["sizes"] if sizes is None else sizes,
+        dims=preset["dims"] if dims is None else dims,
         draws=draws if draws is not None else preset["draws"],
         series=tuple(s.strip() for s in series.split(",") if s.strip()),
         mean=mean, std=std, imbalance=imbalance, sigma_w=sigma_w, sigma_b=sigma_b,
@@ -89,6 +109,7 @@ def kernel_command(
     path = out / JSON_NAME
     if path.exists() and not (resume or overwrite):
         raise NCInputError(f"{path} exists: pass --resume to continue it or --overwrite")
+    check_sweep_memory(config, workers)  # before the progress bar starts drawing
     start = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -129,13 +150,3 @@ def summary_table(document: dict) -> Table:
             cells.append(text + ("!" if entry["failed"] else ""))
         table.add_row(str(row["n"]), str(row["d0"]), *cells)
     return table
-
-
-def _ints(text: str, option: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise NCInputError(f"{option} must be comma-separated integers; got '{text}'") from None
-    if not values:
-        raise NCInputError(f"{option} is empty")
-    return values

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from nclab.cli.app import app, show_result, value_table
-from nclab.cli.options import array_keys, read_arrays
+from nclab.cli.options import array_keys, integer, read_arrays
 from nclab.core.measure import measure
 from nclab.core.metrics import MARGIN_NAMES, METRIC_NAMES, SPECTRAL_NAMES, CollapseMetrics
 
@@ -26,8 +26,9 @@ def measure_command(
         False, "--weighted-mean", help="Use the sample-weighted global mean instead of the "
                                        "average of class means."),
     num_classes: int | None = typer.Option(
-        None, "--num-classes", min=1, help="Number of classes C (default: the rows of "
-                                           "'weight', else the largest label + 1)."),
+        None, "--num-classes", help="Number of classes C.",
+        show_default="the rows of 'weight', else the largest label + 1",
+        **integer("--num-classes")),
     ood: Path | None = typer.Option(
         None, "--ood", help="A .npz whose features (N_ood x d, --features-key) are "
                             "out-of-distribution samples, for nc5_ood_orthogonality."),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from typing import Any
 import typer
 
 from nclab.cli.app import OptionValueError
+from nclab.cli.parsing import options_from_text
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError
-from nclab.data import resolve_dataset
+from nclab.data import dataset_names, resolve_dataset
 from nclab.data.imbalance import Imbalance
+from nclab.models import MODELS
 from nclab.train.config import (
     Setting,
     TrainConfig,
@@ -36,12 +39,28 @@ from nclab.train.config import (
     parse_number,
 )
 from nclab.train.losses import ClassificationLoss
-from nclab.train.tasks import OPTION_FIELDS, options_from_text, task_type
+from nclab.train.tasks import OPTION_FIELDS, task_type
 
 #: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
 #: 2-core machine: one thread trains the shipped MLP and 1-D CNN about 5x faster than
 #: torch's default of one per core, whose threads spin-wait for each other.
 DEFAULT_THREADS = 1
+#: Threads (or worker processes) per usable CPU core at the most: more only wait for each
+#: other, and a count in the thousands runs the process out of threads.
+PER_CORE = 4
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def most_parallel() -> int:
+    """The most threads or worker processes a command starts: ``PER_CORE`` per core."""
+    return PER_CORE * usable_cores()
 
 
 # ------------------------------------------------------------------ values of one option
@@ -50,14 +69,22 @@ def number_parser(kind: type, rule: Setting, option: str) -> Callable[[str], Any
     return _parser(lambda text: parse_number(text, kind, rule, option))
 
 
-def list_parser(kind: type, rule: Setting | None, option: str) -> Callable[[str], Any]:
-    """A typer ``parser``: a comma-separated list of ``kind`` ('' is the empty list)."""
-    return _parser(lambda text: parse_list(text, kind, option, rule))
+def list_parser(kind: type, rule: Setting | None, option: str,
+                allow_empty: bool = True) -> Callable[[str], Any]:
+    """A typer ``parser``: a comma-separated list of ``kind`` ('' is the empty list, or
+    one error line without ``allow_empty``)."""
+    def parse(text: str) -> tuple[Any, ...] | None:
+        values = parse_list(text, kind, option, rule)
+        if not values and not allow_empty:
+            raise NCInputError(f"{option} is empty: give at least one value")
+        return values
+
+    return _parser(parse)
 
 
-def integer(option: str, low: int = 1) -> dict[str, Any]:
-    """Keywords of ``typer.Option`` for an integer >= ``low``."""
-    return {"parser": number_parser(int, Setting(help="", low=low), option),
+def integer(option: str, low: int = 1, high: int | None = None) -> dict[str, Any]:
+    """Keywords of ``typer.Option`` for an integer in [``low``, ``high``] (and 64 bits)."""
+    return {"parser": number_parser(int, Setting(help="", low=low, high=high), option),
             "metavar": "INTEGER"}
 
 
@@ -160,13 +187,24 @@ def _shown(value: Any) -> str | bool:
     return str(value)
 
 
+def choices(name: str, preset: TrainConfig) -> list[str]:
+    """The names a config field takes (a registry's), for ``--help``; [] for free text."""
+    if name == "model":
+        return list(MODELS)
+    if name == "dataset":
+        return dataset_names(task_type(preset.task).data_kind)
+    return []
+
+
 def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
     """The typer parameter of the config field ``name``, showing ``preset``'s value."""
     rule = TrainConfig.settings()[name]
     hint = field_types()[name]
     kind, _ = base_type(hint)
     item = _list_type(hint)
-    common = {"help": rule.help, "rich_help_panel": rule.group,
+    names = choices(name, preset)
+    text = f"{rule.help.rstrip('.')}: {', '.join(names)}." if names else rule.help
+    common = {"help": text, "rich_help_panel": rule.group,
               "show_default": _shown(getattr(preset, name))}
     annotation: Any = str | None
     if name in OPTION_FIELDS:
@@ -179,7 +217,7 @@ def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
         info = typer.Option(None, rule.cli, parser=text_parser(name, rule.cli), metavar="TEXT",
                             **common)
     elif kind is str:
-        info = typer.Option(None, rule.cli, **common)
+        info = typer.Option(None, rule.cli, metavar="NAME" if names else "TEXT", **common)
     else:
         info = typer.Option(None, rule.cli, parser=number_parser(kind, rule, rule.cli),
                             metavar="INTEGER" if kind is int else "NUMBER", **common)
@@ -341,11 +379,10 @@ def runtime_parameters(progress: bool = True) -> list[inspect.Parameter]:
         ("device", str, typer.Option("auto", "--device", callback=_device_callback,
                                      rich_help_panel=runtime,
                                      help="auto (CUDA if available), cpu, cuda, cuda:1...")),
-        ("threads", int, typer.Option(DEFAULT_THREADS, "--threads",
-                                      parser=number_parser(int, Setting(help="", low=1),
-                                                           "--threads"), metavar="INTEGER",
-                                      rich_help_panel=runtime,
-                                      help="CPU threads of torch and numpy's BLAS.")),
+        ("threads", int, typer.Option(DEFAULT_THREADS, "--threads", rich_help_panel=runtime,
+                                      help="CPU threads of torch and numpy's BLAS (at most "
+                                           f"{PER_CORE} per core).",
+                                      **integer("--threads", high=most_parallel()))),
     ]
     if progress:
         made.append(("progress", bool, typer.Option(True, "--progress/--no-progress",

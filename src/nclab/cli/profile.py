@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nclab.cli.app import app, console, short
-from nclab.cli.options import Runtime, runtime_options
+from nclab.cli.options import Runtime, integer, runtime_options
 from nclab.runs import shown_path, shown_text
 from nclab.studies.layer_profile import profile_run
 
@@ -18,13 +18,14 @@ from nclab.studies.layer_profile import profile_run
 @runtime_options(progress=False)
 def profile_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by nclab train."),
-    out: Path = typer.Option(None, help="Output folder (default: the run directory)."),
+    out: Path = typer.Option(None, help="Output folder.", show_default="the run directory"),
     split: str = typer.Option("train", help="The split measured: train or test."),
     layer: list[str] = typer.Option(None, help="A module name to measure (repeatable; "
                                                "default: every stage of the network)."),
     point: str = typer.Option("output", help="Measure each layer's output or input."),
-    batch_size: int = typer.Option(None, help="Samples per forward pass (default: the "
-                                              "run's eval batch size)."),
+    batch_size: int = typer.Option(None, help="Samples per forward pass.",
+                                   show_default="the run's eval batch size",
+                                   **integer("--batch-size")),
     *,
     runtime: Runtime,
 ) -> None:

@@ -21,6 +21,7 @@ from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic, write_json
 from nclab.core.measure import measure_regression
 from nclab.core.regression_metrics import RegressionMetrics
+from nclab.core.validation import check_memory
 from nclab.train.config import Setting
 
 SPECTRUM = {"parser": list_parser(float, Setting(help="", low=0, low_open=True), "--spectrum"),
@@ -65,12 +66,20 @@ def ufm_command(
                    "targets, weight, bias (readable by 'nclab regress measure')."),
 ) -> None:
     """Solve the regression UFM by gradient descent and compare with its closed form."""
-    from nclab.ufm.regression import gram_error, optimal_loss, solve, targets_with_spectrum
+    from nclab.ufm.regression import (
+        gram_error,
+        optimal_loss,
+        solve,
+        solve_bytes,
+        targets_with_spectrum,
+    )
 
     eigenvalues = np.array(spectrum, dtype=float)
     if len(eigenvalues) != target_dim:
         raise NCInputError(f"--spectrum needs --target-dim={target_dim} positive eigenvalues; "
                            f"got {len(eigenvalues)}")
+    check_memory(solve_bytes(samples, target_dim, dim), "cpu",
+                 f"--samples {samples} --target-dim {target_dim} --dim {dim}")
     targets = targets_with_spectrum(samples, eigenvalues, seed)
     table = Table(title=f"regression UFM  (M={samples}, n={target_dim}, d={dim}, Sigma "
                         f"eigenvalues {', '.join(f'{v:g}' for v in eigenvalues)})",

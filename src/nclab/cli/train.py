@@ -12,7 +12,9 @@ from nclab.cli.app import app, console
 from nclab.cli.options import (
     ConfigChanges,
     Runtime,
+    integer,
     model_shortcuts,
+    real,
     runtime_options,
     training_options,
 )
@@ -95,17 +97,19 @@ def train_command(
         help="L2-normalize the features and scale them by --tau before a bias-free "
              "classifier with unit-norm rows (docs/normalized_training.md)."),
     tau: float = typer.Option(None, rich_help_panel="Training", show_default=f"{DEFAULT_TAU:g}",
-                              help="Inverse temperature of --normalize-features."),
+                              help="Inverse temperature of --normalize-features.",
+                              **real("--tau", low=0, low_open=True)),
     out: Path = typer.Option(None, "--out", help=OUT_HELP,
-                             show_default="runs/DATASET-MODEL-LOSS-seedSEED"),
+                             show_default="runs/DATASET-MODEL-LOSS-seedN"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its "
                                                         "last checkpoint."),
-    checkpoint_every: int = typer.Option(None, min=1, show_default="every 30 s and at the end",
-                                         help="Checkpoint every this many epochs."),
+    checkpoint_every: int = typer.Option(None, show_default="every 30 s and at the end",
+                                         help="Checkpoint every this many epochs.",
+                                         **integer("--checkpoint-every")),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at "
                                                                    "the end."),
     logger: list[str] = typer.Option(
-        None, "--logger", metavar="tensorboard|wandb|mlflow|csv",
+        None, "--logger", metavar="NAME",
         help="Also log every row's numbers to TensorBoard (OUT/tensorboard), W&B (offline, "
              "OUT/wandb), MLflow (file store OUT/mlruns) or csv (OUT/scalars.csv); "
              "repeatable. metrics.jsonl stays the record (docs/in_your_training.md)."),

@@ -1,16 +1,15 @@
 """Checks at the boundary of the public API: everything inside trusts its inputs.
 
-Arrays (``as_features``, ``as_labels``, ``as_targets``, ...) and values of annotated
-types: ``convert_text`` reads the text of a ``KEY=VALUE`` option as a builder's or an
-options dataclass's annotation, ``matches_type`` checks a value read from JSON,
-``describe_type`` says a type in words for the messages.
+Arrays (``as_features``, ``as_labels``, ``as_targets``, ...), scalars (``check_scalar``,
+the one type-and-range check of a number), memory (``check_memory``, the one check that
+a computation fits before it allocates) and annotated types: ``matches_type`` checks a
+value read from JSON, ``describe_type`` says a type in words for the messages. Reading
+text (a command line's) into values is the command line's business (``nclab.cli``).
 """
 
 from __future__ import annotations
 
-import inspect
-import json
-import math
+import numbers
 import operator
 import os
 import types
@@ -23,6 +22,11 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
+
+try:
+    import resource
+except ImportError:  # Windows: no address-space limit to read
+    resource = None  # type: ignore[assignment]
 
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 # torch has these dtypes but no min/max (nor most arithmetic) for them: read through numpy
@@ -232,15 +236,136 @@ def to_numpy64(x: Any, name: str = "array") -> np.ndarray:
     return real_tensor(x, name).to(device="cpu", dtype=torch.float64).numpy()
 
 
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1; NCInputError for bools, fractions, strings and values < 1."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if isinstance(value, (bool, np.bool_)) or number is None or number < 1:
-        raise NCInputError(f"{name} must be an integer >= 1; got {value!r}")
+#: How ``check_scalar`` treats values equal to ``min_val`` / ``max_val``.
+BOUNDARIES = ("both", "left", "right", "neither")
+
+
+def check_scalar(value: Any, name: str, target_type: type | tuple[type, ...], *,
+                 min_val: float | None = None, max_val: float | None = None,
+                 include_boundaries: str = "both") -> Any:
+    """``value`` checked to be one scalar of ``target_type`` inside a range (the shape of
+    scikit-learn's ``sklearn.utils.check_scalar``); one NCInputError line otherwise.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        What the value is, for the message (``"lambda_w"``, ``"--seeds"``).
+    target_type : type or tuple of types
+        An integral type (``int``, ``numbers.Integral``): any integer (Python, numpy or a
+        0-d integer tensor), returned as an ``int``. A real type (``float``,
+        ``numbers.Real``): any finite real number (integers included), returned as a
+        ``float``. Bools count only where ``bool`` is in ``target_type``; NaN and inf
+        never count as numbers. Other types: ``isinstance``, the value returned as is.
+    min_val, max_val : float, optional
+        The range; None: unbounded on that side.
+    include_boundaries : {"both", "left", "right", "neither"}
+        Which of ``min_val`` and ``max_val`` belong to the range.
+
+    Returns
+    -------
+    int, float or object
+        The value as its kind (see ``target_type``).
+
+    Examples
+    --------
+    >>> check_scalar(3, "dim", int, min_val=1)
+    3
+    >>> check_scalar(0.0, "tau", float, min_val=0, include_boundaries="neither")
+    Traceback (most recent call last):
+        ...
+    nclab.core.errors.NCInputError: tau must be a finite number > 0; got 0.0
+    """
+    if include_boundaries not in BOUNDARIES:
+        raise ValueError(f"include_boundaries must be one of {BOUNDARIES}; "
+                         f"got {include_boundaries!r}")
+    kinds = target_type if isinstance(target_type, tuple) else (target_type,)
+    kind = _scalar_kind(kinds)
+    number = _as_kind(value, kind, kinds)
+    bounds = _range_text(min_val, max_val, include_boundaries)
+    if number is None or not _within(number, min_val, max_val, include_boundaries):
+        noun = {"integer": "an integer", "real": "a finite number"}.get(
+            kind, " or ".join(getattr(k, "__name__", str(k)) for k in kinds))
+        raise NCInputError(f"{name} must be {noun}{' ' + bounds if bounds else ''}; "
+                           f"got {_value_text(value)}")
     return number
+
+
+def _scalar_kind(kinds: tuple[type, ...]) -> str:
+    numeric = [k for k in kinds if k is not bool]
+    if numeric and all(issubclass(k, numbers.Integral) or k is np.integer for k in numeric):
+        return "integer"
+    if numeric and all(issubclass(k, numbers.Real) or k is np.floating for k in numeric):
+        return "real"
+    return "other"
+
+
+def _as_kind(value: Any, kind: str, kinds: tuple[type, ...]) -> Any:
+    """``value`` as an int / float of ``kind``, or None when it is not one."""
+    if isinstance(value, (bool, np.bool_)) or (torch.is_tensor(value)
+                                                and value.dtype == torch.bool):
+        return bool(value) if bool in kinds else None
+    if kind == "other":
+        return value if isinstance(value, kinds) else None
+    if getattr(value, "ndim", 0) != 0 or isinstance(value, (str, bytes)):
+        return None
+    if kind == "integer":
+        try:
+            return operator.index(value)
+        except TypeError:
+            return None
+    if isinstance(value, numbers.Real) or (getattr(value, "dtype", None) is not None
+                                           and not np.iscomplexobj(value)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if np.isfinite(number) else None
+    return None
+
+
+def _within(number: Any, low: float | None, high: float | None, include: str) -> bool:
+    if isinstance(number, bool):
+        return True
+    if low is not None and (number < low or (number == low and include in ("right", "neither"))):
+        return False
+    return high is None or number < high or (number == high and include in ("right", "both"))
+
+
+def _range_text(low: float | None, high: float | None, include: str) -> str:
+    """``>= 1``, ``> 0`` or ``in [0, 1)``."""
+    left, right = include in ("left", "both"), include in ("right", "both")
+    if low is not None and high is not None:
+        return (f"in {'[' if left else '('}{_number_text(low)}, "
+                f"{_number_text(high)}{']' if right else ')'}")
+    if low is not None:
+        return f"{'>=' if left else '>'} {_number_text(low)}"
+    if high is not None:
+        return f"{'<=' if right else '<'} {_number_text(high)}"
+    return ""
+
+
+def _number_text(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _value_text(value: Any) -> str:
+    """A value as a message shows it: on one line, numpy and torch scalars as numbers."""
+    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.numel() == 1):
+        value = value.item()
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1 (:func:`check_scalar` of an integer with ``min_val=1``)."""
+    return check_scalar(value, name, int, min_val=1)
+
+
+def positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0, or >= 0 with ``allow_zero`` (:func:`check_scalar`)."""
+    return check_scalar(value, name, float, min_val=0,
+                        include_boundaries="both" if allow_zero else "right")
 
 
 def ensure_moderate_scale(x: Any, name: str, limit: float = 1e64) -> None:
@@ -263,29 +388,72 @@ def ensure_moderate_scale(x: Any, name: str, limit: float = 1e64) -> None:
 
 
 def available_memory(device: Any) -> int | None:
-    """Bytes free on ``device`` (a torch.device): the GPU's, else the host's MemAvailable."""
+    """Bytes free on ``device`` (a torch.device or its name): the GPU's; for the host,
+    the least of MemAvailable, the room left under this process's address-space limit
+    (``ulimit -v``) and under its control group's memory limit (a container's)."""
+    device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    limits = [free for free in (_host_available(), _address_space_left(), _cgroup_left())
+              if free is not None]
+    return max(0, min(limits)) if limits else None
+
+
+def _host_available() -> int | None:
+    meminfo = _read_kib("/proc/meminfo", "MemAvailable:")
+    if meminfo is not None:
+        return meminfo
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
 
 
+def _address_space_left() -> int | None:
+    if resource is None:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    used = _read_kib("/proc/self/status", "VmSize:")
+    if limit == resource.RLIM_INFINITY or used is None:
+        return None
+    return limit - used
+
+
+def _cgroup_left() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit, \
+                open("/sys/fs/cgroup/memory.current") as current:
+            text = limit.read().strip()
+            return None if text == "max" else int(text) - int(current.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_kib(path: str, key: str) -> int | None:
+    """The value in bytes of the ``key  N kB`` line of a /proc file (None: not there)."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def check_memory(needed: int, device: Any, what: str) -> None:
-    """Refuse, in one line, a computation that needs more memory than ``device`` has free
-    (instead of allocating until the process is killed)."""
+    """Refuse, in one line, a computation that needs more memory than ``device`` (a
+    torch.device or its name, "cpu" for the host) has free, instead of allocating until
+    the process is killed. The one such check of the package: the UFM, the kernel sweep,
+    the data set builders and the model builders estimate their bytes and call it."""
     free = available_memory(device)
     if free is not None and needed > free:
-        raise NCInputError(f"{what} needs about {needed / 2**30:.3g} GiB; {device} has "
-                           f"{free / 2**30:.3g} GiB free: use smaller sizes")
+        raise NCInputError(f"{what} needs about {_gib(needed)} GiB; {device} has "
+                           f"{_gib(free)} GiB free: use smaller sizes")
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:.3g}"
 
 
 def as_targets(targets: Any, num_samples: int | None = None, name: str = "targets",
@@ -315,108 +483,7 @@ def as_targets(targets: Any, num_samples: int | None = None, name: str = "target
     return y
 
 
-# ------------------------------------------------------------------ values of annotated types
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def split_pairs(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}`` (the text of each value)."""
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise NCInputError(f"{option} expects KEY=VALUE; got '{pair}'")
-        out[key.strip()] = text
-    return out
-
-
-def typed_pairs(pairs: Sequence[str] | None, option: str, owner: str,
-                hints: dict[str, Any]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs converted to the types ``hints`` gives each accepted key.
-
-    Parameters
-    ----------
-    pairs : list of str
-    option : str
-        The option's name, for messages (``--data-opt``).
-    owner : str
-        What takes the options, for messages (``dataset 'gaussian'``).
-    hints : dict
-        Accepted key -> type annotation (``typing.Any`` when the builder has none).
-    """
-    out = {}
-    for key, text in split_pairs(pairs, option).items():
-        if key not in hints:
-            raise NCInputError(f"{option}: {owner} has no option {key}; it accepts: "
-                               f"{', '.join(hints) or 'none'}")
-        try:
-            out[key] = convert_text(text, hints[key])
-        except ValueError:
-            raise NCInputError(f"{option} {key}={text}: {owner} takes "
-                               f"{describe_type(hints[key], written=True)} for {key}") from None
-    return out
-
-
-def convert_text(text: str, hint: Any) -> Any:
-    """The text of one value (a command line's) as the annotated type; ValueError if it
-    is not one. ``Any`` (or no annotation) reads JSON, else keeps the text."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    word = text.strip()
-    if hint in (Any, inspect.Parameter.empty):
-        try:
-            return json.loads(word)
-        except json.JSONDecodeError:
-            return text
-    if origin in (Union, types.UnionType):
-        if type(None) in args and word.lower() in ("none", "null"):
-            return None
-        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
-            try:
-                return convert_text(text, arg)
-            except ValueError:
-                continue
-        raise ValueError(text)
-    if origin is Literal:
-        if word in map(str, args):
-            return next(a for a in args if str(a) == word)
-        raise ValueError(text)
-    if hint is bool:
-        if word.lower() in _TRUE + _FALSE:
-            return word.lower() in _TRUE
-        raise ValueError(text)
-    if hint is int:
-        return int(word)
-    if hint is float:
-        value = float(word)
-        if not math.isfinite(value):
-            raise ValueError(text)
-        return value
-    if hint is str:
-        return text
-    if origin in (list, tuple, Sequence) or hint in (list, tuple):
-        return _convert_sequence(word, args[0] if args else Any)
-    if origin is dict or hint is dict:
-        value = json.loads(word)
-        if not isinstance(value, dict):
-            raise ValueError(text)
-        return value
-    return text  # a type a command line cannot spell: passed on for the builder to judge
-
-
-def _convert_sequence(word: str, item: Any) -> list[Any]:
-    """``1,2,3`` or a JSON list, each item converted to ``item``."""
-    if word.startswith("["):
-        try:
-            values = json.loads(word)
-        except json.JSONDecodeError:
-            raise ValueError(word) from None
-        if not isinstance(values, list):
-            raise ValueError(word)
-        return [convert_text(json.dumps(v) if not isinstance(v, str) else v, item)
-                for v in values]
-    return [convert_text(part, item) for part in word.split(",") if part.strip()]
-
-
+# ------------------------------------------------------------------ annotated types
 def matches_type(value: Any, hint: Any) -> bool:
     """Whether ``value`` (as read from JSON) has the type ``hint``; ints count as floats."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

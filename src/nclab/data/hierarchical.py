@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from nclab.core.errors import NCInputError
+from nclab.core.validation import check_memory
 from nclab.data.base import DatasetSplits, from_numpy
+from nclab.data.synthetic import GAUSSIAN_COPIES
 
 
 def hierarchical(
@@ -44,8 +46,12 @@ def hierarchical(
     if dim < max(num_coarse, fine_per_coarse):
         raise NCInputError(f"dim must be >= num_coarse and >= fine_per_coarse to place the "
                            f"simplices; got dim={dim}")
-    rng = np.random.default_rng(seed)
     num_fine = num_coarse * fine_per_coarse
+    rows = num_fine * (train_per_class + test_per_class)
+    simplices = num_coarse**2 + fine_per_coarse**2 + dim * (num_coarse + fine_per_coarse)
+    check_memory(8 * (dim * (num_fine + GAUSSIAN_COPIES * rows) + simplices), "cpu",
+                 f"hierarchical data of {rows} samples in {dim} dimensions")
+    rng = np.random.default_rng(seed)
     centres = _simplex(rng, num_coarse, dim, coarse_separation)
     means = np.empty((num_fine, dim))
     for s in range(num_coarse):

@@ -30,7 +30,6 @@ from nclab.data.teacher import teacher
 
 #: What a data set's ``y`` are: class labels or real targets.
 CLASSIFICATION, REGRESSION = "classification", "regression"
-KINDS = (CLASSIFICATION, REGRESSION)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.validation import positive_int
+from nclab.core.validation import check_memory, check_scalar, positive_int
 from nclab.data.base import DatasetSplits, from_numpy
+
+#: Bytes per MNIST-1D sample while ``mnist1d`` makes them: a Python list of small float64
+#: arrays (40 values and an object header each), then two stacked copies.
+MNIST1D_SAMPLE_BYTES = 1024
+#: float64 copies of every sample that ``gaussian`` holds at once: the class means of each
+#: row, the noise, their sum, and the float32 tensor made from it.
+GAUSSIAN_COPIES = 4
 
 
 def mnist1d(num_samples: int = 5000, seed: int = 42, train_split: float = 0.8) -> DatasetSplits:
@@ -17,6 +24,10 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, train_split: float = 0.8) -
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
+    # fewer than 10 samples leave a class empty; mnist1d makes them one at a time
+    num_samples = check_scalar(num_samples, "mnist1d num_samples", int, min_val=10)
+    check_memory(MNIST1D_SAMPLE_BYTES * num_samples, "cpu",
+                 f"mnist1d num_samples={num_samples}")
     args = get_dataset_args()
     args.num_samples, args.seed, args.train_split = num_samples, seed, train_split
     state = np.random.get_state()  # make_dataset reseeds numpy's global generator
@@ -88,6 +99,9 @@ def gaussian(
     for name, value in (("num_classes", num_classes), ("dim", dim),
                         ("train_per_class", train_per_class), ("test_per_class", test_per_class)):
         positive_int(value, f"gaussian {name}")
+    rows = num_classes * (train_per_class + test_per_class)
+    check_memory(8 * dim * (num_classes + GAUSSIAN_COPIES * rows), "cpu",
+                 f"gaussian data of {rows} samples in {dim} dimensions")
     if not (np.isfinite(separation) and np.isfinite(noise) and noise >= 0):
         raise NCInputError(f"gaussian separation must be finite and noise finite and >= 0; "
                            f"got {separation}, {noise}")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
+from nclab.core.validation import check_memory
 from nclab.data.base import DatasetSplits
 from nclab.data.regression_base import make_regression_data
 
@@ -65,6 +66,11 @@ def teacher(
         raise NCInputError(f"test_fraction must lie in (0, 1); got {test_fraction}")
     if noise < 0:
         raise NCInputError(f"noise must be >= 0; got {noise}")
+    # float64 inputs, two hidden layers at a time, the targets (raw, whitened, noisy)
+    row = input_dim + 2 * hidden + 3 * target_dim
+    check_memory(8 * (num_samples * row + hidden * (input_dim + depth * hidden)), "cpu",
+                 f"teacher data of {num_samples} samples, input_dim {input_dim}, "
+                 f"hidden {hidden}")
     sigma = _covariance(target_cov, target_dim)
     rng = np.random.default_rng(seed)
     num_test = max(1, int(round(num_samples * test_fraction)))

@@ -5,9 +5,12 @@
 - ``adaptive_kernel``: the equations of state of Seroussi, Naveh & Ringel;
 - ``data``: D1 (definitions §3) and Gaussian classes of set separation and spread;
 - ``train_network``: the finite two-layer network trained by full-batch gradient descent;
-- ``sweep``: the Kothapalli & Tirer sweep behind ``nclab kernel``.
+- ``torch_threads``: a block of code on at most so many torch threads.
+
+The Kothapalli & Tirer sweep behind ``nclab kernel`` is ``nclab.studies.kernel_sweep``.
 """
 
+from nclab.kernels._arrays import torch_threads
 from nclab.kernels.adaptive import (
     AdaptiveKernelResult,
     EquationsOfState,
@@ -65,6 +68,7 @@ __all__ = [
     "relu_kact",
     "relu_kdot",
     "separated_classes",
+    "torch_threads",
     "train_network",
     "two_layer_kernels",
 ]

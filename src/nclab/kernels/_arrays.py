@@ -43,16 +43,6 @@ def as_square(k: Any, name: str = "K") -> torch.Tensor:
     return t
 
 
-def positive(value: float, name: str, allow_zero: bool = False) -> float:
-    """``value`` as a float, checked to be > 0 (or >= 0)."""
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and np.isfinite(value)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise NCInputError(f"{name} must be a finite number {bound}; got {value}")
-    return value
-
-
 def like_input(t: torch.Tensor, as_numpy: bool) -> np.ndarray | torch.Tensor:
     """Hand ``t`` back as the kind of array the caller gave."""
     return t.cpu().numpy() if as_numpy else t

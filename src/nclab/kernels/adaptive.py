@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.core.validation import as_labels
-from nclab.kernels._arrays import as_inputs, like_input, positive, torch_threads
+from nclab.core.validation import as_labels, positive_number
+from nclab.kernels._arrays import as_inputs, like_input, torch_threads
 from nclab.kernels.closed_form import DualActivation, get_activation
 from nclab.kernels.data import class_targets
 
@@ -319,8 +319,8 @@ def adaptive_kernel(
         ``status`` is 'converged' only when the target width itself was solved.
     """
     system, as_numpy = _system(x, labels, targets, activation, sigma_w, sigma_a, noise, sigma_b)
-    width = positive(width, "width")
-    start = positive(start_width if start_width is not None else 10 * width, "start_width")
+    width = positive_number(width, "width")
+    start = positive_number(start_width if start_width is not None else 10 * width, "start_width")
     if start < width:
         raise NCInputError(f"start_width ({start}) must be >= width ({width})")
     if int(anneal_steps) < 1 or int(max_refinements) < 0 or int(max_iter) < 1:
@@ -395,9 +395,9 @@ def _system(
         raise NCInputError(f"targets must be finite with {xt.shape[0]} rows; got shape "
                            f"{tuple(tt.shape)}")
     system = EquationsOfState(
-        xt.cpu(), tt.cpu(), get_activation(activation), positive(sigma_w, "sigma_w"),
-        positive(sigma_a, "sigma_a"), positive(noise, "noise"),
-        positive(sigma_b, "sigma_b", allow_zero=True),
+        xt.cpu(), tt.cpu(), get_activation(activation), positive_number(sigma_w, "sigma_w"),
+        positive_number(sigma_a, "sigma_a"), positive_number(noise, "noise"),
+        positive_number(sigma_b, "sigma_b", allow_zero=True),
     )
     return system, as_numpy
 

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.kernels._arrays import as_inputs, like_input, positive
+from nclab.core.validation import positive_number
+from nclab.kernels._arrays import as_inputs, like_input
 
 #: Names of the Gram matrices ``two_layer_kernels`` can return.
 KERNEL_NAMES = ("nngp_hidden", "nngp", "ntk")
@@ -240,7 +241,7 @@ def _pair(x1: Any, x2: Any) -> tuple[Tensor, Tensor, bool]:
 
 
 def _scales(sigma_w: float, sigma_b: float) -> tuple[float, float]:
-    return positive(sigma_w, "sigma_w"), positive(sigma_b, "sigma_b", allow_zero=True)
+    return positive_number(sigma_w, "sigma_w"), positive_number(sigma_b, "sigma_b", allow_zero=True)
 
 
 def _check_names(get: Sequence[str]) -> tuple[str, ...]:

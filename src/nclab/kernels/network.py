@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from nclab.core.errors import NCInputError
-from nclab.core.validation import as_labels
-from nclab.kernels._arrays import as_inputs, positive, torch_threads
+from nclab.core.validation import as_labels, positive_number
+from nclab.kernels._arrays import as_inputs, torch_threads
 from nclab.kernels.data import class_targets
 from nclab.kernels.nc1 import feature_nc1
 
@@ -60,8 +60,8 @@ class TwoLayerNetwork(torch.nn.Module):
         if int(width) < 1 or int(d0) < 1 or int(outputs) < 1:
             raise NCInputError(f"d0, width and outputs must be >= 1; got {d0}, {width}, {outputs}")
         self.activation = activation
-        self.sigma_w = positive(sigma_w, "sigma_w")
-        self.sigma_b = positive(sigma_b, "sigma_b", allow_zero=True)
+        self.sigma_w = positive_number(sigma_w, "sigma_w")
+        self.sigma_b = positive_number(sigma_b, "sigma_b", allow_zero=True)
 
         def normal(*shape: int) -> torch.nn.Parameter:
             return torch.nn.Parameter(torch.randn(*shape, generator=generator))
@@ -159,8 +159,8 @@ def train_network(
         raise NCInputError("labels hold a single class: there is nothing to fit")
     if int(steps) < 1 or int(records) < 1:
         raise NCInputError(f"steps and records must be >= 1; got {steps}, {records}")
-    positive(lr, "lr")
-    positive(weight_decay, "weight_decay", allow_zero=True)
+    positive_number(lr, "lr")
+    positive_number(weight_decay, "weight_decay", allow_zero=True)
     targets = torch.from_numpy(class_targets(y.numpy(), num_classes)).to(dtype)
     targets = targets[:, None] if targets.ndim == 1 else targets
     xt = xt.to(dtype)

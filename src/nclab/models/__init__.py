@@ -12,7 +12,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import torch
+
 from nclab.core.errors import NCInputError
+from nclab.core.validation import check_memory
 from nclab.models.base import Network
 from nclab.models.cnn1d import cnn1d
 from nclab.models.densenet import densenet
@@ -29,6 +32,9 @@ MODELS: dict[str, Callable[..., Network]] = {
     "densenet_cifar": densenet,
     "densenet121": partial(densenet, blocks=(6, 12, 24, 16), growth_rate=32),
 }
+#: Bytes per parameter of a network in training: float32 values, gradients, the SGD
+#: momentum and the copy a checkpoint writes.
+BYTES_PER_PARAMETER = 16
 
 
 def model_options(name: str) -> list[str]:
@@ -77,7 +83,31 @@ def build_model(
     check_model(name, options)
     if int(num_classes) < 1:
         raise NCInputError(f"num_classes must be >= 1; got {num_classes}")
-    return MODELS[name](tuple(int(s) for s in input_shape), int(num_classes), **options)
+    shape = tuple(int(s) for s in input_shape)
+    check_model_memory(name, shape, int(num_classes), options)
+    return MODELS[name](shape, int(num_classes), **options)
 
 
-__all__ = ["MODELS", "Network", "build_model", "check_model", "model_options"]
+def parameter_count(name: str, input_shape: tuple[int, ...], num_classes: int,
+                    options: dict[str, Any]) -> int:
+    """Parameters of the network ``name``, counted on torch's meta device (shapes only,
+    no memory), so that a width of 10^12 is counted, not allocated."""
+    try:
+        with torch.device("meta"):
+            network = MODELS[name](input_shape, num_classes, **options)
+    except (RuntimeError, OverflowError) as exc:  # a size torch cannot even describe
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NCInputError(f"model '{name}' cannot be built with these sizes: {reason}") from None
+    return sum(parameter.numel() for parameter in network.parameters())
+
+
+def check_model_memory(name: str, input_shape: tuple[int, ...], num_classes: int,
+                       options: dict[str, Any]) -> None:
+    """Refuse, in one line and before allocating, a network larger than the free memory."""
+    count = parameter_count(name, input_shape, num_classes, options)
+    check_memory(BYTES_PER_PARAMETER * count, "cpu",
+                 f"model '{name}' ({count:,} parameters, {num_classes} outputs)")
+
+
+__all__ = ["MODELS", "Network", "build_model", "check_model", "check_model_memory",
+           "model_options", "parameter_count"]

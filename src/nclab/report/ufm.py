@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from nclab.report.style import color, figure_style, save_png
-from nclab.ufm._base import UFMSolution
+from nclab.ufm import UFMSolution
 
 #: Gaps below this are drawn at this value (a log axis cannot show 0 or rounding noise).
 FLOOR = 1e-16

@@ -16,9 +16,13 @@ and ``plot_sweep`` draws the figures. Tasks run in worker processes, one thread 
 
 from __future__ import annotations
 
+import ctypes
 import math
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,7 +35,8 @@ import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
-from nclab.kernels._arrays import positive, torch_threads
+from nclab.core.validation import check_memory, check_scalar, positive_number
+from nclab.kernels import torch_threads
 from nclab.kernels.adaptive import DEFAULT_SIGMA_A, adaptive_kernel
 from nclab.kernels.closed_form import ACTIVATIONS, two_layer_kernels
 from nclab.kernels.data import d1
@@ -41,6 +46,25 @@ from nclab.kernels.network import train_network
 METHODS = ("nngp", "ntk", "adaptive", "network")
 DEFAULT_SERIES = ("nngp-erf", "ntk-erf", "nngp-relu", "ntk-relu", "adaptive-erf", "network-erf")
 FORMAT_VERSION = 1
+#: Float64 N x N matrices a task holds at once, at the most: the NNGP and NTK Gram
+#: matrices of each activation stay until the task ends (2 each); measuring NC1 of one
+#: adds a temporary (1); solving the adaptive kernel adds Q, its Cholesky factor and
+#: inverse and the gradient's weights (4). Peak RSS of one task (``ru_maxrss``) grew by
+#: 4.6 N^2 (nngp-erf), 8.3 N^2 (nngp-erf, ntk-relu), 4.2 N^2 (adaptive-erf) and 7.2 N^2
+#: (the default series) from N = 1024 to 2048, where the row blocks below are whole.
+GRAMS_PER_ACTIVATION, NC1_GRAMS, ADAPTIVE_GRAMS = 2, 1, 4
+#: Vectors of (d0 + 1)^2 entries that Newton-Krylov (lgmres, 30 inner iterations) keeps.
+KRYLOV_VECTORS = 50
+#: float32 N x width arrays of the trained network (activations, gradients, the features
+#: measured): 124 MB measured for N = 1024, width 2048, about 15 arrays.
+NETWORK_ARRAYS = 16
+#: What a worker process holds before its first task (Python, torch, scipy): about
+#: 220 MiB measured with ``ru_maxrss``.
+WORKER_BYTES = 256 * 2**20
+#: Temporaries that do not grow with N (row blocks of the Gram matrices, about 32 MiB each).
+FIXED_BYTES = 128 * 2**20
+#: Seconds between two looks of a worker at its parent (where the kernel cannot tell it).
+PARENT_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,20 +110,23 @@ class SweepConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.sizes or not self.dims or self.draws < 1:
-            raise NCInputError("need at least one N, one d0 and one draw")
-        if min(self.sizes) < 4 or min(self.dims) < 1:
-            raise NCInputError(f"N must be >= 4 and d0 >= 1; got N={self.sizes}, d0={self.dims}")
-        if not (math.isfinite(self.imbalance) and self.imbalance > 0):
-            raise NCInputError(f"imbalance must be > 0; got {self.imbalance}")
+        if not self.sizes or not self.dims:
+            raise NCInputError("need at least one N and one d0")
+        for size in self.sizes:
+            check_scalar(size, "N", int, min_val=4)
+        for dim in self.dims:
+            check_scalar(dim, "d0", int, min_val=1)
+        for name in ("draws", "network_width", "steps"):
+            check_scalar(getattr(self, name), name, int, min_val=1)
+        check_scalar(self.seed, "seed", int, min_val=0)
         if not self.series:
             raise NCInputError("no series to compute")
         for name in ("std", "sigma_b", "weight_decay"):
-            positive(getattr(self, name), name, allow_zero=True)
-        for name in ("sigma_w", "adaptive_width", "sigma_a", "noise", "lr"):
-            positive(getattr(self, name), name)
-        if self.network_width < 1 or self.steps < 1 or self.mean == 0:
-            raise NCInputError("network width and steps must be >= 1 and mean != 0")
+            positive_number(getattr(self, name), name, allow_zero=True)
+        for name in ("imbalance", "sigma_w", "adaptive_width", "sigma_a", "noise", "lr"):
+            positive_number(getattr(self, name), name)
+        if check_scalar(self.mean, "mean", float) == 0:
+            raise NCInputError("mean must be != 0: the two classes of D1 would coincide")
         for name in self.series:
             split_series(name)
         for size in self.sizes:
@@ -130,6 +157,32 @@ def split_series(name: str) -> tuple[str, str]:
 
 def task_key(n: int, d0: int, draw: int) -> str:
     return f"N={n},d0={d0},draw={draw}"
+
+
+def task_bytes(config: SweepConfig, n: int, d0: int) -> int:
+    """Peak memory of one task (N, d0), in bytes: the N x N matrices of its series, the
+    adaptive kernel's Krylov vectors, the trained network's arrays and the data."""
+    methods = {split_series(name) for name in config.series}
+    activations = {activation for method, activation in methods if method in ("nngp", "ntk")}
+    grams = NC1_GRAMS + GRAMS_PER_ACTIVATION * len(activations)
+    floats = n * d0
+    if any(method == "adaptive" for method, _ in methods):
+        grams += ADAPTIVE_GRAMS
+        floats += KRYLOV_VECTORS * (d0 + 1) ** 2
+    if any(method == "network" for method, _ in methods):
+        floats += (NETWORK_ARRAYS * n * config.network_width + 4 * config.network_width * d0) // 2
+    return 8 * (grams * n * n + floats) + FIXED_BYTES
+
+
+def check_sweep_memory(config: SweepConfig, workers: int) -> None:
+    """Refuse, in one line, a sweep whose largest tasks, run ``workers`` at a time, need
+    more memory than the host has free (before any task starts)."""
+    at_once = min(workers, len(config.tasks()))
+    n, d0 = max(config.sizes), max(config.dims)
+    needed = at_once * task_bytes(config, n, d0) + (WORKER_BYTES * at_once if at_once > 1
+                                                    else 0)
+    check_memory(needed, "cpu", f"the kernel sweep (its largest task N={n}, d0={d0}, "
+                                f"{at_once} at a time)")
 
 
 # ----------------------------------------------------------------------------- one task
@@ -240,6 +293,8 @@ def run_sweep(
     on_task : callable, optional
         Called as on_task((N, d0, draw), done, total) after each finished task.
     """
+    workers = check_scalar(workers, "workers", int, min_val=1)
+    check_sweep_memory(config, workers)
     state = SweepState(config)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state.records = _load_checkpoint(checkpoint, config)
@@ -266,7 +321,8 @@ def _run_pool(config: SweepConfig, todo: list[tuple[int, int, int]], workers: in
               finished: Callable[[tuple[int, int, int], dict[str, Any]], None]) -> None:
     # spawn, not fork: a forked child inherits torch's thread pool in an undefined state
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_thread) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(os.getpid(),)) as pool:
         running: dict[Future, tuple[int, int, int]] = {}
         queue = list(reversed(todo))
         while queue or running:
@@ -278,9 +334,37 @@ def _run_pool(config: SweepConfig, todo: list[tuple[int, int, int]], workers: in
                 finished(running.pop(future), future.result())
 
 
-def _single_thread() -> None:
+def _start_worker(parent: int) -> None:
+    """Set up a worker process: one torch thread, and an end together with ``parent``."""
     # the tasks are many small factorizations: threads only add synchronization
     torch.set_num_threads(1)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when the process ``parent`` ends, however it ends.
+
+    A parent killed by SIGKILL runs no clean-up, and its workers would go on computing
+    as orphans. On Linux the kernel sends this process SIGKILL when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); on every system a daemon thread also checks, every
+    ``PARENT_POLL_S`` seconds, that the parent is still the one that started it.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):  # no libc to call: the thread below still watches
+            pass
+    if os.getppid() != parent:  # the parent died before the kernel could be told
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="nclab-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _config_dict(config: SweepConfig) -> dict[str, Any]:

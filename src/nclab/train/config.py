@@ -19,6 +19,12 @@ from typing import Any
 from nclab.core.errors import NCInputError
 from nclab.data.imbalance import as_imbalance
 
+#: The range of an integer setting: what torch, numpy and JSON readers hold in 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: The largest seed: the batch order of epoch e is seeded with seed * 1_000_003 + e, which
+#: must stay inside torch's 64-bit seeds (and numpy's legacy seeds take 32 bits).
+SEED_MAX = 2**32 - 1
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -79,15 +85,9 @@ def _bound_text(bound: float | None) -> str:
     return f"{bound:g}"
 
 
-#: The range of a 64-bit signed integer: every integer setting must lie in it (torch,
-#: numpy and the checkpoints hold them as int64).
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: The most epochs: the learning-rate schedule and the logged epochs are computed in
 #: float64, exact for whole numbers up to 2**53; no run comes near.
 MAX_EPOCHS = 10**9
-#: Seeds are 32-bit, like numpy's legacy seeds: ``seed * 1_000_003 + epoch`` (the
-#: sample order of an epoch) must stay a 64-bit integer.
-MAX_SEED = 2**32 - 1
 
 
 def setting(default: Any = None, *, factory: Any = None, **kwargs: Any) -> Any:
@@ -180,7 +180,7 @@ class TrainConfig:
              "comma separated ('' for none).")
     lr_gamma: float = setting(0.1, cli="--lr-gamma", low=0, low_open=True,
                               help="LR factor at each milestone.")
-    seed: int = setting(0, cli="--seed", low=0, high=MAX_SEED,
+    seed: int = setting(0, cli="--seed", low=0, high=SEED_MAX,
                         help="Seed of initialization and sample order.")
     log_points: int = setting(50, cli="--log-points", low=1,
                               help="Number of log-spaced epochs at which metrics are logged.")
@@ -246,10 +246,13 @@ def base_type(hint: Any) -> tuple[Any, bool]:
 
 
 def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
-    """Raise NCInputError unless ``value`` is a ``kind`` (int or float) in ``rule``'s range."""
+    """Raise NCInputError unless ``value`` is a ``kind`` (int or float) in ``rule``'s range;
+    an integer must also fit in 64 bits (``INT64_MIN``..``INT64_MAX``)."""
     integral = isinstance(value, Integral) and not isinstance(value, bool)
     if kind is int and not integral:
         raise NCInputError(f"{name} must be an integer; got {value!r}")
+    if kind is int and not INT64_MIN <= value <= INT64_MAX:
+        rule = _in_64_bits(rule)
     if kind is float and (isinstance(value, bool) or not isinstance(value, Real)):
         raise NCInputError(f"{name} must be a number; got {value!r}")
     if kind is float and not math.isfinite(value):
@@ -259,6 +262,12 @@ def check_number(name: str, value: Any, kind: Any, rule: Setting) -> None:
     if kind is int and not INT64_MIN <= value <= INT64_MAX:
         raise NCInputError(f"{name} must fit a 64-bit integer (at most {INT64_MAX}); "
                            f"got {value}")
+
+
+def _in_64_bits(rule: Setting) -> Setting:
+    """``rule`` narrowed to the integers of 64 bits."""
+    return replace(rule, low=INT64_MIN if rule.low is None else max(rule.low, INT64_MIN),
+                   high=INT64_MAX if rule.high is None else min(rule.high, INT64_MAX))
 
 
 def parse_number(text: Any, kind: type, rule: Setting, name: str) -> Any:
@@ -290,10 +299,14 @@ def parse_list(text: str | None, kind: type, name: str,
                            f"got '{text}'") from None
     rule = rule or Setting(help="")
     for value in values:
-        if (kind is float and not math.isfinite(value)) or not rule.admits(value):
-            bounds = rule.range_text()
-            raise NCInputError(f"{name} takes {'finite ' if kind is float else ''}values"
-                               f"{' ' + bounds if bounds else ''}; got '{text}'")
+        try:
+            check_number(name, value, kind, rule)
+        except NCInputError:
+            wide = kind is int and not INT64_MIN <= value <= INT64_MAX
+            bounds = (_in_64_bits(rule) if wide else rule).range_text()
+            what = "finite values" if kind is float else "integers"
+            raise NCInputError(f"{name} takes {what}{' ' + bounds if bounds else ''}; "
+                               f"got '{text}'") from None
     return values
 
 

@@ -6,19 +6,19 @@ or an evaluator is its module plus one line here.
 
 The three dict fields of a config hold options of the data set builder, of the model
 builder and of the task: :func:`option_types` names each field's owner and the types it
-annotates, so that ``KEY=VALUE`` texts (``--data-opt``, ``--model-opt``, ``--opt``)
-become typed values (:func:`options_from_text`).
+annotates, so that the command line reads ``KEY=VALUE`` texts (``--data-opt``,
+``--model-opt``, ``--opt``) as typed values (``nclab.cli.parsing.options_from_text``).
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from nclab.core.errors import NCInputError
-from nclab.core.validation import builder_hints, typed_pairs
+from nclab.core.validation import builder_hints
 from nclab.data import DATASETS, resolve_dataset
 from nclab.models import MODELS, check_model, model_options
 from nclab.train.config import TrainConfig
@@ -78,25 +78,6 @@ def option_types(config: TrainConfig, field: str) -> tuple[str, dict[str, Any]]:
     options_type = task_type(config.task).options_type
     hints = typing.get_type_hints(options_type)
     return f"task '{config.task}'", {item.name: hints[item.name] for item in fields(options_type)}
-
-
-def options_from_text(config: TrainConfig, field: str, pairs: Sequence[str],
-                      option: str | None = None) -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` for the dict field ``field`` of ``config``, as typed values.
-
-    Each value is converted to the type its owner annotates (the data set builder, the
-    model builder or the task's options dataclass); an unknown key or a value that does
-    not convert is one NCInputError line naming ``option`` (default: the field) and
-    what the owner accepts.
-
-    Examples
-    --------
-    >>> options_from_text(TrainConfig(dataset="gaussian"), "dataset_options",
-    ...                   ["num_classes=3"])
-    {'num_classes': 3}
-    """
-    owner, hints = option_types(config, field)
-    return typed_pairs(pairs, option or field, owner, hints)
 
 
 def make_evaluators(config: TrainConfig, defaults: tuple[str, ...] = ("collapse",)

@@ -11,25 +11,15 @@ import torch
 from nclab.core.errors import NCInputError
 from nclab.core.measure import measure
 from nclab.core.metrics import CollapseMetrics
+from nclab.core.validation import check_scalar, positive_number
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 
 def check_sizes(num_classes: int, dim: int, per_class: int) -> tuple[int, int, int]:
     """Validate K >= 2, d >= 1, n >= 1 and return them as ints."""
-    for name, value, low in (("num_classes", num_classes, 2), ("dim", dim, 1),
-                             ("per_class", per_class, 1)):
-        if int(value) != value or value < low:
-            raise NCInputError(f"{name} must be an integer >= {low}; got {value}")
-    return int(num_classes), int(dim), int(per_class)
-
-
-def check_nonnegative(name: str, value: float, positive: bool = False) -> float:
-    """Validate a finite hyper-parameter that must be >= 0 (or > 0)."""
-    value = float(value)
-    if not value == value or value in (float("inf"), float("-inf")) or value < 0 or (
-            positive and value == 0):
-        raise NCInputError(f"{name} must be {'> 0' if positive else '>= 0'}; got {value}")
-    return value
+    return (check_scalar(num_classes, "num_classes", int, min_val=2),
+            check_scalar(dim, "dim", int, min_val=1),
+            check_scalar(per_class, "per_class", int, min_val=1))
 
 
 def class_labels(num_classes: int, per_class: int, device: torch.device | str = "cpu"
@@ -154,11 +144,10 @@ def solve(problem, start: Params, seeds: Sequence[int], labels: torch.Tensor, *,
           lr: float, grad_tol: float, optimal_value: float | None,
           callback: Callable[[int], None] | None = None) -> UFMSolution:
     """Run :func:`nclab.ufm.optim.descend` and package the result."""
-    if int(steps) != steps or steps < 0:
-        raise NCInputError(f"steps must be an integer >= 0; got {steps}")
-    check_nonnegative("lr", lr, positive=True)
-    check_nonnegative("grad_tol", grad_tol)
-    params, trace = descend(problem, start, steps=int(steps), lr=lr, grad_tol=grad_tol,
+    steps = check_scalar(steps, "steps", int, min_val=0)
+    positive_number(lr, "lr")
+    positive_number(grad_tol, "grad_tol", allow_zero=True)
+    params, trace = descend(problem, start, steps=steps, lr=lr, grad_tol=grad_tol,
                             callback=callback)
     bias = params[2] if len(params) > 2 else None
     return UFMSolution(

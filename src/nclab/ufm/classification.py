@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from nclab.core.errors import NCInputError
+from nclab.core.validation import positive_number
 from nclab.ufm._base import (
     UFMSolution,
-    check_nonnegative,
     check_sizes,
     class_labels,
     cross_entropy,
@@ -94,9 +94,9 @@ class RegularizedUFM:
         if loss not in LOSSES:
             raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
         self.loss = loss
-        self.lambda_w = check_nonnegative("lambda_w", lambda_w, positive=True)
-        self.lambda_h = check_nonnegative("lambda_h", lambda_h, positive=True)
-        self.lambda_b = check_nonnegative("lambda_b", lambda_b)
+        self.lambda_w = positive_number(lambda_w, "lambda_w")
+        self.lambda_h = positive_number(lambda_h, "lambda_h")
+        self.lambda_b = positive_number(lambda_b, "lambda_b", allow_zero=True)
 
     def __repr__(self) -> str:
         size = (f"per_class={self.per_class}" if self.balanced

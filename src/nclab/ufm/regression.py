@@ -32,9 +32,19 @@ import numpy as np
 from nclab.core.errors import NCInputError
 from nclab.core.measure import measure_regression
 from nclab.core.regression_metrics import RegressionMetrics
-from nclab.core.validation import as_targets, to_numpy64
+from nclab.core.validation import (
+    as_targets,
+    check_memory,
+    positive_int,
+    positive_number,
+    to_numpy64,
+)
 
 REGIMES = ("collapse", "partial", "zero", "none")
+#: Arrays the solver holds at once: copies of the features H (M x d) and of W (n x d) (the
+#: point, the previous one, the look-ahead, the candidate and their gradients), and of
+#: the targets' size (M x n: the targets and the residuals).
+SOLVE_FEATURE_COPIES, SOLVE_TARGET_COPIES = 8, 4
 
 
 # ---------------------------------------------------------------------------- the model
@@ -268,6 +278,7 @@ def solve(
     _check_penalties(lambda_H, lambda_W)
     y = _as_targets(targets)
     d, (m, n) = _check_dim(dim), y.shape
+    check_memory(solve_bytes(m, n, d), "cpu", f"the regression UFM with M={m}, n={n}, d={d}")
     rng = np.random.default_rng(seed)
     point = [rng.normal(0, init_scale / math.sqrt(d), size=(n, d)),
              rng.normal(0, init_scale / math.sqrt(d), size=(m, d)), np.zeros(n)]
@@ -306,6 +317,12 @@ def solve(
     )
 
 
+def solve_bytes(samples: int, target_dim: int, dim: int) -> int:
+    """Memory of one :func:`solve` (float64), in bytes, for M samples, n targets, d dims."""
+    return 8 * (SOLVE_FEATURE_COPIES * (samples + target_dim) * dim
+                + SOLVE_TARGET_COPIES * samples * target_dim)
+
+
 def _loss_and_scaled_gradient(
     y: np.ndarray, weight: np.ndarray, features: np.ndarray, bias: np.ndarray,
     lambda_H: float, lambda_W: float,
@@ -341,15 +358,12 @@ def _as_targets(targets: Any) -> np.ndarray:
 
 
 def _check_dim(dim: int) -> int:
-    if int(dim) != dim or dim < 1:
-        raise NCInputError(f"dim must be an integer >= 1; got {dim}")
-    return int(dim)
+    return positive_int(dim, "dim")
 
 
 def _check_penalties(lambda_H: float, lambda_W: float) -> None:
-    for name, value in (("lambda_H", lambda_H), ("lambda_W", lambda_W)):
-        if not (math.isfinite(value) and value >= 0):
-            raise NCInputError(f"{name} must be a finite number >= 0; got {value}")
+    positive_number(lambda_H, "lambda_H", allow_zero=True)
+    positive_number(lambda_W, "lambda_W", allow_zero=True)
 
 
 def _check_basis(basis: np.ndarray, d: int) -> np.ndarray:

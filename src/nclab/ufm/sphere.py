@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from nclab.core.validation import positive_number
 from nclab.ufm._base import (
     UFMSolution,
-    check_nonnegative,
     check_sizes,
     class_labels,
     cross_entropy,
@@ -73,7 +73,7 @@ class SphereUFM:
 
     def __init__(self, num_classes: int, dim: int, per_class: int = 1, tau: float = 4.0) -> None:
         self.num_classes, self.dim, self.per_class = check_sizes(num_classes, dim, per_class)
-        self.tau = check_nonnegative("tau", tau, positive=True)
+        self.tau = positive_number(tau, "tau")
 
     def __repr__(self) -> str:
         return (f"SphereUFM(num_classes={self.num_classes}, dim={self.dim}, "
