@@ -38,9 +38,10 @@ def ood_command(
                                                       "ID variance)."),
     nci_alpha: float = typer.Option(NCI_ALPHA, "--nci-alpha", **real("--nci-alpha", low=0),
                                     help="Weight of NCI's L1-norm filter term."),
-    neco_standardize: bool = typer.Option(
-        True, "--neco-standardize/--no-neco-standardize",
-        help="Standardize each coordinate before NECO's PCA (the authors' code)."),
+    neco_plain: bool = typer.Option(
+        False, "--neco-plain",
+        help="NECO's PCA of the centred features without standardizing each coordinate "
+             "(by default standardized, as the authors' code does)."),
     num_classes: int | None = typer.Option(
         None, "--num-classes", **integer("--num-classes"),
         help="Number of classes C (default: the rows of 'weight', else the largest label + 1)."),
@@ -59,7 +60,7 @@ def ood_command(
         fit_features=None if fit_arrays is None else fit_arrays["features"],
         fit_labels=None if fit_arrays is None else fit_arrays["labels"],
         num_classes=num_classes, methods=methods, neco_k=neco_k, nci_alpha=nci_alpha,
-        neco_standardize=neco_standardize)
+        neco_standardize=not neco_plain)
     console.print(result_table(result, str(id_file)))
     for note in result.warnings:
         warn(note)
