@@ -59,6 +59,7 @@ def synthetic_stats(classes: int, dim: int, seed: int = 0) -> tuple[CollapseStat
         "means": torch.from_numpy(means),
         "spread": torch.from_numpy(rng.uniform(0.5, 1.5, size=classes) * 4),
         "scatter": torch.from_numpy(factor @ factor.T * 4 * classes),
+        "scale_exponent": torch.tensor(0),  # data of ordinary magnitude
     }
     stats = CollapseStats(classes).load_state_dict(state)
     weight = means + 0.3 * rng.normal(size=(classes, dim))
