@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nclab.cli.app import OptionValueError, err_console, warn
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:
         _error(exc.format_message(), exc.exit_code)
     except Interrupted as exc:  # a run stopped by a signal: how to resume it
-        err_console.print(str(exc), highlight=False)
+        err_console.print(escape(str(exc)), highlight=False)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
@@ -174,5 +175,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _error(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False)
+    # escaped: a message is text, and rich would take 'nclab[tensorboard]' for markup
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}",
+                      highlight=False)
     sys.exit(code)

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nclab.core.io import write_json
@@ -30,7 +31,7 @@ class OptionValueError(Exception):
 
 def warn(message: str) -> None:
     """One ``warning: ...`` line on stderr."""
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def short(value: float | None, digits: int = 3) -> str:

@@ -40,6 +40,7 @@ from nclab.train.evaluators import EvalContext, Evaluator, EvaluatorCallback, ev
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task
 from nclab.train.tasks import make_evaluators, make_task
+from nclab.train.threads import DEFAULT_THREADS, check_threads, limited_threads
 
 #: Without ``checkpoint_every``, a checkpoint is written when this long has passed since
 #: the last one: writing and flushing one after every short epoch can cost more than the
@@ -71,6 +72,11 @@ class Trainer:
         ``"auto"`` picks CUDA when available.
     progress : bool or rich Console
         Show a progress bar (on rank 0), on the given console if one is passed.
+    threads : int or None
+        CPU threads of torch and numpy's BLAS while :meth:`fit` runs (restored after):
+        by default ``DEFAULT_THREADS`` (1), as ``nclab train --threads``, so a run from
+        Python takes the time and gives the digits of the same run from the command
+        line. ``None`` keeps the current setting (torch's default: one per core).
     checkpoint_every : int, optional
         Save a checkpoint every this many epochs; by default whenever
         ``CHECKPOINT_SECONDS`` have passed since the last one. Always after the last
@@ -118,6 +124,7 @@ class Trainer:
         *,
         device: str | torch.device = "auto",
         progress: bool | Console = True,
+        threads: int | None = DEFAULT_THREADS,
         checkpoint_every: int | None = None,
         callbacks: Sequence[Callback] = (),
         evaluators: Sequence[Evaluator] = (),
@@ -131,6 +138,7 @@ class Trainer:
         self.run = RunDir(run_dir)
         self.device = resolve_device(device)
         self.progress = progress
+        self.threads = check_threads(threads)
         self.checkpoint_every = checkpoint_every
         self.task = task if task is not None else make_task(config)
         named = make_evaluators(config, self.task.default_evaluators)
@@ -162,6 +170,7 @@ class Trainer:
         created_group = self._setup_distributed()
         try:
             with ExitStack() as held:
+                held.enter_context(limited_threads(self.threads))
                 # a check that fails on one rank stops every rank before anything is written
                 with self._agreed():
                     self._build()
