@@ -224,8 +224,9 @@ class Trainer:
                     "another --out)")
             return None
         if not resume:
-            raise NCInputError(f"{self.run.path} already holds a run: pass --resume to "
-                               "continue it, or choose another --out")
+            raise NCInputError(f"{self.run.path} already holds a run: continue it with "
+                               "--resume (in Python: fit(resume=True)), or choose another "
+                               "run folder (--out)")
         differences = config_diff(self.task.current_values(stored), self.config.to_dict())
         if differences:
             raise NCInputError(f"refusing to resume: {self.run.path} holds a run with a "

@@ -1,0 +1,114 @@
+"""Every python and console block of README.md and docs/*.md runs here, in page order,
+and prints what the page shows (tests/docs_helpers.py says how); every docstring example
+(``>>>``) of the package runs as a doctest."""
+
+import doctest
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+
+import pytest
+import torch
+from docs_helpers import (
+    PAGES,
+    ROOT,
+    Block,
+    compare_output,
+    console_commands,
+    page_blocks,
+    run_command,
+    run_python,
+)
+
+import nclab
+
+BLOCKS = [block for page in PAGES for block in page_blocks(page)]
+#: page -> (namespace, folder): a page's blocks share them, in page order
+PAGE_STATE: dict[str, tuple[dict, Path]] = {}
+#: folders of the repository that console examples name by their relative path
+LINKED = ("src", "benchmarks", "experiments", "Makefile", "pyproject.toml")
+
+
+def page_state(page: str, factory) -> tuple[dict, Path]:
+    if page not in PAGE_STATE:
+        folder = factory.mktemp(Path(page).stem)
+        for name in LINKED:
+            (folder / name).symlink_to(ROOT / name)
+        PAGE_STATE[page] = ({"__name__": "__main__"}, folder)
+    return PAGE_STATE[page]
+
+
+@pytest.fixture
+def one_thread():
+    # two shared cores: threads that spin-wait for each other slow small models 5-10x
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.name)
+def test_documented_block_runs_and_prints_what_the_page_shows(block: Block, monkeypatch,
+                                                             tmp_path_factory, one_thread):
+    if block.skipped:
+        pytest.skip(f"{block.skipped} (its short twin runs: {block.page}, before line "
+                    f"{block.line})")
+    namespace, folder = page_state(block.page, tmp_path_factory)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("HOME", str(folder))  # "~/data" of the examples: the page's folder
+    environment = dict(os.environ)  # an example may set a variable for its own process
+    try:
+        run_block(block, namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def run_block(block: Block, namespace: dict) -> None:
+    if block.kind == "python":
+        printed = run_python(block.source, namespace, f"{block.page}:{block.line}")
+        if block.shown is not None:
+            problem = compare_output(printed, block.shown)
+            assert problem is None, problem
+        return
+    for command, shown in console_commands(block.source):
+        code, printed = run_command(command)
+        failing = shown.lstrip().startswith("error:")
+        assert (code != 0) == failing, f"$ {command}\nexited {code}:\n{printed}"
+        problem = compare_output(printed, shown)
+        assert problem is None, f"$ {command}\n{problem}"
+
+
+def test_every_page_has_blocks_and_each_skip_has_a_twin():
+    assert {block.page for block in BLOCKS} >= {"README.md", "docs/index.md",
+                                                "docs/training.md"}
+    for page in PAGES:
+        blocks = [block for block in BLOCKS if block.page == page]
+        for before, block in zip([None, *blocks], blocks, strict=False):
+            if block.skipped:
+                assert before is not None and before.twin, f"{block.name}: no twin"
+
+
+# ------------------------------------------------------------------ doctests
+def package_modules():
+    found = [nclab.__name__]
+    for info in pkgutil.walk_packages(nclab.__path__, "nclab."):
+        found.append(info.name)
+    return found
+
+
+@pytest.mark.parametrize("module_name", package_modules())
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch, one_thread):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(module_name)
+    tests = [test for test in doctest.DocTestFinder().find(module, module_name)
+             if test.examples]
+    if not tests:
+        return
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
