@@ -263,7 +263,14 @@ class TerminalPhase:
 
     Examples
     --------
-    >>> Trainer(config, "runs/x", callbacks=[StopWhen(TerminalPhase(0.05))])  # doctest: +SKIP
+    >>> terminal = TerminalPhase(0.05)
+    >>> rows = [{"epoch": 1, "train_error": 0.1, "coarse_nc1": 0.9, "tpt_onset": None},
+    ...         {"epoch": 2, "train_error": 0.0, "coarse_nc1": 0.5, "tpt_onset": 2},
+    ...         {"epoch": 9, "train_error": 0.0, "coarse_nc1": 0.04, "tpt_onset": 2}]
+    >>> terminal(rows[:2]), terminal(rows)
+    (False, True)
+
+    In a run: ``Trainer(config, out, callbacks=[StopWhen(TerminalPhase(0.05))])``.
     """
 
     threshold: float = TERMINAL_NC1

@@ -113,8 +113,12 @@ class Trainer:
 
     Examples
     --------
-    >>> cfg = TrainConfig(dataset="mnist1d", model="mlp", epochs=60)   # doctest: +SKIP
-    >>> summary = Trainer(cfg, "runs/mlp").fit()                       # doctest: +SKIP
+    >>> cfg = TrainConfig(dataset="gaussian", per_class=40, epochs=6, batch_size=32,
+    ...                   dataset_options={"num_classes": 4, "dim": 8, "separation": 8.0},
+    ...                   model="mlp", model_options={"widths": [32, 32]})
+    >>> summary = Trainer(cfg, "runs/mlp", progress=False).fit()   # one CPU thread
+    >>> summary["epochs_done"], summary["final"]["train_error"], summary["tpt_onset"]
+    (6, 0.0, 2)
     """
 
     def __init__(
