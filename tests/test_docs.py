@@ -2,8 +2,10 @@
 and prints what the page shows (tests/docs_helpers.py says how); every docstring example
 (``>>>``) of the package runs as a doctest."""
 
+import ast
 import doctest
 import importlib
+import importlib.util
 import os
 import pkgutil
 from pathlib import Path
@@ -113,3 +115,32 @@ def test_docstring_examples_run(module_name, tmp_path, monkeypatch, one_thread):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
+
+
+# ------------------------------------------------------------------ the names the pages use
+def imported_names():
+    """(module, name) of every ``from nclab... import name`` and ``nclab.name`` of the
+    pages' python blocks."""
+    found = set()
+    for block in BLOCKS:
+        if block.kind != "python":
+            continue
+        for node in ast.walk(ast.parse(block.source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nclab"):
+                found |= {(node.module, alias.name) for alias in node.names}
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id == "nclab"):
+                found.add(("nclab", node.attr))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(("module_name", "name"), imported_names())
+def test_pages_use_only_exported_names(module_name, name):
+    """What a page imports is in its module's ``__all__``: the public surface, documented
+    by the API reference."""
+    module = importlib.import_module(module_name)
+    if hasattr(module, "__path__") and importlib.util.find_spec(f"{module_name}.{name}"):
+        return  # a subpackage (``import nclab.ood``; ``nclab.ood.evaluate``)
+    if not hasattr(module, "__all__"):
+        pytest.fail(f"{module_name} has no __all__: which of its names are public?")
+    assert name in module.__all__, f"{module_name}.__all__ lacks {name}"

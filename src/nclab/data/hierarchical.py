@@ -12,6 +12,8 @@ import numpy as np
 from nclab.core.errors import NCInputError
 from nclab.data.base import DatasetSplits, from_numpy
 
+__all__ = ["hierarchical", "hierarchical_coarse_map"]
+
 
 def hierarchical(
     num_coarse: int = 5, fine_per_coarse: int = 2, dim: int = 32, train_per_class: int = 200,

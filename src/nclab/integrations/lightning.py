@@ -23,6 +23,8 @@ from torch import nn
 from nclab.core.errors import NCInputError
 from nclab.integrations import common
 
+__all__ = ["CollapseCallback"]
+
 try:  # the classic package first: a callback must come from the trainer's own package
     import pytorch_lightning as pl
 except ImportError:  # pragma: no cover - depends on which package is installed

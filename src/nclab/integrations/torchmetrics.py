@@ -26,6 +26,8 @@ from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics, compute_metrics
 from nclab.core.stats import CollapseStats
 
+__all__ = ["NeuralCollapse"]
+
 try:
     from torchmetrics import Metric
 except ImportError:  # pragma: no cover - depends on what is installed

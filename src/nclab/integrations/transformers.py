@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from nclab.core.errors import NCInputError
 from nclab.integrations import common
 
+__all__ = ["CollapseCallback"]
+
 try:
     from transformers import TrainerCallback
 except ImportError:  # pragma: no cover - depends on what is installed

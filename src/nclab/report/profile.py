@@ -13,6 +13,8 @@ from nclab.core.errors import NCInputError
 from nclab.core.io import write_atomic
 from nclab.report.style import color, figure_style, panel_grid, save_png
 
+__all__ = ["CURVES", "profile_figure", "profile_section"]
+
 PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))

@@ -34,6 +34,23 @@ from nclab.train.config import TrainConfig
 from nclab.train.evaluators import EvalContext
 from nclab.train.task import ClassificationTask, TaskOptions
 
+__all__ = [
+    "DEFAULT_NUM_COARSE",
+    "RECOVERY_COLUMNS",
+    "TERMINAL_DROP",
+    "TERMINAL_NC1",
+    "CoarseOptions",
+    "CoarseTask",
+    "ModelRecovery",
+    "RecoveryEvaluator",
+    "TerminalPhase",
+    "coarse_data",
+    "fine_to_coarse",
+    "make_recovery_evaluator",
+    "recover_from_model",
+    "recovery_row",
+]
+
 #: The values each logged row gets from the recovery evaluator.
 RECOVERY_COLUMNS = ("recovery_train_accuracy", "recovery_test_accuracy", "coarse_nc1",
                     "fine_nc1")
