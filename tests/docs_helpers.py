@@ -39,9 +39,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sybil import Document
-from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, RawFencedCodeBlockLexer
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: The pages whose every block runs (docs/notes/ holds measured investigations, not
@@ -58,9 +55,6 @@ VOLATILE = re.compile(
     r"|load average [\d.]+|torch \S+|numpy \S+|\bin \d+ s\b"
 )
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?")
-FENCE = RawFencedCodeBlockLexer(
-    info_pattern=re.compile(r"(?P<language>[\w-]*)[^\n]*$\n", re.MULTILINE))
-DIRECTIVES = DirectiveInHTMLCommentLexer(directive=r"docs-test|invisible-code-block")
 HEADING = re.compile(r"^#{1,6} ", re.MULTILINE)
 
 
@@ -84,9 +78,19 @@ class Block:
 def page_blocks(page: str) -> list[Block]:
     """Every block of ``page`` (relative to the repository) in page order, twins and
     invisible set-up code included; output blocks are attached to their examples."""
+    # imported here: the helpers below serve tests that run without the docs' extra
+    from sybil import Document
+    from sybil.parsers.markdown.lexers import (
+        DirectiveInHTMLCommentLexer,
+        RawFencedCodeBlockLexer,
+    )
+
+    fences = RawFencedCodeBlockLexer(
+        info_pattern=re.compile(r"(?P<language>[\w-]*)[^\n]*$\n", re.MULTILINE))
+    directives = DirectiveInHTMLCommentLexer(directive=r"docs-test|invisible-code-block")
     text = (ROOT / page).read_text()
     document = Document(text, str(ROOT / page))
-    regions = sorted([*FENCE(document), *DIRECTIVES(document)], key=lambda r: r.start)
+    regions = sorted([*fences(document), *directives(document)], key=lambda r: r.start)
     blocks: list[Block] = []
     pending_skip: str | None = None
     for index, region in enumerate(regions):
