@@ -51,7 +51,7 @@ ZERO = 1e-9
 #: Numbers that differ from run to run or machine to machine: times, rates, sizes,
 #: load averages, versions.
 VOLATILE = re.compile(
-    r"-?\d[\d,.]*(?:e[-+]?\d+)?\s*(?:s\b|ms\b|it/s|GFLOP/s|MiB|MB|GB|x \(|%\))"
+    r"-?\d[\d,.]*(?:e[-+]?\d+)?\s*(?:s\b|ms\b|it/s|GFLOP/s|MiB|MB|GB|%\))"
     r"|load average [\d.]+|torch \S+|numpy \S+|\bin \d+ s\b"
 )
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?")

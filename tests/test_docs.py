@@ -144,3 +144,25 @@ def test_pages_use_only_exported_names(module_name, name):
     if not hasattr(module, "__all__"):
         pytest.fail(f"{module_name} has no __all__: which of its names are public?")
     assert name in module.__all__, f"{module_name}.__all__ lacks {name}"
+
+
+# ------------------------------------------------------------------ the comparison itself
+@pytest.mark.parametrize(("printed", "shown", "same"), [
+    ("nc1 0.10005 acc 1", "nc1 0.1 acc 1", True),              # within the tolerance
+    ("nc1 0.1010 acc 1", "nc1 0.1 acc 1", False),              # 1% off
+    ("nc1 0.1 acc 1", "nc1 0.1 accuracy 1", False),            # another word
+    ("gap 3.1e-17\n", "gap 6.9e-17", True),                    # numerical zeros
+    ("trained 5 epochs in 3 s", "trained 5 epochs in 143 s", True),  # a time
+    ("a long line that wraps\nat 80 columns 0.5", "a long line that wraps at 80 columns 0.5",
+     True),
+    ("warning: x\nrow 1 2\nrow 3 4\nend", "row 1 2\n...\nend", True),  # passed over
+    ("row 3 4\nrow 1 2", "row 1 2\nrow 3 4", False),           # out of order
+])
+def test_printed_output_is_compared_word_by_word(printed, shown, same):
+    assert (compare_output(printed, shown) is None) == same
+
+
+def test_console_commands_join_continued_lines_and_keep_each_output():
+    source = "$ nclab a \\\n    --b 1  # note\nout 1\n$ nclab c\nout 2\nout 3\n"
+    assert console_commands(source) == [("nclab a  --b 1  # note", "out 1"),
+                                        ("nclab c", "out 2\nout 3")]
