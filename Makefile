@@ -7,12 +7,17 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test tutorials tutorials-test docs lint bench clean
+.PHONY: demo test tutorials tutorials-test docs lint bench package clean
 
+# The installs take a few minutes the first time: each step says what it installs.
 $(BIN)/nclab: pyproject.toml
+	@echo "make: creating the environment $(VENV) ($(PYTHON) -m venv)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test,mujoco,docs]"
+	@$(BIN)/python -c "import torch" 2>/dev/null \
+		|| { echo "make: installing $(TORCH), the largest download"; \
+		     $(BIN)/python -m pip install $(TORCH); }
+	@echo "make: installing nclab with the extras test, mujoco and docs (pip's own lines follow)"
+	$(BIN)/python -m pip install -e ".[test,mujoco,docs]"
 	touch $@
 
 demo: $(BIN)/nclab
@@ -24,6 +29,12 @@ test: $(BIN)/nclab
 	$(BIN)/python -m pytest -q
 	$(MAKE) tutorials-test
 	$(MAKE) docs
+	$(MAKE) package
+
+# Wheel and sdist as the package index gets them: built, checked by twine, the sdist's
+# quick tests run where it is unpacked, the wheel smoke-tested in a fresh venv (.ci/package).
+package: $(BIN)/nclab
+	bash .ci/package $(BIN)/python
 
 # The notebooks of docs/tutorials, executed top to bottom (each well under a minute on
 # 2 cores; a cell that runs past 120 s fails). `make tutorials` stores the new outputs.
@@ -43,4 +54,4 @@ bench: $(BIN)/nclab
 	$(BIN)/python benchmarks/stats_throughput.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .mypy_cache
+	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache

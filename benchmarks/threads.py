@@ -6,7 +6,7 @@ MNIST-1D-shaped inputs (1,000 samples of shape (1, 40), 10 classes, batch 128), 
 process; the total time of ``--epochs`` epochs per setting, twice each (a total, not a
 best-of: spin-waiting threads on a busy machine show up as slow epochs, not as a slower
 best one). The ratio default / one decides the thread
-count the training commands use by default (``nclab.cli.runtime.DEFAULT_THREADS``).
+count the training commands use by default (``nclab.train.threads.DEFAULT_THREADS``).
 
     python benchmarks/threads.py [--epochs 10]
 """

@@ -31,7 +31,7 @@ def test_train_resume_and_refusals(tmp_path, capsys):
     assert err.startswith("error: refusing to resume") and err.count("\n") == 1
     assert "lr: 0.05 -> 0.2" in err and "model_options: " in err
     code, _, err = run_cli(["train", *TINY_ARGS, "--out", run_dir], capsys)
-    assert code == 2 and "already holds a run: pass --resume" in err
+    assert code == 2 and "already holds a run: continue it with --resume" in err
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -66,7 +66,7 @@ def test_same_seed_same_run_other_seed_other_run(finished, tmp_path):
 
 def test_existing_run_dir_refuses_a_fresh_start_and_a_different_config(finished):
     run_dir, _ = finished
-    with pytest.raises(NCInputError, match="already holds a run: pass --resume"):
+    with pytest.raises(NCInputError, match=r"--resume \(in Python: fit\(resume=True\)\)"):
         Trainer(TINY, run_dir, progress=False).fit()
     changed = TINY.updated(lr=0.1, epochs=20)
     with pytest.raises(NCInputError, match=r"different config \(epochs: 12 -> 20; lr: 0.05 -> "

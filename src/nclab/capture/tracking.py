@@ -485,8 +485,15 @@ def track(
 
     Examples
     --------
-    >>> metrics = nclab.track(model, test_loader)          # doctest: +SKIP
-    >>> metrics.nc1, metrics.ncc_mismatch                   # doctest: +SKIP
+    >>> import torch
+    >>> from torch import nn
+    >>> import nclab
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> test_loader = [(torch.randn(30, 8), torch.arange(30) % 3) for _ in range(2)]
+    >>> metrics = nclab.track(model, test_loader)   # hooks the input of the last Linear
+    >>> metrics.num_samples, metrics.num_classes, 0 <= metrics.ncc_mismatch <= 1
+    (60, 3, True)
     """
     plan = _plan(model, classifier, layers, layer_point, num_classes, device,
                  BatchFormat(label_key, forward, labels),

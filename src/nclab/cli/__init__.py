@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:
         _error(exc.format_message(), exc.exit_code)
     except Interrupted as exc:  # a run stopped by a signal: how to resume it
-        err_console.print(str(exc), highlight=False)
+        err_console.print(escape(str(exc)), highlight=False)
         sys.exit(exc.exit_code)
     except OSError as exc:  # a file-system fault that no check foresaw: still one line
         _error(_os_error_line(exc))
@@ -230,7 +230,7 @@ def _os_error_line(exc: OSError) -> str:
 
 
 def _error(message: str, code: int = 2) -> None:
-    # escaped: a folder named "runs[red]" is a name, not rich markup
+    # escaped: a message is text, and rich would take 'nclab[tensorboard]' for markup
     err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}",
                       highlight=False)
     sys.exit(code)

@@ -138,7 +138,7 @@ def finegrained_command(
     coarse_config, fine_config = comparison_configs(base, options)
     out = out or Path("runs") / f"finegrained-{base.dataset}-{base.model}-seed{base.seed}"
     summary = run_comparison(coarse_config, fine_config, out, superclass=superclass,
-                             resume=resume, device=runtime.device,
+                             resume=resume, device=runtime.device, threads=runtime.threads,
                              progress=console if runtime.progress else False,
                              announce=lambda text: console.print(text, highlight=False),
                              until_collapse=until)

@@ -104,7 +104,8 @@ def normcompare_command(
         base, out, taus=parse_list(taus, float, "--taus"),
         weight_decays=parse_list(weight_decays, float, "--weight-decays"),
         normalized_weight_decay=normalized_weight_decay, threshold=threshold,
-        device=runtime.device, progress=console if runtime.progress else False,
+        device=runtime.device, threads=runtime.threads,
+        progress=console if runtime.progress else False,
         on_run=heading, json_path=json_path, figure_path=figure)
     print_result(result)
     console.print(f"results: {json_path or out / RESULT_JSON}\n"

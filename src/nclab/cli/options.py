@@ -40,11 +40,8 @@ from nclab.train.config import (
 )
 from nclab.train.losses import ClassificationLoss
 from nclab.train.tasks import OPTION_FIELDS, task_type
+from nclab.train.threads import DEFAULT_THREADS  # the Trainer's default too
 
-#: Threads of torch (and of numpy's BLAS) by default. benchmarks/threads.py, on a shared
-#: 2-core machine: one thread trains the shipped MLP and 1-D CNN about 5x faster than
-#: torch's default of one per core, whose threads spin-wait for each other.
-DEFAULT_THREADS = 1
 #: Threads (or worker processes) per usable CPU core at the most: more only wait for each
 #: other, and a count in the thousands runs the process out of threads.
 PER_CORE = 4
@@ -357,13 +354,14 @@ class Runtime:
     progress: bool
 
     def apply_threads(self, console: Any = None) -> None:
-        """Set torch's and the BLAS's thread counts, and say so."""
+        """Set torch's and the BLAS's thread counts; say so when ``--threads`` chose
+        another count than the default (the Trainer's too)."""
         import torch
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(self.threads)
         threadpool_limits(self.threads)
-        if console is not None:
+        if console is not None and self.threads != DEFAULT_THREADS:
             console.print(f"torch threads: {self.threads} (--threads)", highlight=False)
 
 

@@ -175,7 +175,7 @@ def train_command(
     config = build_config(out, resume, changes, PRESET)
     out = out or Path("runs") / f"regress-{Path(data).stem}-wd{config.weight_decay:g}"
     runtime.apply_threads(console)
-    summary = Trainer(config, out, device=runtime.device,
+    summary = Trainer(config, out, device=runtime.device, threads=runtime.threads,
                       progress=console if runtime.progress else False).fit(resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -222,6 +222,7 @@ def sweep_command(
                       f"-> {run_dir}", highlight=False)
 
     result = sweep_weight_decay(config, values, out, on_run=announce, device=runtime.device,
+                                threads=runtime.threads,
                                 progress=console if runtime.progress else False)
     console.print(outcome_table([(f"wd {run['weight_decay']:g}", run) for run in result["runs"]],
                                 f"{data}: NRC (train) at the last epoch, ÷ drop since the "

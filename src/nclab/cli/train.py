@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def run_training(config: TrainConfig, out: Path, *, resume: bool, runtime: Runti
 
     chosen = make_loggers(loggers or (), out, config=config.to_dict())
     runtime.apply_threads(console)
-    trainer = Trainer(config, out, device=runtime.device, checkpoint_every=checkpoint_every,
+    trainer = Trainer(config, out, device=runtime.device, threads=runtime.threads,
+                      checkpoint_every=checkpoint_every,
                       progress=console if runtime.progress else False,
                       callbacks=[LoggerCallback(logger) for logger in chosen])
     try:
@@ -80,8 +82,19 @@ def print_summary(summary: dict[str, Any]) -> None:
                       highlight=False)
     elif "nc1_drop" in summary:
         console.print(f"TPT onset: epoch {onset}; train NC1 {summary['nc1_at_onset']:.4g} -> "
-                      f"{summary['nc1_final']:.4g} ({summary['nc1_drop']:.0f}x smaller)",
+                      f"{summary['nc1_final']:.4g} ({nc1_change(summary['nc1_drop'])})",
                       highlight=False)
+
+
+def nc1_change(drop: float) -> str:
+    """``drop`` (NC1 at the onset / final NC1) in words: "134x smaller", "1.31x smaller",
+    "2.5x larger" (NC1 rose), "unchanged"."""
+    if not drop > 0 or not math.isfinite(drop):
+        return f"ratio {drop:g}"
+    if drop == 1:
+        return "unchanged"
+    factor, word = (drop, "smaller") if drop > 1 else (1 / drop, "larger")
+    return f"{factor:.0f}x {word}" if factor >= 10 else f"{factor:.3g}x {word}"
 
 
 @app.command("train")

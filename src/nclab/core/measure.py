@@ -68,7 +68,7 @@ def measure(
     batch_size = positive_int(batch_size, "batch_size")
     x = as_features(features)
     if num_classes is None and weight is not None:
-        num_classes = classifier_rows(weight)
+        num_classes = classifier_rows(weight, x.shape[1], _implied_classes(labels, x))
     y = as_labels(labels, x.shape[0], num_classes)
     if x.shape[0] == 0:
         raise NCInputError("features has no rows")
@@ -128,3 +128,9 @@ def measure_regression(
     for start in range(0, len(x), batch_size):
         stats.update(x[start : start + batch_size], y[start : start + batch_size])
     return stats.compute(weight, bias, gamma=gamma, centred_pca=centred_pca)
+
+
+def _implied_classes(labels: Any, features: Any) -> int | None:
+    """max(labels) + 1, for the message about a classifier of the wrong shape."""
+    y = as_labels(labels, features.shape[0], None)
+    return int(y.max()) + 1 if len(y) else None

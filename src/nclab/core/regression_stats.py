@@ -48,10 +48,17 @@ class RegressionStats(StreamingStatistic):
 
     Examples
     --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> W, b = torch.randn(2, 6), torch.zeros(2)
+    >>> batches = [(h, h @ W.T + 0.1 * torch.randn(20, 2))
+    ...            for h in (torch.randn(20, 6) for _ in range(3))]
     >>> stats = RegressionStats()
-    >>> for features, targets in batches:                        # doctest: +SKIP
-    ...     stats.update(features, targets)
-    >>> stats.compute(weight=W, bias=b)                            # doctest: +SKIP
+    >>> for features, targets in batches:
+    ...     _ = stats.update(features, targets)   # it returns the stats
+    >>> metrics = stats.compute(weight=W, bias=b)
+    >>> metrics.num_samples, metrics.r2 > 0.9
+    (60, True)
     """
 
     CONFIG = ("dim", "target_dim")

@@ -78,10 +78,17 @@ class CollapseStats(StreamingStatistic):
 
     Examples
     --------
-    >>> stats = CollapseStats(num_classes=10)
-    >>> for features, labels in batches:          # doctest: +SKIP
-    ...     stats.update(features, labels)
-    >>> stats.compute(weight=W, bias=b)            # doctest: +SKIP
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> W, b = torch.eye(3, 5), torch.zeros(3)
+    >>> batches = [(torch.randn(12, 5) + 4 * W[torch.arange(12) % 3], torch.arange(12) % 3)
+    ...            for _ in range(3)]
+    >>> stats = CollapseStats(num_classes=3)
+    >>> for features, labels in batches:
+    ...     _ = stats.update(features, labels)   # it returns the stats
+    >>> metrics = stats.compute(weight=W, bias=b)
+    >>> metrics.num_samples, round(metrics.nc1, 4) > 0
+    (36, True)
     """
 
     CONFIG = ("num_classes", "dim")

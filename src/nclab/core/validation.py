@@ -208,9 +208,7 @@ def as_classifier(
         return None, None
     w = to_numpy64(weight, "weight")
     if w.shape != (num_classes, dim):
-        raise NCInputError(
-            f"weight must have shape (C, d) = ({num_classes}, {dim}); got {w.shape}"
-        )
+        raise NCInputError(weight_shape_message(w.shape, num_classes, dim))
     if not np.isfinite(w).all():
         raise NCInputError("weight contains NaN or inf")
     if bias is None:
@@ -223,12 +221,30 @@ def as_classifier(
     return w, b
 
 
-def classifier_rows(weight: Any) -> int:
-    """The number of rows C of a classifier weight (C, d); NCInputError unless 2-D."""
+def classifier_rows(weight: Any, dim: int | None = None, classes: int | None = None) -> int:
+    """The number of rows C of a classifier weight (C, d).
+
+    NCInputError unless it is 2-D with ``dim`` columns (when ``dim``, the features'
+    dimension d, is given); ``classes`` (the C the labels imply) only makes that message
+    exact.
+    """
     shape = tuple(real_tensor(weight, "weight").shape)
     if len(shape) != 2:
         raise NCInputError(f"weight must be 2-D (C x d); got shape {shape}")
+    if dim is not None and shape[1] != dim:
+        raise NCInputError(weight_shape_message(shape, classes, dim))
     return shape[0]
+
+
+def weight_shape_message(shape: tuple[int, ...], num_classes: int | None, dim: int) -> str:
+    """What a classifier weight of the wrong ``shape`` should be, (C, d), with the hint
+    to transpose it when its transpose fits (an (d, C) weight, as some frameworks store
+    a linear layer)."""
+    expected = f"({'C' if num_classes is None else num_classes}, {dim})"
+    transposed = len(shape) == 2 and shape[0] == dim and num_classes in (None, shape[1])
+    hint = f": pass weight.T (the {shape[1]} classes as rows)" if transposed else ""
+    return (f"weight must have shape (C, d) = {expected}, d = {dim} the features' "
+            f"dimension; got {tuple(shape)}{hint}")
 
 
 def to_numpy64(x: Any, name: str = "array") -> np.ndarray:

@@ -14,6 +14,8 @@ from nclab.core.validation import check_memory
 from nclab.data.base import DatasetSplits, from_numpy
 from nclab.data.synthetic import GAUSSIAN_COPIES
 
+__all__ = ["hierarchical", "hierarchical_coarse_map"]
+
 
 def hierarchical(
     num_coarse: int = 5, fine_per_coarse: int = 2, dim: int = 32, train_per_class: int = 200,

@@ -4,6 +4,9 @@ Needs the ``lightning`` extra (``pip install "nclab[lightning]"``, which brings
 ``pytorch-lightning``); the unified ``lightning`` package works too, through
 ``lightning.pytorch``, when ``pytorch_lightning`` is not installed.
 
+In outline (skipped here: it needs a LightningModule and its loader;
+docs/in_your_training.md has a complete example, run by the test suite):
+
 >>> trainer = pl.Trainer(max_epochs=100, callbacks=[CollapseCallback()])  # doctest: +SKIP
 >>> trainer.fit(module, train_loader)                                     # doctest: +SKIP
 >>> trainer.callback_metrics["nc/nc1"]                                    # doctest: +SKIP
@@ -19,6 +22,8 @@ from torch import nn
 
 from nclab.core.errors import NCInputError
 from nclab.integrations import common
+
+__all__ = ["CollapseCallback"]
 
 try:  # the classic package first: a callback must come from the trainer's own package
     import pytorch_lightning as pl

@@ -3,10 +3,15 @@ compute the metrics, synchronized over processes by torchmetrics.
 
 Needs the ``torchmetrics`` extra (``pip install "nclab[torchmetrics]"``).
 
->>> metric = NeuralCollapse(num_classes=10, classifier=model.fc)  # doctest: +SKIP
->>> for h, y in loader:                                           # doctest: +SKIP
+>>> import torch
+>>> head = torch.nn.Linear(8, 3)                 # the classifier, read at compute()
+>>> loader = [(torch.randn(30, 8) + 3 * torch.eye(3, 8)[torch.arange(30) % 3],
+...            torch.arange(30) % 3) for _ in range(2)]
+>>> metric = NeuralCollapse(num_classes=3, classifier=head)
+>>> for h, y in loader:
 ...     metric.update(h, y)
->>> metric.compute()["nc1"]                                       # doctest: +SKIP
+>>> float(metric.compute()["nc1"]) > 0
+True
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from nclab.core.errors import NCInputError
 from nclab.core.metric_info import METRICS
 from nclab.core.metrics import CollapseMetrics, compute_metrics
 from nclab.core.stats import CollapseStats
+
+__all__ = ["NeuralCollapse"]
 
 try:
     from torchmetrics import Metric

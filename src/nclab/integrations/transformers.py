@@ -3,6 +3,9 @@ trains, on its own (dict) batches, sequence-level or token-level.
 
 Needs the ``hf`` extra (``pip install "nclab[hf]"``).
 
+In outline (skipped here: it needs a model and a data set; docs/in_your_training.md
+has a complete example, run by the test suite):
+
 >>> trainer = Trainer(model=model, args=args, train_dataset=train)   # doctest: +SKIP
 >>> trainer.add_callback(CollapseCallback(trainer))                  # doctest: +SKIP
 >>> trainer.train()                                                  # doctest: +SKIP
@@ -19,6 +22,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from nclab.core.errors import NCInputError
 from nclab.integrations import common
+
+__all__ = ["CollapseCallback"]
 
 try:
     from transformers import TrainerCallback

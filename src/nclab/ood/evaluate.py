@@ -256,7 +256,7 @@ def evaluate(
     if num_classes is not None:
         num_classes = positive_int(num_classes, "num_classes")
     elif weight is not None:
-        num_classes = classifier_rows(weight)
+        num_classes = classifier_rows(weight, dim)
     y = as_labels(y_fit, x_fit.shape[0], num_classes)
     stats = CollapseStats(num_classes or int(y.max()) + 1, dim=dim)
     for start in range(0, x_fit.shape[0], batch_size):

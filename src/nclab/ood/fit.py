@@ -324,10 +324,18 @@ class ScoreStream:
 
     Examples
     --------
-    >>> stream = fitted.stream("far")                 # doctest: +SKIP
-    >>> for features in batches:                      # doctest: +SKIP
-    ...     stream.update(features)
-    >>> stream.scores()["neco"]                        # doctest: +SKIP
+    >>> import numpy as np
+    >>> from nclab import CollapseStats
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.arange(60) % 3
+    >>> stats = CollapseStats(num_classes=3)
+    >>> _ = stats.update(4 * np.eye(3, 8)[labels] + rng.normal(size=(60, 8)), labels)
+    >>> fitted = OODFit.from_stats(stats, weight=np.eye(3, 8), neco_k=2)
+    >>> stream = fitted.stream("far")
+    >>> for batch in np.split(rng.normal(size=(40, 8)), 4):
+    ...     _ = stream.update(batch)
+    >>> stream.scores()["neco"].shape
+    (40,)
     """
 
     def __init__(self, fit: OODFit, name: str = "features") -> None:

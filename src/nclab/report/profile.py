@@ -26,6 +26,8 @@ from nclab.report.style import (
 )
 from nclab.runs import RunLogWarning, is_number, shown_path
 
+__all__ = ["CURVES", "profile_figure", "profile_section"]
+
 PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))

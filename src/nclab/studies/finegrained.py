@@ -40,6 +40,7 @@ from nclab.train.finegrained import (
     make_recovery_evaluator,
     recover_from_model,
 )
+from nclab.train.threads import DEFAULT_THREADS
 
 RESULT_JSON, RECOVERY_PNG, PROJECTION_PNG = "finegrained.json", "recovery.png", "projection.png"
 
@@ -55,10 +56,11 @@ def comparison_configs(base: TrainConfig, options: dict[str, Any]) -> tuple[Trai
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool, device: str,
-           progress: bool | Console,
+           threads: int | None, progress: bool | Console,
            stop_when: TerminalPhase | None = None) -> tuple[Trainer, dict[str, Any]]:
     callbacks = [StopWhen(stop_when)] if stop_when is not None else []
-    trainer = Trainer(config, run_dir, device=device, progress=progress, callbacks=callbacks)
+    trainer = Trainer(config, run_dir, device=device, threads=threads, progress=progress,
+                      callbacks=callbacks)
     return trainer, trainer.fit(resume=resume)
 
 
@@ -110,6 +112,7 @@ def _logged_rows(trainer: Trainer) -> list[dict[str, Any]]:
 
 def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Path, *,
                    superclass: int, resume: bool, device: str = "auto",
+                   threads: int | None = DEFAULT_THREADS,
                    progress: bool | Console = False,
                    announce: Callable[[str], None] | None = None,
                    until_collapse: TerminalPhase | None = None,
@@ -127,7 +130,7 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
         The superclass drawn in the projection figure.
     resume : bool
         Continue the runs already in ``out`` (without it, runs there are refused).
-    device, progress
+    device, threads, progress
         Passed to :class:`~nclab.train.Trainer`.
     announce : callable, optional
         Called with a line of text before each stage (the two runs, the recovery).
@@ -155,10 +158,10 @@ def run_comparison(coarse_config: TrainConfig, fine_config: TrainConfig, out: Pa
                            "choose another --out")
     say("[bold]1/2[/] training on superclass labels")
     coarse, coarse_summary = _train(coarse_config, out / "coarse", resume=resume, device=device,
-                                    progress=progress, stop_when=until_collapse)
+                                    threads=threads, progress=progress, stop_when=until_collapse)
     say("[bold]2/2[/] training on fine labels (baseline)")
     fine, fine_summary = _train(fine_config, baseline_dir, resume=resume, device=device,
-                                progress=progress)
+                                threads=threads, progress=progress)
     evaluator = make_recovery_evaluator(coarse_config)  # its n_init and threads
     say("recovering the fine labels of the final model")
     recovery = recover_from_model(coarse.model, coarse.data,

@@ -40,6 +40,7 @@ from nclab.report.style import (
 from nclab.runs import RunDir, RunRecord, load_run
 from nclab.train.config import TrainConfig
 from nclab.train.normalized import NORMALIZED_TASK, check_tau, normalized_config
+from nclab.train.threads import DEFAULT_THREADS
 from nclab.train.trainer import Trainer, TrainingDiverged
 
 #: (metric, panel title) of the figure, measured on the training set.
@@ -107,6 +108,7 @@ def compare_normalized(
     normalized_weight_decay: float = 0.0,
     threshold: float = 1e-2,
     device: str = "auto",
+    threads: int | None = DEFAULT_THREADS,
     progress: bool | Console = True,
     on_run: Callable[[str, TrainConfig], None] | None = None,
     json_path: str | os.PathLike | None = None,
@@ -127,7 +129,7 @@ def compare_normalized(
         Output folder of the run directories (and, by default, of the result).
     threshold : float
         The nc1 level whose first epoch is reported.
-    device, progress
+    device, threads, progress
         Passed to :class:`Trainer`.
     on_run : callable, optional
         Called with (name, config) before each run starts (for a heading).
@@ -156,7 +158,7 @@ def compare_normalized(
             diverged[name] = f"diverged in epoch {summary.get('diverged_epoch')}"
             continue  # a resumed run would diverge again in the same epoch
         try:
-            Trainer(config, run.path, device=device, progress=progress).fit(
+            Trainer(config, run.path, device=device, threads=threads, progress=progress).fit(
                 resume=run.read_config() is not None)
         except TrainingDiverged as exc:  # one unstable setting must not stop the others
             diverged[name] = str(exc)

@@ -64,7 +64,14 @@ class Callback:
     ...         return {"epochs": self.epochs}
     ...     def load_state_dict(self, state):
     ...         self.epochs = list(state["epochs"])
-    >>> Trainer(config, "runs/x", callbacks=[Seen()]).fit()   # doctest: +SKIP
+    >>> from nclab.train import TrainConfig, Trainer
+    >>> config = TrainConfig(dataset="gaussian", per_class=40, epochs=6, log_points=6,
+    ...                      dataset_options={"num_classes": 4, "dim": 8, "separation": 8.0},
+    ...                      model="mlp", model_options={"widths": [32, 32]}, batch_size=32)
+    >>> seen = Seen()
+    >>> _ = Trainer(config, "runs/seen", progress=False, callbacks=[seen]).fit()
+    >>> seen.epochs
+    [1, 2, 3, 4, 5, 6]
     """
 
     @property
@@ -122,8 +129,18 @@ class LoggerCallback(Callback):
 
     Examples
     --------
-    >>> chosen = make_loggers(["tensorboard"], out)                       # doctest: +SKIP
-    >>> Trainer(config, out, callbacks=[LoggerCallback(x) for x in chosen])  # doctest: +SKIP
+    >>> from nclab.train import TrainConfig, Trainer
+    >>> config = TrainConfig(dataset="gaussian", per_class=40, epochs=6, log_points=6,
+    ...                      dataset_options={"num_classes": 4, "dim": 8, "separation": 8.0},
+    ...                      model="mlp", model_options={"widths": [32, 32]}, batch_size=32)
+    >>> from nclab.integrations.loggers import close_loggers, make_loggers
+    >>> chosen = make_loggers(["csv"], "runs/logged")  # or tensorboard, wandb, mlflow
+    >>> trainer = Trainer(config, "runs/logged", progress=False,
+    ...                   callbacks=[LoggerCallback(logger) for logger in chosen])
+    >>> _ = trainer.fit()
+    >>> close_loggers(chosen)
+    >>> open("runs/logged/scalars.csv").readline().strip()
+    'step,name,value'
     """
 
     def __init__(self, logger: RowLogger) -> None:
@@ -146,8 +163,14 @@ class StopWhen(Callback):
 
     Examples
     --------
+    >>> from nclab.train import TrainConfig, Trainer
+    >>> config = TrainConfig(dataset="gaussian", per_class=40, epochs=6, log_points=6,
+    ...                      dataset_options={"num_classes": 4, "dim": 8, "separation": 8.0},
+    ...                      model="mlp", model_options={"widths": [32, 32]}, batch_size=32)
     >>> stop = StopWhen(lambda rows: rows[-1]["train_error"] == 0)
-    >>> Trainer(config, "runs/x", callbacks=[stop]).fit()   # doctest: +SKIP
+    >>> summary = Trainer(config, "runs/stopped", progress=False, callbacks=[stop]).fit()
+    >>> summary["stopped_early"], summary["epochs_done"] < config.epochs
+    (True, True)
     """
 
     def __init__(self, rule: Callable[[list[dict[str, Any]]], bool]) -> None:

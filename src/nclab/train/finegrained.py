@@ -34,6 +34,23 @@ from nclab.train.config import TrainConfig
 from nclab.train.evaluators import EvalContext
 from nclab.train.task import ClassificationTask, TaskOptions
 
+__all__ = [
+    "DEFAULT_NUM_COARSE",
+    "RECOVERY_COLUMNS",
+    "TERMINAL_DROP",
+    "TERMINAL_NC1",
+    "CoarseOptions",
+    "CoarseTask",
+    "ModelRecovery",
+    "RecoveryEvaluator",
+    "TerminalPhase",
+    "coarse_data",
+    "fine_to_coarse",
+    "make_recovery_evaluator",
+    "recover_from_model",
+    "recovery_row",
+]
+
 #: The values each logged row gets from the recovery evaluator.
 RECOVERY_COLUMNS = ("recovery_train_accuracy", "recovery_test_accuracy", "coarse_nc1",
                     "fine_nc1")
@@ -263,7 +280,14 @@ class TerminalPhase:
 
     Examples
     --------
-    >>> Trainer(config, "runs/x", callbacks=[StopWhen(TerminalPhase(0.05))])  # doctest: +SKIP
+    >>> terminal = TerminalPhase(0.05)
+    >>> rows = [{"epoch": 1, "train_error": 0.1, "coarse_nc1": 0.9, "tpt_onset": None},
+    ...         {"epoch": 2, "train_error": 0.0, "coarse_nc1": 0.5, "tpt_onset": 2},
+    ...         {"epoch": 9, "train_error": 0.0, "coarse_nc1": 0.04, "tpt_onset": 2}]
+    >>> terminal(rows[:2]), terminal(rows)
+    (False, True)
+
+    In a run: ``Trainer(config, out, callbacks=[StopWhen(TerminalPhase(0.05))])``.
     """
 
     threshold: float = TERMINAL_NC1

@@ -48,8 +48,13 @@ def regression_config(**changes: Any) -> TrainConfig:
 
     Examples
     --------
-    >>> cfg = regression_config(dataset="reacher", epochs=2000)   # doctest: +SKIP
-    >>> Trainer(cfg, "runs/reacher").fit()                         # doctest: +SKIP
+    >>> from nclab.train import Trainer
+    >>> cfg = regression_config(dataset="teacher", epochs=3, model_options={"widths": [16]})
+    >>> cfg.lr, cfg.batch_size, cfg.weight_decay       # the paper's
+    (0.01, 256, 0.01)
+    >>> summary = Trainer(cfg, "runs/teacher", progress=False).fit()
+    >>> summary["epochs_done"]
+    3
     """
     return TrainConfig(**{**PAPER_SETTINGS, **changes})
 
