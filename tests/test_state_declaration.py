@@ -3,14 +3,17 @@ and sync follow from the declaration, and a loaded state is checked whole.
 
 The scale paths: float32 features at 1e+-13 and float64 at 1e+-250 give the metrics of
 the same features at scale 1 through CollapseStats, the torchmetrics metric (one
-process and synced), ``nclab.track`` and the Lightning callback.
+process and synced), ``nclab.track``, the Lightning and the HF callbacks, and two gloo
+ranks.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -251,7 +254,7 @@ class _Scaled(torch.nn.Module):
 
 
 @pytest.mark.parametrize("dtype,scale,rel", SCALES)
-def test_track_and_the_lightning_callback_are_scale_free(dtype, scale, rel):
+def test_track_and_the_lightning_and_hf_callbacks_are_scale_free(dtype, scale, rel):
     pl = pytest.importorskip("pytorch_lightning")
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -293,6 +296,15 @@ def test_track_and_the_lightning_callback_are_scale_free(dtype, scale, rel):
     logged = {k[len("nc/"):]: float(v) for k, v in trainer.callback_metrics.items()
               if k.startswith("nc/")}
     _assert_metrics_equal({k: logged[k] for k in want}, want, rel)
+    # the HF TrainerCallback, called as transformers' CallbackHandler calls it
+    if importlib.util.find_spec("transformers") is not None:
+        from nclab.integrations.transformers import CollapseCallback as HFCallback
+
+        hf = HFCallback(loader=DataLoader(data, batch_size=16), prefix="nc/")
+        state = SimpleNamespace(epoch=1.0, global_step=1, log_history=[])
+        hf.on_epoch_end(SimpleNamespace(world_size=1), state, None, model=model)
+        row = state.log_history[-1]
+        _assert_metrics_equal({k: row[f"nc/{k}"] for k in want}, want, rel)
 
 
 # ---------------------------------------------------------------------------- two gloo ranks
