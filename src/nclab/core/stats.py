@@ -167,13 +167,17 @@ class CollapseStats(StreamingStatistic):
             return _numpy(counts)
         if key == "shift":  # internal units -> scaled units: times 2**-shift
             return self._normalizing_exponent(counts, means, spread)
+        if "tensor_" not in key:  # numpy's copy (a view on the CPU) of the tensor
+            prefix = "scaled_" if key.startswith("scaled_") else ""
+            return _numpy(self._view(f"{prefix}tensor_{key[len(prefix):]}"))
         if key.startswith("scaled_"):
             shift = -self._view("shift")
             key = key[len("scaled_"):]
         else:
             shift = -self._moments.exponent  # internal units -> the features' units
+        key = key[len("tensor_"):]
         tensor, power = {"means": (means, 1), "spread": (spread, 2), "scatter": (scatter, 2)}[key]
-        return _numpy(times_power_of_two(tensor, power * shift))
+        return times_power_of_two(tensor, power * shift)
 
     @staticmethod
     def _normalizing_exponent(counts: torch.Tensor, means: torch.Tensor,
@@ -208,6 +212,18 @@ class CollapseStats(StreamingStatistic):
     def scaled_scatter(self) -> np.ndarray:
         """Within-class scatter of the features times :attr:`scale`, (d, d)."""
         return self._view("scaled_scatter")
+
+    @property
+    def device(self) -> torch.device:
+        """The device the state lives on (the features'; the CPU before any sample)."""
+        return torch.device("cpu") if self._moments is None else self._moments.device
+
+    def scaled_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means (C, d), spread (C,), scatter (d, d)) of the features times :attr:`scale`,
+        as float64 tensors on :attr:`device`: what ``scaled_means`` & co. copy to numpy.
+        They share memory with the state: do not modify them."""
+        return (self._view("scaled_tensor_means"), self._view("scaled_tensor_spread"),
+                self._view("scaled_tensor_scatter"))
 
     # ------------------------------------------------------------------ derived quantities
     @property
