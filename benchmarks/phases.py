@@ -1,7 +1,8 @@
 """Each phase of a measurement against its limit, timed in the same process.
 
 Run:  python benchmarks/phases.py [--classes 100 1000 10000] [--samples 5]
-      [--metrics-max-classes 10000]
+      [--metrics-max-classes 10000] [--phases statistics decisions metrics]
+      [--backend auto|numpy|torch] [--tiles float64|float32]
 
 Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
 
@@ -69,25 +70,21 @@ def decision_pass(decisions: DecisionStats, features: torch.Tensor,
         decisions.update(features[start:start + BATCH], labels[start:start + BATCH])
 
 
-def run(classes: int, samples: int, with_metrics: bool) -> None:
+def run(classes: int, args: argparse.Namespace) -> None:
     features, labels, weight = problem(classes)
+    samples, phases = args.samples, args.phases
     ratios = {}
-    stats_time, gram_time = interleaved(lambda: statistics_pass(features, labels, classes),
-                                        lambda: features.T @ features, samples)
-    ratios["statistics"] = (stats_time, gram_time)
+    if "statistics" in phases:
+        ratios["statistics"] = interleaved(lambda: statistics_pass(features, labels, classes),
+                                           lambda: features.T @ features, samples)
     stats = statistics_pass(features, labels, classes)
-    fresh = lambda: DecisionStats.from_stats(stats, weight)  # noqa: E731
-    template = fresh()
-    origin = torch.from_numpy(template.origin).float()
-    centred = torch.from_numpy(template.centred).float()
-    shifted = features * template.scale - origin  # the products alone are the limit
-    ratios["decisions"] = interleaved(lambda: decision_pass(fresh(), features, labels),
-                                      lambda: (features @ weight.T, shifted @ centred.T),
-                                      samples)
-    if with_metrics:
+    if "decisions" in phases:
+        ratios["decisions"] = _decisions(stats, features, labels, weight, samples)
+    if "metrics" in phases and classes <= args.metrics_max_classes:
         w64 = weight.double().numpy()
         centred64 = stats.scaled_means() - stats.global_mean(scaled=True)
-        ratios["metrics"] = interleaved(lambda: compute_metrics(stats, w64),
+        options = {"backend": args.backend, "tiles": args.tiles}
+        ratios["metrics"] = interleaved(lambda: compute_metrics(stats, w64, **options),
                                         lambda: (centred64 @ centred64.T, w64 @ w64.T),
                                         max(1, samples // 2))
     for name, (phase, limit) in ratios.items():
@@ -95,17 +92,32 @@ def run(classes: int, samples: int, with_metrics: bool) -> None:
               f"{phase / limit:5.2f}x (target {TARGETS[name]}x)", flush=True)
 
 
+def _decisions(stats: CollapseStats, features: torch.Tensor, labels: torch.Tensor,
+               weight: torch.Tensor, samples: int) -> tuple[float, float]:
+    fresh = lambda: DecisionStats.from_stats(stats, weight)  # noqa: E731
+    template = fresh()
+    origin = torch.from_numpy(template.origin).float()
+    centred = torch.from_numpy(template.centred).float()
+    shifted = features * template.scale - origin  # the products alone are the limit
+    return interleaved(lambda: decision_pass(fresh(), features, labels),
+                       lambda: (features @ weight.T, shifted @ centred.T), samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1_000, 10_000])
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--metrics-max-classes", type=int, default=10_000)
+    parser.add_argument("--phases", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "torch"])
+    parser.add_argument("--tiles", default="float64", choices=["float64", "float32"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"N={N} d={DIM} batch={BATCH} threads=1 samples={args.samples} "
-          f"load={os.getloadavg()[0]:.1f}", flush=True)
+          f"backend={args.backend} tiles={args.tiles} load={os.getloadavg()[0]:.1f}",
+          flush=True)
     for classes in args.classes:
-        run(classes, args.samples, classes <= args.metrics_max_classes)
+        run(classes, args)
     print(f"load at the end={os.getloadavg()[0]:.1f}")
 
 
