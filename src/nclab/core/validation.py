@@ -9,6 +9,7 @@ text (a command line's) into values is the command line's business (``nclab.cli`
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import os
