@@ -1,18 +1,26 @@
 """Pure float64 functions on class means and classifier rows (definitions §1).
 
-Each takes plain numpy arrays and returns one number. Quantities over class pairs are
-computed in square tiles of the upper triangle, so that C = 10,000 classes needs only
-O(block^2) extra memory. The scale-free quantities first divide their inputs by a power
-of two near their largest entry (exact), so that squares neither overflow nor underflow
-for any finite input.
+Each takes plain numpy arrays, or float64 torch tensors on any device, and returns one
+number; with tensors every O(C d), O(d^2) and O(C^2) step runs in torch on their
+device and only scalars (and, for a few metrics, vectors of C values) come back.
+Quantities over class pairs are computed in square tiles of the upper triangle, so that
+C = 10,000 classes needs only O(block^2) extra memory. The scale-free quantities first
+divide their inputs by a power of two near their largest entry (exact), so that squares
+neither overflow nor underflow for any finite input.
+
+``tile_dtype=float32`` (the pair pass and the tiled ETF gaps) forms each tile product
+in float32 and sums in float64: docs/performance.md states the error this adds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 
 from nclab.core.errors import NCInputError
 
@@ -20,36 +28,127 @@ DEFAULT_BLOCK = 1024
 # Above this many C x C entries the simplex gaps are summed over tiles of G, not all of it.
 _DENSE_GRAM_LIMIT = 4_000_000
 
+#: Either a float64 numpy array or a float64 torch tensor (any device).
+Array = Any
 
-def power_of_two_scale(x: np.ndarray) -> float:
+
+# ---------------------------------------------------------------------------------------
+# The few operations whose spelling differs between numpy and torch. Everything else
+# (arithmetic, @, .T, .sum(axis=), einsum, sqrt/log/abs with out=) is written once
+# against ``_lib(x)``, the array's own module.
+
+def _lib(x: Array) -> Any:
+    return torch if isinstance(x, torch.Tensor) else np
+
+
+def _scalar(value: Array) -> np.float64:
+    """A 0-d result as a numpy float64 (so that 0 / 0 gives NaN as in numpy)."""
+    return np.float64(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def host_vector(x: Array) -> np.ndarray:
+    """A vector of C values (or fewer) as a numpy array: the only arrays that leave the
+    device, for the per-class statistics computed the same way on every backend."""
+    return host_array(x)
+
+
+def host_array(x: Array) -> np.ndarray:
+    """Any array as numpy (a copy from the device for a tensor off the CPU)."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def row_norms(x: Array) -> Array:
+    """||x_c|| for each row, shape (C,)."""
+    if isinstance(x, torch.Tensor):
+        return torch.linalg.vector_norm(x, dim=1)
+    return np.linalg.norm(x, axis=1)
+
+
+def row_dots(left: Array, right: Array) -> Array:
+    """left_c . right_c for each row, shape (C,)."""
+    return _lib(left).einsum("cd,cd->c", left, right)
+
+
+def _empty(like: Array, size: int, dtype: Any = None) -> Array:
+    if isinstance(like, torch.Tensor):
+        return torch.empty(size, dtype=dtype or like.dtype, device=like.device)
+    return np.empty(size, dtype=dtype or like.dtype)
+
+
+def _triu_indices(like: Array, n: int) -> tuple:
+    if isinstance(like, torch.Tensor):
+        i, j = torch.triu_indices(n, n, 1, device=like.device)
+        return i, j
+    return np.triu_indices(n, 1)
+
+
+def _nonzero(mask: Array) -> tuple:
+    return mask.nonzero(as_tuple=True) if isinstance(mask, torch.Tensor) else np.nonzero(mask)
+
+
+def _subtract_diagonal(square: Array, value: float) -> None:
+    if isinstance(square, torch.Tensor):
+        square.diagonal().sub_(value)
+    else:
+        square[np.diag_indices(min(square.shape))] -= value
+
+
+def _as_dtype(x: Array, dtype: Any) -> Array:
+    """x in float32 or float64 (``dtype`` given as numpy's)."""
+    if dtype is None or x.dtype == dtype:
+        return x
+    if isinstance(x, torch.Tensor):
+        return x.to(torch.float32 if np.dtype(dtype) == np.float32 else torch.float64)
+    return x.astype(dtype)
+
+
+def _eigh_descending(gram: Array) -> tuple[Array, Array]:
+    """(eigenvalues descending, eigenvectors as rows) of a symmetric matrix."""
+    if isinstance(gram, torch.Tensor):
+        values, vectors = torch.linalg.eigh(gram)
+        return values.flip(0), vectors.flip(1).T
+    values, vectors = np.linalg.eigh(gram)
+    return values[::-1], vectors[:, ::-1].T
+
+
+def _svd(matrix: Array) -> tuple[Array, Array]:
+    """(singular values, right singular vectors as rows), thin."""
+    if isinstance(matrix, torch.Tensor):
+        _, singular, vt = torch.linalg.svd(matrix, full_matrices=False)
+        return singular, vt
+    _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
+    return singular, vt
+
+
+def power_of_two_scale(x: Array) -> float:
     """A power of two s with max |x| / s in [0.5, 1) (1 for an all-zero x).
 
     Dividing by s is exact, so ratios of norms are unchanged while their squares stay
     far from overflow and underflow.
     """
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak == 0.0 or not np.isfinite(peak):
+    peak = float(abs(x).max()) if math.prod(x.shape) else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
         return 1.0
-    return float(np.ldexp(1.0, int(np.frexp(peak)[1])))
+    return math.ldexp(1.0, math.frexp(peak)[1])
 
 
-def pseudo_inverse_trace(sigma_w: np.ndarray, centred_means: np.ndarray, max_rank: int) -> float:
+def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
     Sigma_B^+ keeps at most ``max_rank`` eigenpairs, and only those above
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
     """
     num_classes, dim = centred_means.shape
-    if not centred_means.any():
+    if not bool(centred_means.any()):
         raise NCInputError("all class means coincide: the between-class covariance is zero")
     scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
     squares, vt = _right_singular_pairs(centred_means / scale)
     eigen = squares / num_classes
-    keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * eigen[0]
+    keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * float(eigen[0])
     keep[max_rank:] = False
     v = vt[keep]
     # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x slower
-    within = np.einsum("kd,kd->k", v @ (sigma_w / scale), v) / scale
+    within = _lib(v).einsum("kd,kd->k", v @ (sigma_w / scale), v) / scale
     return float(within @ (1.0 / eigen[keep]))
 
 
@@ -59,21 +158,20 @@ def pseudo_inverse_trace(sigma_w: np.ndarray, centred_means: np.ndarray, max_ran
 _GRAM_CONDITION = 1e-5
 
 
-def _right_singular_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _right_singular_pairs(matrix: Array) -> tuple[Array, Array]:
     """(squared singular values (k,) descending, right singular vectors (k, d)) of a
     (C, d) matrix. For C > d the eigen-decomposition of the d x d Gram costs a third of
     the SVD and agrees with it when the matrix is well conditioned."""
     count, dim = matrix.shape
     if count > dim and not _gram_surely_ill_conditioned(matrix):
-        values, vectors = np.linalg.eigh(matrix.T @ matrix)
-        values, vectors = values[::-1], vectors[:, ::-1].T
-        if values[-1] >= _GRAM_CONDITION * values[0]:
+        values, vectors = _eigh_descending(matrix.T @ matrix)
+        if float(values[-1]) >= _GRAM_CONDITION * float(values[0]):
             return values, vectors
-    _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
+    singular, vt = _svd(matrix)
     return singular**2, vt
 
 
-def _gram_surely_ill_conditioned(matrix: np.ndarray) -> bool:
+def _gram_surely_ill_conditioned(matrix: Array) -> bool:
     """Whether the eigenvalue ratio of M^T M, (d, d), is below half of _GRAM_CONDITION
     for certain (then its eigh would be computed only to be discarded).
 
@@ -83,18 +181,18 @@ def _gram_surely_ill_conditioned(matrix: np.ndarray) -> bool:
     rounding error (about d * eps * lambda_max), so whenever this says True the eigh
     test would have rejected the Gram too, and the SVD result is the same.
     """
-    squares = np.einsum("cd,cd->d", matrix, matrix)
-    return bool(squares.min() < 0.5 * _GRAM_CONDITION * squares.max())
+    squares = _lib(matrix).einsum("cd,cd->d", matrix, matrix)
+    return float(squares.min()) < 0.5 * _GRAM_CONDITION * float(squares.max())
 
 
-def equinorm(vectors: np.ndarray) -> float:
+def equinorm(vectors: Array) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
-    norms = np.linalg.norm(vectors / power_of_two_scale(vectors), axis=1)
+    norms = host_vector(row_norms(vectors / power_of_two_scale(vectors)))
     return float(norms.std() / norms.mean())
 
 
-def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK,
-                grams: dict[int, np.ndarray] | None = None) -> float:
+def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
+                grams: dict[int, Array] | None = None, tile_dtype: Any = None) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
@@ -106,7 +204,8 @@ def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK,
     normalised by the estimate
     ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
     ``grams``, a dict shared by several calls, keeps the d x d Grams L^T L and R^T R
-    (keyed by the arrays' ids) so that each is formed once.
+    (keyed by the arrays' ids) so that each is formed once. ``tile_dtype`` (np.float32)
+    forms the tiles in float32 and sums them in float64.
     """
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
         left_scale, right_scale = power_of_two_scale(left), power_of_two_scale(right)
@@ -119,27 +218,29 @@ def simplex_gap(left: np.ndarray, right: np.ndarray, block: int = DEFAULT_BLOCK,
         target = 1.0 / np.sqrt(count - 1)
         if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
             gram = left @ right.T
-            ideal = (np.eye(count) - 1.0 / count) * target
-            return float(np.linalg.norm(gram / np.linalg.norm(gram) - ideal))
-        estimate = np.sqrt(np.sum(left_gram() * right_gram()))
+            gram = gram / _scalar((gram * gram).sum() ** 0.5) + target / count
+            _subtract_diagonal(gram, target)
+            return float(np.sqrt(_scalar((gram * gram).sum())))
+        estimate = np.sqrt(_scalar((left_gram() * right_gram()).sum()))
         if count > left.shape[1] + 1:
             # rank G <= d < C - 1: the gap is at least sqrt((C-1-d)/(C-1)), so the trace
             # identity <G, I - 11^T/C> = Tr(L R^T) - (1^T L)(R^T 1)/C cancels nothing and
             # the O(C^2 d) tiles are not needed
-            inner = (np.einsum("cd,cd->", left, right)
-                     - left.sum(axis=0) @ right.sum(axis=0) / count)
+            inner = _scalar(_lib(left).einsum("cd,cd->", left, right)
+                            - left.sum(axis=0) @ right.sum(axis=0) / count)
             return float(np.sqrt(max(2.0 - 2.0 * inner * target / estimate, 0.0)))
-        gap_sq, norm_sq = _tiled_gap_sums(left, right, estimate, target, block)
+        gap_sq, norm_sq = _tiled_gap_sums(left, right, float(estimate), target, block,
+                                          tile_dtype)
         # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
         ratio = np.sqrt(norm_sq)
         return float(np.sqrt(max(gap_sq - (ratio - 1.0) ** 2, 0.0) / ratio))
 
 
-def _shared_gram(vectors: np.ndarray, grams: dict[int, np.ndarray] | None,
-                 scale: float) -> Callable[[], np.ndarray]:
+def _shared_gram(vectors: Array, grams: dict[int, Array] | None,
+                 scale: float) -> Callable[[], Array]:
     """A lazy (v / scale)^T (v / scale), d x d, formed once per array in ``grams``
     (``scale`` is the array's own power_of_two_scale, so the key determines it)."""
-    def gram() -> np.ndarray:
+    def gram() -> Array:
         if grams is not None and id(vectors) in grams:
             return grams[id(vectors)]
         scaled = vectors / scale
@@ -150,8 +251,8 @@ def _shared_gram(vectors: np.ndarray, grams: dict[int, np.ndarray] | None,
     return gram
 
 
-def _tiled_gap_sums(left: np.ndarray, right: np.ndarray, estimate: float, target: float,
-                    block: int) -> tuple[float, float]:
+def _tiled_gap_sums(left: Array, right: Array, estimate: float, target: float,
+                    block: int, tile_dtype: Any = None) -> tuple[float, float]:
     """(||G/e - T||_F^2, ||G/e||_F^2) over block x block tiles of G = left @ right.T.
 
     T = (I - 11^T/C) * target and e = ``estimate``. A symmetric G (``left is right``)
@@ -161,27 +262,30 @@ def _tiled_gap_sums(left: np.ndarray, right: np.ndarray, estimate: float, target
     symmetric = left is right
     off_diagonal = target / count
     gap_sq = norm_sq = 0.0
+    left = _as_dtype(left, tile_dtype)
+    right = left if symmetric else _as_dtype(right, tile_dtype)
     for i0 in range(0, count, block):
         rows = slice(i0, min(i0 + block, count))
         for j0 in range(i0 if symmetric else 0, count, block):
             cols = slice(j0, min(j0 + block, count))
-            tile = left[rows] @ right[cols].T
+            tile = _as_dtype(left[rows] @ right[cols].T, np.float64)
             tile /= estimate
             weight = 2.0 if symmetric and j0 > i0 else 1.0
-            norm_sq += weight * np.sum(tile * tile)
+            norm_sq += weight * float((tile * tile).sum())
             tile += off_diagonal
             if i0 == j0:
-                tile[np.diag_indices(min(tile.shape))] -= target
-            gap_sq += weight * np.sum(tile * tile)
+                _subtract_diagonal(tile, target)
+            gap_sq += weight * float((tile * tile).sum())
     return gap_sq, norm_sq
 
 
-def self_duality(weight: np.ndarray, centred_means: np.ndarray) -> float:
+def self_duality(weight: Array, centred_means: Array) -> float:
     """|| W/||W||_F - M~/||M~||_F ||_F^2 (Papyan's NC3)."""
     weight = weight / power_of_two_scale(weight)
     centred_means = centred_means / power_of_two_scale(centred_means)
-    gap = weight / np.linalg.norm(weight) - centred_means / np.linalg.norm(centred_means)
-    return float(np.sum(gap * gap))
+    gap = (weight / _scalar((weight * weight).sum() ** 0.5)
+           - centred_means / _scalar((centred_means * centred_means).sum() ** 0.5))
+    return float((gap * gap).sum())
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,6 +295,9 @@ def self_duality(weight: np.ndarray, centred_means: np.ndarray) -> float:
 #: Below this fraction of the squared norms a Gram-based squared distance has lost most
 #: of its digits to cancellation; such pairs are recomputed from explicit differences.
 _CANCELLATION = 1e-6
+#: The same for float32 tile products, whose Gram entries carry errors of about
+#: sqrt(d) 2^-24 times the squared norms: closer pairs are recomputed in float64.
+_CANCELLATION_FLOAT32 = 1e-2
 
 
 @dataclass
@@ -242,7 +349,8 @@ class PairSums:
     log_square: float = 0.0
 
 
-def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice, tuple | None]]:
+def _pair_blocks(like: Array, n: int, block: int
+                 ) -> Iterator[tuple[slice, slice, tuple | None]]:
     """Tiles (rows, cols, upper) covering the pairs i < j once each.
 
     Tiles off the diagonal are used whole; on the diagonal ``upper`` holds the indices
@@ -256,7 +364,7 @@ def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice, tuple | Non
             if i0 != j0:
                 yield rows, cols, None
             elif rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
-                yield rows, cols, np.triu_indices(rows.stop - i0, 1)
+                yield rows, cols, _triu_indices(like, rows.stop - i0)
 
 
 class _Tile:
@@ -264,46 +372,56 @@ class _Tile:
 
     Off the diagonal a tile is a 2-D (rows x cols) view of flat buffers allocated once
     (fresh C x C-sized temporaries on every tile cost page faults); on the diagonal it
-    is the 1-D strict upper triangle.
+    is the 1-D strict upper triangle. With ``tile_dtype`` float32 the products are
+    formed in float32 (operands cast once by :meth:`operand`) and stored in float64,
+    and the cancellation test is widened to :data:`_CANCELLATION_FLOAT32`.
     """
 
-    def __init__(self, block: int) -> None:
-        self._flat = [np.empty(block * block) for _ in range(2)]
+    def __init__(self, like: Array, block: int, tile_dtype: Any = None) -> None:
+        self._like = like
+        self._flat = [_empty(like, block * block) for _ in range(2)]
         self.rows = self.cols = slice(0, 0)
         self.upper: tuple | None = None
+        self.tile_dtype = tile_dtype
+        low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
+        self.cancellation = _CANCELLATION_FLOAT32 if low else _CANCELLATION
+
+    def operand(self, vectors: Array) -> Array:
+        """``vectors`` in the dtype of the tile products."""
+        return _as_dtype(vectors, self.tile_dtype)
 
     def move(self, rows: slice, cols: slice, upper: tuple | None) -> None:
         self.rows, self.cols, self.upper = rows, cols, upper
 
-    def buffers(self) -> list[np.ndarray]:
+    def buffers(self) -> list[Array]:
         """Two scratch arrays of the tile's shape."""
         if self.upper is not None:
-            return [np.empty(self.upper[0].size) for _ in self._flat]
+            return [_empty(self._like, self.upper[0].shape[0]) for _ in self._flat]
         shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
         return [flat[: shape[0] * shape[1]].reshape(shape) for flat in self._flat]
 
-    def product(self, left: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """left[rows] @ left[cols].T, into ``out``."""
-        if self.upper is None:
-            return np.matmul(left[self.rows], left[self.cols].T, out=out)
-        out[:] = (left[self.rows] @ left[self.cols].T)[self.upper]
+    def product(self, left: Array, out: Array) -> Array:
+        """left[rows] @ left[cols].T, into ``out`` (``left`` from :meth:`operand`)."""
+        if self.upper is None and left.dtype == out.dtype:
+            return _lib(left).matmul(left[self.rows], left[self.cols].T, out=out)
+        full = left[self.rows] @ left[self.cols].T
+        out[...] = full if self.upper is None else full[self.upper]
         return out
 
-    def vectors(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, values: Array) -> tuple[Array, Array]:
         """Per-class values broadcast to the tile: (row values, column values)."""
         if self.upper is None:
             return values[self.rows, None], values[None, self.cols]
         return values[self.rows][self.upper[0]], values[self.cols][self.upper[1]]
 
-    def cross_sum(self, x: np.ndarray, values: np.ndarray) -> float:
+    def cross_sum(self, x: Array, values: Array) -> float:
         """Sum over the tile of x_ij (values_i + values_j)."""
         if self.upper is None:
             return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
         a, b = self.vectors(values)
         return float(x @ a + x @ b)
 
-    def refine(self, squared: np.ndarray, vectors: np.ndarray, sq_norms: np.ndarray | None
-               ) -> None:
+    def refine(self, squared: Array, vectors: Array, sq_norms: Array | None) -> None:
         """Recompute, in place, the squared distances of the tile that cancelled.
 
         ``squared`` came from squared norms minus twice a Gram entry; where it is below
@@ -312,59 +430,61 @@ class _Tile:
         the common case at a single reduction.
         """
         if sq_norms is None:
-            limit: np.ndarray | float = 2.0 * _CANCELLATION
+            limit: Array | float = 2.0 * self.cancellation
             bound = limit
         else:
-            bound = _CANCELLATION * (sq_norms[self.rows].max() + sq_norms[self.cols].max())
-        if squared.min() >= bound:
+            bound = self.cancellation * float(sq_norms[self.rows].max()
+                                              + sq_norms[self.cols].max())
+        if float(squared.min()) >= bound:
             return
         if sq_norms is not None:
             norm_r, norm_c = self.vectors(sq_norms)
-            limit = _CANCELLATION * (norm_r + norm_c)
+            limit = self.cancellation * (norm_r + norm_c)
         risky = squared < limit
         if self.upper is None:
-            i, j = np.nonzero(risky)
+            i, j = _nonzero(risky)
         else:
             i, j = self.upper[0][risky], self.upper[1][risky]
         diff = vectors[self.rows.start + i] - vectors[self.cols.start + j]
-        squared[risky] = np.einsum("pd,pd->p", diff, diff)
+        squared[risky] = _lib(diff).einsum("pd,pd->p", diff, diff)
 
 
-def _angle_sums(cosines: np.ndarray, offset: float, sums: AngleSums, spare: np.ndarray
-                ) -> None:
+def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array) -> None:
     """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten."""
     cosines += offset
     sums.shifted += float(cosines.sum())
     if sums.square is not None:
-        deviation = np.subtract(cosines, sums.centre, out=spare).ravel()
+        deviation = _lib(cosines).subtract(cosines, sums.centre, out=spare).ravel()
         sums.square += float(deviation @ deviation)
-    sums.absolute += float(np.abs(cosines, out=cosines).sum())
+    sums.absolute += float(_lib(cosines).abs(cosines, out=cosines).sum())
 
 
-def _angle_start(unit: np.ndarray, offset: float, squares: bool) -> AngleSums:
+def _angle_start(unit: Array, offset: float, squares: bool) -> AngleSums:
     """Empty sums, centred at the exact mean of cos + offset over pairs: the mean cosine
     over c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1))."""
     count = unit.shape[0]
     total = unit.sum(axis=0)
-    mean = (total @ total - np.einsum("cd,cd->", unit, unit)) / (count * (count - 1))
+    mean = (_scalar(total @ total - _lib(unit).einsum("cd,cd->", unit, unit))
+            / (count * (count - 1)))
     return AngleSums(square=0.0 if squares else None, centre=float(mean + offset))
 
 
-def _unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _unit_rows(vectors: Array) -> tuple[Array, Array]:
     """(rows / ||rows||, 1 / ||rows||); a zero row gives inf and NaN downstream."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = 1.0 / np.linalg.norm(vectors, axis=1)
+        inverse = 1.0 / row_norms(vectors)
         return vectors * inverse[:, None], inverse
 
 
 def pair_sums(
-    centred: np.ndarray,
-    variances: np.ndarray,
-    weight: np.ndarray | None = None,
+    centred: Array,
+    variances: Array,
+    weight: Array | None = None,
     *,
     exponent: float = 2.0,
     cosine_squares: bool = True,
     block: int = DEFAULT_BLOCK,
+    tile_dtype: Any = None,
 ) -> PairSums:
     """Every sum over class pairs that the metrics need, in ONE tiled pass.
 
@@ -376,8 +496,8 @@ def pair_sums(
 
     Parameters
     ----------
-    centred : ndarray of shape (C, d)
-        Centred class means mu_c - mu_G.
+    centred : ndarray or float64 tensor of shape (C, d)
+        Centred class means mu_c - mu_G (the other arrays alike, on the same device).
     variances : ndarray of shape (C,)
         sigma_c^2.
     weight : ndarray of shape (C, d), optional
@@ -389,6 +509,8 @@ def pair_sums(
         the caller uses :func:`cosine_spread` (C > d) instead.
     block : int
         Tile side.
+    tile_dtype : np.float32, optional
+        Form the tile products in float32 (sums stay float64).
 
     Returns
     -------
@@ -400,18 +522,20 @@ def pair_sums(
     # power of two s keeps the squared norms far from overflow at no rounding cost
     scale = power_of_two_scale(centred)
     centred, variances = centred / scale, variances / (scale * scale)
-    sq_norms = np.einsum("cd,cd->c", centred, centred)
+    sq_norms = _lib(centred).einsum("cd,cd->c", centred, centred)
     unit_means, inverse_means = _unit_rows(centred)
     result = PairSums(count * (count - 1) // 2,
                       means=_angle_start(unit_means, offset, cosine_squares))
     if weight is not None:
         unit_weights, _ = _unit_rows(weight)
         result.weights = _angle_start(unit_weights, offset, cosine_squares)
-    tile = _Tile(min(block, count))
-    for rows, cols, upper in _pair_blocks(count, block):
+    tile = _Tile(centred, min(block, count), tile_dtype)
+    centred_operand = tile.operand(centred)
+    weight_operand = None if weight is None else tile.operand(unit_weights)
+    for rows, cols, upper in _pair_blocks(centred, count, block):
         tile.move(rows, cols, upper)
         gram, work = tile.buffers()
-        tile.product(centred, gram)
+        tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
         norm_r, norm_c = tile.vectors(inverse_means)
         gram *= norm_r
@@ -419,40 +543,42 @@ def pair_sums(
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
         _angle_sums(gram, offset, result.means, work)
-        if weight is not None and result.weights is not None:
-            _angle_sums(tile.product(unit_weights, work), offset, result.weights, gram)
+        if weight_operand is not None and result.weights is not None:
+            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram)
     result.cdnv *= scale ** (2.0 - exponent)
     return result
 
 
-def _add_cdnv(result: PairSums, tile: _Tile, gram: np.ndarray, work: np.ndarray,
-              centred: np.ndarray, sq_norms: np.ndarray, variances: np.ndarray,
-              exponent: float) -> None:
+def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: Array,
+              sq_norms: Array, variances: Array, exponent: float) -> None:
     """Add sum (sigma_c^2 + sigma_c'^2) / (2 ||mu_c - mu_c'||^p) of the tile to ``result``."""
-    squared = np.multiply(gram, -2.0, out=work)
+    xp = _lib(gram)
+    squared = xp.multiply(gram, -2.0, out=work)
     norm_r, norm_c = tile.vectors(sq_norms)
     squared += norm_r
     squared += norm_c
     tile.refine(squared, centred, sq_norms)
     with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
         if exponent == 2.0:
-            np.reciprocal(squared, out=squared)
+            xp.reciprocal(squared, out=squared)
         else:
-            np.power(squared, -exponent / 2, out=squared)
+            power = torch.pow if xp is torch else np.power
+            power(squared, -exponent / 2, out=squared)
     result.cdnv += tile.cross_sum(squared, variances) / 2
 
 
-def _add_chords(result: PairSums, tile: _Tile, cosines: np.ndarray, work: np.ndarray,
-                unit: np.ndarray) -> None:
+def _add_chords(result: PairSums, tile: _Tile, cosines: Array, work: Array,
+                unit: Array) -> None:
     """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``."""
-    chord = np.multiply(cosines, -2.0, out=work)
+    xp = _lib(cosines)
+    chord = xp.multiply(cosines, -2.0, out=work)
     chord += 2.0
     tile.refine(chord, unit, None)  # after it every entry is >= 0
     result.chord_square += float(chord.sum())
-    np.sqrt(chord, out=chord)
+    xp.sqrt(chord, out=chord)
     result.chord += float(chord.sum())
     with np.errstate(divide="ignore"):  # coinciding directions: -log 0 = inf
-        np.log(chord, out=chord)
+        xp.log(chord, out=chord)
     flat = chord.ravel()
     result.log -= float(flat.sum())
     result.log_square += float(flat @ flat)
@@ -465,7 +591,7 @@ def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, 
         return mean, max(total_square / pairs - mean * mean, 0.0)
 
 
-def cosine_spread(vectors: np.ndarray) -> float:
+def cosine_spread(vectors: Array) -> float:
     """std over c != c' of cos(v_c, v_c') in closed form, O(C d^2): no pass over pairs.
 
     With unit rows u_c, their mean a, r_c = u_c - a and t_c = a . r_c, the cosine is
@@ -488,11 +614,11 @@ def cosine_spread(vectors: np.ndarray) -> float:
     along = resid @ mean_dir
     resid_sum = resid.sum(axis=0)
     gram = resid.T @ resid
-    diagonal = 2.0 * along + np.einsum("cd,cd->c", resid, resid)
-    total = 2.0 * count * along.sum() + resid_sum @ resid_sum - diagonal.sum()
-    total_sq = (2.0 * count * (along @ along) + 2.0 * along.sum() ** 2
-                + 4.0 * (resid.T @ along) @ resid_sum + np.sum(gram * gram)
-                - diagonal @ diagonal)
+    diagonal = 2.0 * along + _lib(resid).einsum("cd,cd->c", resid, resid)
+    total = _scalar(2.0 * count * along.sum() + resid_sum @ resid_sum - diagonal.sum())
+    total_sq = _scalar(2.0 * count * (along @ along) + 2.0 * along.sum() ** 2
+                       + 4.0 * (resid.T @ along) @ resid_sum + (gram * gram).sum()
+                       - diagonal @ diagonal)
     _, variance = pair_moments(total, total_sq, count * (count - 1))
     return float(np.sqrt(variance))
 
@@ -507,7 +633,7 @@ def cdnv_matrix(means: np.ndarray, variances: np.ndarray, exponent: float = 2.0
     scale = power_of_two_scale(centred)  # as in pair_sums: squares kept in range
     centred, variances = centred / scale, variances / (scale * scale)
     sq_norms = np.einsum("cd,cd->c", centred, centred)
-    tile = _Tile(0)
+    tile = _Tile(centred, 0)
     tile.move(slice(0, len(means)), slice(0, len(means)), None)
     squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centred @ centred.T
     tile.refine(squared, centred, sq_norms)

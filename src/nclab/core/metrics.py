@@ -172,6 +172,8 @@ def compute_metrics(
     block: int = geometry.DEFAULT_BLOCK,
     spectral: bool = False,
     margins: bool = False,
+    backend: str = "auto",
+    tiles: str = "float64",
 ) -> CollapseMetrics:
     """Compute the collapse metrics.
 
@@ -199,6 +201,16 @@ def compute_metrics(
     margins : bool
         Also the one-vs-rest margins of the centred means and of W (definitions §10:
         about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
+    backend : {"auto", "numpy", "torch"}
+        Where the O(C d), O(d^2) and O(C^2) work runs: "torch" on the device of the
+        statistics (:attr:`CollapseStats.device`), where only scalars and vectors of C
+        values come back to the host; "numpy" on the host in float64; "auto" is torch
+        when the statistics live off the CPU, numpy on it (the two agree to about 1e-12).
+        The spectral metrics and the margins still run on the host.
+    tiles : {"float64", "float32"}
+        Dtype of the tile products of the pair pass and of the ETF gaps; "float32" sums
+        them in float64 and adds an error stated in docs/performance.md (for devices
+        whose float64 is slow).
 
     Returns
     -------
@@ -212,6 +224,8 @@ def compute_metrics(
     """
     block = positive_int(block, "block")
     cdnv_exponent = _positive_exponent(cdnv_exponent)
+    on_device = _use_torch(backend, stats)
+    tile_dtype = _tile_dtype(tiles)
     dim = _check_measurable(stats)
     present = stats.present
     num_present = int(present.sum())
@@ -229,10 +243,9 @@ def compute_metrics(
     # the state of the features times stats.scale (a power of two): the scale-free
     # metrics are exact on it, and no square or fourth power over- or underflows
     scale = stats.scale
-    means = stats.scaled_means()[present]
-    global_mean = stats.global_mean(weighted=weighted_mean, scaled=True)
+    means, global_mean, sigma_w, variances = _scaled_state(stats, present, weighted_mean,
+                                                           on_device)
     centred = means - global_mean
-    sigma_w = stats.within_class_covariance(scaled=True)
     max_rank = num_present if weighted_mean else num_present - 1
     w_shift = 0
     if w is not None:
@@ -240,24 +253,28 @@ def compute_metrics(
         # Gram neither over- nor underflows for weights of magnitude 1e+-250
         w_shift = _order_one_shift(w[present])
         w = np.ldexp(w[present], w_shift)
+        if on_device:
+            w = torch.from_numpy(w).to(means.device)
     values: dict[str, Any] = {
         "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
-        "nc1_trace": float(np.trace(sigma_w) / (np.sum(centred * centred) / num_present)),
+        "nc1_trace": float(np.float64(float(sigma_w.trace()))
+                           / (float((centred * centred).sum()) / num_present)),
         "equinorm_means": geometry.equinorm(centred),
     }
-    grams: dict[int, np.ndarray] = {}  # M~^T M~ and W^T W, shared by the three ETF gaps
-    values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams)
-    values.update(_pair_metrics(centred, stats.class_variances(scaled=True), w, cdnv_exponent,
-                                block))
+    grams: dict[int, Any] = {}  # M~^T M~ and W^T W, shared by the three ETF gaps
+    values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams,
+                                                     tile_dtype=tile_dtype)
+    values.update(_pair_metrics(centred, variances, w, cdnv_exponent, block, tile_dtype))
     log_scale = math.log2(scale)
     values["cdnv"] = _unscaled(values["cdnv"], log_scale, 2 - cdnv_exponent)
     if w is not None:
-        values.update(_classifier_metrics(w, centred, grams))
+        values.update(_classifier_metrics(w, centred, grams, tile_dtype))
         values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"],
                                                log_scale + w_shift, 2)
         if b is not None:  # W mu_G + b times the same power of two as W h
             bias = np.ldexp(b[present], w_shift + round(log_scale))
-            values["bias_relation"] = _bias_relation(w, bias, global_mean)
+            values["bias_relation"] = _bias_relation(
+                geometry.host_vector(w @ global_mean), bias)
     if decisions is not None:
         values["ncc_mismatch"], values["accuracy"] = decisions.compute()
     if ood is not None:
@@ -265,7 +282,9 @@ def compute_metrics(
     if spectral:
         values.update(_spectral(stats))
     if margins:
-        values.update(margin_metrics(centred, w))
+        # the margins' solver runs on the host (C x d copies when on a device)
+        values.update(margin_metrics(geometry.host_array(centred),
+                                     None if w is None else geometry.host_array(w)))
     if any(isinstance(v, float) and not math.isfinite(v) for v in values.values()):
         notes.append("some metrics are not finite (coinciding class means or directions, "
                      "or a zero vector)")
@@ -275,6 +294,41 @@ def compute_metrics(
         cdnv_exponent=None if cdnv_exponent == 2 else float(cdnv_exponent),
         empty_classes=empty, warnings=tuple(notes),
     )
+
+
+def _use_torch(backend: Any, stats: CollapseStats) -> bool:
+    """Whether the metrics run in torch on the statistics' device."""
+    if backend not in ("auto", "numpy", "torch"):
+        raise NCInputError(f"backend must be 'auto', 'numpy' or 'torch'; got {backend!r}")
+    if backend == "auto":
+        return stats.device.type != "cpu"
+    return backend == "torch"
+
+
+def _tile_dtype(tiles: Any) -> Any:
+    """None (float64 tiles) or np.float32."""
+    if tiles not in ("float64", "float32"):
+        raise NCInputError(f"tiles must be 'float64' or 'float32'; got {tiles!r}")
+    return np.float32 if tiles == "float32" else None
+
+
+def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool,
+                  on_device: bool) -> tuple[Any, Any, Any, Any]:
+    """(means (C', d), mu_G (d,), Sigma_W (d, d), sigma_c^2 (C',)) of the present classes
+    in the scaled units: numpy arrays, or float64 tensors left on the state's device."""
+    if not on_device:
+        return (stats.scaled_means()[present],
+                stats.global_mean(weighted=weighted_mean, scaled=True),
+                stats.within_class_covariance(scaled=True), stats.class_variances(scaled=True))
+    all_means, spread, scatter = stats.scaled_tensors()
+    mask = torch.from_numpy(present).to(all_means.device)
+    counts = torch.from_numpy(stats.counts[present].astype(np.float64)).to(all_means.device)
+    means = all_means[mask]
+    if weighted_mean:
+        global_mean = counts @ means / stats.num_samples
+    else:
+        global_mean = means.mean(dim=0)
+    return means, global_mean, scatter / stats.num_samples, spread[mask] / counts
 
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:
@@ -305,8 +359,8 @@ def _unscaled(value: float, log_scale: float, power: float) -> float:
         return math.copysign(math.inf, value)
 
 
-def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray | None,
-                  exponent: float, block: int) -> dict[str, float]:
+def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, block: int,
+                  tile_dtype: Any) -> dict[str, float]:
     """The metrics over class pairs, from one shared tiled pass.
 
     For C > d the spread of the cosines has a closed form on d x d matrices that needs no
@@ -316,7 +370,8 @@ def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray
     count, dim = centred.shape
     closed_form = count > dim
     sums = geometry.pair_sums(centred, variances, weight, exponent=exponent,
-                              cosine_squares=not closed_form, block=block)
+                              cosine_squares=not closed_form, block=block,
+                              tile_dtype=tile_dtype)
     pairs = sums.pairs
     values = {
         "cdnv": sums.cdnv / pairs,
@@ -336,34 +391,40 @@ def _pair_metrics(centred: np.ndarray, variances: np.ndarray, weight: np.ndarray
     return {key: float(value) for key, value in values.items()}
 
 
-def _classifier_metrics(weight: np.ndarray, centred: np.ndarray,
-                        grams: dict[int, np.ndarray]) -> dict[str, float]:
-    duality = np.einsum("cd,cd->c", weight, centred)  # s_c = w_c . (mu_c - mu_G)
+def _classifier_metrics(weight: Any, centred: Any, grams: dict[int, Any],
+                        tile_dtype: Any) -> dict[str, float]:
+    # s_c = w_c . (mu_c - mu_G): C values, the same on the host on every backend
+    duality = geometry.host_vector(geometry.row_dots(weight, centred))
     with np.errstate(invalid="ignore", divide="ignore"):
         duality_cv = duality.std() / duality.mean()
     return {
         "equinorm_weights": geometry.equinorm(weight),
-        "etf_error_weights": geometry.simplex_gap(weight, weight, grams=grams),
+        "etf_error_weights": geometry.simplex_gap(weight, weight, grams=grams,
+                                                  tile_dtype=tile_dtype),
         "self_duality": geometry.self_duality(weight, centred),
-        "wh_duality": geometry.simplex_gap(weight, centred, grams=grams),
+        "wh_duality": geometry.simplex_gap(weight, centred, grams=grams,
+                                           tile_dtype=tile_dtype),
         "unc3_duality_cv": float(duality_cv),
         "unc3_duality_var": float(duality.var(ddof=1)),
     }
 
 
-def _bias_relation(weight: np.ndarray, bias: np.ndarray, global_mean: np.ndarray) -> float:
-    """||W mu_G + b|| / (||W mu_G|| + ||b||): 0 when the bias cancels W mu_G."""
-    projected = weight @ global_mean
+def _bias_relation(projected: np.ndarray, bias: np.ndarray) -> float:
+    """||W mu_G + b|| / (||W mu_G|| + ||b||) from W mu_G: 0 when the bias cancels it."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return float(np.linalg.norm(projected + bias)
                      / (np.linalg.norm(projected) + np.linalg.norm(bias)))
 
 
-def _ood_orthogonality(means: np.ndarray, ood_mean: np.ndarray) -> float:
+def _ood_orthogonality(means: Any, ood_mean: np.ndarray) -> float:
     """Mean over classes of |cos(mu_c, mu_G^ood)| (uncentred means, as NECO)."""
+    if isinstance(means, torch.Tensor):
+        projected = means @ torch.from_numpy(ood_mean).to(means.device)
+    else:
+        projected = means @ ood_mean
+    norms = geometry.host_vector(geometry.row_norms(means))
     with np.errstate(invalid="ignore", divide="ignore"):
-        cosines = (means @ ood_mean) / (np.linalg.norm(means, axis=1)
-                                        * np.linalg.norm(ood_mean))
+        cosines = geometry.host_vector(projected) / (norms * np.linalg.norm(ood_mean))
     return float(np.abs(cosines).mean())
 
 

@@ -174,13 +174,17 @@ class CollapseStats(StreamingStatistic):
             return _numpy(counts)
         if key == "shift":  # internal units -> scaled units: times 2**-shift
             return self._normalizing_exponent(counts, means, spread)
+        if "tensor_" not in key:  # numpy's copy (a view on the CPU) of the tensor
+            prefix = "scaled_" if key.startswith("scaled_") else ""
+            return _numpy(self._view(f"{prefix}tensor_{key[len(prefix):]}"))
         if key.startswith("scaled_"):
             shift = -self._view("shift")
             key = key[len("scaled_"):]
         else:
             shift = -self._moments.exponent  # internal units -> the features' units
+        key = key[len("tensor_"):]
         tensor, power = {"means": (means, 1), "spread": (spread, 2), "scatter": (scatter, 2)}[key]
-        return _numpy(times_power_of_two(tensor, power * shift))
+        return times_power_of_two(tensor, power * shift)
 
     @staticmethod
     def _normalizing_exponent(counts: torch.Tensor, means: torch.Tensor,
@@ -216,6 +220,18 @@ class CollapseStats(StreamingStatistic):
         """Within-class scatter of the features times :attr:`scale`, (d, d)."""
         return self._view("scaled_scatter")
 
+    @property
+    def device(self) -> torch.device:
+        """The device the state lives on (the features'; the CPU before any sample)."""
+        return torch.device("cpu") if self._moments is None else self._moments.device
+
+    def scaled_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means (C, d), spread (C,), scatter (d, d)) of the features times :attr:`scale`,
+        as float64 tensors on :attr:`device`: what ``scaled_means`` & co. copy to numpy.
+        They share memory with the state: do not modify them."""
+        return (self._view("scaled_tensor_means"), self._view("scaled_tensor_spread"),
+                self._view("scaled_tensor_scatter"))
+
     # ------------------------------------------------------------------ derived quantities
     @property
     def num_samples(self) -> int:
@@ -250,6 +266,17 @@ class CollapseStats(StreamingStatistic):
     def __repr__(self) -> str:
         return (f"CollapseStats(num_classes={self.num_classes}, dim={self.dim}, "
                 f"num_samples={self.num_samples})")
+
+
+class _DecisionBuffers:
+    """Per-chunk scratch of DecisionStats.update, allocated once: the (rows, C) scores
+    (the classifier's, then the distances), the (rows, d) shifted features and ones."""
+
+    def __init__(self, rows: int, dim: int, classes: int, like: torch.Tensor) -> None:
+        self.rows = rows
+        self.scores = like.new_empty((rows, classes))
+        self.shifted = like.new_empty((rows, dim))
+        self.ones = torch.ones(rows, dtype=torch.int64, device=like.device)
 
 
 class DecisionStats(StreamingStatistic):
@@ -295,6 +322,7 @@ class DecisionStats(StreamingStatistic):
         self.centred = np.where(present[:, None], means - self.origin, 0.0)
         self.penalty = np.where(present, np.einsum("cd,cd->c", self.centred, self.centred), np.inf)
         self._constants: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._buffers: dict[tuple[torch.device, torch.dtype], _DecisionBuffers] = {}
         self._configure({"num_classes": num_classes}, "the means")
 
     CONFIG = ("num_classes",)
@@ -338,15 +366,25 @@ class DecisionStats(StreamingStatistic):
                        doc="Samples the classifier labels correctly.")
 
     def _device_constants(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(W, b, origin, centred, penalty) in x's dtype on x's device, converted once."""
+        """(W^T, b, -origin, centred^T, penalty) in x's dtype on x's device, converted
+        once (the products read the transposes as stored: no copy per chunk)."""
         key = (x.device, x.dtype)
         if key not in self._constants:
             bias = self.bias if self.bias is not None else np.zeros(self.num_classes)
             self._constants[key] = tuple(
                 torch.from_numpy(np.ascontiguousarray(a)).to(device=x.device, dtype=x.dtype)
-                for a in (self.weight, bias, self.origin, self.centred, self.penalty)
+                for a in (self.weight.T, bias, -self.origin, self.centred.T, self.penalty)
             )
         return self._constants[key]
+
+    def _chunk_buffers(self, x: torch.Tensor, rows: int) -> _DecisionBuffers:
+        """Scratch arrays for chunks of up to ``rows`` rows, kept between updates."""
+        key = (x.device, x.dtype)
+        buffers = self._buffers.get(key)
+        if buffers is None or buffers.rows < rows:
+            buffers = self._buffers[key] = _DecisionBuffers(rows, x.shape[1],
+                                                            self.num_classes, x)
+        return buffers
 
     def update(self, features: Any, labels: Any, logits: Any = None, *,
                predictions: Any = None) -> DecisionStats:
@@ -366,22 +404,28 @@ class DecisionStats(StreamingStatistic):
         scores = None if logits is None else self._as_logits(logits, x)
         decided = (None if predictions is None else
                    as_labels(predictions, x.shape[0], self.num_classes).to(x.device))
-        weight, bias, origin, centred, penalty = self._device_constants(x)
+        weight_t, bias, minus_origin, centred_t, penalty = self._device_constants(x)
         self._tally.to(x.device)
-        rows = max(1, self._CHUNK_ENTRIES // self.num_classes)
+        rows = min(x.shape[0], max(1, self._CHUNK_ENTRIES // self.num_classes))
+        work = self._chunk_buffers(x, rows)
+        self._tallies[0].index_add_(0, y, work.ones[: x.shape[0]] if x.shape[0] <= work.rows
+                                    else torch.ones_like(y))
         for start in range(0, x.shape[0], rows):
             xs, ys = x[start : start + rows], y[start : start + rows]
+            n = xs.shape[0]
             if decided is not None:
                 predicted = decided[start : start + rows]
             elif scores is not None:
                 predicted = scores[start : start + rows].argmax(dim=1)
             else:
-                predicted = torch.addmm(bias, xs, weight.T).argmax(dim=1)
-            if self.scale != 1.0:
-                xs = xs * self.scale  # a power of two: the same decisions, in range
+                predicted = torch.addmm(bias, xs, weight_t, out=work.scores[:n]).argmax(dim=1)
+            # x s - origin in one pass: s is a power of two, so x s is exact and this is
+            # the rounding of the plain subtraction (kept before the product: folding
+            # the origin into the constants would cancel for means far from 0)
+            shifted = torch.add(minus_origin, xs, alpha=self.scale, out=work.shifted[:n])
             # ||h - mu_c||^2 up to a constant, from the global mean to limit cancellation
-            nearest = torch.addmm(penalty, xs - origin, centred.T, alpha=-2).argmin(dim=1)
-            self._tallies[0].index_add_(0, ys, torch.ones_like(ys))
+            nearest = torch.addmm(penalty, shifted, centred_t, alpha=-2,
+                                  out=work.scores[:n]).argmin(dim=1)
             self._tallies[1].index_add_(0, ys, (predicted != nearest).to(torch.int64))
             self._tallies[2].index_add_(0, ys, (predicted == ys).to(torch.int64))
         return self

@@ -1,0 +1,128 @@
+"""Each phase of a measurement against its limit, timed in the same process.
+
+Run:  python benchmarks/phases.py [--classes 100 1000 10000] [--samples 5]
+      [--metrics-max-classes 10000] [--phases statistics decisions metrics]
+      [--backend auto|numpy|torch] [--tiles float64|float32]
+
+Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
+
+- statistics pass: CollapseStats over every batch / ONE float32 ``X.T @ X``;
+- decision pass: DecisionStats over every batch / its two products on the whole X,
+  ``X @ W.T`` and ``(X s - origin) @ M~.T`` (float32, as the pass runs them; the
+  subtraction itself is left out of the limit);
+- compute_metrics (with W): / the float64 C x C Grams of the pair pass, ``M~ @ M~.T``
+  and ``W @ W.T`` (numpy, as compute_metrics runs them on the CPU).
+
+Each phase and its limit are interleaved and each figure is the minimum over
+``--samples`` runs; the machine's load average is printed with the results. Targets
+(issue 22): 1.1x, 1.25x and 1.3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import torch
+
+from nclab import CollapseStats, DecisionStats, compute_metrics
+
+N, DIM, BATCH = 50_000, 512, 512
+TARGETS = {"statistics": 1.1, "decisions": 1.25, "metrics": 1.3}
+
+
+def interleaved(phase: Callable[[], object], limit: Callable[[], object],
+                samples: int) -> tuple[float, float]:
+    """(best time of ``phase``, best time of ``limit``), run alternately."""
+    best = [float("inf"), float("inf")]
+    for _ in range(samples):
+        for k, fn in enumerate((phase, limit)):
+            start = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best[0], best[1]
+
+
+def problem(classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (N, d) float32 of Gaussian classes, labels (N,), a classifier (C, d)."""
+    gen = torch.Generator().manual_seed(classes)
+    means = torch.randn(classes, DIM, generator=gen)
+    labels = torch.randint(0, classes, (N,), generator=gen)
+    features = means[labels] + 0.5 * torch.randn(N, DIM, generator=gen)
+    weight = means + 0.1 * torch.randn(classes, DIM, generator=gen)
+    return features, labels, weight
+
+
+def statistics_pass(features: torch.Tensor, labels: torch.Tensor, classes: int
+                    ) -> CollapseStats:
+    stats = CollapseStats(classes, DIM)
+    for start in range(0, N, BATCH):
+        stats.update(features[start:start + BATCH], labels[start:start + BATCH])
+    stats.counts  # noqa: B018  (the finalize on read is part of the pass)
+    return stats
+
+
+def decision_pass(decisions: DecisionStats, features: torch.Tensor,
+                  labels: torch.Tensor) -> None:
+    for start in range(0, N, BATCH):
+        decisions.update(features[start:start + BATCH], labels[start:start + BATCH])
+
+
+def run(classes: int, args: argparse.Namespace) -> None:
+    features, labels, weight = problem(classes)
+    samples, phases = args.samples, args.phases
+    ratios = {}
+    if "statistics" in phases:
+        ratios["statistics"] = interleaved(lambda: statistics_pass(features, labels, classes),
+                                           lambda: features.T @ features, samples)
+    stats = statistics_pass(features, labels, classes)
+    if "decisions" in phases:
+        ratios["decisions"] = _decisions(stats, features, labels, weight, samples)
+    if "metrics" in phases and classes <= args.metrics_max_classes:
+        w64 = weight.double().numpy()
+        centred64 = stats.scaled_means() - stats.global_mean(scaled=True)
+        # only what differs from the defaults: the script also times older releases
+        options = {key: value for key, value in (("backend", args.backend),
+                                                 ("tiles", args.tiles))
+                   if value != {"backend": "auto", "tiles": "float64"}[key]}
+        ratios["metrics"] = interleaved(lambda: compute_metrics(stats, w64, **options),
+                                        lambda: (centred64 @ centred64.T, w64 @ w64.T),
+                                        max(1, samples // 2))
+    for name, (phase, limit) in ratios.items():
+        print(f"C={classes:>6} {name:<11} {phase:8.3f} s / limit {limit:8.3f} s = "
+              f"{phase / limit:5.2f}x (target {TARGETS[name]}x)", flush=True)
+
+
+def _decisions(stats: CollapseStats, features: torch.Tensor, labels: torch.Tensor,
+               weight: torch.Tensor, samples: int) -> tuple[float, float]:
+    fresh = lambda: DecisionStats.from_stats(stats, weight)  # noqa: E731
+    template = fresh()
+    origin = torch.from_numpy(template.origin).float()
+    centred = torch.from_numpy(template.centred).float()
+    shifted = features * template.scale - origin  # the products alone are the limit
+    return interleaved(lambda: decision_pass(fresh(), features, labels),
+                       lambda: (features @ weight.T, shifted @ centred.T), samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, nargs="+", default=[100, 1_000, 10_000])
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--metrics-max-classes", type=int, default=10_000)
+    parser.add_argument("--phases", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "torch"])
+    parser.add_argument("--tiles", default="float64", choices=["float64", "float32"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"N={N} d={DIM} batch={BATCH} threads=1 samples={args.samples} "
+          f"backend={args.backend} tiles={args.tiles} load={os.getloadavg()[0]:.1f}",
+          flush=True)
+    for classes in args.classes:
+        run(classes, args)
+    print(f"load at the end={os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
