@@ -63,8 +63,8 @@ class DeepUFMSolution:
 
     def layer_features(self, run: int) -> list[torch.Tensor]:
         """H_1, ..., H_L of one run, each (N, d)."""
-        return forward(self.params, self.activation)[:-1] if run is None else [
-            h[run] for h in forward(self.params, self.activation)[:-1]]
+        return [h[0] for h in forward(tuple(p[run:run + 1] for p in self.params),
+                                        self.activation)[:-1]]
 
     def layer_metrics(self, run: int) -> list[CollapseMetrics]:
         """The collapse metrics (definitions §1) of H_1, ..., H_L of one run; the last
