@@ -5,8 +5,9 @@
 
 with L the cross-entropy (Zhu et al., 2021), half the squared error to the one-hot
 target (Zhou et al., 2022), the label-smoothed cross-entropy ``ls:EPS`` or the focal loss
-``focal:GAMMA`` (Zhou et al., NeurIPS 2022; definitions in :mod:`nclab.core.losses`), K classes, n features per class (N = K n), dimension d. Note
-that, as in those papers, the penalty on H is not divided by N. W is K x d (row k is w_k)
+``focal:GAMMA`` (Zhou et al., NeurIPS 2022; definitions in :mod:`nclab.core.losses`;
+minimizers in definitions §13), K classes, n features per class (N = K n), dimension d.
+Note that, as in those papers, the penalty on H is not divided by N. W is K x d (row k is w_k)
 and H is N x d. Solved by full-batch gradient descent in float64.
 
 Global minimizers (d >= K - 1, gamma = sqrt(n lambda_W lambda_H) with K gamma < 1): the
