@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from nclab.cli.app import app, console, short
 from nclab.cli.options import Runtime, runtime_options
+from nclab.report.profile import SEPARATION_PNG
 from nclab.studies.layer_profile import profile_run
 
 
@@ -37,4 +39,10 @@ def profile_command(
     for name, where, metrics in zip(result.names, result.points, result.metrics, strict=True):
         table.add_row(name, where, str(metrics.dim), short(metrics.nc1), short(metrics.nc1_trace))
     console.print(table)
+    fit = json.loads(json_path.read_text()).get("separation")
+    if fit is not None:
+        console.print(f"law of data separation: D_l = C nc1_l falls by a ratio of "
+                      f"{fit['decay_ratio']:.3g} per layer (Pearson r of l and log D_l "
+                      f"{fit['pearson_r']:.4f}); figure {json_path.parent / SEPARATION_PNG}",
+                      highlight=False, soft_wrap=True)
     console.print(f"wrote {json_path} and {png_path}", highlight=False, soft_wrap=True)
