@@ -110,6 +110,8 @@ class RegularizedUFM:
         self.num_classes, self.dim, self.per_class = check_sizes(num_classes, dim, per_class)
         # ce and mse keep their fast paths; ls:EPS and focal:GAMMA go through the trainer's
         # definitions (nclab.core.losses), ls:0 and focal:0 included
+        if str(loss).partition(":")[0] not in ("ce", "mse", "ls", "focal"):
+            raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
         self.criterion = ClassificationLoss.parse(loss)
         self.loss = self.criterion.text
         self.lambda_w = check_nonnegative("lambda_w", lambda_w, positive=True)
