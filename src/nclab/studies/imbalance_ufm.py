@@ -58,7 +58,8 @@ def solve_counts(counts: Sequence[int], dim: int, minority: Sequence[int], *, lo
                  lambda_w: float, lambda_h: float, lambda_b: float, seeds: int, steps: int,
                  grad_tol: float = 1e-10, bias: bool = True) -> dict[str, Any]:
     """Solve the UFM with ``counts`` from ``seeds`` random starts; the best start's §12
-    metrics, objective, gradient norm and the spread of the ends' objectives.
+    metrics, objective, gradient norm, the spread of the ends' objectives and
+    ``minority_norm_ratio`` (mean ‖w_c‖ of the minority over that of the others).
 
     ``bias=False`` solves :class:`BiasFreeUFM` (b = 0)."""
     if zero_threshold(counts, lambda_w, lambda_h) >= 1:
@@ -72,7 +73,12 @@ def solve_counts(counts: Sequence[int], dim: int, minority: Sequence[int], *, lo
     best = int(solution.objective.argmin())
     metrics = imbalance_metrics(solution.weight[best].cpu().numpy(),
                                 class_means(solution, best), counts, minority)
+    norms = solution.weight[best].norm(dim=1).cpu().numpy()
+    is_minority = np.isin(np.arange(len(counts)), list(minority))
     return {"counts": list(counts), "objective": float(solution.objective[best]),
+            # mean norm of the minority rows over that of the others (nan without either)
+            "minority_norm_ratio": float(norms[is_minority].mean() / norms[~is_minority].mean())
+            if is_minority.any() and not is_minority.all() else float("nan"),
             "objective_spread": float(solution.objective.max() - solution.objective.min()),
             "grad_norm": float(solution.grad_norm[best]),
             "weight_norm": float(solution.weight[best].norm()), **metrics}
