@@ -89,3 +89,35 @@ def test_bad_settings_are_one_line(kwargs):
     with pytest.raises(NCInputError) as error:
         DeepUFM(3, 4, 2, **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_nclab_ufm_layers_writes_the_metrics_of_every_layer(tmp_path, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path / "deep"
+    code, text, err = run_cli(["ufm", "--layers", "3", "--activation", "linear", "--classes",
+                               "3", "--dim", "4", "--per-class", "2", "--seeds", "2",
+                               "--steps", "2000", "--threads", "1", "--out", out], capsys)
+    assert code == 0, err
+    document = json.loads((out / "ufm.json").read_text())
+    assert [row["layer"] for row in document["layers"]] == [1, 2, 3]
+    assert all(row["nc1"] <= 1e-3 for row in document["layers"])
+    assert document["config"]["layers"] == 3 and document["config"]["loss"] == "mse"
+    assert "collapse metrics of each layer" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "0"], "--layers must be >= 1"),
+    (["--layers", "2", "--imbalance", "step:0.1,2"], "--imbalance: not available with --layers"),
+    (["--layers", "2", "--loss", "ce"], "squared error"),
+    (["--layers", "2", "--activation", "tanh"], "activation must be one of relu, linear"),
+])
+def test_nclab_ufm_layers_refuses_bad_combinations_in_one_line(args, message, tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    out = tmp_path / "none"
+    code, _, err = run_cli(["ufm", *args, "--out", out], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists()
