@@ -121,3 +121,17 @@ def test_nclab_ufm_layers_refuses_bad_combinations_in_one_line(args, message, tm
     code, _, err = run_cli(["ufm", *args, "--out", out], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_nclab_ufm_layers_says_when_the_outputs_vanish(tmp_path, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path / "zero"
+    code, text, err = run_cli(["ufm", "--layers", "3", "--lambda-w", "1", "--lambda-h", "1",
+                               "--classes", "3", "--dim", "4", "--per-class", "2",
+                               "--steps", "500", "--threads", "1", "--out", out], capsys)
+    assert code == 0, err
+    assert json.loads((out / "ufm.json").read_text())["vanishing"] is True
+    assert "outputs of the best start vanish" in " ".join(text.split())

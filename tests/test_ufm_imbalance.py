@@ -28,6 +28,10 @@ def test_step_counts_keep_one_sample_at_least():
     assert step_counts(200, 4, 2, 1e-4) == [200, 200, 1, 1]
     with pytest.raises(NCInputError, match="ratio"):
         step_counts(10, 4, 2, 0.0)
+    # more minority classes than classes used to make a model of 6 classes silently
+    for minority in (0, 4, 6):
+        with pytest.raises(NCInputError, match=r"minority classes must be an integer in 1\.\.3"):
+            step_counts(10, 4, minority, 0.1)
 
 
 def test_zero_minimizer_is_refused_before_solving():

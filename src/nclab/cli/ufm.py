@@ -124,6 +124,10 @@ def _deep(runtime: Runtime, classes: int, dim: int, per_class: int, layers: int,
         table.add_row(str(row["layer"]), *(fmt(row.get(key)) for key in
                                            ("nc1", "etf_error_means", "equinorm_means")))
     console.print(table)
+    if document["vanishing"]:
+        console.print("the outputs of the best start vanish (W_L H_L = 0 to 1e-6): the weight "
+                      "decay is too heavy for a nonzero minimizer; the metrics above describe "
+                      "a vanishing point", highlight=False)
     console.print(f"wrote {out / RESULT_JSON}")
 
 

@@ -10,10 +10,12 @@ import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
-from nclab.ufm.deep import DeepUFM
+from nclab.ufm.deep import DeepUFM, forward
 
 #: Weight decay of every W_l and of H_1 when none is given (as the shallow model's).
 DEFAULT_DECAY = 5e-3
+#: Outputs of RMS norm below this count as zero: the start ended at (or near) W = H = 0.
+VANISHING = 1e-6
 
 
 def build_deep_ufm(classes: int, dim: int, per_class: int, layers: int, activation: str, *,
@@ -45,12 +47,17 @@ def solve_deep_ufm(model: DeepUFM, out: Path, *, seeds: int, steps: int, lr: flo
     dict
         The content of ufm.json: ``config``, ``runs`` (seed, objective, gradient norm of
         every start), ``best_seed`` and ``layers``: one entry per layer l = 1..L of the
-        best start, ``{"layer": l, "nc1": ..., ...}`` with every metric of definitions §1.
+        best start, ``{"layer": l, "nc1": ..., ...}`` with every metric of definitions §1;
+        ``vanishing`` is true when the best start's outputs W_L H_L have an RMS norm below
+        1e-6 (heavy weight decay: the minimizer is then zero and the layer metrics describe
+        rounding noise).
     """
     if seeds < 1:
         raise NCInputError(f"--seeds must be >= 1; got {seeds}")
     solution = model.solve(range(seeds), steps=steps, lr=lr, grad_tol=grad_tol, device=device)
     best = solution.best
+    outputs = forward(tuple(p[best:best + 1] for p in solution.params), model.activation)[-1]
+    vanishing = float(outputs.square().mean().sqrt()) < VANISHING
     layers = [{"layer": index + 1, **metrics.to_dict()}
               for index, metrics in enumerate(solution.layer_metrics(best))]
     document = {
@@ -61,7 +68,7 @@ def solve_deep_ufm(model: DeepUFM, out: Path, *, seeds: int, steps: int, lr: flo
                    "lambda_w": model.lambda_w, "lambda_h": model.lambda_h},
         "steps": steps, "lr": lr, "grad_tol": grad_tol, "device": str(device),
         "iterations": solution.trace.iterations, "best_seed": solution.seeds[best],
-        "best_objective": float(solution.objective[best]),
+        "best_objective": float(solution.objective[best]), "vanishing": vanishing,
         "runs": [{"seed": seed, "objective": float(solution.objective[i]),
                   "grad_norm": float(solution.grad_norm[i])}
                  for i, seed in enumerate(solution.seeds)],

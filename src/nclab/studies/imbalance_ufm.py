@@ -88,6 +88,9 @@ def step_counts(per_class: int, classes: int, minority: int, ratio: float) -> li
     """n_max for the first C - K classes, round(R n_max) (at least 1) for the last K."""
     if not 0 < ratio <= 1:
         raise NCInputError(f"the ratio R must lie in (0, 1]; got {ratio}")
+    if isinstance(minority, bool) or int(minority) != minority or not 1 <= minority < classes:
+        raise NCInputError(f"the number of minority classes must be an integer in "
+                           f"1..{classes - 1}; got {minority}")
     small = max(1, round(ratio * per_class))
     return [per_class] * (classes - minority) + [small] * minority
 
