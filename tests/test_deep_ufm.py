@@ -84,7 +84,9 @@ def test_layer_features_are_the_forward_pass_of_the_run():
 
 
 @pytest.mark.parametrize("kwargs", [{"layers": 0}, {"layers": 2.5}, {"layers": True},
-                                    {"activation": "tanh"}, {"lambda_w": 0.0}])
+                                    {"activation": "tanh"}, {"lambda_w": 0.0},
+                                    {"lambda_h": float("nan")}, {"lambda_w": "x"},
+                                    {"lambda_h": True}])
 def test_bad_settings_are_one_line(kwargs):
     with pytest.raises(NCInputError) as error:
         DeepUFM(3, 4, 2, **kwargs)

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from nclab.cli.app import app, console, short
 from nclab.cli.options import Runtime, runtime_options
-from nclab.report.profile import SEPARATION_PNG
 from nclab.studies.layer_profile import profile_run
 
 
@@ -43,6 +42,6 @@ def profile_command(
     if fit is not None:
         console.print(f"law of data separation: D_l = C nc1_l falls by a ratio of "
                       f"{fit['decay_ratio']:.3g} per layer (Pearson r of l and log D_l "
-                      f"{fit['pearson_r']:.4f}); figure {json_path.parent / SEPARATION_PNG}",
+                      f"{fit['pearson_r']:.4f}); figure {json_path.parent / fit['figure']}",
                       highlight=False, soft_wrap=True)
     console.print(f"wrote {json_path} and {png_path}", highlight=False, soft_wrap=True)

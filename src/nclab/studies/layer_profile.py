@@ -150,8 +150,8 @@ def profile_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
 
 def separation_entry(result: LayerProfile) -> dict[str, Any]:
     """``separation``: He & Su's fit of log D_l against l, D_l = C nc1_l (definitions
-    §16), or None with ``separation_error`` saying why (fewer than three layers, a
-    layer with nc1 = 0 or undefined)."""
+    §16) and the name of its figure (``figure``), or None with ``separation_error`` saying
+    why (fewer than three layers, a layer with nc1 = 0 or undefined)."""
     try:
         values = [metrics.nc1 for metrics in result.metrics]
         if any(v is None for v in values):
@@ -159,4 +159,4 @@ def separation_entry(result: LayerProfile) -> dict[str, Any]:
         fit = separation_fit(values, num_classes=result.metrics[0].num_classes)
     except NCInputError as exc:
         return {"separation": None, "separation_error": str(exc)}
-    return {"separation": fit}
+    return {"separation": {**fit, "figure": SEPARATION_PNG}}

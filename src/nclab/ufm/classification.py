@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from nclab.core import losses
 from nclab.core.errors import NCInputError
-from nclab.core.losses import ClassificationLoss
 from nclab.ufm._base import (
     UFMSolution,
     check_nonnegative,
@@ -88,8 +88,9 @@ class RegularizedUFM:
     counts : sequence of int, optional
         n_k features of class k (K entries, each >= 1) instead of ``per_class``:
         imbalanced classes, N = sum_k n_k. ``per_class`` is then the largest count.
-    loss : {"ce", "mse"}
-        Cross-entropy, or (1/2) ||W h + b - e_k||^2 with e_k the one-hot target.
+    loss : {"ce", "mse", "ls:EPS", "focal:GAMMA"}
+        Cross-entropy, (1/2) ||W h + b - e_k||^2 with e_k the one-hot target, or the
+        label-smoothed cross-entropy / focal loss of :mod:`nclab.core.losses`.
     lambda_w, lambda_h : float
         Weight decay on W and H, > 0 (without them cross-entropy has no minimizer).
     lambda_b : float
@@ -112,8 +113,9 @@ class RegularizedUFM:
         # definitions (nclab.core.losses), ls:0 and focal:0 included
         if str(loss).partition(":")[0] not in ("ce", "mse", "ls", "focal"):
             raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-        self.criterion = ClassificationLoss.parse(loss)
-        self.loss = self.criterion.text
+        self.criterion = losses.ClassificationLoss.parse(loss)
+        loss = self.criterion.text
+        self.loss = loss
         self.lambda_w = check_nonnegative("lambda_w", lambda_w, positive=True)
         self.lambda_h = check_nonnegative("lambda_h", lambda_h, positive=True)
         self.lambda_b = check_nonnegative("lambda_b", lambda_b)

@@ -27,10 +27,21 @@ import torch
 from nclab.core.errors import NCInputError
 from nclab.core.measure import measure
 from nclab.core.metrics import CollapseMetrics
-from nclab.ufm._base import check_nonnegative, check_sizes, class_labels, random_normal
+from nclab.ufm._base import check_sizes, class_labels, random_normal
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 ACTIVATIONS = ("relu", "linear")
+
+
+def positive_decay(name: str, value: float) -> float:
+    """A weight decay as a finite float > 0; one NCInputError line otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise NCInputError(f"{name} must be a number > 0; got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+        raise NCInputError(f"{name} must be a finite number > 0; got {value!r}")
+    return number
 
 
 @dataclass
@@ -118,8 +129,8 @@ class DeepUFM:
             raise NCInputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
                                f"{activation!r}")
         self.layers, self.activation = int(layers), activation
-        self.lambda_w = check_nonnegative("lambda_w", lambda_w, positive=True)
-        self.lambda_h = check_nonnegative("lambda_h", lambda_h, positive=True)
+        self.lambda_w = positive_decay("lambda_w", lambda_w)
+        self.lambda_h = positive_decay("lambda_h", lambda_h)
 
     def __repr__(self) -> str:
         return (f"DeepUFM(num_classes={self.num_classes}, dim={self.dim}, per_class="
