@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -42,5 +43,12 @@ def profile_command(
         table.add_row(escape(shown_text(name)), escape(where), str(metrics.dim),
                       short(metrics.nc1), short(metrics.nc1_trace))
     console.print(table)
+    fit = json.loads(json_path.read_text()).get("separation")
+    if fit is not None:
+        console.print(f"law of data separation: D_l = C nc1_l falls by a ratio of "
+                      f"{fit['decay_ratio']:.3g} per layer (Pearson r of l and log D_l "
+                      f"{fit['pearson_r']:.4f}); figure "
+                      f"{shown_path(json_path.parent / fit['figure'])}",
+                      highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {shown_path(json_path)} and {shown_path(png_path)}", highlight=False,
                   markup=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from nclab.cli.app import app, console
 from nclab.cli.options import Runtime, integer, real, runtime_options, text_parser
 from nclab.core.distributed import resolve_device
 from nclab.data.imbalance import Imbalance
+from nclab.studies.deep_ufm import build_deep_ufm, solve_deep_ufm
 from nclab.studies.ufm import (
     DEFAULT_DECAY,
     DEFAULT_TAU,
@@ -40,7 +41,12 @@ def ufm_command(
         None, "--imbalance", parser=text_parser("imbalance", "--imbalance"), metavar="TEXT",
         help="Class counts n_c of a long tail instead of n each: step:R,K (the last K classes "
              "hold round(R n)) or exp:R (class c holds round(n R^(c/(C-1)))) (docs/imbalance.md)."),
-    loss: str = typer.Option("ce", help=f"Loss of the regularized model: {', '.join(LOSSES)}."),
+    loss: str = typer.Option(None, show_default="ce (mse with --layers)",
+                             help=f"Loss of the regularized model: {', '.join(LOSSES)}."),
+    layers: int | None = typer.Option(
+        None, "--layers", help="The deep UFM of L layers (squared error, no bias; docs/ufm.md).",
+        **integer("--layers")),
+    activation: str = typer.Option("relu", help="(--layers) Between layers: relu or linear."),
     normalized: bool = typer.Option(
         False, "--normalized", help="Unit-norm features and classifiers (docs/ufm.md)."),
     tau: float | None = typer.Option(None, show_default=f"{DEFAULT_TAU:g}",
@@ -69,6 +75,13 @@ def ufm_command(
                              help="Folder for ufm.json and convergence.png."),
 ) -> None:
     """Solve a UFM from random starts: objective, gap to f*, collapse metrics, figure."""
+    if layers is not None:
+        _deep(runtime, classes, dim, per_class, layers, activation, loss=loss,
+              normalized=normalized, imbalance=imbalance, tau=tau, lambda_w=lambda_w,
+              lambda_h=lambda_h, lambda_b=lambda_b, seeds=seeds, steps=steps, lr=lr,
+              grad_tol=grad_tol, out=out)
+        return
+    loss = "ce" if loss is None else loss
     profile = None if imbalance is None else Imbalance.parse(imbalance, "--imbalance")
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
                       lambda_b, profile)
@@ -92,6 +105,33 @@ def ufm_command(
                       f"{-1 / (classes - 1):.4f}; 1: the minority rows merged)",
                       highlight=False)
     console.print(f"wrote {out / RESULT_JSON} and {result['figure']}")
+
+
+def _deep(runtime: Runtime, classes: int, dim: int, per_class: int, layers: int,
+          activation: str, *, seeds: int, steps: int, lr: float, grad_tol: float, out: Path,
+          **options) -> None:
+    """``--layers L``: the deep UFM, its starts and the metrics of every layer."""
+    model = build_deep_ufm(classes, dim, per_class, layers, activation, **options)
+    torch_device = resolve_device(runtime.device)
+    runtime.apply_threads(console)
+    console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)
+    document = solve_deep_ufm(model, out, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
+                              device=torch_device)
+    runs = _new_table("final point of each run", ["seed", "objective", "grad"])
+    for run in document["runs"]:
+        runs.add_row(str(run["seed"]), f"{run['objective']:.12f}", f"{run['grad_norm']:.1e}")
+    console.print(runs)
+    table = _new_table(f"collapse metrics of each layer (seed {document['best_seed']}, the "
+                       "best start)", ["layer", "nc1", "etf_error_means", "equinorm_means"])
+    for row in document["layers"]:
+        table.add_row(str(row["layer"]), *(fmt(row.get(key)) for key in
+                                           ("nc1", "etf_error_means", "equinorm_means")))
+    console.print(table)
+    if document["vanishing"]:
+        console.print("the outputs of the best start vanish (W_L H_L = 0 to 1e-6): the weight "
+                      "decay is too heavy for a nonzero minimizer; the metrics above describe "
+                      "a vanishing point", highlight=False)
+    console.print(f"wrote {out / RESULT_JSON}")
 
 
 def _tables(runs: list[dict]) -> list[Table]:

@@ -29,6 +29,8 @@ from nclab.runs import RunLogWarning, is_number, shown_path
 __all__ = ["CURVES", "profile_figure", "profile_section"]
 
 PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
+#: The figure of the law of data separation (log D_l against l), beside profile.png.
+SEPARATION_PNG = "separation.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))
 #: At most this many layers are drawn (the tick labels of more could not be read).
@@ -133,3 +135,26 @@ def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
         write_atomic(Path(out) / PROFILE_PNG, data)
     return (f"<h2>Collapse layer by layer</h2><img src='{PROFILE_PNG}' "
             "alt='NC1 and NC1_trace per layer' style='max-width:700px'>")
+
+
+def separation_figure(fit: Mapping[str, Any], path: str | os.PathLike,
+                      title: str | None = None) -> None:
+    """Write a PNG of log D_l against the layer index l with the fitted line (He & Su's
+    law of data separation; ``fit`` as returned by
+    :func:`nclab.core.separation.separation_fit`)."""
+    values = list(fit["D"])
+    layers = list(range(1, len(values) + 1))
+    line = [math.exp(fit["intercept"] + fit["slope"] * x) for x in layers]
+    with figure_style():
+        fig, (ax,) = panel_grid(1, size=(6.0, 4.2))
+        ax.plot(layers, values, marker="o", linestyle="none", color=color(0),
+                label="D_l = Tr(SS_W SS_B⁺)")
+        ax.plot(layers, line, color=color(1),
+                label=f"fit: ratio {fit['decay_ratio']:.3g} per layer, r = {fit['pearson_r']:.3f}")
+        ax.set_yscale("log")
+        ax.set_xticks(layers)
+        ax.set_xlabel("layer l, in the order of the forward pass")
+        ax.set_ylabel("D_l")
+        ax.set_title(title or "law of data separation")
+        ax.legend()
+        save_png(fig, path)

@@ -21,7 +21,14 @@ from nclab.capture import LayerProfile, find_classifier, profile
 from nclab.core.distributed import resolve_device
 from nclab.core.errors import NCInputError, first_line
 from nclab.core.io import make_dirs, write_json
-from nclab.report.profile import PROFILE_JSON, PROFILE_PNG, profile_figure
+from nclab.core.separation import separation_fit
+from nclab.report.profile import (
+    PROFILE_JSON,
+    PROFILE_PNG,
+    SEPARATION_PNG,
+    profile_figure,
+    separation_figure,
+)
 from nclab.runs import RunDir
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
@@ -129,9 +136,27 @@ def profile_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     out = Path(out) if out is not None else Path(run_dir)
     make_dirs(out)
     document = {"run": str(run_dir), "epoch": trained.epoch, "split": split,
-                "model": config.model, "dataset": config.dataset, **result.to_dict()}
+                "model": config.model, "dataset": config.dataset, **result.to_dict(),
+                **separation_entry(result)}
     json_path, png_path = out / PROFILE_JSON, out / PROFILE_PNG
     write_json(json_path, document)
-    profile_figure(document, png_path, title=f"{config.model} on {config.dataset}, "
-                                             f"epoch {trained.epoch} ({split})")
+    title = f"{config.model} on {config.dataset}, epoch {trained.epoch} ({split})"
+    profile_figure(document, png_path, title=title)
+    if document["separation"] is not None:
+        separation_figure(document["separation"], out / SEPARATION_PNG,
+                          title=f"law of data separation: {title}")
     return json_path, png_path, result
+
+
+def separation_entry(result: LayerProfile) -> dict[str, Any]:
+    """``separation``: He & Su's fit of log D_l against l, D_l = C nc1_l (definitions
+    §16) and the name of its figure (``figure``), or None with ``separation_error`` saying
+    why (fewer than three layers, a layer with nc1 = 0 or undefined)."""
+    try:
+        values = [metrics.nc1 for metrics in result.metrics]
+        if any(v is None for v in values):
+            raise NCInputError("a layer has no nc1")
+        fit = separation_fit(values, num_classes=result.metrics[0].num_classes)
+    except NCInputError as exc:
+        return {"separation": None, "separation_error": str(exc)}
+    return {"separation": {**fit, "figure": SEPARATION_PNG}}

@@ -3,9 +3,11 @@
     f(W, H, b) = (1/N) sum_{k,i} L(W h_{k,i} + b, k)
                  + (lambda_W/2) ||W||_F^2 + (lambda_H/2) ||H||_F^2 + (lambda_b/2) ||b||^2
 
-with L the cross-entropy (Zhu et al., 2021) or half the squared error to the one-hot
-target (Zhou et al., 2022), K classes, n features per class (N = K n), dimension d. Note
-that, as in those papers, the penalty on H is not divided by N. W is K x d (row k is w_k)
+with L the cross-entropy (Zhu et al., 2021), half the squared error to the one-hot
+target (Zhou et al., 2022), the label-smoothed cross-entropy ``ls:EPS`` or the focal loss
+``focal:GAMMA`` (Zhou et al., NeurIPS 2022; definitions in :mod:`nclab.core.losses`;
+minimizers in definitions §13), K classes, n features per class (N = K n), dimension d.
+Note that, as in those papers, the penalty on H is not divided by N. W is K x d (row k is w_k)
 and H is N x d. Solved by full-batch gradient descent in float64.
 
 Global minimizers (d >= K - 1, gamma = sqrt(n lambda_W lambda_H) with K gamma < 1): the
@@ -29,6 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from nclab.core import losses
 from nclab.core.errors import NCInputError
 from nclab.core.validation import positive_number
 from nclab.ufm._base import (
@@ -42,7 +45,21 @@ from nclab.ufm._base import (
 )
 from nclab.ufm.optim import Params
 
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "mse", "ls:EPS", "focal:GAMMA")
+
+
+def smoothed_logit_gap(num_classes: int, smoothing: float, gamma: float) -> float:
+    """The logit gap u* (own logit minus another's) of the label-smoothed UFM minimizer.
+
+    On the simplex-ETF family the objective is log(1 + (K-1) e^-u) + (K-1) c u with
+    c = EPS/K + gamma; it is minimal at e^-u = c/(1 - (K-1) c), i.e.
+    u* = log((1 - (K-1) c)/c), and at u* = 0 (W = H = 0) when K c >= 1. With gamma = 0
+    the softmax of the own class is then 1 - EPS + EPS/K, the smoothed target itself.
+    """
+    c = smoothing / num_classes + gamma
+    if num_classes * c >= 1:
+        return 0.0
+    return math.log((1 - (num_classes - 1) * c) / c)
 
 
 def check_counts(counts: Sequence[int], num_classes: int) -> tuple[int, ...]:
@@ -71,8 +88,9 @@ class RegularizedUFM:
     counts : sequence of int, optional
         n_k features of class k (K entries, each >= 1) instead of ``per_class``:
         imbalanced classes, N = sum_k n_k. ``per_class`` is then the largest count.
-    loss : {"ce", "mse"}
-        Cross-entropy, or (1/2) ||W h + b - e_k||^2 with e_k the one-hot target.
+    loss : {"ce", "mse", "ls:EPS", "focal:GAMMA"}
+        Cross-entropy, (1/2) ||W h + b - e_k||^2 with e_k the one-hot target, or the
+        label-smoothed cross-entropy / focal loss of :mod:`nclab.core.losses`.
     lambda_w, lambda_h : float
         Weight decay on W and H, > 0 (without them cross-entropy has no minimizer).
     lambda_b : float
@@ -93,8 +111,12 @@ class RegularizedUFM:
         if self.counts is not None:
             per_class = max(self.counts)
         self.num_classes, self.dim, self.per_class = check_sizes(num_classes, dim, per_class)
-        if loss not in LOSSES:
+        # ce and mse keep their fast paths; ls:EPS and focal:GAMMA go through the trainer's
+        # definitions (nclab.core.losses), ls:0 and focal:0 included
+        if str(loss).partition(":")[0] not in ("ce", "mse", "ls", "focal"):
             raise NCInputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+        self.criterion = losses.ClassificationLoss.parse(loss)
+        loss = self.criterion.text
         self.loss = loss
         self.lambda_w = positive_number(lambda_w, "lambda_w")
         self.lambda_h = positive_number(lambda_h, "lambda_h")
@@ -135,13 +157,17 @@ class RegularizedUFM:
 
         A sample's logit is t* for its own class and -t*/(K-1) for the others (plus b);
         t* = 0 when K gamma >= 1, where the minimizer is W = H = 0. None for unequal
-        counts (no closed form).
+        counts and for the focal loss (no closed form). For ``ls:EPS`` the logit gap
+        u* = t* K/(K-1) = log((1 - (K-1) c)/c), c = EPS/K + gamma, or 0 when K c >= 1
+        (definitions §13).
         """
-        if not self.balanced:
+        if not self.balanced or self.criterion.name == "focal":
             return None
         k, gamma = self.num_classes, self.gamma
         if k * gamma >= 1:
             return 0.0
+        if self.criterion.name == "ls":
+            return (k - 1) / k * smoothed_logit_gap(k, self.criterion.parameter, gamma)
         if self.loss == "ce":
             ratio = (k - 1) * gamma  # = q/(1+q) at the optimum, q = (K-1) exp(-t K/(K-1))
             return (k - 1) / k * math.log((k - 1) * (1 - ratio) / ratio)
@@ -159,6 +185,9 @@ class RegularizedUFM:
         - cross-entropy: g(t) = log(1 + (K-1) exp(-t K/(K-1))), b = 0; the minimum over
           t is the global one for d >= K - 1 (Zhu et al., 2021, Theorem 3.1). None for
           d < K - 1.
+        - label smoothing ``ls:EPS``: g(t) = log(1 + (K-1) exp(-u)) + (K-1) (EPS/K) u with
+          u = t K/(K-1), b = 0; global for d >= K - 1 (Zhou et al., NeurIPS 2022, for
+          losses of this class), None for d < K - 1. Focal loss: None.
         - unequal class counts: None (no closed form).
         - squared error: g(t) = (K-1)/(2K) (t K/(K-1) - 1)^2 and b = 1/(K(1+lambda_b)) 1
           adds lambda_b/(2K(1+lambda_b)). In Z = H W^T the problem is a nuclear-norm
@@ -170,8 +199,14 @@ class RegularizedUFM:
           targets (no ETF). For d < K - 1 and lambda_b > 0: None (not proven).
         """
         k = self.num_classes
-        if not self.balanced:
+        if not self.balanced or self.criterion.name == "focal":
             return None
+        if self.criterion.name == "ls":
+            if self.dim < k - 1:
+                return None
+            u = self.logit_scale * k / (k - 1)
+            slope = (k - 1) * (self.criterion.parameter / k + self.gamma)
+            return math.log1p((k - 1) * math.exp(-u)) + slope * u
         if self.loss == "ce":
             if self.dim < k - 1:
                 return None
@@ -202,7 +237,9 @@ class RegularizedUFM:
         weight, features, bias = params
         logits = features @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
         num = logits.shape[-2]
-        if not self.balanced:
+        if self.criterion.name in ("ls", "focal"):
+            value, dlogits = self._criterion_loss(logits)
+        elif not self.balanced:
             value, dlogits = self._imbalanced_loss(logits)
         elif self.loss == "ce":
             value, dlogits = cross_entropy(logits, self.per_class)
@@ -218,6 +255,19 @@ class RegularizedUFM:
         grad_h = dlogits @ weight + self.lambda_h * features
         grad_b = dlogits.sum(dim=-2) + self.lambda_b * bias
         return value, (grad_w, grad_h, grad_b)
+
+    def _criterion_loss(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean ``ls``/``focal`` loss of each run and its gradient in the logits
+        (..., N, K), by the trainer's definition and autograd (one run at a time, since
+        the criterion sums over its rows)."""
+        labels = self.labels(logits.device)
+        num, k = logits.shape[-2:]
+        with torch.enable_grad():
+            leaf = logits.detach().requires_grad_(True)
+            runs = leaf.reshape(-1, num, k)
+            values = torch.stack([self.criterion(run, labels) for run in runs]) / num
+            (grad,) = torch.autograd.grad(values.sum(), leaf)
+        return values.reshape(logits.shape[:-2]).detach(), grad
 
     def _imbalanced_loss(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean loss and its gradient in the logits (..., N, K) against one-hot targets
