@@ -35,7 +35,8 @@ def main() -> None:
     y = torch.tensor(digits.target[:1437])
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
                           nn.Linear(128, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9,
+                                weight_decay=args.weight_decay)
     loader = DataLoader(TensorDataset(x, y), batch_size=512)
     print(f"{'epoch':>6} {'train err':>9} {'nc1':>9} {'rankme':>7} {'centred':>7} "
           f"{'lidar':>6}")

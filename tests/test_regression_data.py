@@ -92,7 +92,8 @@ def test_registry_seeds_the_regression_builders():
     for got, expected in zip((x, y, x_test, y_test), direct, strict=True):
         np.testing.assert_array_equal(got, expected)
     assert data.info["seed"] == 4 and data.input_shape == (16,)
-    with pytest.raises(NCInputError, match="has real targets: classes, per-class limits and imbalance do not apply"):
+    with pytest.raises(NCInputError, match="has real targets: classes, per-class limits and "
+                                           "imbalance do not apply"):
         load_dataset("teacher", per_class=3)
     with pytest.raises(NCInputError, match="dataset 'teacher' has no option hidden_size"):
         load_dataset("teacher", hidden_size=3)
