@@ -339,6 +339,17 @@ def test_ufm_with_equal_counts_is_the_balanced_model():
         RegularizedUFM(3, 4, counts=[2, 0, 2])
 
 
+def test_solve_ufm_refuses_a_profile_for_the_sphere_model_before_solving(tmp_path):
+    from nclab.studies.ufm import solve_ufm
+    from nclab.ufm import SphereUFM
+
+    with pytest.raises(NCInputError, match="--imbalance applies to the regularized model"):
+        solve_ufm(SphereUFM(3, 4, 2), tmp_path / "out", seeds=1, steps=1, lr=1.0,
+                  grad_tol=0.0, tol=1e-6, device=torch.device("cpu"),
+                  imbalance=Imbalance("step", 0.5, 1))
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- the command line
 
 

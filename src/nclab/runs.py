@@ -475,7 +475,8 @@ class _Numbers:
     def number(self, text: str) -> int | float | None:
         value = float(text)  # never raises on digits: too large reads as inf
         if not math.isfinite(value):
-            return self.constant(text)
+            self.constant(text)
+            return None
         try:
             return int(text)
         except ValueError:  # 1.5, 1e3

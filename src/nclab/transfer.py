@@ -105,7 +105,9 @@ def _pairwise_cdnv(features: torch.Tensor, labels: torch.Tensor, classes: list[i
     stats = CollapseStats(len(classes))
     stats.update(features.cpu()[torch.from_numpy(keep)],
                  torch.from_numpy(np.searchsorted(known, y[keep])))
-    return per_class_metrics(stats, cdnv_matrix=True).cdnv
+    cdnv = per_class_metrics(stats, cdnv_matrix=True).cdnv
+    assert cdnv is not None  # asked for with cdnv_matrix=True
+    return cdnv
 
 
 def _episode_error(x: np.ndarray, groups: list[np.ndarray], shots: int) -> float:

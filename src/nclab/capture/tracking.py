@@ -331,7 +331,7 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
              cache_bytes: int, sync: bool,
              on_batch: Callable[[Any, torch.Tensor], None] | None,
              ood_loader: Iterable[Any] | None = None,
-             asked: dict[str, bool] | None = None) -> dict[str, CollapseMetrics]:
+             spectral: bool = False, margins: bool = False) -> dict[str, CollapseMetrics]:
     """Both passes; the metrics of every probe, in depth order (the classifier's with W, b).
 
     With ``sync``, every pass over this rank's shard (which may be empty) ends with
@@ -364,9 +364,9 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
         ood_mean = ood_features.mean(sync)
     return {name: compute_metrics(one, plan.weight, plan.bias, decisions=decisions,
                                   weighted_mean=weighted_mean, ood_mean=ood_mean,
-                                  **(asked or {}))
+                                  spectral=spectral, margins=margins)
             if name == head else compute_metrics(one, weighted_mean=weighted_mean,
-                                                 **(asked or {}))
+                                                 spectral=spectral, margins=margins)
             for name, one in stats.items()}
 
 
@@ -505,7 +505,7 @@ def track(
     results = _measure(model, loader, plan, weighted_mean=weighted_mean,
                        cache_bytes=cache_bytes, sync=sync, on_batch=on_batch,
                        ood_loader=ood_loader,
-                       asked={"spectral": spectral, "margins": margins})
+                       spectral=spectral, margins=margins)
     return results[plan.head.name] if layers is None else results
 
 

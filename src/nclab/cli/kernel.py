@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TypedDict, cast
 
 import typer
 from rich import box
@@ -25,9 +26,20 @@ from nclab.studies.kernel_sweep import (
 )
 from nclab.train.config import Setting
 
+
+class _Preset(TypedDict):
+    """The sizes of a sweep preset."""
+
+    sizes: tuple[int, ...]
+    dims: tuple[int, ...]
+    draws: int
+    steps: int
+
+
 #: The light sweep of ``--quick``; options given explicitly still win.
-QUICK = {"sizes": (128, 256), "dims": (1, 8, 32), "draws": 3, "steps": 200}
-FULL = {"sizes": (128, 256, 512, 1024), "dims": (1, 2, 8, 32, 128), "draws": 10, "steps": 500}
+QUICK: _Preset = {"sizes": (128, 256), "dims": (1, 8, 32), "draws": 3, "steps": 200}
+FULL: _Preset = {"sizes": (128, 256, 512, 1024), "dims": (1, 2, 8, 32, 128), "draws": 10,
+                 "steps": 500}
 JSON_NAME = "kernel_sweep.json"
 REPORT_NAME = "kernel_summary.md"
 
@@ -95,9 +107,10 @@ def kernel_command(
 ) -> None:
     """Sweep N and d0 on D1; write every NC1 value as JSON and plot them."""
     preset = QUICK if quick else FULL
+    # typer reads the annotations as text; the list parser gives tuples of integers
     config = SweepConfig(
-        sizes=preset["sizes"] if sizes is None else sizes,
-        dims=preset["dims"] if dims is None else dims,
+        sizes=preset["sizes"] if sizes is None else cast(tuple[int, ...], sizes),
+        dims=preset["dims"] if dims is None else cast(tuple[int, ...], dims),
         draws=draws if draws is not None else preset["draws"],
         series=tuple(s.strip() for s in series.split(",") if s.strip()),
         mean=mean, std=std, imbalance=imbalance, sigma_w=sigma_w, sigma_b=sigma_b,

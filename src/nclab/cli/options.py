@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import typer
 
@@ -193,30 +193,41 @@ def choices(name: str, preset: TrainConfig) -> list[str]:
     return []
 
 
+class _OptionText(TypedDict):
+    """The keywords of ``typer.Option`` that every config option has."""
+
+    help: str
+    rich_help_panel: str
+    show_default: str | bool
+
+
 def config_parameter(name: str, preset: TrainConfig) -> inspect.Parameter:
     """The typer parameter of the config field ``name``, showing ``preset``'s value."""
     rule = TrainConfig.settings()[name]
+    option = rule.cli
+    if option is None:
+        raise NCInputError(f"config field '{name}' is set by the commands, not an option")
     hint = field_types()[name]
     kind, _ = base_type(hint)
     item = _list_type(hint)
     names = choices(name, preset)
     text = f"{rule.help.rstrip('.')}: {', '.join(names)}." if names else rule.help
-    common = {"help": text, "rich_help_panel": rule.group,
-              "show_default": _shown(getattr(preset, name))}
+    common: _OptionText = {"help": text, "rich_help_panel": rule.group,
+                           "show_default": _shown(getattr(preset, name))}
     annotation: Any = str | None
     if name in OPTION_FIELDS:
-        info = typer.Option(None, rule.cli, metavar="KEY=VALUE", **common)
+        info = typer.Option(None, option, metavar="KEY=VALUE", **common)
         annotation = list[str] | None
     elif item is not None:
-        info = typer.Option(None, rule.cli, parser=list_parser(item, rule, rule.cli),
+        info = typer.Option(None, option, parser=list_parser(item, rule, option),
                             metavar="LIST", **common)
     elif kind is str and name in TEXT_PARSERS:
-        info = typer.Option(None, rule.cli, parser=text_parser(name, rule.cli), metavar="TEXT",
+        info = typer.Option(None, option, parser=text_parser(name, option), metavar="TEXT",
                             **common)
     elif kind is str:
-        info = typer.Option(None, rule.cli, metavar="NAME" if names else "TEXT", **common)
+        info = typer.Option(None, option, metavar="NAME" if names else "TEXT", **common)
     else:
-        info = typer.Option(None, rule.cli, parser=number_parser(kind, rule, rule.cli),
+        info = typer.Option(None, option, parser=number_parser(kind, rule, option),
                             metavar="INTEGER" if kind is int else "NUMBER", **common)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
                              annotation=annotation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.table import Table
@@ -36,7 +37,9 @@ def transfer_command(
 ) -> None:
     """Few-shot NCC error on novel classes beside their CDNV and its bound."""
     arrays = read_arrays(features_file, keys, required=("features", "labels"))
-    results = few_shot(arrays["features"], arrays["labels"], ways=ways, shots=shots,
+    # typer reads the annotation as text; the list parser gives a tuple of integers
+    results = few_shot(arrays["features"], arrays["labels"], ways=ways,
+                       shots=cast(tuple[int, ...], shots),
                        queries=queries, episodes=episodes, seed=seed)
     console.print(result_table(results, str(features_file)))
     if json_out is not None:

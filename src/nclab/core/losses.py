@@ -76,5 +76,5 @@ class ClassificationLoss:
             # gradient of the power stays finite where p_y rounds to 1
             rest = (-torch.expm1(log_p)).clamp(min=torch.finfo(log_p.dtype).tiny)
             return -(rest.pow(self.parameter) * log_p).sum()
-        smoothing = self.parameter if self.name == "ls" else 0.0
+        smoothing = self.parameter if self.name == "ls" and self.parameter else 0.0
         return F.cross_entropy(outputs, targets, reduction="sum", label_smoothing=smoothing)

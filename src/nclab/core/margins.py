@@ -189,17 +189,20 @@ def _solve_rows(unit: np.ndarray, rows: np.ndarray, max_rounds: int = 200
         open_rows = [i for i, state in enumerate(states) if not state.done]
         if not open_rows:
             break
+        directions = []
         for i in open_rows:
             state = states[i]
-            start = None
+            support_mask: np.ndarray | None = None
             if state.weights is not None:  # the previous support, padded for the new rows
-                start = np.zeros(state.candidates.size, dtype=bool)
-                start[:state.weights.size] = state.weights > 0
-            point, state.weights = _hull_point(unit, int(rows[i]), state.candidates, start)
-            states[i].direction = unit[rows[i]] - point
-            states[i].upper = min(states[i].upper, float(np.linalg.norm(states[i].direction)))
-        directions = np.stack([states[i].direction for i in open_rows])
-        support = directions @ unit.T  # <u, v_j> for every j: the certificates
+                support_mask = np.zeros(state.candidates.size, dtype=bool)
+                support_mask[:state.weights.size] = state.weights > 0
+            point, state.weights = _hull_point(unit, int(rows[i]), state.candidates,
+                                               support_mask)
+            direction = unit[rows[i]] - point
+            state.direction = direction
+            state.upper = min(state.upper, float(np.linalg.norm(direction)))
+            directions.append(direction)
+        support = np.stack(directions) @ unit.T  # <u, v_j> for every j: the certificates
         for position, i in enumerate(open_rows):
             _certify(states[i], support[position], unit[rows[i]], int(rows[i]))
     return (np.array([state.upper for state in states]),
@@ -320,8 +323,9 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
         best_lower = min(best_lower, float(lower.min()))
         solved += rows.size
     unsolved = float(bound[order[solved:]].min()) if solved < order.size else np.inf
-    lower = max(min(best_lower, unsolved), 0.0)
-    return MarginBracket(lower=lower, upper=best, exact=best - lower <= ATOL + RTOL * best,
+    margin_lower = max(min(best_lower, unsolved), 0.0)
+    return MarginBracket(lower=margin_lower, upper=best,
+                         exact=best - margin_lower <= ATOL + RTOL * best,
                          rows_solved=solved, row=best_row)
 
 

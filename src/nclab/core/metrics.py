@@ -229,7 +229,7 @@ def compute_metrics(
     dim = _check_measurable(stats)
     present = stats.present
     num_present = int(present.sum())
-    w, b = as_classifier(weight, bias, stats.num_classes, dim)
+    host_w, b = as_classifier(weight, bias, stats.num_classes, dim)
     ood = _ood_vector(ood_mean, dim)
     notes = []
     empty = tuple(int(c) for c in np.flatnonzero(~present))
@@ -247,14 +247,7 @@ def compute_metrics(
                                                            on_device)
     centred = means - global_mean
     max_rank = num_present if weighted_mean else num_present - 1
-    w_shift = 0
-    if w is not None:
-        # W times a power of two of order one too: its metrics are scale-free, and its
-        # Gram neither over- nor underflows for weights of magnitude 1e+-250
-        w_shift = _order_one_shift(w[present])
-        w = np.ldexp(w[present], w_shift)
-        if on_device:
-            w = torch.from_numpy(w).to(means.device)
+    w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
     values: dict[str, Any] = {
         "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
         "nc1_trace": float(np.float64(float(sigma_w.trace()))
@@ -338,6 +331,18 @@ def _spectral(stats: CollapseStats) -> dict[str, Any]:
     curve = found.explained_variance
     values["explained_variance"] = None if curve is None else tuple(float(v) for v in curve)
     return values
+
+
+def _scaled_classifier(weight: np.ndarray | None, present: np.ndarray,
+                       device: torch.device | None) -> tuple[np.ndarray | torch.Tensor | None, int]:
+    """(W's present rows times 2**k, k), on ``device`` when given (else numpy); (None, 0)
+    without W. The power of two makes W of order one too: its metrics are scale-free, and
+    its Gram neither over- nor underflows for weights of magnitude 1e+-250."""
+    if weight is None:
+        return None, 0
+    shift = _order_one_shift(weight[present])
+    scaled = np.ldexp(weight[present], shift)
+    return (scaled if device is None else torch.from_numpy(scaled).to(device)), shift
 
 
 def _order_one_shift(array: np.ndarray) -> int:

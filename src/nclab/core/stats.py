@@ -313,9 +313,10 @@ class DecisionStats(StreamingStatistic):
         means = np.asarray(means, dtype=np.float64)
         present = np.asarray(present, dtype=bool)
         num_classes, dim = means.shape
-        self.weight, self.bias = as_classifier(weight, bias, num_classes, dim)
-        if self.weight is None:
+        checked_weight, self.bias = as_classifier(weight, bias, num_classes, dim)
+        if checked_weight is None:
             raise NCInputError("DecisionStats needs the classifier weight")
+        self.weight: np.ndarray = checked_weight
         self.num_classes = num_classes
         self.scale = float(scale)
         self.origin = means[present].mean(axis=0)
@@ -393,7 +394,6 @@ class DecisionStats(StreamingStatistic):
         (n,) in ``0..C-1`` (W is then not applied again)."""
         x = as_features(features)
         y = as_labels(labels, x.shape[0], self.num_classes).to(x.device)
-        assert self.weight is not None  # checked by the constructor
         if x.shape[1] != self.weight.shape[1]:
             raise NCInputError(
                 f"features has dimension {x.shape[1]}; "

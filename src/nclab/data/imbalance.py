@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -102,7 +102,8 @@ class Imbalance:
     def minority_classes(self, num_classes: int) -> list[int]:
         """The minority classes among 0..C-1: the last K (step), the last ceil(C/2) (exp)."""
         self._check_classes(num_classes)
-        count = self.minority if self.profile == "step" else -(-num_classes // 2)
+        # K is set exactly for a step profile (checked at construction)
+        count = -(-num_classes // 2) if self.minority is None else self.minority
         return list(range(num_classes - count, num_classes))
 
     def counts(self, largest: int, num_classes: int) -> np.ndarray:
@@ -132,9 +133,17 @@ class Imbalance:
         if num_classes < 2:
             raise NCInputError(f"imbalance {self.text} needs at least 2 classes; got "
                                f"{num_classes}")
-        if self.profile == "step" and not self.minority < num_classes:
+        if self.minority is not None and not self.minority < num_classes:  # step
             raise NCInputError(f"imbalance {self.text}: K = {self.minority} minority classes "
                                f"must lie in 1..C-1 = 1..{num_classes - 1}")
+
+
+@overload
+def as_imbalance(value: None, name: str = ...) -> None: ...
+
+
+@overload
+def as_imbalance(value: Imbalance | str, name: str = ...) -> Imbalance: ...
 
 
 def as_imbalance(value: Imbalance | str | None, name: str = "imbalance") -> Imbalance | None:

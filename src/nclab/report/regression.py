@@ -134,7 +134,7 @@ def gamma_figure(runs: Sequence[RunRecord], path: str | os.PathLike) -> None:
             if drawable(chosen, log=True).all():
                 ax.plot(*chosen[:, None], color=color(r), marker="o", markersize=6,
                         linestyle="none")
-        if ax.get_lines() and any(len(line.get_xdata()) for line in ax.get_lines()):
+        if ax.get_lines() and any(np.size(line.get_xdata()) for line in ax.get_lines()):
             ax.set_xscale("log")
             ax.set_yscale("log")
         else:

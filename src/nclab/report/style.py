@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter
+from numpy.typing import ArrayLike
 
 from nclab.core.io import write_atomic
 from nclab.runs import RunLogWarning, collect_notes, shown_text
@@ -92,13 +93,13 @@ def plain(text: object, limit: int = 200) -> str:
     return text.replace("$", r"\$")
 
 
-def drawable(values: np.ndarray, log: bool) -> np.ndarray:
-    """Mask of the finite ``values`` that an axis can draw: within ``LIMIT``, and positive
-    on a log axis."""
-    values = np.asarray(values, dtype=float)
+def drawable(values: ArrayLike, log: bool) -> np.ndarray:
+    """Mask of the finite ``values`` (an array, or one number: a 0-d mask) that an axis can
+    draw: within ``LIMIT``, and positive on a log axis."""
+    array = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore"):
-        inside = np.abs(values) <= LIMIT
-        return inside & (values >= 1 / LIMIT) if log else inside
+        inside = np.abs(array) <= LIMIT
+        return inside & (array >= 1 / LIMIT) if log else inside
 
 
 def note_empty(ax: Axes, text: str) -> None:

@@ -94,6 +94,8 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
     """
     if probe_hessian and not isinstance(model, SphereUFM):
         raise NCInputError("--probe needs --normalized (the probe is for the sphere model)")
+    if imbalance is not None and not isinstance(model, RegularizedUFM):
+        raise NCInputError("--imbalance applies to the regularized model, not --normalized")
     if seeds < 1:
         raise NCInputError(f"--seeds must be >= 1; got {seeds}")
     check_memory(solve_bytes(model, seeds), device,
@@ -103,7 +105,7 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
                            callback=callback)
     runs = _runs(model, solution, tol, probe_hessian)
     summary = _summary(model, solution, runs, tol)
-    if imbalance is not None:
+    if imbalance is not None and isinstance(model, RegularizedUFM):  # (checked above)
         summary["json"].update(_imbalance(model, solution, runs, imbalance))
     make_dirs(out)
     figure = plot_convergence(solution, out / FIGURE_PNG, tol=tol, title=repr(model),

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nclab.capture import Arrangement, Probe, collect, track
+from nclab.capture import Arrangement, Probe, classifier_parameters, collect, track
 from nclab.capture.batches import model_device
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
@@ -201,20 +201,27 @@ def imbalance_row(context: EvalContext, splits: tuple[str, ...]) -> dict[str, An
     if info is None or context.data.num_classes != len(info["counts"]) \
             or context.data.train.class_counts().tolist() != info["counts"]:
         return {}  # the labels are not the subsampled classes (a coarse task's superclasses)
-    model = context.model
-    weight = model.get_submodule(context.classifier).weight.detach()
+    weight = classifier_parameters(context.model, context.classifier)[0]
     row: dict[str, Any] = {}
     for split in splits:
-        sums = ClassSums(len(info["counts"]), weight.shape[1], model_device(model))
-        with distributed.agreed(context.distributed):
-            collect(model, context.loaders[split], lambda _, sink=sums: sink,
-                    [Probe(model, context.classifier, "input")], prepare=Arrangement(),
-                    on_batch=sums.count_correct, allow_empty=context.distributed)
+        sums = _class_sums(context, split, len(info["counts"]), weight.shape[1])
         means, accuracy = sums.result(context.distributed)
         values = imbalance_metrics(weight.cpu().double().numpy(), means, info["counts"],
                                    info["minority"], accuracy)
         row.update({f"{split}_{key}": value for key, value in values.items()})
     return row
+
+
+def _class_sums(context: EvalContext, split: str, num_classes: int, dim: int) -> ClassSums:
+    """One pass over ``split``: the sums of the classifier's inputs (dim,) per class and
+    the per-class correct counts."""
+    model = context.model
+    sums = ClassSums(num_classes, dim, model_device(model))
+    with distributed.agreed(context.distributed):
+        collect(model, context.loaders[split], lambda _: sums,
+                [Probe(model, context.classifier, "input")], prepare=Arrangement(),
+                on_batch=sums.count_correct, allow_empty=context.distributed)
+    return sums
 
 
 class CollapseEvaluator:

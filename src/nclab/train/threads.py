@@ -34,7 +34,8 @@ def check_threads(threads: int | None) -> int | None:
 def limited_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op and BLAS threads, then restore the
     previous counts; ``None`` leaves them as they are."""
-    if check_threads(threads) is None:
+    check_threads(threads)
+    if threads is None:
         yield
         return
     before = torch.get_num_threads()

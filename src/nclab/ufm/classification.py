@@ -123,7 +123,7 @@ class RegularizedUFM:
         self.lambda_b = positive_number(lambda_b, "lambda_b", allow_zero=True)
 
     def __repr__(self) -> str:
-        size = (f"per_class={self.per_class}" if self.balanced
+        size = (f"per_class={self.per_class}" if self.counts is None or self.balanced
                 else f"counts={list(self.counts)}")
         return (f"RegularizedUFM(num_classes={self.num_classes}, dim={self.dim}, "
                 f"{size}, loss={self.loss!r}, lambda_w={self.lambda_w:g}, "
@@ -137,7 +137,8 @@ class RegularizedUFM:
     @property
     def num_samples(self) -> int:
         """N = K n, or the sum of the counts."""
-        return self.num_classes * self.per_class if self.balanced else sum(self.counts)
+        return (self.num_classes * self.per_class if self.counts is None or self.balanced
+                else sum(self.counts))
 
     def labels(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """Labels (N,) of the rows of H, sorted by class."""
@@ -211,6 +212,7 @@ class RegularizedUFM:
             if self.dim < k - 1:
                 return None
             t = self.logit_scale
+            assert t is not None  # the counts are balanced
             return math.log1p((k - 1) * math.exp(-t * k / (k - 1))) + k * self.gamma * t
         return self._mse_optimum()
 
