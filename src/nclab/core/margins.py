@@ -38,6 +38,18 @@ from nclab.core.errors import NCInputError
 from nclab.core.geometry import DEFAULT_BLOCK
 from nclab.core.validation import to_numpy64
 
+__all__ = [
+    "MarginBracket",
+    "margin_metrics",
+    "nearest_cosines",
+    "ovr_distances",
+    "ovr_margin",
+    "ovr_margin_bracket",
+    "packing_chord_bound",
+    "softmax_code_bounds",
+    "unit_rows",
+]
+
 #: A distance is certified when its upper and lower bounds differ by at most this...
 ATOL = 1e-12
 #: ... plus this times the distance.

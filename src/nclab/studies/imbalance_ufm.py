@@ -27,6 +27,16 @@ from nclab.core.imbalance import imbalance_metrics
 from nclab.ufm import RegularizedUFM, UFMSolution
 from nclab.ufm.optim import Params
 
+__all__ = [
+    "BiasFreeUFM",
+    "class_means",
+    "minority_collapse_sweep",
+    "seli_limit_sweep",
+    "solve_counts",
+    "step_counts",
+    "zero_threshold",
+]
+
 
 class BiasFreeUFM(RegularizedUFM):
     """The regularized UFM with b held at 0 (its random start): f(W, H) of Thrampoulidis

@@ -30,6 +30,13 @@ from nclab.core.metrics import CollapseMetrics
 from nclab.ufm._base import check_sizes, class_labels, random_normal
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
+__all__ = [
+    "DeepUFM",
+    "DeepUFMSolution",
+    "forward",
+    "positive_decay",
+]
+
 ACTIVATIONS = ("relu", "linear")
 
 

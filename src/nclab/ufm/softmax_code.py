@@ -32,6 +32,14 @@ from nclab.core.margins import ovr_margin, softmax_code_bounds
 from nclab.ufm._base import check_sizes, random_normal
 from nclab.ufm.landscape import simplex_etf
 
+__all__ = [
+    "SoftmaxCode",
+    "orthogonal_simplices",
+    "regular_polygon",
+    "smoothed_margin",
+    "softmax_code",
+]
+
 
 @dataclass(frozen=True)
 class SoftmaxCode:
