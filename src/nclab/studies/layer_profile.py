@@ -154,9 +154,10 @@ def separation_entry(result: LayerProfile) -> dict[str, Any]:
     why (fewer than three layers, a layer with nc1 = 0 or undefined)."""
     try:
         values = [metrics.nc1 for metrics in result.metrics]
-        if any(v is None for v in values):
+        known = [v for v in values if v is not None]
+        if len(known) < len(values):
             raise NCInputError("a layer has no nc1")
-        fit = separation_fit(values, num_classes=result.metrics[0].num_classes)
+        fit = separation_fit(known, num_classes=result.metrics[0].num_classes)
     except NCInputError as exc:
         return {"separation": None, "separation_error": str(exc)}
     return {"separation": {**fit, "figure": SEPARATION_PNG}}

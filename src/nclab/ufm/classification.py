@@ -168,7 +168,7 @@ class RegularizedUFM:
         if k * gamma >= 1:
             return 0.0
         if self.criterion.name == "ls":
-            return (k - 1) / k * smoothed_logit_gap(k, self.criterion.parameter, gamma)
+            return (k - 1) / k * smoothed_logit_gap(k, self.criterion.parameter or 0.0, gamma)
         if self.loss == "ce":
             ratio = (k - 1) * gamma  # = q/(1+q) at the optimum, q = (K-1) exp(-t K/(K-1))
             return (k - 1) / k * math.log((k - 1) * (1 - ratio) / ratio)
@@ -205,8 +205,11 @@ class RegularizedUFM:
         if self.criterion.name == "ls":
             if self.dim < k - 1:
                 return None
-            u = self.logit_scale * k / (k - 1)
-            slope = (k - 1) * (self.criterion.parameter / k + self.gamma)
+            scale = self.logit_scale
+            if scale is None:
+                return None
+            u = scale * k / (k - 1)
+            slope = (k - 1) * ((self.criterion.parameter or 0.0) / k + self.gamma)
             return math.log1p((k - 1) * math.exp(-u)) + slope * u
         if self.loss == "ce":
             if self.dim < k - 1:
