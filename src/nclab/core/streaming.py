@@ -372,7 +372,7 @@ def state_mapping(state: Any, owner: str) -> Mapping[str, Any]:
 
 
 def state_entry(state: Mapping[str, Any], key: str, shape: tuple[int, ...] | None = None,
-                integer: bool = False, nonnegative: bool = False) -> torch.Tensor:
+                integer: bool = False) -> torch.Tensor:
     """One entry of a state dict as a CPU tensor, checked; NCInputError naming ``key``."""
     if key not in state:
         raise NCInputError(f"the state has no entry '{key}'")
@@ -397,9 +397,7 @@ def state_entry(state: Mapping[str, Any], key: str, shape: tuple[int, ...] | Non
             if bool((t.abs() >= 2.0**63).any()):
                 raise NCInputError(f"state entry '{key}' is beyond the int64 range")
             t = t.to(torch.int64)
-    if nonnegative and bool((t < 0).any()):
-        raise NCInputError(f"state entry '{key}' holds negative values (min {t.min().item():g})")
-    return t
+    return t  # the field's own constraints: check_field
 
 
 def check_field(value: torch.Tensor, field: StateField) -> torch.Tensor:
@@ -429,10 +427,8 @@ def _integer_dtype(dtype: torch.dtype) -> bool:
     return dtype != torch.bool and not dtype.is_floating_point and not dtype.is_complex
 
 
-def state_scalar(state: Mapping[str, Any], key: str, default: int | None = None) -> int:
-    """A whole-number scalar entry (``default`` when absent and a default is given)."""
-    if key not in state and default is not None:
-        return default
+def state_scalar(state: Mapping[str, Any], key: str) -> int:
+    """A whole-number scalar entry."""
     return int(state_entry(state, key, shape=(), integer=True))
 
 
