@@ -350,3 +350,14 @@ def test_paths_that_are_not_utf8_print_escaped(features, tmp_path, capsys):
     assert "caf\\udce9/m.json" in out and (folder / "m.json").is_file()
     code, _, err = run_cli(["measure", folder / "absent.npz"], capsys)
     assert code == 2 and err.count("\n") == 1 and "caf\\xe9/absent.npz: no such file" in err
+
+
+@pytest.mark.parametrize("command", ["measure", "ood", "transfer", "report"])
+def test_a_command_given_no_words_is_one_line(command, capsys):
+    """Nothing after the command name (as `make demo` runs `nclab demo`): the empty-path
+    check has no words to pair, and the missing argument is one line."""
+    code, out, err = run_cli([command], capsys)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and "ValueError" not in err
+    assert err.strip().startswith("error:") or "Missing argument" in err, err
+

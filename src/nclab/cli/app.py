@@ -42,7 +42,8 @@ def refuse_empty_paths(command: Any, args: Sequence[str]) -> None:
         if not _is_path(hints.get(param.name)):
             continue
         names = [*param.opts, *param.secondary_opts]
-        for word, following in zip(args, [*args[1:], None], strict=True):
+        # each word with the one after it (None after the last; nothing for no words)
+        for word, following in zip(args, [*args[1:], None], strict=False):
             if (word in names and following == "") or word in {f"{n}=" for n in names}:
                 raise OptionValueError(f"{names[0]} is empty: give a file or folder name")
 
