@@ -12,6 +12,7 @@ from rich.table import Table
 from nclab.cli.app import app, console
 from nclab.cli.options import Runtime, integer, real, runtime_options, text_parser
 from nclab.core.distributed import resolve_device
+from nclab.core.errors import NCInputError
 from nclab.data.imbalance import Imbalance
 from nclab.studies.deep_ufm import build_deep_ufm, solve_deep_ufm
 from nclab.studies.ufm import (
@@ -24,6 +25,7 @@ from nclab.studies.ufm import (
     solve_ufm,
 )
 from nclab.ufm.classification import LOSSES
+from nclab.ufm.layer_peeled import DEFAULT_ENERGY_H, DEFAULT_ENERGY_W
 
 
 @app.command("ufm")
@@ -41,6 +43,16 @@ def ufm_command(
         None, "--imbalance", parser=text_parser("imbalance", "--imbalance"), metavar="TEXT",
         help="Class counts n_c of a long tail instead of n each: step:R,K (the last K classes "
              "hold round(R n)) or exp:R (class c holds round(n R^(c/(C-1)))) (docs/imbalance.md)."),
+    model_name: str | None = typer.Option(
+        None, "--model", show_default="layer-peeled with --imbalance and no --lambda-*, else "
+        "regularized", help="regularized (weight decay on W, H, b) or layer-peeled (norm "
+        "budgets E_W, E_H, no bias: Fang et al., 2021; docs/imbalance.md)."),
+    energy_w: float | None = typer.Option(
+        None, show_default=f"{DEFAULT_ENERGY_W:g}", help="(--model layer-peeled) Budget E_W of "
+        "(1/K) sum_k ||w_k||^2.", **real("--energy-w", low=0, low_open=True)),
+    energy_h: float | None = typer.Option(
+        None, show_default=f"{DEFAULT_ENERGY_H:g}", help="(--model layer-peeled) Budget E_H of "
+        "(1/K) sum_k (1/n_k) sum_i ||h_ki||^2.", **real("--energy-h", low=0, low_open=True)),
     loss: str = typer.Option(None, show_default="ce (mse with --layers)",
                              help=f"Loss of the regularized model: {', '.join(LOSSES)}."),
     layers: int | None = typer.Option(
@@ -76,6 +88,10 @@ def ufm_command(
 ) -> None:
     """Solve a UFM from random starts: objective, gap to f*, collapse metrics, figure."""
     if layers is not None:
+        given = [name for name, v in (("--model", model_name), ("--energy-w", energy_w),
+                                      ("--energy-h", energy_h)) if v is not None]
+        if given:
+            raise NCInputError(f"{', '.join(given)}: --layers is the deep UFM of its own")
         _deep(runtime, classes, dim, per_class, layers, activation, loss=loss,
               normalized=normalized, imbalance=imbalance, tau=tau, lambda_w=lambda_w,
               lambda_h=lambda_h, lambda_b=lambda_b, seeds=seeds, steps=steps, lr=lr,
@@ -84,7 +100,8 @@ def ufm_command(
     loss = "ce" if loss is None else loss
     profile = None if imbalance is None else Imbalance.parse(imbalance, "--imbalance")
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
-                      lambda_b, profile)
+                      lambda_b, profile, model=model_name, energy_w=energy_w,
+                      energy_h=energy_h)
     torch_device = resolve_device(runtime.device)
     runtime.apply_threads(console)
     console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)

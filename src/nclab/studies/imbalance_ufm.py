@@ -1,9 +1,10 @@
 """The regularized UFM under imbalanced classes: minority collapse and the SELI limit.
 
 - :func:`minority_collapse_sweep`: the step profile (the last ``minority`` classes keep
-  round(R n_max) features) over a list of ratios R, one weight decay; the minority
-  classifier rows' mean pairwise cosine (definitions §12) of the best random start per R
-  (Fang, He, Long & Su, PNAS 2021).
+  round(R n_max) features) over a list of ratios R, one weight decay or one pair of norm
+  budgets (the Layer-Peeled Model, ``energies=``); the minority classifier rows' mean
+  pairwise cosine (definitions §12) of the best random start per R (Fang, He, Long & Su,
+  PNAS 2021).
 - :func:`seli_limit_sweep`: fixed class counts over a list of weight decays lambda
   (lambda_W = lambda_H = lambda); the distance of W W^T and of the centred means' Gram to
   the SELI geometry, which vanishes as lambda -> 0 in the model without bias of
@@ -24,7 +25,7 @@ import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.imbalance import imbalance_metrics
-from nclab.ufm import RegularizedUFM, UFMSolution
+from nclab.ufm import LayerPeeledUFM, RegularizedUFM, UFMSolution
 from nclab.ufm.optim import Params
 
 __all__ = [
@@ -66,32 +67,49 @@ def class_means(solution: UFMSolution, run: int) -> np.ndarray:
 
 def solve_counts(counts: Sequence[int], dim: int, minority: Sequence[int], *, loss: str,
                  lambda_w: float, lambda_h: float, lambda_b: float, seeds: int, steps: int,
-                 grad_tol: float = 1e-10, bias: bool = True) -> dict[str, Any]:
+                 grad_tol: float = 1e-10, bias: bool = True,
+                 energies: tuple[float, float] | None = None) -> dict[str, Any]:
     """Solve the UFM with ``counts`` from ``seeds`` random starts; the best start's §12
     metrics, objective, gradient norm, the spread of the ends' objectives and
     ``minority_norm_ratio`` (mean ‖w_c‖ of the minority over that of the others).
 
-    ``bias=False`` solves :class:`BiasFreeUFM` (b = 0)."""
-    if zero_threshold(counts, lambda_w, lambda_h) >= 1:
-        raise NCInputError(
-            f"C sqrt(n_max lambda_W lambda_H) = {zero_threshold(counts, lambda_w, lambda_h):.3g}"
-            " >= 1: the minimizer is W = H = 0 for equal counts; lower the weight decays")
-    kind = RegularizedUFM if bias else BiasFreeUFM
-    model = kind(len(counts), dim, counts=counts, loss=loss, lambda_w=lambda_w,
-                 lambda_h=lambda_h, lambda_b=lambda_b)
+    ``bias=False`` solves :class:`BiasFreeUFM` (b = 0). ``energies=(E_W, E_H)`` solves
+    the Layer-Peeled Model instead (``loss`` must be "ce"; the weight decays and ``bias``
+    play no part) and adds ``multipliers``, the smallest Lagrange multiplier of its two
+    budgets at the best start (> 0: both budgets spent, a KKT point)."""
+    if energies is not None:
+        if loss != "ce":
+            raise NCInputError(f"the Layer-Peeled Model uses cross-entropy; got loss {loss!r}")
+        model: RegularizedUFM | LayerPeeledUFM = LayerPeeledUFM(
+            len(counts), dim, counts=counts, energy_w=energies[0], energy_h=energies[1])
+    else:
+        if zero_threshold(counts, lambda_w, lambda_h) >= 1:
+            raise NCInputError(
+                f"C sqrt(n_max lambda_W lambda_H) = "
+                f"{zero_threshold(counts, lambda_w, lambda_h):.3g} >= 1: the minimizer is "
+                "W = H = 0 for equal counts; lower the weight decays")
+        kind = RegularizedUFM if bias else BiasFreeUFM
+        model = kind(len(counts), dim, counts=counts, loss=loss, lambda_w=lambda_w,
+                     lambda_h=lambda_h, lambda_b=lambda_b)
     solution = model.solve(range(seeds), steps=steps, grad_tol=grad_tol)
     best = int(solution.objective.argmin())
     metrics = imbalance_metrics(solution.weight[best].cpu().numpy(),
                                 class_means(solution, best), counts, minority)
     norms = solution.weight[best].norm(dim=1).cpu().numpy()
     is_minority = np.isin(np.arange(len(counts)), list(minority))
-    return {"counts": list(counts), "objective": float(solution.objective[best]),
-            # mean norm of the minority rows over that of the others (nan without either)
-            "minority_norm_ratio": float(norms[is_minority].mean() / norms[~is_minority].mean())
-            if is_minority.any() and not is_minority.all() else float("nan"),
-            "objective_spread": float(solution.objective.max() - solution.objective.min()),
-            "grad_norm": float(solution.grad_norm[best]),
-            "weight_norm": float(solution.weight[best].norm()), **metrics}
+    record = {
+        "counts": list(counts), "objective": float(solution.objective[best]),
+        # mean norm of the minority rows over that of the others (nan without either)
+        "minority_norm_ratio": float(norms[is_minority].mean() / norms[~is_minority].mean())
+        if is_minority.any() and not is_minority.all() else float("nan"),
+        "objective_spread": float(solution.objective.max() - solution.objective.min()),
+        "grad_norm": float(solution.grad_norm[best]),
+        "weight_norm": float(solution.weight[best].norm()), **metrics}
+    if isinstance(model, LayerPeeledUFM):
+        mu_w, mu_h = model.multipliers(solution.weight[best:best + 1],
+                                       solution.features[best:best + 1])
+        record["multipliers"] = min(float(mu_w[0]), float(mu_h[0]))
+    return record
 
 
 def step_counts(per_class: int, classes: int, minority: int, ratio: float) -> list[int]:
@@ -108,18 +126,21 @@ def step_counts(per_class: int, classes: int, minority: int, ratio: float) -> li
 def minority_collapse_sweep(ratios: Sequence[float], *, classes: int = 10, dim: int = 16,
                             per_class: int = 1000, minority: int = 5, loss: str = "ce",
                             lambda_w: float = 1e-3, lambda_h: float = 1e-3,
-                            lambda_b: float = 1e-3, seeds: int = 2, steps: int = 5000
+                            lambda_b: float = 1e-3, seeds: int = 2, steps: int = 5000,
+                            energies: tuple[float, float] | None = None
                             ) -> list[dict[str, Any]]:
     """One record per R: ``ratio``, ``counts`` and the best start's metrics (§12).
 
-    Raises NCInputError before solving when C sqrt(n_max lambda_W lambda_H) >= 1 (the
-    minimizer of the balanced model is then W = H = 0 and no cosine is defined).
+    ``energies=(E_W, E_H)`` solves the Layer-Peeled Model (see :func:`solve_counts`).
+    Raises NCInputError before solving when, for the regularized model,
+    C sqrt(n_max lambda_W lambda_H) >= 1 (the minimizer of the balanced model is then
+    W = H = 0 and no cosine is defined).
     """
     minority_classes = list(range(classes - minority, classes))
     return [{"ratio": float(ratio),
              **solve_counts(step_counts(per_class, classes, minority, ratio), dim,
                             minority_classes, loss=loss, lambda_w=lambda_w, lambda_h=lambda_h,
-                            lambda_b=lambda_b, seeds=seeds, steps=steps)}
+                            lambda_b=lambda_b, seeds=seeds, steps=steps, energies=energies)}
             for ratio in ratios]
 
 

@@ -21,7 +21,8 @@ from nclab.core.io import make_dirs, write_json
 from nclab.core.validation import check_memory
 from nclab.data.imbalance import Imbalance
 from nclab.report.ufm import plot_convergence
-from nclab.ufm import RegularizedUFM, SphereUFM, UFMSolution, probe
+from nclab.ufm import LayerPeeledUFM, RegularizedUFM, SphereUFM, UFMSolution, probe
+from nclab.ufm.layer_peeled import DEFAULT_ENERGY_H, DEFAULT_ENERGY_W
 
 #: Collapse metrics shown in the table (the JSON has all of them).
 SHOWN_METRICS = ("nc1", "etf_error_means", "etf_error_weights", "wh_duality")
@@ -32,22 +33,48 @@ DEFAULT_TAU = 4.0
 RESULT_JSON, FIGURE_PNG = "ufm.json", "convergence.png"
 
 
+#: The models of :func:`build_ufm` (``--model``); ``--normalized`` is the sphere model.
+MODELS = ("regularized", "layer-peeled")
+
+
 def build_ufm(classes: int, dim: int, per_class: int, loss: str, normalized: bool,
               tau: float | None, lambda_w: float | None, lambda_h: float | None,
-              lambda_b: float | None, imbalance: Imbalance | None = None
-              ) -> RegularizedUFM | SphereUFM:
-    """The model of the settings; None takes the default (weight decays, tau).
+              lambda_b: float | None, imbalance: Imbalance | None = None, *,
+              model: str | None = None, energy_w: float | None = None,
+              energy_h: float | None = None) -> RegularizedUFM | SphereUFM | LayerPeeledUFM:
+    """The model of the settings; None takes the default (weight decays, tau, budgets).
 
     ``imbalance`` gives the class counts of the profile with n_max = ``per_class``
-    (the regularized model only).
+    (the regularized model and the Layer-Peeled Model). ``model`` None picks the
+    Layer-Peeled Model when ``imbalance`` or a budget is given and no weight decay is
+    (its minority rows merge and stay nonzero: docs/imbalance.md), the regularized model
+    otherwise.
     """
+    decays = [name for name, v in (("--lambda-w", lambda_w), ("--lambda-h", lambda_h),
+                                   ("--lambda-b", lambda_b)) if v is not None]
+    budgets = [name for name, v in (("--energy-w", energy_w), ("--energy-h", energy_h))
+               if v is not None]
+    model = _model_name(model, normalized, bool(decays), bool(budgets), imbalance)
+    counts = None if imbalance is None else imbalance.counts(per_class, classes).tolist()
+    if model == "layer-peeled":
+        wrong = decays + (["--tau"] if tau is not None else [])
+        if wrong:
+            raise NCInputError(f"{', '.join(wrong)}: the Layer-Peeled Model has norm budgets "
+                               "(--energy-w, --energy-h), no weight decay or temperature")
+        if loss != "ce":
+            raise NCInputError("the Layer-Peeled Model uses cross-entropy; drop --loss or use ce")
+        return LayerPeeledUFM(
+            classes, dim, per_class, counts=counts,
+            energy_w=DEFAULT_ENERGY_W if energy_w is None else energy_w,
+            energy_h=DEFAULT_ENERGY_H if energy_h is None else energy_h)
+    if budgets:
+        raise NCInputError(f"{', '.join(budgets)} apply to --model layer-peeled only")
     if normalized:
         if imbalance is not None:
-            raise NCInputError("--imbalance applies to the regularized model, not --normalized")
-        given = [name for name, v in (("--lambda-w", lambda_w), ("--lambda-h", lambda_h),
-                                      ("--lambda-b", lambda_b)) if v is not None]
-        if given:
-            raise NCInputError(f"{', '.join(given)}: the normalized model has no weight decay")
+            raise NCInputError("--imbalance applies to the regularized model or the "
+                               "Layer-Peeled Model, not --normalized")
+        if decays:
+            raise NCInputError(f"{', '.join(decays)}: the normalized model has no weight decay")
         if loss != "ce":
             raise NCInputError("the normalized model uses cross-entropy; drop --loss or use ce")
         return SphereUFM(classes, dim, per_class, tau=DEFAULT_TAU if tau is None else tau)
@@ -57,12 +84,25 @@ def build_ufm(classes: int, dim: int, per_class: int, loss: str, normalized: boo
         classes, dim, per_class, loss=loss,
         lambda_w=DEFAULT_DECAY if lambda_w is None else lambda_w,
         lambda_h=DEFAULT_DECAY if lambda_h is None else lambda_h,
-        lambda_b=DEFAULT_DECAY if lambda_b is None else lambda_b,
-        counts=None if imbalance is None else imbalance.counts(per_class, classes).tolist())
+        lambda_b=DEFAULT_DECAY if lambda_b is None else lambda_b, counts=counts)
 
 
-def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps: int,
-              lr: float, grad_tol: float, tol: float, device: torch.device,
+def _model_name(model: str | None, normalized: bool, decays: bool, budgets: bool,
+                imbalance: Imbalance | None) -> str:
+    """``--model`` resolved: an explicit name checked, None by the options given."""
+    if model is not None:
+        if model not in MODELS:
+            raise NCInputError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+        if normalized:
+            raise NCInputError("--normalized is a model of its own; drop --model")
+        return model
+    if normalized or decays:
+        return "regularized"
+    return "layer-peeled" if budgets or imbalance is not None else "regularized"
+
+
+def solve_ufm(model: RegularizedUFM | SphereUFM | LayerPeeledUFM, out: Path, *, seeds: int,
+              steps: int, lr: float, grad_tol: float, tol: float, device: torch.device,
               probe_hessian: bool = False, imbalance: Imbalance | None = None,
               callback: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Solve ``model`` from seeds 0..seeds-1, write ``out/ufm.json`` and the figure.
@@ -94,8 +134,9 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
     """
     if probe_hessian and not isinstance(model, SphereUFM):
         raise NCInputError("--probe needs --normalized (the probe is for the sphere model)")
-    if imbalance is not None and not isinstance(model, RegularizedUFM):
-        raise NCInputError("--imbalance applies to the regularized model, not --normalized")
+    if imbalance is not None and isinstance(model, SphereUFM):
+        raise NCInputError("--imbalance applies to the regularized model or the "
+                           "Layer-Peeled Model, not --normalized")
     if seeds < 1:
         raise NCInputError(f"--seeds must be >= 1; got {seeds}")
     check_memory(solve_bytes(model, seeds), device,
@@ -105,11 +146,13 @@ def solve_ufm(model: RegularizedUFM | SphereUFM, out: Path, *, seeds: int, steps
                            callback=callback)
     runs = _runs(model, solution, tol, probe_hessian)
     summary = _summary(model, solution, runs, tol)
-    if imbalance is not None and isinstance(model, RegularizedUFM):  # (checked above)
+    if imbalance is not None and not isinstance(model, SphereUFM):  # (checked above)
         summary["json"].update(_imbalance(model, solution, runs, imbalance))
+    if isinstance(model, LayerPeeledUFM):
+        summary["lines"].append(_budgets(model, solution, runs))
     make_dirs(out)
     figure = plot_convergence(solution, out / FIGURE_PNG, tol=tol, title=repr(model),
-                              riemannian=isinstance(model, SphereUFM))
+                              riemannian=isinstance(model, SphereUFM | LayerPeeledUFM))
     document = {
         "model": type(model).__name__, "config": _config(model), "steps": steps, "lr": lr,
         "grad_tol": grad_tol, "tol": tol, "device": str(device),
@@ -129,14 +172,27 @@ def solve_bytes(model: RegularizedUFM | SphereUFM, seeds: int) -> int:
 
 def _config(model: RegularizedUFM | SphereUFM) -> dict[str, Any]:
     keys = ("num_classes", "dim", "per_class", "counts", "tau", "loss", "lambda_w", "lambda_h",
-            "lambda_b")
+            "lambda_b", "energy_w", "energy_h")
     values = {key: getattr(model, key) for key in keys if hasattr(model, key)}
     if values.get("counts") is not None:
         values["counts"] = list(values["counts"])
     return values
 
 
-def _imbalance(model: RegularizedUFM, solution: UFMSolution, runs: list[dict],
+def _budgets(model: LayerPeeledUFM, solution: UFMSolution, runs: list[dict]) -> str:
+    """The Lagrange multipliers of the two budgets of every run (added to its record),
+    and a line: both positive means a KKT point of the inequality-constrained program."""
+    mu_w, mu_h = model.multipliers(solution.weight, solution.features)
+    for run, w, h in zip(runs, mu_w.tolist(), mu_h.tolist(), strict=True):
+        run["multipliers"] = {"energy_w": w, "energy_h": h}
+    low = float(torch.minimum(mu_w, mu_h).min())
+    verdict = ("every run spends both budgets (a KKT point of the program with inequality "
+               "budgets)" if low > 0 else "a run does not gain from its budgets: not a KKT "
+               "point of the inequality-constrained program")
+    return f"smallest Lagrange multiplier of the budgets over the runs {low:.3g}: {verdict}"
+
+
+def _imbalance(model: RegularizedUFM | LayerPeeledUFM, solution: UFMSolution, runs: list[dict],
                imbalance: Imbalance) -> dict[str, Any]:
     """The §12 metrics of every run (added to its record) and the best run's, JSON-ready."""
     counts = np.asarray(model.counts if model.counts is not None

@@ -2,6 +2,8 @@
 
 - :class:`RegularizedUFM`: cross-entropy or squared error with weight decay on W, H and b
   (Zhu et al., 2021; Zhou et al., 2022), full-batch gradient descent.
+- :class:`LayerPeeledUFM`: cross-entropy with norm budgets on W and H, no bias (the
+  Layer-Peeled Model of Fang et al., 2021; minority collapse), Riemannian gradient descent.
 - :class:`SphereUFM`: unit-norm features and classifiers with inverse temperature tau
   (Yaras et al., 2022; definitions §4), Riemannian gradient descent.
 - :func:`probe`: Riemannian gradient norm and Hessian spectrum of the sphere model at any
@@ -21,10 +23,12 @@ from nclab.ufm.landscape import (
     probe,
     simplex_etf,
 )
+from nclab.ufm.layer_peeled import LayerPeeledUFM
 from nclab.ufm.sphere import SphereUFM
 
 __all__ = [
     "LandscapeProbe",
+    "LayerPeeledUFM",
     "RegularizedUFM",
     "SphereUFM",
     "UFMSolution",
