@@ -326,7 +326,8 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:
     """The spectral metrics of the scaled state (each is scale-free)."""
-    found = spectral_metrics(stats.counts, stats.scaled_means(), stats.scaled_scatter())
+    found = spectral_metrics(stats.counts, stats.scaled_means(), stats.scaled_scatter(),
+                             trusted=True)
     values: dict[str, Any] = {name: getattr(found, name) for name in SPECTRAL_NAMES}
     curve = found.explained_variance
     values["explained_variance"] = None if curve is None else tuple(float(v) for v in curve)
