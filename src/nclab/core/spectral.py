@@ -325,6 +325,40 @@ def spectral_metrics(counts: Any, means: Any, scatter: Any, *, delta: float = LI
     )
 
 
+def class_rankme(counts: Any, class_scatter: Any) -> np.ndarray:
+    """RankMe of each class's centred features, from its own scatter.
+
+    Parameters
+    ----------
+    counts : array of shape (C,)
+        Samples per class n_c.
+    class_scatter : array of shape (C, d, d)
+        S_c = sum_{y_i = c} (h_i - mu_c)(h_i - mu_c)^T (any positive multiple of each).
+
+    Returns
+    -------
+    ndarray of shape (C,)
+        The entropy rank of the min(n_c - 1, d) largest singular values of the class's
+        centred features, as ``rankme_centred`` for the whole; NaN where it is undefined
+        (fewer than 2 samples, or all of the class's features equal).
+    """
+    counts = _finite(counts, "counts")
+    scatter = _finite(class_scatter, "class_scatter")
+    if counts.ndim != 1 or scatter.shape[:1] != counts.shape or scatter.ndim != 3 \
+            or scatter.shape[1] != scatter.shape[2]:
+        raise NCInputError(f"counts must have shape (C,) and class_scatter (C, d, d); got "
+                           f"{counts.shape} and {scatter.shape}")
+    if (counts < 0).any() or (counts != np.round(counts)).any():
+        raise NCInputError("counts must be non-negative integers")
+    ranks = np.full(counts.shape, np.nan)
+    for label in np.flatnonzero(counts >= 2):
+        rows = int(counts[label])
+        values = _spectrum(scatter[label], f"class_scatter[{label}]")
+        found = _rankme_of(values, rows - 1, rows)
+        ranks[label] = np.nan if found is None else found
+    return ranks
+
+
 # ------------------------------------------------------------------ the shared spectra
 def _total_and_uncentred_spectra(total: np.ndarray, sample_mean: np.ndarray,
                                  rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
