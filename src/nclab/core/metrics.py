@@ -201,8 +201,8 @@ def compute_metrics(
     block : int
         Tile size for the O(C^2) pair metrics.
     spectral : bool
-        Also the spectral metrics of definitions §8 (three d x d eigenvalue problems:
-        about 0.3x the rest at C = 1,000, d = 512, and 0.03x at C = 10,000).
+        Also the spectral metrics of definitions §8 (one tridiagonal reduction and one
+        generalized eigenvalue problem, d x d: about 0.23x the rest at C = 1,000, d = 512).
     margins : bool
         Also the one-vs-rest margins of the centred means and of W (definitions §10:
         about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
