@@ -67,7 +67,8 @@ def metrics():
 # ----------------------------------------------------------------------------- metadata
 def test_metric_names_are_the_declaration_in_order():
     assert METRIC_NAMES + SPECTRAL_NAMES + MARGIN_NAMES == tuple(METRICS)
-    assert SPECTRAL_NAMES == ("rankme", "rankme_centred", "alpha_req", "lidar")
+    assert SPECTRAL_NAMES == ("rankme", "rankme_centred", "alpha_req", "lidar",
+                              "class_rankme_mean")
     numeric = {f.name for f in fields(CollapseMetrics) if f.type == "float | None"}
     bookkeeping = {"cdnv_exponent", "softmax_code_lower", "softmax_code_upper"}
     assert numeric - bookkeeping == set(METRICS)  # every metric field is declared

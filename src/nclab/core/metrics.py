@@ -15,7 +15,7 @@ from nclab.core.io import finite_or_none, json_ready
 from nclab.core.margins import margin_metrics
 from nclab.core.metric_info import METRICS
 from nclab.core.metric_info import names as metric_names
-from nclab.core.spectral import spectral_metrics
+from nclab.core.spectral import class_rankme, spectral_metrics
 from nclab.core.tables import metrics_html, missing_notes
 from nclab.core.validation import as_classifier, as_features, positive_int, to_numpy64
 
@@ -41,10 +41,13 @@ class CollapseMetrics:
     out-of-distribution features. ``cdnv_exponent`` is the power p of the distance in
     the cdnv denominator when it is not Galanti et al.'s 2 (None: p = 2). The spectral
     metrics of definitions §8 (``rankme``, ``rankme_centred``, ``alpha_req``, ``lidar``
-    and the ``explained_variance`` curve, shape (d,)) are None unless asked for, and so
-    are the one-vs-rest margins of definitions §10 (``ovr_margin_*``, with certified lower
-    bounds, and ``softmax_code_lower`` / ``softmax_code_upper``, the best margin C unit
-    vectors in d dimensions can have: equal when known exactly).
+    and the ``explained_variance`` curve, shape (d,)) are None unless asked for; with
+    statistics built with ``per_class_scatter=True`` they include ``class_rankme`` (the
+    RankMe of each present class's centred features, NaN where undefined) and its mean
+    ``class_rankme_mean``. The one-vs-rest margins of definitions §10 (``ovr_margin_*``,
+    with certified lower bounds, and ``softmax_code_lower`` / ``softmax_code_upper``, the
+    best margin C unit vectors in d dimensions can have: equal when known exactly) are
+    None unless asked for.
     """
 
     nc1: float | None = None
@@ -73,6 +76,8 @@ class CollapseMetrics:
     alpha_req: float | None = None
     lidar: float | None = None
     explained_variance: tuple[float, ...] | None = None
+    class_rankme_mean: float | None = None
+    class_rankme: tuple[float, ...] | None = None
     ovr_margin_means: float | None = None
     ovr_margin_means_lower: float | None = None
     ovr_margin_weights: float | None = None
@@ -196,8 +201,8 @@ def compute_metrics(
     block : int
         Tile size for the O(C^2) pair metrics.
     spectral : bool
-        Also the spectral metrics of definitions §8 (three d x d eigenvalue problems:
-        about 0.3x the rest at C = 1,000, d = 512, and 0.03x at C = 10,000).
+        Also the spectral metrics of definitions §8 (one tridiagonal reduction and one
+        generalized eigenvalue problem, d x d: about 0.23x the rest at C = 1,000, d = 512).
     margins : bool
         Also the one-vs-rest margins of the centred means and of W (definitions §10:
         about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
@@ -326,11 +331,24 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:
     """The spectral metrics of the scaled state (each is scale-free)."""
-    found = spectral_metrics(stats.counts, stats.scaled_means(), stats.scaled_scatter())
-    values: dict[str, Any] = {name: getattr(found, name) for name in SPECTRAL_NAMES}
+    found = spectral_metrics(stats.counts, stats.scaled_means(), stats.scaled_scatter(),
+                             trusted=True)
+    values: dict[str, Any] = {name: getattr(found, name, None) for name in SPECTRAL_NAMES}
     curve = found.explained_variance
     values["explained_variance"] = None if curve is None else tuple(float(v) for v in curve)
+    if stats.per_class_scatter:
+        values.update(_class_ranks(stats))
     return values
+
+
+def _class_ranks(stats: CollapseStats) -> dict[str, Any]:
+    """RankMe of each present class's centred features (from its own scatter) and their
+    mean over the classes where it is defined (NaN, and None in JSON, elsewhere)."""
+    present = stats.present
+    ranks = class_rankme(stats.counts[present], stats.class_scatter(scaled=True)[present])
+    defined = ranks[np.isfinite(ranks)]
+    return {"class_rankme": tuple(float(v) for v in ranks),
+            "class_rankme_mean": float(defined.mean()) if defined.size else None}
 
 
 def _scaled_classifier(weight: np.ndarray | None, present: np.ndarray,

@@ -95,29 +95,50 @@ def second_moments(counts: Any, means: Any, scatter: Any) -> SecondMoments:
         X^T X, S_T, Sigma_W = S_W / N and Sigma_B = (1/C) sum_c (mu_c - mu_G)(mu_c - mu_G)^T
         with mu_G the plain average of the present class means.
     """
-    counts, means, scatter = _checked_statistics(counts, means, scatter)
+    parts = _class_parts(*_checked_statistics(counts, means, scatter))
+    # X^T X = S_T + N mu mu^T: a sum of semi-definite terms, nothing cancels; the
+    # outer product of one vector with itself is exactly symmetric, like the rest
+    root_n_mean = math.sqrt(parts.num_samples) * parts.sample_mean
+    with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
+        uncentred = parts.total + np.outer(root_n_mean, root_n_mean)
+    if not np.isfinite(uncentred).all():
+        raise NCInputError(_OVERFLOW)
+    return SecondMoments(uncentred, parts.total, parts.within / parts.num_samples,
+                         parts.class_gram / len(parts.centred), parts.num_samples)
+
+
+_OVERFLOW = "the second moments overflow float64: pass the statistics' scaled means and scatter"
+
+
+class _ClassParts(NamedTuple):
+    """What the metrics read of the statistics, over the present classes."""
+
+    centred: np.ndarray      #: (C', d) class means about their plain average
+    class_gram: np.ndarray   #: (d, d) centred^T centred = C' Sigma_B
+    total: np.ndarray        #: (d, d) S_T, a new array
+    within: np.ndarray       #: (d, d) S_W as given (not copied)
+    sample_mean: np.ndarray  #: (d,) mu
+    num_samples: int         #: N
+
+
+def _class_parts(counts: np.ndarray, means: np.ndarray, scatter: np.ndarray) -> _ClassParts:
+    """The class Grams and S_T of checked statistics (one C x d x d product when the
+    classes are balanced, two otherwise); NCInputError when they overflow."""
     present = counts > 0
     n, mu = counts[present].astype(np.float64), means[present]
     total_count = int(counts.sum())
     with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
-        around_plain_mean = mu - mu.mean(axis=0)
-        class_gram = around_plain_mean.T @ around_plain_mean  # a.T @ a: one syrk
+        centred = mu - mu.mean(axis=0)
+        class_gram = centred.T @ centred  # a.T @ a: one syrk
         sample_mean = n @ mu / total_count
         if (n == n[0]).all():  # balanced: the sample mean is the plain mean
-            between_scatter = n[0] * class_gram
+            total = scatter + n[0] * class_gram
         else:
             weighted = np.sqrt(n)[:, None] * (mu - sample_mean)
-            between_scatter = weighted.T @ weighted
-        total = scatter + between_scatter
-        # X^T X = S_T + N mu mu^T: a sum of semi-definite terms, nothing cancels; the
-        # outer product of one vector with itself is exactly symmetric, like the rest
-        root_n_mean = math.sqrt(total_count) * sample_mean
-        uncentred = total + np.outer(root_n_mean, root_n_mean)
-    if not (np.isfinite(uncentred).all() and np.isfinite(total).all()):
-        raise NCInputError("the second moments overflow float64: pass the statistics' "
-                           "scaled means and scatter")
-    return SecondMoments(uncentred, total, scatter / total_count, class_gram / len(n),
-                         total_count)
+            total = scatter + weighted.T @ weighted
+    if not (np.isfinite(total).all() and np.isfinite(sample_mean).all()):
+        raise NCInputError(_OVERFLOW)
+    return _ClassParts(centred, class_gram, total, scatter, sample_mean, total_count)
 
 
 def _checked_statistics(counts: Any, means: Any,
@@ -261,11 +282,11 @@ def explained_variance(covariance: Any) -> np.ndarray:
 
 
 def spectral_metrics(counts: Any, means: Any, scatter: Any, *, delta: float = LIDAR_DELTA,
-                     first_rank: int = ALPHA_FIRST_RANK,
-                     last_rank: int = ALPHA_LAST_RANK) -> SpectralMetrics:
-    """Every metric of definitions §8 from the statistics: one eigen-decomposition of
-    X^T X, one of S_T (shared by centred RankMe, alpha-ReQ and the explained variance)
-    and one generalized one for LiDAR.
+                     first_rank: int = ALPHA_FIRST_RANK, last_rank: int = ALPHA_LAST_RANK,
+                     trusted: bool = False) -> SpectralMetrics:
+    """Every metric of definitions §8 from the statistics: one tridiagonal reduction of
+    S_T that gives the spectra of both S_T (centred RankMe, alpha-ReQ, the explained
+    variance) and X^T X (RankMe), and one generalized eigenvalue problem for LiDAR.
 
     Parameters
     ----------
@@ -273,6 +294,9 @@ def spectral_metrics(counts: Any, means: Any, scatter: Any, *, delta: float = LI
         As in :func:`second_moments` (pass the statistics' scaled means and scatter).
     delta, first_rank, last_rank
         As in :func:`lidar` and :func:`alpha_req`.
+    trusted : bool
+        The arrays are a CollapseStats' own (``counts``, ``scaled_means()``,
+        ``scaled_scatter()``), checked as they were summed: skip their checks.
 
     Returns
     -------
@@ -280,21 +304,185 @@ def spectral_metrics(counts: Any, means: Any, scatter: Any, *, delta: float = LI
     """
     delta = _positive(delta, "delta")
     first, last = _rank_range(first_rank, last_rank)
-    moments = second_moments(counts, means, scatter)
-    rows = moments.num_samples
+    if trusted:
+        arrays = (np.asarray(counts, dtype=np.int64), np.asarray(means, dtype=np.float64),
+                  np.asarray(scatter, dtype=np.float64))
+    else:
+        arrays = _checked_statistics(counts, means, scatter)
+    parts = _class_parts(*arrays)
+    rows = parts.num_samples
     if rows < 2:
         raise NCInputError("the spectral metrics need at least 2 samples")
-    total = _scaled_spectrum(moments.total, "the total scatter")
+    total, uncentred = _total_and_uncentred_spectra(parts.total, parts.sample_mean, rows)
     if total is None:
         raise NCInputError("every feature is the same: the spectral metrics are undefined")
-    uncentred = _scaled_spectrum(moments.uncentred, "the second moment")
     return SpectralMetrics(
         rankme=_rankme_of(uncentred, rows, rows),
         rankme_centred=_rankme_of(total, rows - 1, rows),
         alpha_req=_alpha_of(total, first, last, rows),
-        lidar=_lidar_of(moments.within_cov, moments.between_cov, delta),
+        lidar=_lidar_of_classes(parts, delta),
         explained_variance=_cumulative(total),
     )
+
+
+def class_rankme(counts: Any, class_scatter: Any) -> np.ndarray:
+    """RankMe of each class's centred features, from its own scatter.
+
+    Parameters
+    ----------
+    counts : array of shape (C,)
+        Samples per class n_c.
+    class_scatter : array of shape (C, d, d)
+        S_c = sum_{y_i = c} (h_i - mu_c)(h_i - mu_c)^T (any positive multiple of each).
+
+    Returns
+    -------
+    ndarray of shape (C,)
+        The entropy rank of the min(n_c - 1, d) largest singular values of the class's
+        centred features, as ``rankme_centred`` for the whole; NaN where it is undefined
+        (fewer than 2 samples, or all of the class's features equal).
+    """
+    counts = _finite(counts, "counts")
+    scatter = _finite(class_scatter, "class_scatter")
+    if counts.ndim != 1 or scatter.shape[:1] != counts.shape or scatter.ndim != 3 \
+            or scatter.shape[1] != scatter.shape[2]:
+        raise NCInputError(f"counts must have shape (C,) and class_scatter (C, d, d); got "
+                           f"{counts.shape} and {scatter.shape}")
+    if (counts < 0).any() or (counts != np.round(counts)).any():
+        raise NCInputError("counts must be non-negative integers")
+    ranks = np.full(counts.shape, np.nan)
+    for label in np.flatnonzero(counts >= 2):
+        rows = int(counts[label])
+        values = _spectrum(scatter[label], f"class_scatter[{label}]")
+        found = _rankme_of(values, rows - 1, rows)
+        ranks[label] = np.nan if found is None else found
+    return ranks
+
+
+# ------------------------------------------------------------------ the shared spectra
+def _total_and_uncentred_spectra(total: np.ndarray, sample_mean: np.ndarray,
+                                 rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Descending eigenvalues (clipped at 0; None for a zero matrix) of S_T and of
+    X^T X = S_T + N mu mu^T from one tridiagonal reduction.
+
+    A reflector H maps mu onto the first axis; LAPACK's reduction of H S_T H to a
+    tridiagonal T (``dsytrd``, lower) leaves that axis where it is, so the same
+    orthogonal change of basis takes X^T X to T + N ||mu||^2 e_1 e_1^T: the two spectra
+    differ in one diagonal entry of T, and each costs an O(d^2) ``dsterf`` after the one
+    O(d^3) reduction (two ``eigvalsh`` calls would reduce twice). Orthogonal
+    transformations keep the rounding at eps times the largest eigenvalue, as eigh's own.
+    ``total`` is overwritten.
+    """
+    from scipy.linalg import lapack  # here: `import nclab` stays free of scipy
+
+    scale = power_of_two_scale(total)
+    total *= 1.0 / scale  # exact: a power of two
+    norm = float(np.linalg.norm(sample_mean))
+    with np.errstate(over="ignore"):
+        boost = rows * (norm * norm) / scale
+    if not math.isfinite(boost):
+        raise NCInputError(_OVERFLOW)
+    if norm > 0:
+        _reflect_onto_first_axis(total, sample_mean / norm)
+    # the C-ordered matrix read as Fortran's transpose: symmetric, so no copy is needed
+    _, diagonal, off_diagonal, _, info = lapack.dsytrd(
+        total.T, lower=1, lwork=_REDUCTION_BLOCK * total.shape[0], overwrite_a=1)
+    values = []
+    for shift in (0.0, boost):
+        shifted = diagonal.copy()
+        shifted[0] += shift
+        found, failed = lapack.dsterf(shifted, off_diagonal.copy(), overwrite_d=1,
+                                      overwrite_e=1)
+        if info or failed:
+            raise NCInputError("the eigenvalue solver did not converge on the total scatter")
+        found = found[::-1]
+        _check_semidefinite(found, "the second moment" if shift else "the total scatter")
+        values.append(np.maximum(found, 0.0) if found[0] > 0 else None)
+    return values[0], values[1]
+
+
+#: Columns per block of LAPACK's blocked tridiagonal reduction (its workspace is this
+#: times d); scipy's default workspace would run the unblocked, level-2 BLAS one.
+_REDUCTION_BLOCK = 64
+
+
+def _reflect_onto_first_axis(matrix: np.ndarray, unit: np.ndarray) -> None:
+    """matrix <- H matrix H, in place, for the Householder reflector H (symmetric,
+    orthogonal) with H unit = -sign(unit_0) e_1: a rank-two update, O(d^2)."""
+    v = unit.copy()
+    v[0] += math.copysign(1.0, v[0])  # no cancellation in the first entry
+    v /= np.linalg.norm(v)
+    product = matrix @ v
+    w = 2.0 * product - 2.0 * float(v @ product) * v
+    matrix -= np.outer(v, w)
+    matrix -= np.outer(w, v)
+
+
+# ------------------------------------------------------------------ LiDAR
+def _lidar_of_classes(parts: _ClassParts, delta: float) -> float:
+    """LiDAR from the class means and S_W; with fewer classes than dimensions through
+    the C' x C' matrix Z Z^T, Z = M~ L^-T, whose nonzero eigenvalues are those of the
+    generalized problem (Sigma_B = M~^T M~ / C'), else through that problem itself."""
+    centred, rows = parts.centred, parts.num_samples
+    count, dim = centred.shape
+    between_trace = float(np.einsum("cd,cd->", centred, centred)) / count
+    factor, unit = _regularized_factor(parts.within / rows, between_trace, delta)
+    if count >= dim:
+        return _lidar_from(_generalized_values(factor, parts.class_gram / (count * unit)))
+    import scipy.linalg
+
+    solved = scipy.linalg.solve_triangular(factor, centred.T, lower=True, check_finite=False)
+    small = np.linalg.eigvalsh(solved.T @ solved / (count * unit))[::-1]
+    values = np.zeros(dim)  # the d - C' further eigenvalues are zero: LiDAR counts all d
+    values[:count] = small
+    return _lidar_from(values)
+
+
+def _lidar_of(within: np.ndarray, between: np.ndarray, delta: float) -> float:
+    """LiDAR of validated symmetric Sigma_W, Sigma_B (d, d)."""
+    factor, unit = _regularized_factor(within, float(np.trace(between)), delta)
+    return _lidar_from(_generalized_values(factor, between / unit))
+
+
+def _regularized_factor(within: np.ndarray, between_trace: float,
+                        delta: float) -> tuple[np.ndarray, float]:
+    """(L, s): the lower Cholesky factor L of (Sigma_W + delta v I) / s, with v the mean
+    variance per coordinate (tr(Sigma_W) + tr(Sigma_B)) / d and s a power of two near v
+    (the ratios are unchanged; nothing over- or underflows)."""
+    from scipy.linalg import lapack
+
+    dim = within.shape[0]
+    variance = (float(np.trace(within)) + between_trace) / dim
+    if not variance > 0:
+        raise NCInputError("LiDAR is undefined: every feature is the same")
+    unit = power_of_two_scale(np.array([variance]))
+    regularized = within / unit
+    regularized.flat[:: dim + 1] += delta * variance / unit
+    factor, info = lapack.dpotrf(regularized.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        raise NCInputError("within_cov is not positive semi-definite")
+    return factor, unit
+
+
+def _generalized_values(factor: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """Descending eigenvalues of L^-1 Sigma_B L^-T (``dsygst``, ``dsytrd``, ``dsterf``:
+    the generalized eigenvalues without eigenvectors); ``between`` is overwritten."""
+    from scipy.linalg import lapack
+
+    reduced, info = lapack.dsygst(between.T, factor, itype=1, lower=1, overwrite_a=1)
+    _, diagonal, off_diagonal, _, info_tri = lapack.dsytrd(
+        reduced, lower=1, lwork=_REDUCTION_BLOCK * between.shape[0], overwrite_a=1)
+    values, failed = lapack.dsterf(diagonal, off_diagonal, overwrite_d=1, overwrite_e=1)
+    if info or info_tri or failed:
+        raise NCInputError("the eigenvalue solver did not converge on LiDAR's matrix")
+    return values[::-1]
+
+
+def _lidar_from(values: np.ndarray) -> float:
+    _check_semidefinite(values, "between_cov")
+    if not values[0] > 0:
+        raise NCInputError("LiDAR is undefined: all class means coincide")
+    return _effective_rank(np.maximum(values, 0.0))
 
 
 # ------------------------------------------------------------------ on eigenvalues
@@ -336,26 +524,6 @@ def _cumulative(eigenvalues: np.ndarray | None) -> np.ndarray | None:
     shares = np.cumsum(eigenvalues) / eigenvalues.sum()
     shares[-1] = 1.0  # exactly, whatever the rounding of the sum
     return np.minimum(shares, 1.0)
-
-
-def _lidar_of(within: np.ndarray, between: np.ndarray, delta: float) -> float:
-    """LiDAR of validated symmetric Sigma_W, Sigma_B (d, d)."""
-    dim = within.shape[0]
-    variance = (np.trace(within) + np.trace(between)) / dim
-    if not variance > 0:
-        raise NCInputError("LiDAR is undefined: every feature is the same")
-    unit = power_of_two_scale(np.array([variance]))  # exact: the ratios are unchanged
-    regularized = (within + delta * variance * np.eye(dim)) / unit
-    try:
-        import scipy.linalg  # here: `nclab --help` and `import nclab` stay free of scipy
-
-        values = scipy.linalg.eigh(between / unit, regularized, eigvals_only=True)[::-1]
-    except np.linalg.LinAlgError:
-        raise NCInputError("within_cov is not positive semi-definite") from None
-    _check_semidefinite(values, "between_cov")
-    if not values[0] > 0:
-        raise NCInputError("LiDAR is undefined: all class means coincide")
-    return _effective_rank(np.maximum(values, 0.0))
 
 
 def _floor(eigenvalues: np.ndarray, rows: int) -> float:

@@ -24,14 +24,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics, compute_metrics
-from nclab.core.moments import Moments, normalizing_exponent, times_power_of_two
-from nclab.core.streaming import StreamingStatistic, Tally, declare
+from nclab.core.moments import (
+    MAX_STATE_EXPONENT,
+    Moments,
+    normalizing_exponent,
+    times_power_of_two,
+)
+from nclab.core.streaming import StatePart, StreamingStatistic, Tally, check_total, declare
 from nclab.core.validation import (
     as_classifier,
     as_features,
     as_labels,
+    check_memory,
     ensure_finite,
     positive_int,
     real_tensor,
@@ -40,6 +47,169 @@ from nclab.core.validation import (
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+#: Magnitudes the per-class scatter keeps in float64 without over- or underflow in its
+#: squares; beyond, its units change by a power of two (exactly).
+_CLASS_BAND = (2.0**-400, 2.0**400)
+
+
+class ClassScatter(StatePart):
+    """Per class, the count n_c, the mean mu_c and the scatter
+    S_c = sum_{y_i = c} (h_i - mu_c)(h_i - mu_c)^T (C x d x d: memory C d^2 x 8 bytes).
+
+    Each batch adds, per class in it, its centred scatter about its own mean, folded in
+    with Chan, Golub & LeVeque's pairwise update (as the pooled scatter), in float64.
+    Values are held in units of ``2**exponent`` times the features, lowered (exactly)
+    when a batch would come near float64's range.
+    """
+
+    ROLES = ("counts", "means", "scatter", "exponent")
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        self.num_classes, self.dim = num_classes, dim
+        check_memory(self.nbytes(num_classes, dim), "cpu", "the per-class scatter (C d^2 x 8 "
+                     f"bytes, C = {num_classes}, d = {dim})")
+        self._clear(torch.device("cpu"))
+
+    @staticmethod
+    def nbytes(num_classes: int, dim: int) -> int:
+        """Bytes of the state: C d^2 + C d + C float64 and int64 values."""
+        return 8 * num_classes * (dim * dim + dim + 1)
+
+    def _clear(self, device: torch.device) -> None:
+        wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
+        self.counts = torch.zeros(self.num_classes, dtype=torch.int64, device=device)
+        self.means = torch.zeros(self.num_classes, self.dim, **wide)
+        self.scatter = torch.zeros(self.num_classes, self.dim, self.dim, **wide)
+        self.exponent = 0
+        self._signal = False
+
+    def field_specs(self) -> dict[str, dict[str, Any]]:
+        C, d = self.num_classes, self.dim
+        return {"counts": {"shape": (C,), "integer": True, "nonnegative": True},
+                "means": {"shape": (C, d)},
+                "scatter": {"shape": (C, d, d)},
+                "exponent": {"shape": (), "integer": True, "bound": MAX_STATE_EXPONENT}}
+
+    def read(self) -> dict[str, torch.Tensor]:
+        return {"counts": self.counts, "means": self.means, "scatter": self.scatter,
+                "exponent": torch.tensor(self.exponent)}
+
+    def check(self, values: Mapping[str, torch.Tensor], keys: Mapping[str, str]) -> None:
+        """Counts sum below 2**53; a class without samples has zero sums; each scatter
+        is symmetric with a non-negative diagonal, up to rounding."""
+        check_total(values["counts"], keys["counts"])
+        empty = values["counts"] == 0
+        for role in ("means", "scatter"):
+            if bool((values[role][empty] != 0).any()):
+                raise NCInputError(f"state entry '{keys[role]}' is nonzero for a class whose "
+                                   "count is 0")
+        scatter = values["scatter"]
+        diagonal = torch.diagonal(scatter, dim1=1, dim2=2)
+        tolerance = 1e-5 * diagonal.abs().sum(dim=1) + torch.finfo(torch.float64).tiny
+        asymmetry = (scatter - scatter.transpose(1, 2)).abs().amax(dim=(1, 2))
+        if bool((diagonal < -tolerance[:, None]).any()) or bool((asymmetry > tolerance).any()):
+            raise NCInputError(f"state entry '{keys['scatter']}' holds a matrix that is not a "
+                               "scatter (asymmetric or a negative variance)")
+
+    def load(self, values: Mapping[str, torch.Tensor]) -> None:
+        device = self.counts.device
+        self.counts = values["counts"].to(device=device, dtype=torch.int64).clone()
+        self.means = values["means"].to(device=device, dtype=torch.float64).clone()
+        self.scatter = values["scatter"].to(device=device, dtype=torch.float64).clone()
+        self.exponent = int(values["exponent"])
+        self._signal = bool((self.means != 0).any() or (self.scatter != 0).any())
+
+    def reset(self) -> None:
+        self._clear(self.counts.device)
+
+    # ------------------------------------------------------------------ accumulation
+    def update(self, x: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add rows ``x`` (n, d), finite, with ``labels`` (n,) on the same device."""
+        if x.shape[0] == 0:
+            return
+        self._to(x.device)
+        peak = float(x.abs().amax())
+        self._fit_exponent(peak)
+        rows = times_power_of_two(x.to(torch.float64), self.exponent)
+        order = torch.argsort(labels, stable=True)
+        classes, sizes = torch.unique_consecutive(labels[order], return_counts=True)
+        for label, block in zip(classes.tolist(), torch.split(rows[order], sizes.tolist()),
+                                strict=True):
+            mean = block.mean(dim=0)
+            residual = block - mean
+            self._fold(label, block.shape[0], mean, residual.T @ residual)
+
+    def _fold(self, label: int, count: int, mean: torch.Tensor, scatter: torch.Tensor) -> None:
+        """Chan's pairwise update of class ``label`` with a part of ``count`` rows."""
+        before = int(self.counts[label])
+        total = before + count
+        delta = mean - self.means[label]
+        self.means[label] += delta * (count / total)
+        self.scatter[label] += scatter + (before * count / total) * torch.outer(delta, delta)
+        self.counts[label] = total
+
+    def _fit_exponent(self, peak: float) -> None:
+        low, high = _CLASS_BAND
+        if not self._signal:
+            if peak == 0:
+                return
+            self._signal = True
+            self.exponent = 0 if low <= peak <= high else -normalizing_exponent(peak)
+        elif peak * math.ldexp(1.0, self.exponent) > high:
+            self._rescale(-normalizing_exponent(peak))
+
+    def _rescale(self, exponent: int) -> None:
+        """Express the state in units of 2**exponent (exactly: powers of two)."""
+        shift = exponent - self.exponent
+        if shift:
+            self.means = times_power_of_two(self.means, shift)
+            self.scatter = times_power_of_two(self.scatter, 2 * shift)
+            self.exponent = exponent
+
+    def _to(self, device: torch.device) -> None:
+        if self.counts.device != device:
+            check_memory(self.nbytes(self.num_classes, self.dim), device,
+                         "the per-class scatter")
+            self.counts, self.means, self.scatter = (
+                t.to(device) for t in (self.counts, self.means, self.scatter))
+
+    # ------------------------------------------------------------------ merge and sync
+    def merge(self, other: ClassScatter) -> None:
+        """Fold ``other`` (same C and d) into this part, exactly."""
+        if not other._signal and not bool((other.counts > 0).any()):
+            return
+        exponent = other.exponent if not self._signal else min(self.exponent, other.exponent)
+        self._rescale(exponent)
+        self._signal = True
+        shift = exponent - other.exponent
+        device = self.counts.device
+        for label in other.counts.nonzero().squeeze(1).tolist():
+            self._fold(label, int(other.counts[label]),
+                       times_power_of_two(other.means[label], shift).to(device),
+                       times_power_of_two(other.scatter[label], 2 * shift).to(device))
+
+    def all_reduce(self) -> None:
+        """Replace this part by the union over every rank (a collective call): each rank
+        sends its scatter about the global class means."""
+        no_data = 1 << 20
+        mine = self.exponent if self._signal else no_data
+        exponent = -int(distributed.reduce_on_device(torch.tensor([-mine]), op="max"))
+        if exponent != no_data:
+            self._rescale(exponent)
+            self._signal = True
+        local = self.counts.to(torch.float64)
+        first = distributed.reduce_on_device(
+            torch.cat([local, (self.means * local[:, None]).ravel()]))
+        counts = first[: self.num_classes]
+        means = (first[self.num_classes :].reshape(self.num_classes, self.dim)
+                 / counts.clamp(min=1)[:, None])
+        delta = torch.where((local > 0)[:, None], self.means - means, 0.0)
+        scatter = self.scatter + local[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        self.scatter = distributed.reduce_on_device(scatter)
+        self.counts = torch.round(counts).to(torch.int64)
+        self.means = means
 
 
 class CollapseStats(StreamingStatistic):
@@ -51,6 +221,11 @@ class CollapseStats(StreamingStatistic):
         Number of classes C; labels must lie in ``0..C-1``.
     dim : int, optional
         Feature dimension d; taken from the first batch when omitted.
+    per_class_scatter : bool
+        Also keep each class's own d x d scatter (:class:`ClassScatter`, C d^2 x 8 bytes,
+        refused in one line when that is more memory than is free), for the per-class
+        effective rank ``class_rankme`` of ``compute_metrics(..., spectral=True)``.
+        Off by default.
 
     Attributes
     ----------
@@ -94,8 +269,13 @@ class CollapseStats(StreamingStatistic):
     CONFIG = ("num_classes", "dim")
     LAZY = ("dim",)
 
-    def __init__(self, num_classes: int, dim: int | None = None) -> None:
+    def __init__(self, num_classes: int, dim: int | None = None, *,
+                 per_class_scatter: bool = False) -> None:
         self.num_classes = positive_int(num_classes, "num_classes")
+        if not isinstance(per_class_scatter, (bool, np.bool_)):
+            raise NCInputError(f"per_class_scatter must be True or False; got "
+                               f"{per_class_scatter!r}")
+        self.per_class_scatter = bool(per_class_scatter)
         self.dim: int | None = None
         self._views: dict[str, Any] = {}
         self._views_version = -1
@@ -105,8 +285,35 @@ class CollapseStats(StreamingStatistic):
     def _declare(self, config: Mapping[str, int]) -> dict[str, Any]:
         """The state: one :class:`Moments` group per class (the exponent keeps the name
         ``scale_exponent`` of earlier releases' state dicts)."""
+        # the per-class scatter first: its memory is refused before anything is allocated
+        extra = ClassScatter(config["num_classes"], config["dim"]) \
+            if self.per_class_scatter else None
         moments = Moments(config["num_classes"], config["dim"])
-        return {"moments": declare(moments, rename={"exponent": "scale_exponent"})}
+        parts = {"moments": declare(moments, rename={"exponent": "scale_exponent"})}
+        if extra is not None:
+            parts["class_scatter"] = declare(extra, prefix="per_class_")
+        return parts
+
+    def _check_parts(self, values: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        if "class_scatter" in values and not torch.equal(values["class_scatter"]["counts"],
+                                                         values["moments"]["counts"]):
+            raise NCInputError("state entry 'per_class_counts' differs from 'counts'")
+
+    def class_scatter(self, scaled: bool = False) -> np.ndarray:
+        """Each class's scatter S_c, shape (C, d, d) (``per_class_scatter=True`` only).
+
+        With ``scaled`` in the units the state holds (the features times a power of two,
+        of order one: what the scale-free metrics read); else in the features' units."""
+        parts = self._parts()
+        if not self.per_class_scatter:
+            raise NCInputError("these statistics keep no per-class scatter: build them with "
+                               "CollapseStats(..., per_class_scatter=True)")
+        if "class_scatter" not in parts:
+            raise NCInputError("no samples were seen yet: the statistics are empty")
+        part = parts["class_scatter"].part
+        assert isinstance(part, ClassScatter)
+        power = 0 if scaled else -2 * part.exponent
+        return _numpy(times_power_of_two(part.scatter, power))
 
     @property
     def _moments(self) -> Moments | None:
@@ -146,6 +353,10 @@ class CollapseStats(StreamingStatistic):
                 self._check_dim(x.shape[1], "features")
             return self
         self._check_dim(x.shape[1], "features").update(x, y)
+        if self.per_class_scatter:  # after the moments, which refuse NaN and inf
+            part = self._parts()["class_scatter"].part
+            assert isinstance(part, ClassScatter)
+            part.update(x, y)
         return self
 
     def compute(self, weight: Any = None, bias: Any = None, **kwargs: Any) -> CollapseMetrics:
