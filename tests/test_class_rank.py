@@ -149,7 +149,9 @@ def test_too_much_memory_is_refused_in_one_line_before_allocating():
     with pytest.raises(NCInputError) as error:
         stats.update(np.zeros((2, 4096)), [0, 1])  # 2000 x 4096^2 x 8 bytes = 268 GB
     assert "per-class scatter" in str(error.value) and "\n" not in str(error.value)
-    assert stats.num_samples == 0  # nothing was kept
+    assert stats.num_samples == 0 and stats.dim is None  # nothing was kept
+    stats.update(np.ones((2, 3)), [0, 1])  # a smaller dim afterwards is a fresh start
+    assert stats.dim == 3
     with pytest.raises(NCInputError, match="per-class scatter"):
         CollapseStats(2000, 4096, per_class_scatter=True)
 

@@ -201,9 +201,17 @@ class StreamingStatistic(ABC):
                     f"{what} has {name} = {value}; these statistics have {mine[name]}"
                 )
         if self._state is None and all(config.values()):
+            # a part may refuse to allocate: the statistics must then stay unconfigured
+            # (a later update with a smaller dim is a fresh start, not a mismatch)
+            previous = {name: getattr(self, name) for name in config}
             for name, value in config.items():
                 setattr(self, name, value)
-            self._state = self._declare(config)
+            try:
+                self._state = self._declare(config)
+            except BaseException:
+                for name, value in previous.items():
+                    setattr(self, name, value)
+                raise
 
     # ------------------------------------------------------------------ derived: persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
