@@ -22,11 +22,12 @@ def _worker(rank, world, port, out):
         Hs, ys = H[shard], y[shard]
         if rank == 1:
             Hs, ys = Hs[ys != 4], ys[ys != 4]
-        stats = CollapseStats(6).update(Hs, ys).all_reduce()
+        stats = CollapseStats(6, per_class_scatter=True).update(Hs, ys).all_reduce()
         W = np.arange(60.0).reshape(6, 10) % 7
         decisions = DecisionStats.from_stats(stats, W).update(Hs, ys).all_reduce()
         state = {k: v.numpy() for k, v in stats.state_dict().items()}
         state["decisions"] = np.array(decisions.compute())
+        state["class_scatter"] = stats.class_scatter()
         # rank 0's features 1e130 times larger: the ranks hold other units (exponents)
         mixed = CollapseStats(6).update(Hs * (1e130 if rank == 0 else 1.0), ys).all_reduce()
         state["mixed_means"] = mixed.means
@@ -43,7 +44,7 @@ def test_two_process_gloo_all_reduce(tmp_path):
     keep = np.ones(len(y), bool)
     keep[50:] = y[50:] != 4
     H, y = H[keep], y[keep]
-    whole = CollapseStats(6).update(H, y)
+    whole = CollapseStats(6, per_class_scatter=True).update(H, y)
     W = np.arange(60.0).reshape(6, 10) % 7
     expected_decisions = DecisionStats.from_stats(whole, W).update(H, y).compute()
     mixed = CollapseStats(6).update(np.where(np.arange(len(y))[:, None] < 50, H * 1e130, H), y)
@@ -58,6 +59,8 @@ def test_two_process_gloo_all_reduce(tmp_path):
         np.testing.assert_allclose(got["spread"], whole.spread, rtol=1e-10)
         np.testing.assert_allclose(got["scatter"], whole.scatter, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(got["decisions"], expected_decisions)
+        np.testing.assert_allclose(got["class_scatter"], whole.class_scatter(), rtol=1e-10,
+                                   atol=1e-10)
 
 
 def test_all_reduce_without_a_process_group_keeps_the_local_statistics() -> None:
