@@ -10,7 +10,7 @@ import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.io import make_dirs, write_json
-from nclab.ufm.deep import DeepUFM, forward
+from nclab.ufm.deep import DeepUFM, forward, kink_report
 
 #: Weight decay of every W_l and of H_1 when none is given (as the shallow model's).
 DEFAULT_DECAY = 5e-3
@@ -65,6 +65,7 @@ def solve_deep_ufm(model: DeepUFM, out: Path, *, seeds: int, steps: int, lr: flo
     solution = model.solve(range(seeds), steps=steps, lr=lr, grad_tol=grad_tol, device=device,
                            anneal=anneal)
     certified = solution.certified(CERTIFY_TOL)
+    kinks, kink_slope = kink_report(model, solution.params)
     best = solution.best
     outputs = forward(tuple(p[best:best + 1] for p in solution.params), model.activation)[-1]
     vanishing = float(outputs.square().mean().sqrt()) < VANISHING
@@ -82,7 +83,7 @@ def solve_deep_ufm(model: DeepUFM, out: Path, *, seeds: int, steps: int, lr: flo
         "best_objective": float(solution.objective[best]), "vanishing": vanishing,
         "runs": [{"seed": seed, "objective": float(solution.objective[i]),
                   "grad_norm": float(solution.grad_norm[i]),
-                  "kinks": int(solution.kinks[i]), "kink_slope": float(solution.kink_slope[i]),
+                  "kinks": int(kinks[i]), "kink_slope": float(kink_slope[i]),
                   "certified": bool(certified[i])}
                  for i, seed in enumerate(solution.seeds)],
         "layers": layers}
