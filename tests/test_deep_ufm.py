@@ -66,9 +66,13 @@ def test_linear_deep_ufm_collapses_at_every_layer():
 def test_relu_deep_ufm_collapses_for_two_classes():
     # K = 2: deep neural collapse is the optimum (Sukenik et al., 2023)
     ufm = DeepUFM(2, 4, 3, layers=3, activation="relu", lambda_w=5e-3, lambda_h=5e-3)
-    solution = ufm.solve(range(6), steps=4000)
+    solution = ufm.solve(range(6), steps=4000)  # the default: 4 smoothing stages, then ReLU
     best = solution.best
-    assert float(solution.grad_norm[best]) < 1e-6
+    from nclab.ufm.deep_lowrank import dnc_objective
+
+    dnc = dnc_objective(2, 3, lambda_w=5e-3, lambda_h=5e-3, per_class=3).objective
+    assert float(solution.objective[best]) == pytest.approx(dnc, abs=1e-8)
+    assert float(solution.grad_norm[best]) < 1e-5
     assert all(m.nc1 <= 1e-3 for m in solution.layer_metrics(best))
     features = solution.layer_features(best)
     assert all(bool((h >= 0).all()) for h in features[1:])  # after a ReLU
@@ -108,6 +112,24 @@ def test_nclab_ufm_layers_writes_the_metrics_of_every_layer(tmp_path, capsys):
     assert all(row["nc1"] <= 1e-3 for row in document["layers"])
     assert document["config"]["layers"] == 3 and document["config"]["loss"] == "mse"
     assert "collapse metrics of each layer" in text
+    assert all(run["certified"] and run["kinks"] == 0 for run in document["runs"])
+
+
+def test_nclab_ufm_layers_anneal_reaches_the_json(tmp_path, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path / "relu"
+    code, text, err = run_cli(["ufm", "--layers", "2", "--anneal", "2", "--classes", "2",
+                               "--dim", "3", "--per-class", "2", "--seeds", "2", "--steps",
+                               "600", "--threads", "1", "--out", out], capsys)
+    assert code == 0, err
+    document = json.loads((out / "ufm.json").read_text())
+    assert document["anneal"] == 2 and document["widths"] == [0.1, 0.01]
+    assert [row["layer"] for row in document["layers"]] == [1, 2]
+    assert {"kinks", "kink_slope", "certified"} <= set(document["runs"][0])
+    assert "certified" in text
 
 
 @pytest.mark.parametrize("args, message", [
@@ -115,6 +137,10 @@ def test_nclab_ufm_layers_writes_the_metrics_of_every_layer(tmp_path, capsys):
     (["--layers", "2", "--imbalance", "step:0.1,2"], "--imbalance: not available with --layers"),
     (["--layers", "2", "--loss", "ce"], "squared error"),
     (["--layers", "2", "--activation", "tanh"], "activation must be one of relu, linear"),
+    (["--layers", "2", "--anneal", "-1"], "--anneal"),
+    (["--layers", "2", "--anneal", "13"], "--anneal"),
+    (["--layers", "2", "--anneal", "x"], "--anneal"),
+    (["--anneal", "2"], "--anneal: only with --layers"),
 ])
 def test_nclab_ufm_layers_refuses_bad_combinations_in_one_line(args, message, tmp_path, capsys):
     from cli_helpers import run_cli
@@ -137,3 +163,157 @@ def test_nclab_ufm_layers_says_when_the_outputs_vanish(tmp_path, capsys):
     assert code == 0, err
     assert json.loads((out / "ufm.json").read_text())["vanishing"] is True
     assert "outputs of the best start vanish" in " ".join(text.split())
+
+
+# --- the smoothed ReLU, the kink report, the annealed solve -----------------------------
+
+def test_smooth_relu_is_c1_zero_below_and_within_half_width_of_relu():
+    from nclab.ufm.deep import smooth_relu
+
+    x = torch.linspace(-1, 1, 2001, dtype=torch.float64)
+    width = 0.25
+    y = smooth_relu(x, width).numpy()
+    xs = x.numpy()
+    brute = np.where(xs <= 0, 0.0, np.where(xs < width, xs**2 / (2 * width), xs - width / 2))
+    assert np.allclose(y, brute, atol=1e-15, rtol=0)
+    assert np.all(np.abs(y - np.maximum(xs, 0)) <= width / 2 + 1e-15)
+    slope = np.diff(y) / np.diff(xs)  # continuous slope: no jump above one grid step's change
+    assert np.max(np.abs(np.diff(slope))) <= np.diff(xs)[0] / width + 1e-9
+    assert torch.equal(smooth_relu(x, 0.0), torch.relu(x))
+
+
+def test_kink_report_counts_kinks_and_finds_a_negative_slope():
+    from nclab.ufm.deep import kink_report
+
+    ufm = DeepUFM(2, 2, 1, layers=2, activation="relu", lambda_w=1e-3, lambda_h=1e-3)
+    # H_1 = I, W_1 = diag(1, 0): pre-activations (1, 0) and (0, 0): three at the kink
+    h1 = torch.eye(2, dtype=torch.float64)[None]
+    w1 = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)
+    w2 = torch.eye(2, dtype=torch.float64)[None]
+    kinks, slope = kink_report(ufm, (h1, w1, w2))
+    assert int(kinks[0]) == 3
+    # brute force: pushing h_2 of sample 2 (class 1, target 1, output 0) up lowers f
+    # with slope -(1 - 0) / N = -0.5 (the weight decay does not depend on h)
+    assert float(slope[0]) == pytest.approx(-0.5, abs=1e-12)
+    assert int(kink_report(DeepUFM(2, 2, 1, layers=2, activation="linear"),
+                           (h1, w1, w2))[0][0]) == 0
+
+
+def test_annealed_relu_solve_reaches_deep_collapse_where_plain_descent_stalls():
+    # K = 4, L = 3: the plain descent from these starts ends on kinks above the DNC value
+    ufm = DeepUFM(4, 6, 2, layers=3, activation="relu", lambda_w=5e-3, lambda_h=5e-3)
+    from nclab.ufm.deep_lowrank import dnc_objective
+
+    dnc = dnc_objective(4, 3, lambda_w=5e-3, lambda_h=5e-3, per_class=2).objective
+    annealed = ufm.solve(range(4), steps=2500, anneal=4)
+    assert annealed.widths == [1e-1, 1e-2, 1e-3, 1e-4]
+    assert annealed.trace.objective.shape == (annealed.trace.iterations + 1, 4)
+    best = annealed.best
+    assert float(annealed.objective[best]) == pytest.approx(dnc, abs=1e-6)
+    assert all(m.nc1 <= 1e-3 for m in annealed.layer_metrics(best))
+    assert bool(annealed.certified(1e-5)[best])
+    plain = ufm.solve(range(4), steps=2500, anneal=0)
+    assert plain.widths == []
+    assert float(plain.objective.min()) > dnc + 1e-4
+
+
+@pytest.mark.parametrize("anneal", [-1, 13, 2.5, True, "4"])
+def test_bad_anneal_is_one_line(anneal):
+    ufm = DeepUFM(3, 4, 2)
+    with pytest.raises(NCInputError) as error:
+        ufm.solve([0], steps=1, anneal=anneal)
+    assert "anneal" in str(error.value) and "\n" not in str(error.value)
+
+
+# --- DNC against the low-rank (SRG) candidate ------------------------------------------
+
+def brute_candidate_objective(inner, head, layers, lam_w, lam_h, n):
+    """Minimize f over the L + 1 scales of the candidate with a generic optimizer (scipy),
+    f evaluated by the brute force above on the built point."""
+    from scipy.optimize import minimize
+
+    width, size = inner.shape
+    labels = np.repeat(np.arange(size), n)
+
+    def f(log_scales):
+        x = np.exp(log_scales)
+        blocks = [x[0] * np.repeat(inner, n, axis=1).T]
+        blocks += [x[j] * np.eye(width) for j in range(1, layers - 1)]
+        params = [*blocks, x[layers - 1] * head, x[layers] * np.eye(size)]
+        return brute_objective(params, labels, "relu", lam_w, lam_h)
+
+    best = min((minimize(f, np.full(layers + 1, start), method="Nelder-Mead",
+                         options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 40000})
+                for start in (0.0, -0.5)), key=lambda result: result.fun)
+    return best.fun
+
+
+@pytest.mark.parametrize("vertices, layers", [(4, 2), (4, 4), (5, 3)])
+def test_candidate_objectives_match_direct_evaluation(vertices, layers):
+    from nclab.ufm.deep_lowrank import (
+        candidate_params,
+        dnc_objective,
+        dnc_shape,
+        low_rank_objective,
+        srg_shape,
+    )
+
+    classes = vertices * (vertices - 1) // 2
+    options = {"lambda_w": 4e-3, "lambda_h": 6e-3, "per_class": 2}
+    ufm = DeepUFM(classes, classes, 2, layers=layers, lambda_w=4e-3, lambda_h=6e-3)
+    labels = ufm.labels().numpy()
+    for shape, closed in ((dnc_shape(classes), dnc_objective(classes, layers, **options)),
+                          (srg_shape(vertices), low_rank_objective(vertices, layers,
+                                                                   **options))):
+        params = candidate_params(shape, layers, **options)
+        direct = brute_objective([p[0].numpy() for p in params], labels, "relu", 4e-3, 6e-3)
+        assert closed.objective == pytest.approx(direct, rel=1e-12)
+        assert closed.objective == pytest.approx(float(ufm.objective(params)[0]), rel=1e-12)
+        # the closed form is the minimum over the scales: a generic optimizer finds no lower
+        brute = brute_candidate_objective(*shape, layers, 4e-3, 6e-3, 2)
+        assert closed.objective <= brute + 1e-10
+        assert closed.objective == pytest.approx(brute, abs=1e-7)
+        # relu(Y X) = I: orthogonal class means after the last ReLU, and DNC1 everywhere
+        features = ufm.refine(params, steps=0).layer_metrics(0)
+        assert all(m.nc1 <= 1e-20 for m in features)
+    assert closed.rank == (vertices - 1 if vertices == 4 else vertices)
+
+
+def test_srg_beats_dnc_exactly_where_the_closed_form_criterion_says():
+    from nclab.ufm.deep_lowrank import dnc_objective, low_rank_objective
+
+    for vertices in (3, 4, 5, 7):
+        classes = vertices * (vertices - 1) // 2
+        for layers in (2, 3, 4, 6):
+            dnc = dnc_objective(classes, layers, lambda_w=4e-3, lambda_h=4e-3).objective
+            srg = low_rank_objective(vertices, layers, lambda_w=4e-3, lambda_h=4e-3).objective
+            # SRG wins iff K^2 r^(L-1) / 2 < K^(L+1)  <=>  r 2^(L-3) < (r - 1)^(L-2)
+            assert (srg < dnc) == (vertices * 2.0 ** (layers - 3) < (vertices - 1) ** (layers - 2))
+
+
+def test_dnc_point_is_a_critical_point_and_the_zero_point_past_heavy_decay():
+    from nclab.ufm.deep_lowrank import candidate_params, dnc_objective, dnc_shape
+
+    ufm = DeepUFM(3, 3, 1, layers=3, lambda_w=5e-3, lambda_h=5e-3)
+    params = candidate_params(dnc_shape(3), 3, lambda_w=5e-3, lambda_h=5e-3)
+    _, grads = ufm.evaluate(params)
+    assert max(float(g.abs().max()) for g in grads) < 1e-12
+    heavy = dnc_objective(3, 3, lambda_w=1.0, lambda_h=1.0)
+    assert heavy.scale == 0.0 and heavy.objective == 0.5
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.srg_shape(2), lambda m: m.dnc_shape(1),
+    lambda m: m.low_rank_objective(4, 1, lambda_w=1e-3, lambda_h=1e-3),
+    lambda m: m.low_rank_objective(4, 3, lambda_w=0.0, lambda_h=1e-3),
+    lambda m: m.candidate_objective((np.eye(3), -np.eye(3)), 3, lambda_w=1e-3, lambda_h=1e-3),
+    lambda m: m.candidate_objective((-np.eye(3), -np.eye(3)), 3, lambda_w=1e-3,
+                                    lambda_h=1e-3),
+    lambda m: m.candidate_params(m.srg_shape(4), 3, lambda_w=1e-3, lambda_h=1e-3, dim=5),
+])
+def test_bad_candidates_are_one_line(call):
+    from nclab.ufm import deep_lowrank
+
+    with pytest.raises(NCInputError) as error:
+        call(deep_lowrank)
+    assert "\n" not in str(error.value)

@@ -59,6 +59,10 @@ def ufm_command(
         None, "--layers", help="The deep UFM of L layers (squared error, no bias; docs/ufm.md).",
         **integer("--layers")),
     activation: str = typer.Option("relu", help="(--layers) Between layers: relu or linear."),
+    anneal: int | None = typer.Option(
+        None, "--anneal", show_default="4",
+        help="(--layers, relu) Smoothing stages of widths 1e-1..1e-A before the true ReLU; "
+             "0: plain descent at the ReLU.", **integer("--anneal", low=0, high=12)),
     normalized: bool = typer.Option(
         False, "--normalized", help="Unit-norm features and classifiers (docs/ufm.md)."),
     tau: float | None = typer.Option(None, show_default=f"{DEFAULT_TAU:g}",
@@ -95,8 +99,10 @@ def ufm_command(
         _deep(runtime, classes, dim, per_class, layers, activation, loss=loss,
               normalized=normalized, imbalance=imbalance, tau=tau, lambda_w=lambda_w,
               lambda_h=lambda_h, lambda_b=lambda_b, seeds=seeds, steps=steps, lr=lr,
-              grad_tol=grad_tol, out=out)
+              grad_tol=grad_tol, out=out, anneal=anneal)
         return
+    if anneal is not None:
+        raise NCInputError("--anneal: only with --layers (the deep ReLU UFM)")
     loss = "ce" if loss is None else loss
     profile = None if imbalance is None else Imbalance.parse(imbalance, "--imbalance")
     model = build_ufm(classes, dim, per_class, loss, normalized, tau, lambda_w, lambda_h,
@@ -126,17 +132,22 @@ def ufm_command(
 
 def _deep(runtime: Runtime, classes: int, dim: int, per_class: int, layers: int,
           activation: str, *, seeds: int, steps: int, lr: float, grad_tol: float, out: Path,
-          **options) -> None:
+          anneal: int | None, **options) -> None:
     """``--layers L``: the deep UFM, its starts and the metrics of every layer."""
     model = build_deep_ufm(classes, dim, per_class, layers, activation, **options)
     torch_device = resolve_device(runtime.device)
     runtime.apply_threads(console)
     console.print(f"{model}: {seeds} random starts on {torch_device}", highlight=False)
     document = solve_deep_ufm(model, out, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
-                              device=torch_device)
-    runs = _new_table("final point of each run", ["seed", "objective", "grad"])
+                              device=torch_device, anneal=anneal)
+    runs = _new_table("final point of each run", ["seed", "objective", "grad", "kinks",
+                                                   "kink slope", "certified"],
+                      "kinks: pre-activations at 0; kink slope: the smallest slope of f off "
+                      "them; certified: grad and -slope <= 1e-6")
     for run in document["runs"]:
-        runs.add_row(str(run["seed"]), f"{run['objective']:.12f}", f"{run['grad_norm']:.1e}")
+        runs.add_row(str(run["seed"]), f"{run['objective']:.12f}", f"{run['grad_norm']:.1e}",
+                     str(run["kinks"]), f"{run['kink_slope']:.1e}",
+                     "yes" if run["certified"] else "no")
     console.print(runs)
     table = _new_table(f"collapse metrics of each layer (seed {document['best_seed']}, the "
                        "best start)", ["layer", "nc1", "etf_error_means", "equinorm_means"])

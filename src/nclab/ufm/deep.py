@@ -11,15 +11,23 @@ code the features are rows: H_l is (N, d). Deep neural collapse (DNC) is NC1 at 
 layer, the class means of the ReLU layers orthogonal and those of the linear last layers
 a simplex ETF; Sukenik et al. (2023) prove it optimal for K = 2; their NeurIPS 2024 paper
 shows that for K >= 3 low-rank solutions can have a lower objective (not DNC: fewer
-distinct directions than classes). Solved by full-batch gradient descent from many
-seeded random starts at once, in float64; gradients by autograd.
+distinct directions than classes; their candidates are in
+:mod:`nclab.ufm.deep_lowrank`). Solved by full-batch gradient descent from many seeded
+random starts at once, in float64; gradients by autograd.
+
+The ReLU objective is not differentiable where a pre-activation is 0, and a plain descent
+stalls on such kinks (its backtracking step underflows). With ``anneal=A`` stages the ReLU
+model is first solved with the C^1 activation ``smooth_relu`` of widths 1e-1, ..., 1e-A
+(each stage starting from the last), then polished at the true ReLU; every end is
+reported with its gradient norm, its number of pre-activations at the kink and the
+smallest slope of f along the positive side of those kinks (``kink_report``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,10 +42,28 @@ __all__ = [
     "DeepUFM",
     "DeepUFMSolution",
     "forward",
+    "kink_report",
     "positive_decay",
+    "smooth_relu",
 ]
 
 ACTIVATIONS = ("relu", "linear")
+#: Smoothing stages of a ReLU solve when none is given: widths 1e-1, 1e-2, 1e-3, 1e-4.
+DEFAULT_ANNEAL = 4
+#: The largest number of smoothing stages (widths below 1e-12 are below rounding).
+MAX_ANNEAL = 12
+#: A pre-activation is at the kink when |z| <= KINK_TOL * (largest |z| of its layer).
+KINK_TOL = 1e-8
+
+
+def smooth_relu(x: torch.Tensor, width: float) -> torch.Tensor:
+    """The ReLU with its corner rounded over [0, width]: 0 for x <= 0, x^2 / (2 width) on
+    [0, width], x - width / 2 above; continuously differentiable, within width / 2 of
+    the ReLU, and exactly 0 where the ReLU is (so sparse features stay sparse)."""
+    if width <= 0:
+        return torch.relu(x)
+    inner = x.clamp(0, width)
+    return inner.square() / (2 * width) + (x - width).clamp_min(0)
 
 
 def positive_decay(name: str, value: float) -> float:
@@ -62,8 +88,14 @@ class DeepUFMSolution:
     labels : Tensor of shape (N,)
     seeds : list of int
     objective, grad_norm : Tensor of shape (S,)
+        Of the true objective (relu'(0) = 0 where a pre-activation is at the kink).
     trace : DescentTrace
+        All stages one after the other (the smoothed values, then the true ones).
     activation : str
+    widths : list of float
+        The smoothing widths of the stages before the true ReLU (empty: none).
+    kinks, kink_slope : Tensor of shape (S,)
+        Of :func:`kink_report` at the ends.
     """
 
     params: Params
@@ -73,6 +105,17 @@ class DeepUFMSolution:
     grad_norm: torch.Tensor
     trace: DescentTrace
     activation: str
+    widths: list[float] = field(default_factory=list)
+    kinks: torch.Tensor | None = None
+    kink_slope: torch.Tensor | None = None
+
+    def certified(self, grad_tol: float = 1e-6) -> torch.Tensor:
+        """(S,) bool: the gradient norm is at most grad_tol and no kink has a slope below
+        -grad_tol (a first-order test: no single step off a kink nor a smooth step
+        lowers f; not a proof of a minimum)."""
+        slope = (torch.zeros_like(self.objective) if self.kink_slope is None
+                 else self.kink_slope)
+        return (self.grad_norm <= grad_tol) & (slope >= -grad_tol)
 
     @property
     def best(self) -> int:
@@ -98,14 +141,79 @@ class DeepUFMSolution:
         return results
 
 
-def forward(params: Params, activation: str) -> list[torch.Tensor]:
-    """[H_1, ..., H_L, outputs] for params (H_1, W_1, ..., W_L), batched (S, ...)."""
-    layers = [params[0]]
+def forward(params: Params, activation: str, width: float = 0.0) -> list[torch.Tensor]:
+    """[H_1, ..., H_L, outputs] for params (H_1, W_1, ..., W_L), batched (S, ...); with
+    width > 0 the ReLU is ``smooth_relu(., width)``."""
+    return _forward(params, activation, width)[0]
+
+
+def _forward(params: Params, activation: str, width: float = 0.0
+             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The layers of :func:`forward` and the pre-activations W_l H_l, l = 1..L-1."""
+    layers, pre = [params[0]], []
     for index, weight in enumerate(params[1:]):
         out = layers[-1] @ weight.transpose(-1, -2)
-        is_last = index == len(params) - 2
-        layers.append(out if is_last or activation == "linear" else torch.relu(out))
-    return layers
+        if index == len(params) - 2 or activation == "linear":
+            layers.append(out)
+        else:
+            pre.append(out)
+            layers.append(smooth_relu(out, width))
+    return layers, pre
+
+
+def _squared_error_objective(model: DeepUFM, params: Params, layers: list[torch.Tensor]
+                             ) -> torch.Tensor:
+    outputs = layers[-1]
+    num = outputs.shape[-2]
+    targets = torch.nn.functional.one_hot(model.labels(outputs.device),
+                                          model.num_classes).to(outputs.dtype)
+    value = (outputs - targets).square().sum(dim=(-2, -1)) / (2 * num)
+    value = value + 0.5 * model.lambda_h * params[0].square().sum(dim=(-2, -1))
+    return value + 0.5 * model.lambda_w * sum(w.square().sum(dim=(-2, -1))
+                                              for w in params[1:])
+
+
+def _value_and_grad(objective, params: Params) -> tuple[torch.Tensor, Params]:
+    with torch.enable_grad():
+        leaves = tuple(p.detach().requires_grad_(True) for p in params)
+        value = objective(leaves)
+        grads = torch.autograd.grad(value.sum(), leaves)
+    return value.detach(), grads
+
+
+def kink_report(model: DeepUFM, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    """How each run sits on the kinks of the ReLU.
+
+    Returns
+    -------
+    kinks : Tensor of shape (S,)
+        The number of pre-activations z of the hidden layers with |z| <= KINK_TOL times
+        the largest |z| of that layer and run (0 for the linear model).
+    kink_slope : Tensor of shape (S,)
+        The smallest dF/dh over those entries, h = relu(z) (the slope of f when such a
+        z is pushed to the positive side with everything else fixed); 0 when there is
+        no kink. A negative value means f decreases by leaving the kink: the end is
+        not a minimum. Torch's gradient takes relu'(0) = 0, so the gradient norm alone
+        does not see this.
+    """
+    num_runs = params[0].shape[0]
+    kinks = torch.zeros(num_runs, dtype=torch.long, device=params[0].device)
+    slope = torch.zeros(num_runs, dtype=params[0].dtype, device=params[0].device)
+    if model.activation == "linear" or model.layers < 2:
+        return kinks, slope
+    with torch.enable_grad():
+        leaves = tuple(p.detach().requires_grad_(True) for p in params)
+        layers, pre = _forward(leaves, model.activation)
+        hidden = layers[1:-1]
+        grads = torch.autograd.grad(_squared_error_objective(model, leaves, layers).sum(),
+                                    hidden)
+    for z, g in zip(pre, grads, strict=True):
+        scale = z.detach().abs().flatten(1).amax(dim=1).view(-1, 1, 1)
+        at_kink = z.detach().abs() <= KINK_TOL * scale
+        kinks += at_kink.flatten(1).sum(dim=1)
+        masked = torch.where(at_kink, g, torch.zeros_like(g))
+        slope = torch.minimum(slope, masked.flatten(1).amin(dim=1))
+    return kinks, slope
 
 
 class DeepUFM:
@@ -147,23 +255,13 @@ class DeepUFM:
     def labels(self, device: torch.device | str = "cpu") -> torch.Tensor:
         return class_labels(self.num_classes, self.per_class, device)
 
-    def objective(self, params: Params) -> torch.Tensor:
-        """f (S,) at params (H_1, W_1, ..., W_L), each with a leading batch axis S."""
-        outputs = forward(params, self.activation)[-1]
-        num = outputs.shape[-2]
-        targets = torch.nn.functional.one_hot(self.labels(outputs.device),
-                                              self.num_classes).to(outputs.dtype)
-        value = (outputs - targets).square().sum(dim=(-2, -1)) / (2 * num)
-        value = value + 0.5 * self.lambda_h * params[0].square().sum(dim=(-2, -1))
-        return value + 0.5 * self.lambda_w * sum(w.square().sum(dim=(-2, -1))
-                                                 for w in params[1:])
+    def objective(self, params: Params, width: float = 0.0) -> torch.Tensor:
+        """f (S,) at params (H_1, W_1, ..., W_L), each with a leading batch axis S; with
+        width > 0 that of the ReLU smoothed by :func:`smooth_relu`."""
+        return _squared_error_objective(self, params, forward(params, self.activation, width))
 
     def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
-        with torch.enable_grad():
-            leaves = tuple(p.detach().requires_grad_(True) for p in params)
-            value = self.objective(leaves)
-            grads = torch.autograd.grad(value.sum(), leaves)
-        return value.detach(), grads
+        return _value_and_grad(self.objective, params)
 
     def direction(self, params: Params, grads: Params) -> Params:
         return tuple(-g for g in grads)
@@ -181,15 +279,80 @@ class DeepUFM:
         return tuple(torch.split(draws, cuts, dim=1))
 
     def solve(self, seeds: Sequence[int] = (0,), *, steps: int = 5000, lr: float = 1.0,
-              grad_tol: float = 1e-10, device: torch.device | str = "cpu") -> DeepUFMSolution:
-        """Backtracking gradient descent from one random start per seed, batched."""
+              grad_tol: float = 1e-10, device: torch.device | str = "cpu",
+              anneal: int | None = None) -> DeepUFMSolution:
+        """Backtracking gradient descent from one random start per seed, batched.
+
+        With the ReLU and ``anneal`` = A > 0 (default DEFAULT_ANNEAL; ignored for the
+        linear model) the ``steps`` are shared by A + 1 stages: the activation
+        ``smooth_relu`` of widths 1e-1, ..., 1e-A, then the true ReLU (the last stage
+        gets the remainder). ``anneal=0`` is a plain descent at the ReLU.
+        """
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise NCInputError("solve needs at least one seed")
-        if int(steps) != steps or steps < 0:
-            raise NCInputError(f"steps must be an integer >= 0; got {steps}")
         start = tuple(p.contiguous() for p in self.random_start(seeds, device))
-        params, trace = descend(self, start, steps=int(steps), lr=lr, grad_tol=grad_tol)
-        return DeepUFMSolution(params=params, labels=self.labels(device), seeds=seeds,
-                               objective=trace.objective[-1], grad_norm=trace.grad_norm[-1],
-                               trace=trace, activation=self.activation)
+        return self.refine(start, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
+                           anneal=anneal)
+
+    def refine(self, params: Params, *, seeds: Sequence[int] | None = None, steps: int = 5000,
+               lr: float = 1.0, grad_tol: float = 1e-10, anneal: int | None = None
+               ) -> DeepUFMSolution:
+        """The descent of :meth:`solve` from given params (S, ...) instead of random starts
+        (``seeds`` only label the runs; default 0..S-1)."""
+        if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+            raise NCInputError(f"steps must be an integer >= 0; got {steps!r}")
+        widths = self.smoothing_widths(anneal)
+        seeds = list(range(params[0].shape[0])) if seeds is None else [int(s) for s in seeds]
+        stage_steps = int(steps) // (len(widths) + 1)
+        traces = []
+        for width in widths:
+            params, trace = descend(_Smoothed(self, width), params, steps=stage_steps, lr=lr,
+                                    grad_tol=grad_tol)
+            traces.append(trace)
+        params, trace = descend(self, params, steps=int(steps) - stage_steps * len(widths),
+                                lr=lr, grad_tol=grad_tol)
+        traces.append(trace)
+        kinks, kink_slope = kink_report(self, params)
+        return DeepUFMSolution(params=params, labels=self.labels(params[0].device),
+                               seeds=seeds, objective=trace.objective[-1],
+                               grad_norm=trace.grad_norm[-1], trace=_joined(traces),
+                               activation=self.activation, widths=widths, kinks=kinks,
+                               kink_slope=kink_slope)
+
+    def smoothing_widths(self, anneal: int | None) -> list[float]:
+        """The widths of the smoothing stages of :meth:`solve`; one NCInputError line for
+        an ``anneal`` that is not an integer in [0, MAX_ANNEAL]."""
+        if anneal is None:
+            anneal = DEFAULT_ANNEAL
+        if (isinstance(anneal, bool) or not isinstance(anneal, (int, np.integer))
+                or not 0 <= anneal <= MAX_ANNEAL):
+            raise NCInputError(f"anneal must be an integer in [0, {MAX_ANNEAL}]; got "
+                               f"{anneal!r}")
+        if self.activation == "linear":
+            return []
+        return [10.0 ** -(stage + 1) for stage in range(int(anneal))]
+
+
+class _Smoothed:
+    """The problem of :meth:`DeepUFM.solve` at one smoothing width (for :func:`descend`)."""
+
+    def __init__(self, model: DeepUFM, width: float) -> None:
+        self.model, self.width = model, width
+
+    def evaluate(self, params: Params) -> tuple[torch.Tensor, Params]:
+        return _value_and_grad(lambda p: self.model.objective(p, self.width), params)
+
+    def direction(self, params: Params, grads: Params) -> Params:
+        return self.model.direction(params, grads)
+
+    def retract(self, params: Params, direction: Params, step: torch.Tensor) -> Params:
+        return self.model.retract(params, direction, step)
+
+
+def _joined(traces: list[DescentTrace]) -> DescentTrace:
+    """One trace of consecutive stages (the first value of each later stage dropped)."""
+    objective = torch.cat([traces[0].objective] + [t.objective[1:] for t in traces[1:]])
+    grad_norm = torch.cat([traces[0].grad_norm] + [t.grad_norm[1:] for t in traces[1:]])
+    return DescentTrace(objective, grad_norm, traces[-1].step,
+                        sum(t.iterations for t in traces))
