@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def separation_figure(fit: Mapping[str, Any], path: str | os.PathLike,
 
 
 def separation_history_figure(history: Mapping[str, Any], path: str | os.PathLike,
-                              title: str | None = None) -> None:
+                              title: str | None = None, lr_drops: Sequence[int] = ()) -> None:
     """Write a PNG of the law of data separation at every logged epoch: D_l against l,
     one line per epoch coloured by the epoch; the decay ratio and the Pearson r of the
     fit against the epoch.
@@ -182,14 +182,17 @@ def separation_history_figure(history: Mapping[str, Any], path: str | os.PathLik
         "error"}, ...]}``; the epochs without a fit are left out.
     path : path
     title : str, optional
+    lr_drops : sequence of int
+        Epochs after which the learning rate dropped, marked on the epoch axes.
     """
     fitted = [entry for entry in history["epochs"] if "error" not in entry]
     with figure_style():
         fig, axes = panel_grid(3, ncols=3, size=(4.4, 3.6))
         if fitted:
             _draw_layer_lines(fig, axes[0], fitted)
-            _draw_by_epoch(axes[1], fitted, "decay_ratio", "decay ratio per layer", 1.0)
-            _draw_by_epoch(axes[2], fitted, "pearson_r", "Pearson r of (l, log D_l)", -1.0)
+            _draw_by_epoch(axes[1], fitted, "decay_ratio", "decay ratio per layer", 1.0, lr_drops)
+            _draw_by_epoch(axes[2], fitted, "pearson_r", "Pearson r of (l, log D_l)", -1.0,
+                           lr_drops)
         else:
             for ax in axes:
                 note_empty(ax, "no logged epoch has a fit")
@@ -214,12 +217,13 @@ def _draw_layer_lines(fig: Any, ax: Axes, fitted: list[Mapping[str, Any]]) -> No
 
 
 def _draw_by_epoch(ax: Axes, fitted: list[Mapping[str, Any]], key: str, label: str,
-                   reference: float) -> None:
-    """The fit's ``key`` against the epoch, with a dotted line at ``reference``."""
+                   reference: float, lr_drops: Sequence[int]) -> None:
+    """The fit's ``key`` against the epoch, with a dotted line at ``reference`` and the
+    learning-rate drops."""
     pairs = [(entry["epoch"], entry[key]) for entry in fitted if is_number(entry.get(key))]
     if pairs:
         epochs, values = zip(*pairs, strict=True)
         ax.plot(epochs, values, marker="o", color=color(0))
     ax.axhline(reference, color="0.5", linestyle=":", linewidth=1.0)
-    epoch_axis(ax)
+    epoch_axis(ax, lr_drops)
     ax.set_ylabel(label)

@@ -36,6 +36,7 @@ from nclab.report.profile import (
     separation_figure,
     separation_history_figure,
 )
+from nclab.report.style import lr_drop_epochs
 from nclab.runs import RunDir, RunLogWarning, is_number, load_run
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
@@ -139,7 +140,8 @@ def profile_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     if document["separation_by_epoch"] is not None:
         separation_history_figure(document["separation_by_epoch"], out / SEPARATION_EPOCHS_PNG,
                                   title=f"law of data separation during training: {config.model} "
-                                        f"on {config.dataset} ({split})")
+                                        f"on {config.dataset} ({split})",
+                                  lr_drops=lr_drop_epochs(config.to_dict()))
     return json_path, png_path, result
 
 
