@@ -187,9 +187,10 @@ def test_a_run_without_layer_data_says_how_to_log_it(deep_run, tmp_path, capsys)
                                "--threads", "1"], capsys)
     assert code == 0, err
     lines = [line for line in text.splitlines() if "no fit per logged epoch" in line]
-    assert lines == ["no fit per logged epoch: the run logged no test_layer_nc1: train it "
-                     "with --evaluators collapse,layers to fit the law of data separation at "
-                     "every logged epoch"]
+    assert lines == ["no fit per logged epoch: the run logged no test_layer_nc1: the layers "
+                     "evaluator logs the train split; Trainer(evaluators=[LayerEvaluator("
+                     "splits=('train', 'test'))]) logs both, to fit the law of data separation "
+                     "at every logged epoch"]
     document = json.loads((tmp_path / "t" / "profile.json").read_text())
     assert document["separation_by_epoch"] is None
     assert not (tmp_path / "t" / "separation_epochs.png").exists()
@@ -212,6 +213,17 @@ def test_a_run_with_two_logged_layers_and_a_damaged_row(tmp_path, capsys):
     assert code == 0
     assert ("no fit per logged epoch: the run logged 2 layers in train_layer_nc1: the law of "
             "data separation needs at least 3 (a deeper network)") in text
+    without = history_entry(tmp_path / "none", "train", 3, [])
+    assert without["separation_by_epoch_error"] == (
+        f"{tmp_path / 'none'}: no such run directory")
+    (run_dir / "plain").mkdir()
+    plain = [{key: value for key, value in row.items() if key != "train_layer_nc1"}
+             for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    (run_dir / "plain" / "metrics.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in plain))
+    assert history_entry(run_dir / "plain", "train", 3, [])["separation_by_epoch_error"] == (
+        "the run logged no train_layer_nc1: train it with --evaluators collapse,layers, to "
+        "fit the law of data separation at every logged epoch")
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     rows[0]["train_layer_nc1"] = "1.0, 0.5, 0.2"

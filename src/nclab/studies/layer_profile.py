@@ -210,7 +210,9 @@ def logged_layer_values(run_dir: str | os.PathLike, column: str
             warnings.warn(f"epoch {row['epoch']}: {column} is not a list of numbers: left out",
                           RunLogWarning, stacklevel=2)
     if not values:
-        raise NCInputError(f"the run logged no {column}: train it with --evaluators "
-                           "collapse,layers to fit the law of data separation at every "
-                           "logged epoch")
+        how = ("train it with --evaluators collapse,layers" if column == "train" + LAYER_NC1
+               else "the layers evaluator logs the train split; "
+                    "Trainer(evaluators=[LayerEvaluator(splits=('train', 'test'))]) logs both")
+        raise NCInputError(f"the run logged no {column}: {how}, to fit the law of data "
+                           "separation at every logged epoch")
     return epochs, values
