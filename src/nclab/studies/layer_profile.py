@@ -41,6 +41,7 @@ from nclab.runs import RunDir, RunLogWarning, is_number, load_run
 from nclab.train.batches import EvalBatches
 from nclab.train.config import TrainConfig
 from nclab.train.layers import LAYER_NC1, default_layers
+from nclab.train.layers import MAX_DEFAULT_LAYERS as MAX_DEFAULT_LAYERS  # moved; old home kept
 from nclab.train.task import Task
 from nclab.train.tasks import make_task
 
