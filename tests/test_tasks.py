@@ -24,7 +24,8 @@ TINY_DATA = {
         "num_samples": 40, "input_dim": 4, "target_dim": 2}, "loss": "mse"},
 }
 #: One column each default evaluator writes into a logged row.
-EVALUATOR_COLUMN = {"collapse": "train_nc1", "nrc": "train_nrc1", "recovery": "fine_nc1"}
+EVALUATOR_COLUMN = {"collapse": "train_nc1", "nrc": "train_nrc1", "recovery": "fine_nc1",
+                    "layers": "train_layer_nc1"}
 
 
 def tiny_config(name: str, **changes) -> TrainConfig:

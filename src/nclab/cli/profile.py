@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,7 @@ from nclab.cli.app import app, console, short
 from nclab.cli.options import Runtime, integer, runtime_options
 from nclab.runs import shown_path, shown_text
 from nclab.studies.layer_profile import profile_run
+from nclab.train.layers import evenly_spaced
 
 
 @app.command("profile")
@@ -43,12 +45,45 @@ def profile_command(
         table.add_row(escape(shown_text(name)), escape(where), str(metrics.dim),
                       short(metrics.nc1), short(metrics.nc1_trace))
     console.print(table)
-    fit = json.loads(json_path.read_text()).get("separation")
+    document = json.loads(json_path.read_text())
+    fit = document.get("separation")
     if fit is not None:
         console.print(f"law of data separation: D_l = C nc1_l falls by a ratio of "
                       f"{fit['decay_ratio']:.3g} per layer (Pearson r of l and log D_l "
                       f"{fit['pearson_r']:.4f}); figure "
                       f"{shown_path(json_path.parent / fit['figure'])}",
                       highlight=False, markup=False, soft_wrap=True)
+    print_history(document, json_path.parent)
     console.print(f"wrote {shown_path(json_path)} and {shown_path(png_path)}", highlight=False,
                   markup=False, soft_wrap=True)
+
+
+#: At most this many logged epochs are printed (evenly spaced, the first and last kept).
+SHOWN_EPOCHS = 12
+
+
+def print_history(document: dict[str, Any], folder: Path) -> None:
+    """The law of data separation at the logged epochs: a short table and the figure's
+    name, or the one line saying why there is none."""
+    history = document.get("separation_by_epoch")
+    if history is None:
+        console.print(f"no fit per logged epoch: {document.get('separation_by_epoch_error')}",
+                      highlight=False, markup=False, soft_wrap=True)
+        return
+    entries = history["epochs"]
+    table = Table(title="law of data separation at the logged epochs")
+    for column in ("epoch", "decay ratio", "Pearson r", "D_1", "D_L"):
+        table.add_column(column, justify="right")
+    for entry in evenly_spaced(entries, SHOWN_EPOCHS):
+        if "error" in entry:
+            table.add_row(str(entry["epoch"]), escape(entry["error"]), "", "", "")
+        else:
+            table.add_row(str(entry["epoch"]), short(entry["decay_ratio"]),
+                          short(entry["pearson_r"], 4), short(entry["D"][0]),
+                          short(entry["D"][-1]))
+    console.print(table)
+    shown = min(len(entries), SHOWN_EPOCHS)
+    console.print(f"{shown} of {len(entries)} logged epochs shown; all in profile.json "
+                  f"(separation_by_epoch), figure {shown_path(folder / history['figure'])}",
+                  highlight=False, markup=False, soft_wrap=True)
+

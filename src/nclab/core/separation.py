@@ -57,3 +57,43 @@ def separation_fit(values: Sequence[float], num_classes: int = 1) -> dict[str, A
     return {"decay_ratio": float(math.exp(slope)), "slope": float(slope),
             "intercept": float(intercept), "pearson_r": r,
             "ratios": (d[1:] / d[:-1]).tolist(), "D": d.tolist()}
+
+
+def separation_history(epochs: Sequence[int], values: Sequence[Sequence[float | None]],
+                       num_classes: int = 1) -> list[dict[str, Any]]:
+    """:func:`separation_fit` at each logged epoch.
+
+    Parameters
+    ----------
+    epochs : sequence of int, length E
+    values : sequence of E sequences of float or None
+        nc1 of each layer at each epoch, in depth order.
+    num_classes : int
+        C: D_l = C · nc1_l.
+
+    Returns
+    -------
+    list of E dicts
+        ``{"epoch", **separation_fit(...)}``; an epoch whose fit is undefined (a layer
+        with nc1 None, 0 or not finite, fewer than ``MIN_LAYERS`` layers) gets
+        ``{"epoch", "error"}`` with the reason in one line instead.
+    """
+    if len(epochs) != len(values):
+        raise NCInputError(f"{len(epochs)} epochs but {len(values)} lists of layer values")
+    history = []
+    for epoch, layers in zip(epochs, values, strict=True):
+        try:
+            history.append({"epoch": epoch, **layer_fit(layers, num_classes)})
+        except NCInputError as exc:
+            history.append({"epoch": epoch, "error": str(exc)})
+    return history
+
+
+def layer_fit(values: Sequence[float | None], num_classes: int = 1) -> dict[str, Any]:
+    """:func:`separation_fit` of per-layer nc1 values that may hold None (a layer whose
+    nc1 is undefined): one NCInputError line naming the first such layer."""
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        raise NCInputError(f"layer {missing[0] + 1} has no nc1")
+    return separation_fit([float(value) for value in values if value is not None],
+                          num_classes)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
 
 from nclab.capture import LayerProfile
 from nclab.core.errors import NCInputError
@@ -18,6 +21,7 @@ from nclab.core.io import write_atomic
 from nclab.report.style import (
     color,
     drawable,
+    epoch_axis,
     figure_notes,
     figure_style,
     note_empty,
@@ -27,11 +31,14 @@ from nclab.report.style import (
 )
 from nclab.runs import RunLogWarning, is_number, shown_path
 
-__all__ = ["CURVES", "profile_figure", "profile_section"]
+__all__ = ["CURVES", "profile_figure", "profile_section", "separation_figure",
+           "separation_history_figure"]
 
 PROFILE_JSON, PROFILE_PNG = "profile.json", "profile.png"
 #: The figure of the law of data separation (log D_l against l), beside profile.png.
 SEPARATION_PNG = "separation.png"
+#: The same law at every logged epoch: D_l by epoch, decay ratio and Pearson r by epoch.
+SEPARATION_EPOCHS_PNG = "separation_epochs.png"
 #: (key in a profile row, legend label) of the curves drawn.
 CURVES = (("nc1", "NC1: Tr(Σ_W Σ_B⁺)/C"), ("nc1_trace", "NC1_trace: Tr(Σ_W)/Tr(Σ_B)"))
 #: At most this many layers are drawn (the tick labels of more could not be read).
@@ -159,3 +166,64 @@ def separation_figure(fit: Mapping[str, Any], path: str | os.PathLike,
         ax.set_title(title or "law of data separation")
         ax.legend()
         save_png(fig, path)
+
+
+def separation_history_figure(history: Mapping[str, Any], path: str | os.PathLike,
+                              title: str | None = None, lr_drops: Sequence[int] = ()) -> None:
+    """Write a PNG of the law of data separation at every logged epoch: D_l against l,
+    one line per epoch coloured by the epoch; the decay ratio and the Pearson r of the
+    fit against the epoch.
+
+    Parameters
+    ----------
+    history : dict
+        ``separation_by_epoch`` of profile.json (``nclab.studies.layer_profile``):
+        ``{"epochs": [{"epoch", "decay_ratio", "pearson_r", "D", ...} or {"epoch",
+        "error"}, ...]}``; the epochs without a fit are left out.
+    path : path
+    title : str, optional
+    lr_drops : sequence of int
+        Epochs after which the learning rate dropped, marked on the epoch axes.
+    """
+    fitted = [entry for entry in history["epochs"] if "error" not in entry]
+    with figure_style():
+        fig, axes = panel_grid(3, ncols=3, size=(4.4, 3.6))
+        if fitted:
+            _draw_layer_lines(fig, axes[0], fitted)
+            _draw_by_epoch(axes[1], fitted, "decay_ratio", "decay ratio per layer", 1.0, lr_drops)
+            _draw_by_epoch(axes[2], fitted, "pearson_r", "Pearson r of (l, log D_l)", -1.0,
+                           lr_drops)
+        else:
+            for ax in axes:
+                note_empty(ax, "no logged epoch has a fit")
+        fig.suptitle(plain(title) if title else "law of data separation during training")
+        save_png(fig, path)
+
+
+def _draw_layer_lines(fig: Any, ax: Axes, fitted: list[Mapping[str, Any]]) -> None:
+    """D_l against l, one line per epoch, coloured by the epoch on a log scale."""
+    epochs = [entry["epoch"] for entry in fitted]
+    norm = LogNorm(vmin=min(epochs), vmax=max(max(epochs), min(epochs) * 1.01))
+    cmap = colormaps["viridis"]
+    for entry in fitted:
+        values = np.asarray(entry["D"], dtype=float)
+        keep = drawable(values, log=True)
+        layers = np.arange(1, len(values) + 1)
+        ax.plot(layers[keep], values[keep], marker="o", color=cmap(norm(entry["epoch"])))
+    ax.set_yscale("log")
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("D_l = Tr(SS_W SS_B⁺)")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="epoch")
+
+
+def _draw_by_epoch(ax: Axes, fitted: list[Mapping[str, Any]], key: str, label: str,
+                   reference: float, lr_drops: Sequence[int]) -> None:
+    """The fit's ``key`` against the epoch, with a dotted line at ``reference`` and the
+    learning-rate drops."""
+    pairs = [(entry["epoch"], entry[key]) for entry in fitted if is_number(entry.get(key))]
+    if pairs:
+        epochs, values = zip(*pairs, strict=True)
+        ax.plot(epochs, values, marker="o", color=color(0))
+    ax.axhline(reference, color="0.5", linestyle=":", linewidth=1.0)
+    epoch_axis(ax, lr_drops)
+    ax.set_ylabel(label)

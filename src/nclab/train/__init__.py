@@ -10,7 +10,8 @@ stop rules are callbacks). ``task="normalized"`` trains with normalized features
 ``nclab.train.normalized``); ``task="regression"`` trains regression heads with NRC
 metrics (definitions §5; ``regression_config``); ``task="coarse"`` trains on coarse
 labels and the evaluator ``"recovery"`` recovers the fine ones (definitions §6;
-``nclab.train.finegrained``).
+``nclab.train.finegrained``). The evaluator ``"layers"`` logs the nc1 of every stage of
+the network (``nclab.train.layers``; the law of data separation, definitions §16).
 """
 
 from nclab.runs import RunDir
@@ -19,6 +20,7 @@ from nclab.train.callbacks import Callback, CallbackList, LoggerCallback, StopWh
 from nclab.train.config import TrainConfig, config_diff
 from nclab.train.evaluators import CollapseEvaluator, EvalContext, Evaluator, EvaluatorCallback
 from nclab.train.finegrained import CoarseOptions, CoarseTask
+from nclab.train.layers import LayerEvaluator, default_layers
 from nclab.train.normalized import (
     NORMALIZED_TASK,
     NormalizedOptions,
@@ -39,10 +41,10 @@ from nclab.train.trainer import Trainer, TrainingDiverged, resolve_device, train
 __all__ = [
     "EVALUATORS", "NORMALIZED_TASK", "TASKS", "Callback", "CallbackList",
     "ClassificationTask", "CoarseOptions", "CoarseTask", "CollapseEvaluator", "EvalBatches",
-    "EvalContext", "Evaluator", "EvaluatorCallback", "LoggerCallback", "NRCEvaluator",
-    "NoOptions", "NormalizedOptions", "NormalizedTask", "RegressionOptions",
+    "EvalContext", "Evaluator", "EvaluatorCallback", "LayerEvaluator", "LoggerCallback",
+    "NRCEvaluator", "NoOptions", "NormalizedOptions", "NormalizedTask", "RegressionOptions",
     "RegressionTask", "RunDir", "StopWhen", "Task", "TaskOptions", "TrainBatches",
     "TrainConfig", "Trainer", "TrainingDiverged", "config_diff", "epoch_order", "learning_rate",
-    "log_spaced_epochs", "make_evaluators", "make_task", "normalized_config",
+    "default_layers", "log_spaced_epochs", "make_evaluators", "make_task", "normalized_config",
     "regression_config", "resolve_device", "train",
 ]

@@ -24,6 +24,7 @@ from nclab.models import MODELS, check_model, model_options
 from nclab.train.config import TrainConfig
 from nclab.train.evaluators import CollapseEvaluator, Evaluator
 from nclab.train.finegrained import CoarseTask, make_recovery_evaluator
+from nclab.train.layers import LayerEvaluator
 from nclab.train.normalized import NormalizedTask
 from nclab.train.regression import NRCEvaluator, RegressionTask
 from nclab.train.task import ClassificationTask, Task
@@ -41,6 +42,7 @@ EVALUATORS: dict[str, Callable[[TrainConfig], Evaluator]] = {
     "collapse": lambda config: CollapseEvaluator(),
     "nrc": lambda config: NRCEvaluator(),
     "recovery": make_recovery_evaluator,
+    "layers": lambda config: LayerEvaluator(task_type(config.task).has_error_rate),
 }
 
 
