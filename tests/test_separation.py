@@ -262,3 +262,19 @@ def test_evenly_spaced_keeps_the_ends():
     picked = evenly_spaced(list(range(50)), 12)
     assert len(picked) == 12 and picked[0] == 0 and picked[-1] == 49
     assert picked == sorted(set(picked))
+
+
+def test_the_report_of_a_profiled_run_shows_the_law_at_every_epoch(deep_run, tmp_path, capsys):
+    import shutil
+
+    from cli_helpers import run_cli
+
+    from nclab.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(deep_run, run)
+    assert run_cli(["profile", run, "--threads", "1"], capsys)[0] == 0
+    page = write_report(run, tmp_path / "report").read_text()
+    for name in ("profile.png", "separation.png", "separation_epochs.png"):
+        assert f"src='{name}'" in page
+        assert (tmp_path / "report" / name).read_bytes() == (run / name).read_bytes()

@@ -128,21 +128,39 @@ def draw_profile(ax: Axes, profile: LayerProfile | Mapping[str, Any],
 
 
 def profile_section(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
-    """The HTML of the run's layer profile (written by ``nclab profile`` into the run
-    directory) for its report in ``out``; empty when the run has none."""
-    source = Path(run_dir) / PROFILE_PNG
-    if not source.is_file():
+    """The HTML of the run's layer profile and its law of data separation (written by
+    ``nclab profile`` into the run directory) for its report in ``out``; empty when the
+    run has none."""
+    shown = [(name, alt) for name, alt in _PROFILE_FIGURES
+             if _copied(Path(run_dir) / name, Path(out))]
+    if not shown or shown[0][0] != PROFILE_PNG:
         return ""
-    if Path(out).resolve() != Path(run_dir).resolve():
+    images = "".join(f"<img src='{name}' alt='{alt}' style='max-width:700px'>"
+                     for name, alt in shown)
+    return f"<h2>Collapse layer by layer</h2>{images}"
+
+
+#: The figures ``nclab profile`` writes, in the order the report shows them.
+_PROFILE_FIGURES = (
+    (PROFILE_PNG, "NC1 and NC1_trace per layer"),
+    (SEPARATION_PNG, "law of data separation: log D_l against the layer"),
+    (SEPARATION_EPOCHS_PNG, "law of data separation at every logged epoch"),
+)
+
+
+def _copied(source: Path, out: Path) -> bool:
+    """Whether the figure ``source`` exists and is (now) in ``out`` beside the report."""
+    if not source.is_file():
+        return False
+    if out.resolve() != source.parent.resolve():
         try:
             data = source.read_bytes()
         except OSError as exc:
             warnings.warn(f"{shown_path(source)}: cannot read ({exc.strerror}): left out",
-                          RunLogWarning, stacklevel=2)
-            return ""
-        write_atomic(Path(out) / PROFILE_PNG, data)
-    return (f"<h2>Collapse layer by layer</h2><img src='{PROFILE_PNG}' "
-            "alt='NC1 and NC1_trace per layer' style='max-width:700px'>")
+                          RunLogWarning, stacklevel=3)
+            return False
+        write_atomic(out / source.name, data)
+    return True
 
 
 def separation_figure(fit: Mapping[str, Any], path: str | os.PathLike,
