@@ -35,7 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nclab.core.errors import NCInputError
 from nclab.core.io import write_json
+from nclab.core.losses import ClassificationLoss
+from nclab.data import DATASETS
 from nclab.report.style import (
     color,
     epoch_axis,
@@ -164,6 +167,18 @@ def draw(runs: dict[str, list[RunRecord]], path: Path) -> None:
         save_png(fig, path)
 
 
+def check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with one line on a bad loss or data set name before any run trains."""
+    try:
+        args.losses = [ClassificationLoss.parse(text, "--losses").text for text in args.losses]
+    except NCInputError as error:
+        parser.error(str(error))
+    unknown = [name for name in args.datasets if name not in DATASETS]
+    if unknown:
+        parser.error(f"--datasets: unknown {', '.join(unknown)}; choose from "
+                     f"{', '.join(DATASETS)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["digits", "mnist1d"])
@@ -177,6 +192,7 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=Path("docs/figures/losses_nc1.png"))
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     args = parser.parse_args()
+    check_names(parser, args)
     torch.set_num_threads(1)
     started = time.perf_counter()
     records: dict[str, list[RunRecord]] = {}
