@@ -107,3 +107,37 @@ def test_trainer_import_path_still_works():
     from nclab.core.losses import ClassificationLoss as core_loss
     from nclab.train.losses import ClassificationLoss
     assert ClassificationLoss is core_loss
+
+
+@pytest.mark.parametrize("loss", ["ce", "ls:0.1"])
+def test_minimizer_norms_match_the_solver_and_a_two_dimensional_brute_force(loss):
+    from scipy.optimize import minimize
+
+    k, n, lambda_w, lambda_h = 4, 3, 2e-2, 4e-3  # unequal decays: a != s
+    eps = float(loss.partition(":")[2] or 0)
+    ufm = RegularizedUFM(k, k, per_class=n, loss=loss, lambda_w=lambda_w, lambda_h=lambda_h,
+                         lambda_b=1e-2)
+    solution = ufm.solve(range(2), steps=6000)
+    assert float(solution.grad_norm.max()) < 1e-9
+
+    def etf_objective(x):
+        # the ETF family with ||w_k|| = a, ||h_{k,i}|| = s, b = 0, written out
+        a, s = x
+        u = a * s * k / (k - 1)
+        return (np.logaddexp(0.0, math.log(k - 1) - u) + (k - 1) * eps / k * u
+                + lambda_w * k * a**2 / 2 + lambda_h * k * n * s**2 / 2)
+
+    best = minimize(etf_objective, [1.0, 1.0], method="BFGS", options={"gtol": 1e-13})
+    a, s = ufm.minimizer_norms
+    assert (a, s) == pytest.approx(tuple(np.abs(best.x)), rel=1e-5)
+    for run in range(2):
+        assert np.allclose(solution.weight[run].norm(dim=1).numpy(), a, rtol=1e-6)
+        assert np.allclose(solution.features[run].norm(dim=1).numpy(), s, rtol=1e-6)
+
+
+def test_minimizer_norms_are_none_without_a_known_etf_minimizer():
+    assert RegularizedUFM(4, 4, per_class=2, loss="focal:2").minimizer_norms is None
+    assert RegularizedUFM(5, 2, per_class=2, loss="ls:0.1").minimizer_norms is None  # d < K-1
+    assert RegularizedUFM(3, 3, counts=[3, 1, 1]).minimizer_norms is None
+    heavy = RegularizedUFM(5, 6, per_class=2, loss="ls:0.99", lambda_w=0.01, lambda_h=0.02)
+    assert heavy.minimizer_norms == (0.0, 0.0)

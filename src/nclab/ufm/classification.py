@@ -62,6 +62,21 @@ def smoothed_logit_gap(num_classes: int, smoothing: float, gamma: float) -> floa
     return math.log((1 - (num_classes - 1) * c) / c)
 
 
+def minimizer_norms(logit_scale: float, per_class: int, lambda_w: float,
+                    lambda_h: float) -> tuple[float, float]:
+    """(||w_k||, ||h_{k,i}||) of a balanced ETF minimizer with logit scale t = a s.
+
+    Scaling W by c and H by 1/c keeps the logits, so a minimizer balances the two
+    penalties: lambda_W K a^2 = lambda_H N s^2 with N = K n, i.e.
+    a^2 = t sqrt(n lambda_H / lambda_W) and s^2 = t sqrt(lambda_W / (n lambda_H)).
+    With the t* of ``RegularizedUFM.logit_scale`` this gives the norms of the global
+    minimizer for ``ce``, ``mse`` and ``ls:EPS`` as a function of EPS and the weight
+    decays (definitions §13); t* = 0 gives W = H = 0.
+    """
+    ratio = math.sqrt(per_class * lambda_h / lambda_w)
+    return math.sqrt(logit_scale * ratio), math.sqrt(logit_scale / ratio)
+
+
 def check_counts(counts: Sequence[int], num_classes: int) -> tuple[int, ...]:
     """K class counts, each an integer >= 1, as a tuple; one NCInputError line otherwise."""
     values = list(counts)
@@ -173,6 +188,17 @@ class RegularizedUFM:
             ratio = (k - 1) * gamma  # = q/(1+q) at the optimum, q = (K-1) exp(-t K/(K-1))
             return (k - 1) / k * math.log((k - 1) * (1 - ratio) / ratio)
         return (k - 1) / k * (1 - k * gamma)
+
+    @property
+    def minimizer_norms(self) -> tuple[float, float] | None:
+        """(||w_k||, ||h_{k,i}||) at the global minimizer (:func:`minimizer_norms` of
+        :attr:`logit_scale`); None where ``logit_scale`` is None (focal loss, unequal
+        counts) or ``optimal_value`` is None (no ETF minimizer known: d < K - 1, or the
+        squared error's bias bound fails)."""
+        scale = self.logit_scale
+        if scale is None or self.optimal_value is None:
+            return None
+        return minimizer_norms(scale, self.per_class, self.lambda_w, self.lambda_h)
 
     @property
     def optimal_value(self) -> float | None:
