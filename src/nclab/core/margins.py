@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from nclab.core.errors import NCInputError
-from nclab.core.geometry import DEFAULT_BLOCK
 from nclab.core.validation import to_numpy64
 
 __all__ = [
@@ -54,11 +53,17 @@ __all__ = [
 ATOL = 1e-12
 #: ... plus this times the distance.
 RTOL = 1e-10
+#: Tile side of the pass over pairs: a 256 x 256 tile of float64 stays in cache for the
+#: two reductions that follow its product (1,024, the pair pass's tile, does not).
+PASS_BLOCK = 256
 #: Rows whose QPs are solved together (one C x R product per round of certificates).
 CHUNK = 256
 #: Candidates a row's QP starts from (its nearest rows by cosine), and rows added per
 #: round for each row whose certificate fails.
 START_CANDIDATES, ADDED_PER_ROUND = 48, 24
+#: Entries of each row a screening round keeps (:func:`screen_bounds`), and the rounds
+#: the exact margin screens with.
+SCREEN_WIDTH, SCREEN_ROUNDS = 64, 3
 #: Accelerated projected-gradient steps that guess each support before the exact solve,
 #: and the tries at repairing a guess (see ``_nnls_gram``).
 GUESS_STEPS, START_TRIES = 20, 4
@@ -86,7 +91,7 @@ def unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
     return array / np.linalg.norm(array, axis=1, keepdims=True)
 
 
-def nearest_cosines(unit: np.ndarray, block: int = DEFAULT_BLOCK) -> np.ndarray:
+def nearest_cosines(unit: np.ndarray, block: int = PASS_BLOCK) -> np.ndarray:
     """max_{j != c} cos(v_c, v_j) of every unit row, (C,), in one pass over the pairs.
 
     Square tiles of the upper triangle of V V^T (C^2 d / 2 multiply-adds, O(block^2)
@@ -320,6 +325,95 @@ def _certify(state: _Row, support: np.ndarray, vector: np.ndarray, row: int) -> 
     state.candidates = np.concatenate([state.candidates, worst])
 
 
+def screen_bounds(unit: np.ndarray, rounds: int = 3, block: int = CHUNK
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(upper, lower) bounds (C,) on every one-vs-rest distance of unit rows, from cheap
+    hull points improved together: no QP per row.
+
+    Each row c starts from the projection onto the simplex of its cosines to the other
+    rows (the exact hull point if the rows were orthonormal), restricted to its
+    ``SCREEN_WIDTH`` largest. Every round multiplies the directions u_c = v_c - p_c of a
+    block of rows by all rows (one block x C x d product): it gives the certificate
+    dist_c >= (<u_c, v_c> - max_{j != c} <u_c, v_j>) / ||u_c|| (module notes), the upper
+    bound ||u_c||, and the gradient of ||v_c - p||^2 / 2 in the hull weights, -<u_c, v_j>.
+    A projected-gradient step (on the ``SCREEN_WIDTH`` largest entries of a + eta <u_c, v>)
+    and an exact line search towards it give the next point. Any point of the hull and
+    any direction give valid bounds, so the approximations only loosen them.
+
+    Cost: rounds + 1 products of C x C x d (in blocks of ``block`` rows) and a few passes
+    over the same entries. ``rounds = 0`` gives the bound 1 - max cos of u_c = v_c alone.
+    """
+    count = unit.shape[0]
+    upper, lower = np.empty(count), np.empty(count)
+    for start in range(0, count, block):
+        rows = np.arange(start, min(start + block, count))
+        upper[rows], lower[rows] = _screen_block(unit, rows, rounds)
+    return upper, lower
+
+
+def _screen_block(unit: np.ndarray, rows: np.ndarray, rounds: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`screen_bounds` of one block of rows."""
+    ordinal = np.arange(rows.size)
+    vectors = unit[rows]
+    products = vectors @ unit.T  # cosines first, then <u_c, v_j>
+    products[ordinal, rows] = -np.inf
+    lower = 1.0 - np.minimum(products.max(axis=1), 1.0)
+    upper = np.full(rows.size, np.inf)
+    if rounds == 0:
+        return upper, lower
+    weights = np.zeros_like(products)  # the hull weights of each row's point, dense
+    top, values = _top_simplex(products)
+    weights[ordinal[:, None], top] = values
+    point = _combine(unit, top, values)
+    step = np.ones(rows.size)
+    for round_ in range(rounds):
+        direction = vectors - point
+        length = np.linalg.norm(direction, axis=1)
+        products = direction @ unit.T
+        own = products[ordinal, rows].copy()
+        products[ordinal, rows] = -np.inf
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero direction: dist 0
+            certified = np.where(length > 0, (own - products.max(axis=1)) / length, 0.0)
+        lower = np.maximum(lower, certified)
+        upper = np.minimum(upper, length)
+        if round_ == rounds - 1:
+            break
+        products *= step[:, None]  # a + eta <u_c, v_j>: a gradient step in the weights
+        products += weights
+        top, values = _top_simplex(products)
+        change = _combine(unit, top, values) - point
+        squared = np.einsum("rd,rd->r", change, change)
+        with np.errstate(divide="ignore", invalid="ignore"):  # exact line search
+            move = np.clip(np.einsum("rd,rd->r", direction, change) / squared, 0.0, 1.0)
+        move[~(squared > 0)] = 0.0
+        weights *= 1.0 - move[:, None]
+        weights[ordinal[:, None], top] += move[:, None] * values
+        point += move[:, None] * change
+        # a full step asks for a longer one, a short step for a shorter one
+        step *= np.where(move > 0.99, 2.0, np.where(move < 0.5, 0.5, 1.0))
+    return upper, np.maximum(lower, 0.0)
+
+
+def _top_simplex(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (R, w): each row's w = ``SCREEN_WIDTH`` largest
+    ``scores`` (R, C) projected onto the simplex (a row's own column holds -inf)."""
+    width = min(SCREEN_WIDTH, scores.shape[1] - 1)
+    top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    return top, _project_simplex(np.take_along_axis(scores, top, axis=1))
+
+
+def _combine(unit: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_k weights[r, k] unit[indices[r, k]] for every r: (R, d), as a sparse product."""
+    from scipy.sparse import csr_matrix  # here: importing nclab stays free of scipy
+
+    count, width = indices.shape
+    matrix = csr_matrix((weights.ravel(), indices.ravel(),
+                         np.arange(0, count * width + 1, width)),
+                        shape=(count, unit.shape[0]))
+    return np.asarray(matrix @ unit)
+
+
 def ovr_distances(vectors: Any) -> np.ndarray:
     """The one-vs-rest distance of every normalized row (definitions §10), (C,).
 
@@ -359,7 +453,8 @@ class MarginBracket:
         lower <= margin <= upper; equal (to 1e-12 + 1e-10 margin) when ``exact``.
     exact : bool
     rows_solved : int
-        Rows whose QP was solved (the others were ruled out by 1 - max cos).
+        Rows whose QP was solved exactly (the others were ruled out by their screened
+        lower bounds).
     row : int
         A row attaining ``upper``.
     """
@@ -377,14 +472,16 @@ class MarginBracket:
 
 
 def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
-                       block: int = DEFAULT_BLOCK) -> MarginBracket:
+                       block: int = PASS_BLOCK, screen_rounds: int | None = None
+                       ) -> MarginBracket:
     """Bounds on min_c dist_c: exact unless ``max_rows`` stops the search first.
 
-    One pass over the pairs gives every row's lower bound 1 - max_{j != c} cos(v_c, v_j)
-    (the dual certificate with u = v_c); rows are then solved exactly in the order of
-    that bound until the next bound reaches the smallest distance found, which is then
+    Every row first gets a lower bound and (after a screening round) an upper bound from
+    :func:`screen_bounds`; with no round it is the bound 1 - max_{j != c} cos(v_c, v_j)
+    of one pass over the pairs. Rows are then solved exactly in the order of their lower
+    bounds until the next lower bound reaches the smallest distance found, which is then
     the margin. With ``max_rows``, at most that many rows are solved and the result is
-    the bracket [min(smallest solved, smallest unsolved bound), smallest solved].
+    the bracket [min of the lower bounds, min of the upper bounds].
 
     Parameters
     ----------
@@ -392,27 +489,34 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
     max_rows : int, optional
         Budget of exact row solves (None: as many as needed; the result is exact).
     block : int
-        Tile side of the pass over pairs.
+        Tile side of the pass over pairs (``screen_rounds = 0``).
+    screen_rounds : int, optional
+        Rounds of :func:`screen_bounds` (each one more C x C x d product); None:
+        ``SCREEN_ROUNDS`` for an exact margin (``max_rows`` None), else 0.
 
     Returns
     -------
     MarginBracket
     """
     unit = unit_rows(vectors)
-    bound = 1.0 - nearest_cosines(unit, block)
-    order = np.argsort(bound, kind="stable")
+    rounds = (SCREEN_ROUNDS if max_rows is None else 0) if screen_rounds is None else max(
+        0, int(screen_rounds))
+    if rounds:
+        upper, lower = screen_bounds(unit, rounds)
+    else:
+        upper, lower = np.full(unit.shape[0], np.inf), 1.0 - nearest_cosines(unit, block)
+    order = np.argsort(lower, kind="stable")
     stop = order.size if max_rows is None else min(order.size, max(1, int(max_rows)))
-    best, best_row, best_lower, solved = np.inf, int(order[0]), np.inf, 0
-    while solved < stop and bound[order[solved]] < best:
+    solved = 0
+    while solved < stop and lower[order[solved]] < upper.min():
         rows = order[solved:min(solved + CHUNK, stop)]
-        rows = rows[bound[rows] < best]  # a prefix: the bounds ascend
-        upper, lower = _solve_rows(unit, rows)
-        if upper.min() < best:
-            best, best_row = float(upper.min()), int(rows[np.argmin(upper)])
-        best_lower = min(best_lower, float(lower.min()))
+        rows = rows[lower[rows] < upper.min()]  # a prefix: the bounds ascend
+        exact_upper, exact_lower = _solve_rows(unit, rows)
+        upper[rows] = np.minimum(upper[rows], exact_upper)
+        lower[rows] = np.maximum(lower[rows], exact_lower)
         solved += rows.size
-    unsolved = float(bound[order[solved:]].min()) if solved < order.size else np.inf
-    margin_lower = max(min(best_lower, unsolved), 0.0)
+    best_row = int(np.argmin(upper)) if np.isfinite(upper).any() else int(order[0])
+    best, margin_lower = float(upper[best_row]), max(float(lower.min()), 0.0)
     return MarginBracket(lower=margin_lower, upper=best,
                          exact=best - margin_lower <= ATOL + RTOL * best,
                          rows_solved=solved, row=best_row)
