@@ -45,6 +45,7 @@ __all__ = [
     "ovr_margin",
     "ovr_margin_bracket",
     "packing_chord_bound",
+    "screen_bounds",
     "softmax_code_bounds",
     "unit_rows",
 ]
