@@ -25,6 +25,14 @@ rows: every point x of the hull has <u, x> <= max_j <u, v_j>, so
 
 Rows violating it join S and the QP is solved again (column generation), until the two
 bounds agree to ``ATOL + RTOL * dist`` (a rounding-level tolerance).
+
+Speed. Lawson-Hanson frees one coordinate per step, so a support of 50 rows costs 50
+solves; the rows of a chunk first get a guess of their supports together, from a few
+accelerated projected-gradient steps on the same QP over the simplex, vectorized over
+the rows (``_guess_supports``), and the exact method starts from it (a wrong guess costs
+steps, never exactness). For the margin alone, :func:`screen_bounds` first bounds every
+row from cheap hull points improved together, one C x C x d product a round; only the
+rows whose lower bound falls below the smallest upper bound are then solved exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from nclab.core.errors import NCInputError
 from nclab.core.validation import to_numpy64
@@ -244,7 +253,13 @@ def _start_candidates(cosines: np.ndarray, count: int) -> np.ndarray:
     """The ``count`` largest entries of each row of ``cosines`` (R, C), as indices."""
     if count >= cosines.shape[1]:
         return np.tile(np.arange(cosines.shape[1]), (cosines.shape[0], 1))
-    return np.argpartition(-cosines, count - 1, axis=1)[:, :count]
+    return _top_indices(cosines, count)
+
+
+def _top_indices(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices (R, count) of the ``count`` largest entries of each row of ``scores`` (R, C),
+    in no particular order. torch.topk: several times faster than np.argpartition here."""
+    return torch.topk(torch.from_numpy(scores), count, dim=1, sorted=False).indices.numpy()
 
 
 def _solve_rows(unit: np.ndarray, rows: np.ndarray, max_rounds: int = 200
@@ -400,7 +415,7 @@ def _top_simplex(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indices, weights), each (R, w): each row's w = ``SCREEN_WIDTH`` largest
     ``scores`` (R, C) projected onto the simplex (a row's own column holds -inf)."""
     width = min(SCREEN_WIDTH, scores.shape[1] - 1)
-    top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    top = _top_indices(scores, width)
     return top, _project_simplex(np.take_along_axis(scores, top, axis=1))
 
 
