@@ -77,6 +77,8 @@ SCREEN_WIDTH, SCREEN_ROUNDS = 64, 3
 #: Accelerated projected-gradient steps that guess each support before the exact solve,
 #: and the tries at repairing a guess (see ``_nnls_gram``).
 GUESS_STEPS, START_TRIES = 20, 4
+#: Rows whose candidate Grams are formed in one batched product (memory rows x k x d).
+GRAM_BATCH = 32
 
 
 def unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
@@ -177,16 +179,28 @@ def _free_solution(gram: np.ndarray, index: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(block, ones, rcond=None)[0]
 
 
-def _candidate_gram(unit: np.ndarray, row: int, candidates: np.ndarray) -> np.ndarray:
-    """M = Q Q^T + 1 1^T (k, k), Q = v_c - v_j for j in ``candidates``: the NNLS's Gram."""
-    differences = unit[row] - unit[candidates]  # Q: explicit, no cancellation near v_c
-    return differences @ differences.T + 1.0
+def _candidate_grams(unit: np.ndarray, rows: np.ndarray, candidates: list[np.ndarray]
+                     ) -> np.ndarray:
+    """M = Q Q^T + 1 1^T of each row's NNLS, Q = v_c - v_j for j in its candidates,
+    padded to the largest set, (R, k, k): a set of k_r < k is padded by repeating its
+    first candidate (a repeated point leaves the hull unchanged), so M[r, :k_r, :k_r] is
+    the row's own. Batched products, ``GRAM_BATCH`` rows at a time (memory R k d)."""
+    largest = max(indices.size for indices in candidates)
+    index = np.stack([np.concatenate([indices, np.full(largest - indices.size, indices[0])])
+                      for indices in candidates])
+    grams = np.empty((rows.size, largest, largest))
+    for start in range(0, rows.size, GRAM_BATCH):
+        part = slice(start, start + GRAM_BATCH)
+        # Q explicit: no cancellation near v_c
+        differences = unit[rows[part], None, :] - unit[index[part]]
+        np.matmul(differences, differences.transpose(0, 2, 1), out=grams[part])
+    return grams + 1.0
 
 
 def _hull_point(unit: np.ndarray, candidates: np.ndarray, gram: np.ndarray,
                 start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(the nearest point of conv(v_j, j in candidates) to v_c, its weights), from the
-    row's ``gram`` (:func:`_candidate_gram`); ``start`` a guessed support (a mask)."""
+    row's ``gram`` (:func:`_candidate_grams`); ``start`` a guessed support (a mask)."""
     weights = _nnls_gram(gram, start)
     total = weights.sum()
     weights = weights / total if total > 0 else np.full(candidates.size, 1.0 / candidates.size)
@@ -204,7 +218,7 @@ def _project_simplex(points: np.ndarray) -> np.ndarray:
 
 def _guess_supports(grams: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Approximate minimizers over the simplex of a^T H a, H = M - 1 1^T, for a batch of
-    rows at once: ``grams`` (R, k, k) the M of :func:`_candidate_gram`, ``start`` (R, k)
+    rows at once: ``grams`` (R, k, k) the M of :func:`_candidate_grams`, ``start`` (R, k)
     points of the simplex to begin from. Returns (R, k) weights on the simplex.
 
     Accelerated projected gradient (FISTA), GUESS_STEPS steps of 1 / L, L the largest
@@ -215,7 +229,7 @@ def _guess_supports(grams: np.ndarray, start: np.ndarray) -> np.ndarray:
     hessian = grams - 1.0
     size = hessian.shape[1]
     probe = np.random.default_rng(0).normal(size=(hessian.shape[0], size))
-    for _ in range(20):  # power iteration on P H P, P = I - 1 1^T / k
+    for _ in range(10):  # power iteration on P H P, P = I - 1 1^T / k
         probe -= probe.mean(axis=1, keepdims=True)
         probe = (hessian @ probe[:, :, None])[:, :, 0]
         probe -= probe.mean(axis=1, keepdims=True)
@@ -275,12 +289,16 @@ def _solve_rows(unit: np.ndarray, rows: np.ndarray, max_rounds: int = 200
         open_rows = [i for i, state in enumerate(states) if not state.done]
         if not open_rows:
             break
-        grams = [_candidate_gram(unit, int(rows[i]), states[i].candidates) for i in open_rows]
-        guesses = _batched_guesses(grams, [states[i].weights for i in open_rows])
+        grams = _candidate_grams(unit, rows[open_rows],
+                                 [states[i].candidates for i in open_rows])
+        sizes = np.array([states[i].candidates.size for i in open_rows])
+        guesses = _batched_guesses(grams, sizes, [states[i].weights for i in open_rows])
         directions = []
         for i, gram, guess in zip(open_rows, grams, guesses, strict=True):
             state = states[i]
-            point, state.weights = _hull_point(unit, state.candidates, gram, guess > 0)
+            size = state.candidates.size
+            point, state.weights = _hull_point(unit, state.candidates, gram[:size, :size],
+                                               guess[:size] > 0)
             direction = unit[rows[i]] - point
             state.direction = direction
             state.upper = min(state.upper, float(np.linalg.norm(direction)))
@@ -292,31 +310,24 @@ def _solve_rows(unit: np.ndarray, rows: np.ndarray, max_rounds: int = 200
             np.array([max(state.lower, 0.0) for state in states]))
 
 
-def _batched_guesses(grams: list[np.ndarray], previous: list[np.ndarray | None]
-                     ) -> list[np.ndarray]:
-    """:func:`_guess_supports` for rows with candidate sets of different sizes k_r: each
-    set padded to the largest by repeating its first candidate (a repeated point leaves
-    the hull unchanged), the padding's weight folded back. Starts from the previous
-    round's weights where there are some (padded with zeros for the rows added since)."""
-    largest = max(gram.shape[0] for gram in grams)
-    padded = np.empty((len(grams), largest, largest))
-    start = np.zeros((len(grams), largest))
-    for r, (gram, weights) in enumerate(zip(grams, previous, strict=True)):
-        size = gram.shape[0]
-        index = np.concatenate([np.arange(size), np.zeros(largest - size, dtype=int)])
-        padded[r] = gram[index[:, None], index]
+def _batched_guesses(grams: np.ndarray, sizes: np.ndarray,
+                     previous: list[np.ndarray | None]) -> np.ndarray:
+    """:func:`_guess_supports` of padded grams (:func:`_candidate_grams`; row r's own
+    candidates are its first ``sizes[r]``), (R, k): each row starts from its previous
+    round's weights where there are some (zeros for the candidates added since and for
+    the padding), else uniform on its own candidates. The weight a guess gives to the
+    padding (copies of the first candidate) is folded back onto that candidate."""
+    start = np.zeros(grams.shape[:2])
+    for r, (size, weights) in enumerate(zip(sizes, previous, strict=True)):
         if weights is None:
             start[r, :size] = 1.0 / size
         else:
             start[r, :weights.size] = weights
-    found = _guess_supports(padded, start)
-    guesses = []
-    for r, gram in enumerate(grams):
-        size = gram.shape[0]
-        guess = found[r, :size].copy()
-        guess[0] += found[r, size:].sum()
-        guesses.append(guess)
-    return guesses
+    found = _guess_supports(grams, start)
+    padding = np.arange(grams.shape[1])[None, :] >= sizes[:, None]
+    found[:, 0] += np.where(padding, found, 0.0).sum(axis=1)
+    found[padding] = 0.0
+    return found
 
 
 def _certify(state: _Row, support: np.ndarray, vector: np.ndarray, row: int) -> None:
