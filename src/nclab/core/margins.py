@@ -369,6 +369,20 @@ def screen_bounds(unit: np.ndarray, rounds: int = 3, block: int = CHUNK
 
     Cost: rounds + 1 products of C x C x d (in blocks of ``block`` rows) and a few passes
     over the same entries. ``rounds = 0`` gives the bound 1 - max cos of u_c = v_c alone.
+
+    Parameters
+    ----------
+    unit : ndarray of shape (C, d)
+        Rows of unit norm, float64 (:func:`unit_rows`).
+    rounds : int
+        Certificate rounds after the first pass (0: that pass alone).
+    block : int
+        Rows per block (memory: a few block x C float64 arrays).
+
+    Returns
+    -------
+    upper, lower : ndarray of shape (C,)
+        lower <= dist_c <= upper for every row (upper is inf when ``rounds`` is 0).
     """
     count = unit.shape[0]
     upper, lower = np.empty(count), np.empty(count)
@@ -387,7 +401,7 @@ def _screen_block(unit: np.ndarray, rows: np.ndarray, rounds: int
     products[ordinal, rows] = -np.inf
     lower = 1.0 - np.minimum(products.max(axis=1), 1.0)
     upper = np.full(rows.size, np.inf)
-    if rounds == 0:
+    if rounds <= 0:
         return upper, lower
     weights = np.zeros_like(products)  # the hull weights of each row's point, dense
     top, values = _top_simplex(products)
