@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -63,12 +64,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[512, 64])
+    parser.add_argument("--dim", type=int, help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-rows", type=int, default=METRIC_ROWS,
                         help=f"Budget of exact row solves per margin (default {METRIC_ROWS}).")
     parser.add_argument("--exact", action="store_true",
                         help="Also time the exact margins (no budget).")
     args = parser.parse_args()
+    if args.dim is not None:
+        warnings.warn("--dim is renamed --dims (several values); --dim goes in the next "
+                      "release", FutureWarning, stacklevel=1)
+        args.dims = [args.dim]
     print(f"torch {torch.__version__}, numpy {np.__version__}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.1f}, repeats {args.repeats}")
