@@ -365,7 +365,9 @@ def screen_bounds(unit: np.ndarray, rounds: int = 3, block: int = CHUNK
     bound ||u_c||, and the gradient of ||v_c - p||^2 / 2 in the hull weights, -<u_c, v_j>.
     A projected-gradient step (on the ``SCREEN_WIDTH`` largest entries of a + eta <u_c, v>)
     and an exact line search towards it give the next point. Any point of the hull and
-    any direction give valid bounds, so the approximations only loosen them.
+    any direction give valid bounds, so the approximations only loosen them. A row stops
+    being refined once its lower bound reaches the smallest upper bound found so far:
+    it cannot be the smallest distance, which is all the margin needs.
 
     Cost: rounds + 1 products of C x C x d (in blocks of ``block`` rows) and a few passes
     over the same entries. ``rounds = 0`` gives the bound 1 - max cos of u_c = v_c alone.
@@ -382,44 +384,57 @@ def screen_bounds(unit: np.ndarray, rounds: int = 3, block: int = CHUNK
     Returns
     -------
     upper, lower : ndarray of shape (C,)
-        lower <= dist_c <= upper for every row (upper is inf when ``rounds`` is 0).
+        lower <= dist_c <= upper for every row (upper is inf when ``rounds`` is 0); the
+        bounds of rows ruled out early are not refined further.
     """
     count = unit.shape[0]
     upper, lower = np.empty(count), np.empty(count)
+    ceiling = np.inf
     for start in range(0, count, block):
         rows = np.arange(start, min(start + block, count))
-        upper[rows], lower[rows] = _screen_block(unit, rows, rounds)
+        upper[rows], lower[rows] = _screen_block(unit, rows, rounds, ceiling)
+        ceiling = min(ceiling, float(upper[rows].min()))
     return upper, lower
 
 
-def _screen_block(unit: np.ndarray, rows: np.ndarray, rounds: int
+def _screen_block(unit: np.ndarray, rows: np.ndarray, rounds: int, ceiling: float
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`screen_bounds` of one block of rows."""
-    ordinal = np.arange(rows.size)
+    """:func:`screen_bounds` of one block of rows. A row stops being refined once its
+    lower bound reaches ``ceiling`` (the smallest upper bound of the blocks before) or the
+    smallest upper bound of its block: no row is needed beyond that to fix the margin."""
     vectors = unit[rows]
     products = vectors @ unit.T  # cosines first, then <u_c, v_j>
-    products[ordinal, rows] = -np.inf
+    products[np.arange(rows.size), rows] = -np.inf
     lower = 1.0 - np.minimum(products.max(axis=1), 1.0)
     upper = np.full(rows.size, np.inf)
     if rounds <= 0:
         return upper, lower
+    active = np.arange(rows.size)  # the rows still refined, as positions in the block
     weights = np.zeros_like(products)  # the hull weights of each row's point, dense
     top, values = _top_simplex(products)
-    weights[ordinal[:, None], top] = values
+    weights[active[:, None], top] = values
     point = _combine(unit, top, values)
     step = np.ones(rows.size)
     for round_ in range(rounds):
+        ordinal, own_column = np.arange(active.size), rows[active]
         direction = vectors - point
         length = np.linalg.norm(direction, axis=1)
         products = direction @ unit.T
-        own = products[ordinal, rows].copy()
-        products[ordinal, rows] = -np.inf
+        own = products[ordinal, own_column].copy()
+        products[ordinal, own_column] = -np.inf
         with np.errstate(divide="ignore", invalid="ignore"):  # a zero direction: dist 0
             certified = np.where(length > 0, (own - products.max(axis=1)) / length, 0.0)
-        lower = np.maximum(lower, certified)
-        upper = np.minimum(upper, length)
-        if round_ == rounds - 1:
+        lower[active] = np.maximum(lower[active], certified)
+        upper[active] = np.minimum(upper[active], length)
+        ceiling = min(ceiling, float(upper.min()))
+        keep = lower[active] < ceiling
+        if round_ == rounds - 1 or not keep.any():
             break
+        if not keep.all():
+            active, products, vectors, point, weights, step, direction = (
+                array[keep] for array in (active, products, vectors, point, weights, step,
+                                          direction))
+            ordinal = np.arange(active.size)
         products *= step[:, None]  # a + eta <u_c, v_j>: a gradient step in the weights
         products += weights
         top, values = _top_simplex(products)
