@@ -63,9 +63,10 @@ __all__ = [
 ATOL = 1e-12
 #: ... plus this times the distance.
 RTOL = 1e-10
-#: Tile side of the pass over pairs: a 256 x 256 tile of float64 stays in cache for the
-#: two reductions that follow its product (1,024, the pair pass's tile, does not).
-PASS_BLOCK = 256
+#: Tile sides of the pass over pairs: for d below ``WIDE_DIM`` the two reductions that
+#: follow a tile's product dominate, and a 256 x 256 float64 tile stays in cache for
+#: them; from ``WIDE_DIM`` on the product dominates, and BLAS runs faster on 1,024.
+PASS_BLOCK, WIDE_PASS_BLOCK, WIDE_DIM = 256, 1024, 256
 #: Rows whose QPs are solved together (one C x R product per round of certificates).
 CHUNK = 256
 #: Candidates a row's QP starts from (its nearest rows by cosine), and rows added per
@@ -103,13 +104,16 @@ def unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
     return array / np.linalg.norm(array, axis=1, keepdims=True)
 
 
-def nearest_cosines(unit: np.ndarray, block: int = PASS_BLOCK) -> np.ndarray:
+def nearest_cosines(unit: np.ndarray, block: int | None = None) -> np.ndarray:
     """max_{j != c} cos(v_c, v_j) of every unit row, (C,), in one pass over the pairs.
 
     Square tiles of the upper triangle of V V^T (C^2 d / 2 multiply-adds, O(block^2)
-    extra memory); each tile gives the maxima of its rows and of its columns.
+    extra memory); each tile gives the maxima of its rows and of its columns. ``block``
+    None: ``PASS_BLOCK`` for d < ``WIDE_DIM``, else ``WIDE_PASS_BLOCK``.
     """
     count = unit.shape[0]
+    if block is None:
+        block = PASS_BLOCK if unit.shape[1] < WIDE_DIM else WIDE_PASS_BLOCK
     best = np.full(count, -np.inf)
     for i0 in range(0, count, block):
         rows = slice(i0, min(i0 + block, count))
@@ -528,7 +532,7 @@ class MarginBracket:
 
 
 def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
-                       block: int = PASS_BLOCK, screen_rounds: int | None = None
+                       block: int | None = None, screen_rounds: int | None = None
                        ) -> MarginBracket:
     """Bounds on min_c dist_c: exact unless ``max_rows`` stops the search first.
 
@@ -544,8 +548,9 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
     vectors : array of shape (C, d)
     max_rows : int, optional
         Budget of exact row solves (None: as many as needed; the result is exact).
-    block : int
-        Tile side of the pass over pairs (``screen_rounds = 0``).
+    block : int, optional
+        Tile side of the pass over pairs (``screen_rounds = 0``; None: by d, see
+        :func:`nearest_cosines`).
     screen_rounds : int, optional
         Rounds of :func:`screen_bounds` (each one more C x C x d product); None:
         ``SCREEN_ROUNDS`` for an exact margin (``max_rows`` None), else 0.
