@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from nclab.core import margins
 from nclab.core.errors import NCInputError
 from nclab.core.margins import (
     margin_metrics,
@@ -16,6 +17,7 @@ from nclab.core.margins import (
     ovr_margin,
     ovr_margin_bracket,
     packing_chord_bound,
+    screen_bounds,
     softmax_code_bounds,
 )
 from nclab.ufm import SphereUFM
@@ -233,3 +235,61 @@ def test_measure_with_margins_gives_the_margins_of_the_centred_means_and_of_w(ca
     code, out, err = run_cli(["measure", tmp_path / "f.npz", "--margins"], capsys)
     assert code == 0, err
     assert "ovr_margin_weights" in out
+
+
+# ------------------------------------------------------------------ screening, guesses
+@pytest.mark.parametrize("count, dim, seed", [(9, 3, 0), (8, 4, 1), (7, 2, 2), (6, 8, 3)])
+def test_screened_bounds_hold_the_brute_force_distance_of_every_row(count, dim, seed):
+    vectors = np.random.default_rng(seed).normal(size=(count, dim))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    want = brute_distances(vectors)
+    for rounds in (0, 1, 3):
+        upper, lower = screen_bounds(unit, rounds, block=4)  # several blocks
+        assert (lower <= want + 1e-12).all() and (upper >= want - 1e-12).all()
+    cosines = unit @ unit.T
+    np.fill_diagonal(cosines, -np.inf)
+    upper, lower = screen_bounds(unit, 0)
+    np.testing.assert_allclose(lower, 1 - cosines.max(axis=1), rtol=1e-14)
+    assert np.isinf(upper).all()
+
+
+@pytest.mark.parametrize("count, dim, seed", [(9, 3, 4), (8, 2, 5), (7, 5, 6)])
+def test_the_screened_exact_margin_equals_the_brute_force(count, dim, seed):
+    vectors = np.random.default_rng(seed).normal(size=(count, dim))
+    want = brute_distances(vectors).min()
+    for rounds in (0, 1, 3):
+        found = ovr_margin_bracket(vectors, screen_rounds=rounds)
+        assert found.exact
+        assert found.upper == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert found.lower == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_screening_rules_out_most_rows_of_an_exact_margin():
+    """Without the screen every row whose 1 - max cos lies below the margin is solved."""
+    vectors = np.random.default_rng(8).normal(size=(400, 24))
+    plain = ovr_margin_bracket(vectors, screen_rounds=0)
+    screened = ovr_margin_bracket(vectors)
+    assert plain.exact and screened.exact
+    assert screened.upper == pytest.approx(plain.upper, rel=1e-10)
+    assert screened.rows_solved <= 40 < plain.rows_solved
+
+
+def test_a_screened_budgeted_bracket_holds_the_margin():
+    vectors = np.random.default_rng(9).normal(size=(200, 10))
+    margin = ovr_distances(vectors).min()
+    for rounds in (1, 3):
+        short = ovr_margin_bracket(vectors, max_rows=2, screen_rounds=rounds)
+        assert short.rows_solved <= 2
+        assert short.lower <= margin + 1e-12 <= short.upper + 2e-12
+
+
+@pytest.mark.parametrize("steps", [0, 1, 3])
+def test_a_poor_support_guess_changes_the_time_never_the_distance(monkeypatch, steps):
+    """The exact solve starts from the guessed support and repairs it: with guesses from
+    0, 1 or 3 projected-gradient steps the distances still equal the brute force."""
+    monkeypatch.setattr(margins, "GUESS_STEPS", steps)
+    vectors = np.random.default_rng(10).normal(size=(9, 3))
+    np.testing.assert_allclose(ovr_distances(vectors), brute_distances(vectors),
+                               rtol=1e-9, atol=1e-12)
+    square = polygon(4)
+    assert ovr_distances(np.vstack([square, square[:1]]))[[0, 4]] == pytest.approx([0, 0])
