@@ -198,16 +198,18 @@ class _Pending:
         """``sums`` (k, d) in float64 through a persistent buffer (no allocation)."""
         return sums if self.wide_sums is None else self.wide_sums[: len(sums)].copy_(sums)
 
-    def add_gram(self, residual: torch.Tensor) -> None:
-        """gram += residual^T residual, in upper-block form (about half the products)."""
+    def add_gram(self, residual: torch.Tensor, alpha: float = 1.0) -> None:
+        """gram += alpha residual^T residual, in upper-block form (about half the
+        products), the products in the working dtype (``residual`` is converted to it)."""
         if self.scratch is None:
-            _add_upper_gram(self.gram, residual)
+            _add_upper_gram(self.gram, residual, alpha)
             return
+        residual = residual.to(self.dtype)
         plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
             torch.mm(residual[:, rows].T, residual[:, columns], out=product)
             wide = self.scratch[: product.shape[0], : product.shape[1]].copy_(product)
-            self.gram[rows, columns].add_(wide, alpha=weight)
+            self.gram[rows, columns].add_(wide, alpha=alpha * weight)
 
 
 class Moments(StatePart):
@@ -456,7 +458,9 @@ class Moments(StatePart):
         offset = p.sums[rows].div_(weights.clamp(min=1)[:, None])  # cleared below
         means = p.ref[rows].to(torch.float64, copy=True).add_(offset)
         spread = p.squares[rows] - weights * _row_squares(offset)
-        _add_upper_gram(p.gram, offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
+        # the residual sums' Gram, in the precision of the residuals' own: it is no larger
+        # (n_g o_g o_g^T <= the sum of r r^T over group g), so its rounding is no larger
+        p.add_gram(offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
         self._combine(rows, counts, means, spread.clamp_(min=0), p.gram)
         for buffer in (p.sums, p.squares, p.counts):
             buffer[rows] = 0
