@@ -69,6 +69,17 @@ def test_float32_precision_at_every_batch_size(batch):
         assert getattr(result, name) == pytest.approx(ref[name], rel=1e-5), name
 
 
+@pytest.mark.parametrize("per_class", [2, 5])
+def test_float32_precision_with_few_rows_per_class(per_class):
+    """Many classes of a few rows each: the finalize's correction (the Gram of the
+    residual sums, in float32 like the residuals' Gram) is as large as the scatter
+    itself, and the scatter keeps the accuracy of a float32 product."""
+    rng = np.random.default_rng(14)
+    H, y = _large_means_tiny_spread(rng, 1500, 16, per_class)
+    stats = _stream(torch.from_numpy(H), torch.from_numpy(y), 1500, 512)
+    _assert_state(stats, _brute_force(H, y, 1500), rtol=2e-6, scatter_rtol=3e-5)
+
+
 def test_reads_between_updates_change_nothing():
     """Finalizing (any read) re-centres the references; the sums stay exact."""
     rng = np.random.default_rng(12)

@@ -144,3 +144,29 @@ def test_bad_names_list_the_choices(tmp_path):
         TINY.updated(lr_milestones=(0.5, 2.0))
     with pytest.raises(NCInputError, match="dataset_options may not set per_class: it is a "):
         Trainer(TINY.updated(dataset_options={"per_class": 5}), tmp_path, progress=False)
+
+
+def test_onset_check_stops_at_the_first_misclassified_batch():
+    """Before the TPT onset the training error is checked after every epoch: a batch with
+    an error decides it, and the batches after it are not run."""
+    from types import SimpleNamespace
+
+    from nclab.train.batches import EvalBatches
+    from nclab.train.evaluators import misclassifies
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+        model.bias.zero_()
+    seen = []
+    model.register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
+    task = SimpleNamespace(errors=lambda outputs, y: (outputs.argmax(dim=1) != y).sum())
+    x, right = torch.eye(2).repeat(3, 1), torch.tensor([0, 1]).repeat(3)
+    for wrong, expected, batches_run in ((None, False, 3), (0, True, 1), (5, True, 3)):
+        y = right.clone()
+        if wrong is not None:
+            y[wrong] = 1 - y[wrong]
+        seen.clear()
+        assert misclassifies(model, EvalBatches(x, y, 2), task) is expected
+        assert seen == [2] * batches_run
+    assert model.training  # its mode is restored

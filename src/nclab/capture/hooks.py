@@ -155,6 +155,7 @@ def collect(
     prepare: Prepare | None = None,
     on_batch: Callable[[Any, torch.Tensor], None] | None = None,
     allow_empty: bool = False,
+    until: Callable[[Any, torch.Tensor], bool] | None = None,
 ) -> dict[str, SinkT]:
     """Run ``model`` over ``loader`` and feed every probe's tensors to its own sink.
 
@@ -178,6 +179,9 @@ def collect(
     allow_empty : bool
         Accept a loader without batches (a rank's empty shard, whose statistics are
         summed with the other ranks'): then no sink is made and the dict is empty.
+    until : callable, optional
+        ``until(outputs, labels) -> bool``: the pass ends after the first batch for which
+        it is true (after ``on_batch`` and the sinks saw that batch).
 
     Returns
     -------
@@ -203,6 +207,8 @@ def collect(
                 if probe.name not in sinks:
                     sinks[probe.name] = make(probe.name)
                 sinks[probe.name].update(features, targets)
+            if until is not None and until(outputs, labels):
+                break
     if not seen and not allow_empty:
         raise NCInputError("the loader yielded no batches")
     order = sorted(probes, key=lambda probe: probe.order if probe.order is not None else -1)

@@ -192,22 +192,48 @@ class _Pending:
         self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
                          for r, c, _ in _gram_plan(dim)] if narrow else []
         self.scratch = torch.empty(dim, dim, **wide) if narrow else None
-        self.wide_sums = torch.empty(min(groups, rows), dim, **wide) if narrow else None
+        # rows of a block, or of its group sums, in float64 (a block holds at most G groups,
+        # and its rows are widened only when most of them are of distinct groups)
+        wide_rows = rows if 2 * groups > rows else groups
+        self.wide_sums = torch.empty(wide_rows, dim, **wide) if narrow else None
 
     def widen_sums(self, sums: torch.Tensor) -> torch.Tensor:
         """``sums`` (k, d) in float64 through a persistent buffer (no allocation)."""
         return sums if self.wide_sums is None else self.wide_sums[: len(sums)].copy_(sums)
 
-    def add_gram(self, residual: torch.Tensor) -> None:
-        """gram += residual^T residual, in upper-block form (about half the products)."""
+    def add_group_sums(self, residual: torch.Tensor, groups: torch.Tensor,
+                       present: torch.Tensor, inverse: torch.Tensor) -> None:
+        """sums[g] += the sum of the rows of ``residual`` in group g, in float64.
+
+        Summed first per present group in the working dtype when the groups are few
+        (less float64 traffic); widened row by row when most rows are of distinct groups
+        (large G), which skips the per-group buffer and its second scatter.
+        """
+        fits = self.wide_sums is None or len(residual) <= len(self.wide_sums)
+        if 2 * len(present) > len(residual) and fits:
+            self.sums.index_add_(0, groups, self.widen_sums(residual))
+            return
+        sums = self.gather[: len(present)].zero_().index_add_(0, inverse, residual)
+        self.sums.index_add_(0, present, self.widen_sums(sums))
+
+    def add_gram(self, residual: torch.Tensor, alpha: float = 1.0) -> None:
+        """gram += alpha residual^T residual, in upper-block form (about half the
+        products), the products in the working dtype (``residual`` is converted to it
+        through the stage: only when no rows are staged)."""
         if self.scratch is None:
-            _add_upper_gram(self.gram, residual)
+            _add_upper_gram(self.gram, residual, alpha)
+            return
+        if residual.dtype != self.dtype:  # converted block by block through the stage
+            block = len(self.stage)
+            for start in range(0, len(residual), block):
+                part = residual[start : start + block]
+                self.add_gram(self.stage[: len(part)].copy_(part), alpha)
             return
         plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
             torch.mm(residual[:, rows].T, residual[:, columns], out=product)
             wide = self.scratch[: product.shape[0], : product.shape[1]].copy_(product)
-            self.gram[rows, columns].add_(wide, alpha=weight)
+            self.gram[rows, columns].add_(wide, alpha=alpha * weight)
 
 
 class Moments(StatePart):
@@ -413,8 +439,7 @@ class Moments(StatePart):
         gathered = p.gather[: len(x)]
         torch.index_select(p.ref, 0, groups, out=gathered)
         torch.sub(x, gathered, out=residual)
-        sums = gathered[: len(present)].zero_().index_add_(0, inverse, residual)
-        p.sums.index_add_(0, present, p.widen_sums(sums))
+        p.add_group_sums(residual, groups, present, inverse)
         squares = torch.linalg.vector_norm(residual, dim=1).square_()
         p.squares.index_add_(0, groups, squares.to(torch.float64))
         p.counts.index_add_(0, present, counts)
@@ -454,9 +479,11 @@ class Moments(StatePart):
         weights = counts.to(torch.float64)
         # in place on the pending sums where possible: no C x d temporaries but the means
         offset = p.sums[rows].div_(weights.clamp(min=1)[:, None])  # cleared below
-        means = p.ref[rows].to(torch.float64, copy=True).add_(offset)
+        means = self._means_buffer(rows).copy_(p.ref[rows]).add_(offset)
         spread = p.squares[rows] - weights * _row_squares(offset)
-        _add_upper_gram(p.gram, offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
+        # the residual sums' Gram, in the precision of the residuals' own: it is no larger
+        # (n_g o_g o_g^T <= the sum of r r^T over group g), so its rounding is no larger
+        p.add_gram(offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
         self._combine(rows, counts, means, spread.clamp_(min=0), p.gram)
         for buffer in (p.sums, p.squares, p.counts):
             buffer[rows] = 0
@@ -466,6 +493,15 @@ class Moments(StatePart):
             p.ref.copy_(self._means)
         else:
             p.ref[rows] = self._means[rows].to(p.dtype)
+
+    def _means_buffer(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        """Where the finalize writes the pending means: the state's own (all-zero) means
+        when every group is new, else a new tensor (the merge reads both). A fresh C x d
+        float64 tensor costs as much as the rest of the finalize in first-touch page
+        faults."""
+        if isinstance(rows, slice) and not bool((self._counts > 0).any()):
+            return self._means
+        return torch.empty(self._means[rows].shape, dtype=torch.float64, device=self.device)
 
     def _combine(self, rows: slice | torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
                  spread: torch.Tensor, upper: torch.Tensor) -> None:

@@ -127,6 +127,24 @@ def evaluate_loss(model: nn.Module, batches: EvalBatches, task: Any,
     return totals.result(sync)
 
 
+def misclassifies(model: nn.Module, batches: EvalBatches, task: Any, sync: bool = False) -> bool:
+    """Whether ``model`` (eval mode) gets any sample of ``batches`` wrong, on any rank.
+
+    The training error is 0 exactly when this is False; each rank stops at its first
+    batch with an error (before the TPT onset, usually the first batch), where
+    :func:`evaluate_loss` would run the whole split.
+    """
+    wrong = torch.zeros((), dtype=torch.float64, device=model_device(model))
+
+    def found(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
+        wrong.add_(task.errors(outputs, targets))
+        return bool(wrong > 0)
+
+    with distributed.agreed(sync):  # a rank's shard may be empty; its error stops all
+        collect(model, batches, allow_empty=sync, until=found)
+    return float(distributed.all_reduce(wrong) if sync else wrong) > 0
+
+
 class Evaluator(Protocol):
     """What is measured at a logged epoch (``summarize(rows) -> dict`` is optional)."""
 

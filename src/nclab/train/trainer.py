@@ -36,7 +36,7 @@ from nclab.train.batches import EvalBatches, TrainBatches
 from nclab.train.callbacks import Callback, CallbackList, LoggerCallback, RowLogger, StopWhen
 from nclab.train.checkpoint import RunProgress, checkpoint_state, restore
 from nclab.train.config import TrainConfig, config_diff
-from nclab.train.evaluators import EvalContext, Evaluator, EvaluatorCallback, evaluate_loss
+from nclab.train.evaluators import EvalContext, Evaluator, EvaluatorCallback, misclassifies
 from nclab.train.schedule import learning_rate, log_spaced_epochs
 from nclab.train.task import Task
 from nclab.train.tasks import make_evaluators, make_task
@@ -348,8 +348,7 @@ class Trainer:
         if epoch not in log_epochs:
             if not seeking_onset:
                 return None
-            _, error = evaluate_loss(self.model, batches["train"], self.task, self.world > 1)
-            if error != 0:
+            if misclassifies(self.model, batches["train"], self.task, self.world > 1):
                 return None
         context = EvalContext(self.model, batches, self.classifier, epoch, self.config,
                               self.device, self.world > 1, self.task, self.data)
