@@ -75,13 +75,6 @@ def _empty(like: Array, size: int, dtype: Any = None) -> Array:
     return np.empty(size, dtype=dtype or like.dtype)
 
 
-def _triu_indices(like: Array, n: int) -> tuple:
-    if isinstance(like, torch.Tensor):
-        i, j = torch.triu_indices(n, n, 1, device=like.device)
-        return i, j
-    return np.triu_indices(n, 1)
-
-
 def _nonzero(mask: Array) -> tuple:
     return mask.nonzero(as_tuple=True) if isinstance(mask, torch.Tensor) else np.nonzero(mask)
 
@@ -349,39 +342,42 @@ class PairSums:
     log_square: float = 0.0
 
 
-def _pair_blocks(like: Array, n: int, block: int
-                 ) -> Iterator[tuple[slice, slice, tuple | None]]:
-    """Tiles (rows, cols, upper) covering the pairs i < j once each.
+def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice]]:
+    """Tiles (rows, cols) covering the pairs i < j: those on and above the diagonal.
 
-    Tiles off the diagonal are used whole; on the diagonal ``upper`` holds the indices
-    of its strict upper triangle (a boolean mask over every tile would cost more than
-    the products themselves at large C).
+    A tile on the diagonal is used whole (a symmetric square: each pair twice, plus the
+    diagonal, which the sums mask); gathering its strict upper triangle instead would
+    cost more than the products themselves.
     """
     for i0 in range(0, n, block):
         rows = slice(i0, min(i0 + block, n))
         for j0 in range(i0, n, block):
-            cols = slice(j0, min(j0 + block, n))
-            if i0 != j0:
-                yield rows, cols, None
-            elif rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
-                yield rows, cols, _triu_indices(like, rows.stop - i0)
+            if i0 != j0 or rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
+                yield rows, slice(j0, min(j0 + block, n))
+
+
+def _fill_diagonal(square: Array, value: float) -> None:
+    if isinstance(square, torch.Tensor):
+        square.diagonal().fill_(value)
+    else:
+        np.fill_diagonal(square, value)
 
 
 class _Tile:
     """One tile of the pass over pairs and its reused buffers.
 
-    Off the diagonal a tile is a 2-D (rows x cols) view of flat buffers allocated once
-    (fresh C x C-sized temporaries on every tile cost page faults); on the diagonal it
-    is the 1-D strict upper triangle. With ``tile_dtype`` float32 the products are
-    formed in float32 (operands cast once by :meth:`operand`) and stored in float64,
-    and the cancellation test is widened to :data:`_CANCELLATION_FLOAT32`.
+    A tile is a 2-D (rows x cols) view of flat buffers allocated once (fresh C x C-sized
+    temporaries on every tile cost page faults). A tile on the diagonal holds every pair
+    twice: its sums are halved (:attr:`weight`) and its diagonal is given values that add
+    nothing (:meth:`mask_diagonal`). With ``tile_dtype`` float32 the products are formed
+    in float32 (operands cast once by :meth:`operand`) and stored in float64, and the
+    cancellation test is widened to :data:`_CANCELLATION_FLOAT32`.
     """
 
     def __init__(self, like: Array, block: int, tile_dtype: Any = None) -> None:
         self._like = like
         self._flat = [_empty(like, block * block) for _ in range(2)]
         self.rows = self.cols = slice(0, 0)
-        self.upper: tuple | None = None
         self.tile_dtype = tile_dtype
         low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
         self.cancellation = _CANCELLATION_FLOAT32 if low else _CANCELLATION
@@ -390,36 +386,46 @@ class _Tile:
         """``vectors`` in the dtype of the tile products."""
         return _as_dtype(vectors, self.tile_dtype)
 
-    def move(self, rows: slice, cols: slice, upper: tuple | None) -> None:
-        self.rows, self.cols, self.upper = rows, cols, upper
+    def move(self, rows: slice, cols: slice) -> None:
+        self.rows, self.cols = rows, cols
+
+    @property
+    def diagonal(self) -> bool:
+        """Whether the tile is a square on the diagonal (each of its pairs twice)."""
+        return self.rows.start == self.cols.start
+
+    @property
+    def weight(self) -> float:
+        """What a sum over the tile counts for in a sum over pairs: 1/2 on the diagonal."""
+        return 0.5 if self.diagonal else 1.0
+
+    def mask_diagonal(self, x: Array, value: float) -> int:
+        """Set the diagonal of a tile on the diagonal to ``value``; how many entries."""
+        if not self.diagonal:
+            return 0
+        _fill_diagonal(x, value)
+        return self.rows.stop - self.rows.start
 
     def buffers(self) -> list[Array]:
         """Two scratch arrays of the tile's shape."""
-        if self.upper is not None:
-            return [_empty(self._like, self.upper[0].shape[0]) for _ in self._flat]
         shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
         return [flat[: shape[0] * shape[1]].reshape(shape) for flat in self._flat]
 
     def product(self, left: Array, out: Array) -> Array:
-        """left[rows] @ left[cols].T, into ``out`` (``left`` from :meth:`operand`)."""
-        if self.upper is None and left.dtype == out.dtype:
+        """left[rows] @ left[cols].T, into ``out`` (``left`` from :meth:`operand`); on
+        the diagonal the BLAS takes it as a symmetric rank-k update (half the work)."""
+        if left.dtype == out.dtype:
             return _lib(left).matmul(left[self.rows], left[self.cols].T, out=out)
-        full = left[self.rows] @ left[self.cols].T
-        out[...] = full if self.upper is None else full[self.upper]
+        out[...] = left[self.rows] @ left[self.cols].T
         return out
 
     def vectors(self, values: Array) -> tuple[Array, Array]:
         """Per-class values broadcast to the tile: (row values, column values)."""
-        if self.upper is None:
-            return values[self.rows, None], values[None, self.cols]
-        return values[self.rows][self.upper[0]], values[self.cols][self.upper[1]]
+        return values[self.rows, None], values[None, self.cols]
 
     def cross_sum(self, x: Array, values: Array) -> float:
         """Sum over the tile of x_ij (values_i + values_j)."""
-        if self.upper is None:
-            return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
-        a, b = self.vectors(values)
-        return float(x @ a + x @ b)
+        return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
 
     def refine(self, squared: Array, vectors: Array, sq_norms: Array | None) -> None:
         """Recompute, in place, the squared distances of the tile that cancelled.
@@ -427,7 +433,8 @@ class _Tile:
         ``squared`` came from squared norms minus twice a Gram entry; where it is below
         _CANCELLATION times the two squared norms (``sq_norms``; None for unit vectors)
         it is replaced by the squared norm of the explicit difference. One min() keeps
-        the common case at a single reduction.
+        the common case at a single reduction. (The diagonal of a tile on the diagonal
+        is masked by the caller first.)
         """
         if sq_norms is None:
             limit: Array | float = 2.0 * self.cancellation
@@ -441,22 +448,26 @@ class _Tile:
             norm_r, norm_c = self.vectors(sq_norms)
             limit = self.cancellation * (norm_r + norm_c)
         risky = squared < limit
-        if self.upper is None:
-            i, j = _nonzero(risky)
-        else:
-            i, j = self.upper[0][risky], self.upper[1][risky]
+        i, j = _nonzero(risky)
         diff = vectors[self.rows.start + i] - vectors[self.cols.start + j]
         squared[risky] = _lib(diff).einsum("pd,pd->p", diff, diff)
 
 
-def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array) -> None:
-    """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten."""
+def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array,
+                tile: _Tile) -> None:
+    """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten.
+
+    The diagonal of a tile on the diagonal is set to the centre: it adds nothing to the
+    squares, and its known share of the other two sums is taken off.
+    """
     cosines += offset
-    sums.shifted += float(cosines.sum())
+    masked = tile.mask_diagonal(cosines, sums.centre)
+    sums.shifted += tile.weight * (float(cosines.sum()) - masked * sums.centre)
     if sums.square is not None:
         deviation = _lib(cosines).subtract(cosines, sums.centre, out=spare).ravel()
-        sums.square += float(deviation @ deviation)
-    sums.absolute += float(_lib(cosines).abs(cosines, out=cosines).sum())
+        sums.square += tile.weight * float(deviation @ deviation)
+    absolute = float(_lib(cosines).abs(cosines, out=cosines).sum())
+    sums.absolute += tile.weight * (absolute - masked * abs(sums.centre))
 
 
 def _angle_start(unit: Array, offset: float, squares: bool) -> AngleSums:
@@ -532,8 +543,8 @@ def pair_sums(
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
     weight_operand = None if weight is None else tile.operand(unit_weights)
-    for rows, cols, upper in _pair_blocks(centred, count, block):
-        tile.move(rows, cols, upper)
+    for rows, cols in _pair_blocks(count, block):
+        tile.move(rows, cols)
         gram, work = tile.buffers()
         tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
@@ -542,9 +553,10 @@ def pair_sums(
         gram *= norm_c  # now the cosines of the centred means
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
-        _angle_sums(gram, offset, result.means, work)
+        _angle_sums(gram, offset, result.means, work, tile)
         if weight_operand is not None and result.weights is not None:
-            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram)
+            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram,
+                        tile)
     result.cdnv *= scale ** (2.0 - exponent)
     return result
 
@@ -557,6 +569,7 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
     norm_r, norm_c = tile.vectors(sq_norms)
     squared += norm_r
     squared += norm_c
+    tile.mask_diagonal(squared, math.inf)  # a class with itself: adds 1 / inf = 0
     tile.refine(squared, centred, sq_norms)
     with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
         if exponent == 2.0:
@@ -564,24 +577,29 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
         else:
             power = torch.pow if xp is torch else np.power
             power(squared, -exponent / 2, out=squared)
-    result.cdnv += tile.cross_sum(squared, variances) / 2
+    result.cdnv += tile.weight * tile.cross_sum(squared, variances) / 2
 
 
 def _add_chords(result: PairSums, tile: _Tile, cosines: Array, work: Array,
                 unit: Array) -> None:
-    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``."""
+    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``
+    (a class with itself adds a chord 0, and then, for the logarithm, a chord 1)."""
     xp = _lib(cosines)
     chord = xp.multiply(cosines, -2.0, out=work)
     chord += 2.0
+    tile.mask_diagonal(chord, 2.0)  # no refinement for the diagonal
     tile.refine(chord, unit, None)  # after it every entry is >= 0
-    result.chord_square += float(chord.sum())
+    tile.mask_diagonal(chord, 0.0)
+    weight = tile.weight
+    result.chord_square += weight * float(chord.sum())
     xp.sqrt(chord, out=chord)
-    result.chord += float(chord.sum())
+    result.chord += weight * float(chord.sum())
+    tile.mask_diagonal(chord, 1.0)
     with np.errstate(divide="ignore"):  # coinciding directions: -log 0 = inf
         xp.log(chord, out=chord)
     flat = chord.ravel()
-    result.log -= float(flat.sum())
-    result.log_square += float(flat @ flat)
+    result.log -= weight * float(flat.sum())
+    result.log_square += weight * float(flat @ flat)
 
 
 def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, float]:
@@ -634,7 +652,7 @@ def cdnv_matrix(means: np.ndarray, variances: np.ndarray, exponent: float = 2.0
     centred, variances = centred / scale, variances / (scale * scale)
     sq_norms = np.einsum("cd,cd->c", centred, centred)
     tile = _Tile(centred, 0)
-    tile.move(slice(0, len(means)), slice(0, len(means)), None)
+    tile.move(slice(0, len(means)), slice(0, len(means)))
     squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centred @ centred.T
     tile.refine(squared, centred, sq_norms)
     np.fill_diagonal(squared, np.inf)
