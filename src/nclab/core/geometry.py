@@ -125,17 +125,21 @@ def power_of_two_scale(x: Array) -> float:
     return math.ldexp(1.0, math.frexp(peak)[1])
 
 
-def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int) -> float:
+def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
+                         grams: dict[int, Array] | None = None) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
     Sigma_B^+ keeps at most ``max_rank`` eigenpairs, and only those above
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
+    ``grams`` is the dict of :func:`simplex_gap`: the d x d Gram formed here (C > d) is
+    left there for the ETF gaps, which need the same one.
     """
     num_classes, dim = centred_means.shape
     if not bool(centred_means.any()):
         raise NCInputError("all class means coincide: the between-class covariance is zero")
     scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
-    squares, vt = _right_singular_pairs(centred_means / scale)
+    squares, vt = _right_singular_pairs(centred_means / scale,
+                                        _shared_gram(centred_means, grams, scale))
     eigen = squares / num_classes
     keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * float(eigen[0])
     keep[max_rank:] = False
@@ -151,13 +155,15 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int) ->
 _GRAM_CONDITION = 1e-5
 
 
-def _right_singular_pairs(matrix: Array) -> tuple[Array, Array]:
+def _right_singular_pairs(matrix: Array, gram: Callable[[], Array] | None = None
+                          ) -> tuple[Array, Array]:
     """(squared singular values (k,) descending, right singular vectors (k, d)) of a
     (C, d) matrix. For C > d the eigen-decomposition of the d x d Gram costs a third of
-    the SVD and agrees with it when the matrix is well conditioned."""
+    the SVD and agrees with it when the matrix is well conditioned (``gram``: a lazy
+    ``matrix.T @ matrix``, shared with other users)."""
     count, dim = matrix.shape
     if count > dim and not _gram_surely_ill_conditioned(matrix):
-        values, vectors = _eigh_descending(matrix.T @ matrix)
+        values, vectors = _eigh_descending(matrix.T @ matrix if gram is None else gram())
         if float(values[-1]) >= _GRAM_CONDITION * float(values[0]):
             return values, vectors
     singular, vt = _svd(matrix)
@@ -607,6 +613,20 @@ def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, 
     mean = total / pairs
     with np.errstate(invalid="ignore"):
         return mean, max(total_square / pairs - mean * mean, 0.0)
+
+
+#: Above this many classes per dimension the spread of the cosines is computed in closed
+#: form (O(C d^2)); below, the squares summed by the pass over pairs cost less.
+_CLOSED_FORM_CLASSES_PER_DIM = 4
+
+
+def spread_in_closed_form(count: int, dim: int, tile_dtype: Any = None) -> bool:
+    """Whether equiangularity of C vectors in d dimensions takes :func:`cosine_spread`
+    rather than the pairwise squares of :func:`pair_sums`: for C > 4 d (two extra passes
+    over C^2 / 2 pairs would cost more than its d x d Gram), and for any C > d with
+    float32 tiles (whose cosines carry errors of about 1e-7, the closed form none)."""
+    low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
+    return count > (1 if low else _CLOSED_FORM_CLASSES_PER_DIM) * dim
 
 
 def cosine_spread(vectors: Array) -> float:

@@ -248,13 +248,13 @@ def compute_metrics(
     centred = means - global_mean
     max_rank = num_present if weighted_mean else num_present - 1
     w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
+    grams: dict[int, Any] = {}  # M~^T M~ and W^T W, shared by nc1 and the three ETF gaps
     values: dict[str, Any] = {
-        "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
+        "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank, grams) / num_present,
         "nc1_trace": float(np.float64(float(sigma_w.trace()))
                            / (float((centred * centred).sum()) / num_present)),
         "equinorm_means": geometry.equinorm(centred),
     }
-    grams: dict[int, Any] = {}  # M~^T M~ and W^T W, shared by the three ETF gaps
     values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams,
                                                      tile_dtype=tile_dtype)
     values.update(_pair_metrics(centred, variances, w, cdnv_exponent, block, tile_dtype))
@@ -368,12 +368,13 @@ def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, bl
                   tile_dtype: Any) -> dict[str, float]:
     """The metrics over class pairs, from one shared tiled pass.
 
-    For C > d the spread of the cosines has a closed form on d x d matrices that needs no
-    pass over pairs and does not cancel (geometry.cosine_spread); for C <= d the pairwise
-    sums are used, which stay exact near a simplex ETF.
+    For C > 4 d (C > d with float32 tiles) the spread of the cosines has a closed form on
+    d x d matrices that costs less than summing their squares over the pairs and does
+    not cancel (geometry.cosine_spread); else the pairwise sums are used, which stay
+    exact near a simplex ETF.
     """
     count, dim = centred.shape
-    closed_form = count > dim
+    closed_form = geometry.spread_in_closed_form(count, dim, tile_dtype)
     sums = geometry.pair_sums(centred, variances, weight, exponent=exponent,
                               cosine_squares=not closed_form, block=block,
                               tile_dtype=tile_dtype)
