@@ -125,27 +125,63 @@ def power_of_two_scale(x: Array) -> float:
     return math.ldexp(1.0, math.frexp(peak)[1])
 
 
+#: A dict shared by the geometry calls of one compute_metrics call: what they derive
+#: from the same input array (its power-of-two scale, the scaled copy, its d x d Gram)
+#: is formed once. Keyed by (id(array), what); each entry keeps its array alive, so
+#: that an id is never reused within the dict's life.
+Shared = dict[tuple[int, str], tuple[Array, Any]]
+
+
+def _shared(shared: Shared | None, what: str, array: Array, make: Callable[[], Any]) -> Any:
+    """``make()``, or what it gave for ``array`` earlier in ``shared``."""
+    if shared is None:
+        return make()
+    key = (id(array), what)
+    if key not in shared:
+        shared[key] = (array, make())
+    return shared[key][1]
+
+
+def scaled(x: Array, shared: Shared | None = None) -> tuple[float, Array]:
+    """(s, x / s) with s = power_of_two_scale(x): exact, formed once per array in
+    ``shared``."""
+    def make() -> tuple[float, Array]:
+        scale = power_of_two_scale(x)
+        return scale, x / scale
+    return _shared(shared, "scaled", x, make)
+
+
+def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
+    """A lazy (x / s)^T (x / s), d x d (s as in :func:`scaled`), formed once per array in
+    ``shared``."""
+    def make() -> Array:
+        z = scaled(x, shared)[1]
+        return z.T @ z
+    return lambda: _shared(shared, "gram", x, make)
+
+
 def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
-                         grams: dict[int, Array] | None = None) -> float:
+                         shared: Shared | None = None) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
     Sigma_B^+ keeps at most ``max_rank`` eigenpairs, and only those above
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
-    ``grams`` is the dict of :func:`simplex_gap`: the d x d Gram formed here (C > d) is
-    left there for the ETF gaps, which need the same one.
+    ``shared`` (see :data:`Shared`) keeps the scaled means and the d x d Gram formed here
+    (C > d) for the other metrics of the same means.
     """
     num_classes, dim = centred_means.shape
     if not bool(centred_means.any()):
         raise NCInputError("all class means coincide: the between-class covariance is zero")
-    scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
-    squares, vt = _right_singular_pairs(centred_means / scale,
-                                        _shared_gram(centred_means, grams, scale))
+    # the eigenvalues below are in units scale^2
+    scale, unit_scaled = scaled(centred_means, shared)
+    squares, vt = _right_singular_pairs(unit_scaled, _scaled_gram(centred_means, shared))
     eigen = squares / num_classes
     keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * float(eigen[0])
     keep[max_rank:] = False
     v = vt[keep]
-    # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x slower
-    within = _lib(v).einsum("kd,kd->k", v @ (sigma_w / scale), v) / scale
+    # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x
+    # slower. Dividing by the power of two after the product is exact: no d x d copy.
+    within = _lib(v).einsum("kd,kd->k", v @ sigma_w, v) / (scale * scale)
     return float(within @ (1.0 / eigen[keep]))
 
 
@@ -184,14 +220,14 @@ def _gram_surely_ill_conditioned(matrix: Array) -> bool:
     return float(squares.min()) < 0.5 * _GRAM_CONDITION * float(squares.max())
 
 
-def equinorm(vectors: Array) -> float:
+def equinorm(vectors: Array, shared: Shared | None = None) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
-    norms = host_vector(row_norms(vectors / power_of_two_scale(vectors)))
+    norms = host_vector(row_norms(scaled(vectors, shared)[1]))
     return float(norms.std() / norms.mean())
 
 
 def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
-                grams: dict[int, Array] | None = None, tile_dtype: Any = None) -> float:
+                shared: Shared | None = None, tile_dtype: Any = None) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
@@ -202,17 +238,15 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
     whole; beyond, it is summed in block x block tiles (O(block^2) memory) and
     normalised by the estimate
     ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
-    ``grams``, a dict shared by several calls, keeps the d x d Grams L^T L and R^T R
-    (keyed by the arrays' ids) so that each is formed once. ``tile_dtype`` (np.float32)
+    ``shared`` (see :data:`Shared`) keeps the scaled arrays and the d x d Grams L^T L and
+    R^T R, so that each is formed once over several calls. ``tile_dtype`` (np.float32)
     forms the tiles in float32 and sums them in float64.
     """
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
-        left_scale, right_scale = power_of_two_scale(left), power_of_two_scale(right)
-        left_gram = _shared_gram(left, grams, left_scale)
-        right_gram = _shared_gram(right, grams, right_scale)
+        left_gram, right_gram = _scaled_gram(left, shared), _scaled_gram(right, shared)
         left_is_right = right is left
-        left = left / left_scale
-        right = left if left_is_right else right / right_scale
+        left = scaled(left, shared)[1]
+        right = left if left_is_right else scaled(right, shared)[1]
         count = left.shape[0]
         target = 1.0 / np.sqrt(count - 1)
         if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
@@ -233,21 +267,6 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
         # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
         ratio = np.sqrt(norm_sq)
         return float(np.sqrt(max(gap_sq - (ratio - 1.0) ** 2, 0.0) / ratio))
-
-
-def _shared_gram(vectors: Array, grams: dict[int, Array] | None,
-                 scale: float) -> Callable[[], Array]:
-    """A lazy (v / scale)^T (v / scale), d x d, formed once per array in ``grams``
-    (``scale`` is the array's own power_of_two_scale, so the key determines it)."""
-    def gram() -> Array:
-        if grams is not None and id(vectors) in grams:
-            return grams[id(vectors)]
-        scaled = vectors / scale
-        product = scaled.T @ scaled
-        if grams is not None:
-            grams[id(vectors)] = product
-        return product
-    return gram
 
 
 def _tiled_gap_sums(left: Array, right: Array, estimate: float, target: float,
@@ -278,13 +297,25 @@ def _tiled_gap_sums(left: Array, right: Array, estimate: float, target: float,
     return gap_sq, norm_sq
 
 
-def self_duality(weight: Array, centred_means: Array) -> float:
+def self_duality(weight: Array, centred_means: Array, shared: Shared | None = None) -> float:
     """|| W/||W||_F - M~/||M~||_F ||_F^2 (Papyan's NC3)."""
-    weight = weight / power_of_two_scale(weight)
-    centred_means = centred_means / power_of_two_scale(centred_means)
-    gap = (weight / _scalar((weight * weight).sum() ** 0.5)
-           - centred_means / _scalar((centred_means * centred_means).sum() ** 0.5))
-    return float((gap * gap).sum())
+    weight = scaled(weight, shared)[1]
+    centred_means = scaled(centred_means, shared)[1]
+    # one temporary, formed in place: the gap itself, as written above, for its digits
+    gap = _lib(weight).multiply(weight, 1.0 / _scalar(_frobenius(weight)))
+    gap -= centred_means / _scalar(_frobenius(centred_means))
+    return float(_frobenius(gap) ** 2)
+
+
+def squared_norm(x: Array) -> Array:
+    """||x||_F^2 as a 0-d array (one pass, no temporary for a contiguous x)."""
+    flat = x.reshape(-1)
+    return flat @ flat
+
+
+def _frobenius(x: Array) -> Array:
+    """||x||_F as a 0-d array."""
+    return squared_norm(x) ** 0.5
 
 
 # ---------------------------------------------------------------------------------------
@@ -502,6 +533,7 @@ def pair_sums(
     cosine_squares: bool = True,
     block: int = DEFAULT_BLOCK,
     tile_dtype: Any = None,
+    shared: Shared | None = None,
 ) -> PairSums:
     """Every sum over class pairs that the metrics need, in ONE tiled pass.
 
@@ -528,6 +560,8 @@ def pair_sums(
         Tile side.
     tile_dtype : np.float32, optional
         Form the tile products in float32 (sums stay float64).
+    shared : dict, optional
+        See :data:`Shared` (the scaled centred means).
 
     Returns
     -------
@@ -537,8 +571,8 @@ def pair_sums(
     offset = 1.0 / (count - 1)
     # the cdnv ratio gains s^(p-2) under mu -> mu / s, sigma^2 -> sigma^2 / s^2: a
     # power of two s keeps the squared norms far from overflow at no rounding cost
-    scale = power_of_two_scale(centred)
-    centred, variances = centred / scale, variances / (scale * scale)
+    scale, centred = scaled(centred, shared)
+    variances = variances / (scale * scale)
     sq_norms = _lib(centred).einsum("cd,cd->c", centred, centred)
     unit_means, inverse_means = _unit_rows(centred)
     result = PairSums(count * (count - 1) // 2,
