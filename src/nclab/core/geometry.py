@@ -61,7 +61,7 @@ def row_norms(x: Array) -> Array:
     """||x_c|| for each row, shape (C,)."""
     if isinstance(x, torch.Tensor):
         return torch.linalg.vector_norm(x, dim=1)
-    return np.linalg.norm(x, axis=1)
+    return np.sqrt(np.einsum("cd,cd->c", x, x))  # no C x d temporary
 
 
 def row_dots(left: Array, right: Array) -> Array:
@@ -119,7 +119,8 @@ def power_of_two_scale(x: Array) -> float:
     Dividing by s is exact, so ratios of norms are unchanged while their squares stay
     far from overflow and underflow.
     """
-    peak = float(abs(x).max()) if math.prod(x.shape) else 0.0
+    # max and -min: no |x| temporary (NaN and inf still give a non-finite peak)
+    peak = max(float(x.max()), -float(x.min())) if math.prod(x.shape) else 0.0
     if peak == 0.0 or not math.isfinite(peak):
         return 1.0
     return math.ldexp(1.0, math.frexp(peak)[1])
