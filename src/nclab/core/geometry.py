@@ -148,8 +148,16 @@ def scaled(x: Array, shared: Shared | None = None) -> tuple[float, Array]:
     ``shared``."""
     def make() -> tuple[float, Array]:
         scale = power_of_two_scale(x)
-        return scale, x / scale
+        return scale, x if scale == 1.0 else x / scale
     return _shared(shared, "scaled", x, make)
+
+
+def _squared_row_norms(x: Array, shared: Shared | None) -> Array:
+    """||x_c / s||^2 for each row (s as in :func:`scaled`), formed once per array."""
+    def make() -> Array:
+        z = scaled(x, shared)[1]
+        return _lib(z).einsum("cd,cd->c", z, z)
+    return _shared(shared, "squared row norms", x, make)
 
 
 def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
@@ -223,7 +231,7 @@ def _gram_surely_ill_conditioned(matrix: Array) -> bool:
 
 def equinorm(vectors: Array, shared: Shared | None = None) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
-    norms = host_vector(row_norms(scaled(vectors, shared)[1]))
+    norms = host_vector(_lib(vectors).sqrt(_squared_row_norms(vectors, shared)))
     return float(norms.std() / norms.mean())
 
 
@@ -302,10 +310,21 @@ def self_duality(weight: Array, centred_means: Array, shared: Shared | None = No
     """|| W/||W||_F - M~/||M~||_F ||_F^2 (Papyan's NC3)."""
     weight = scaled(weight, shared)[1]
     centred_means = scaled(centred_means, shared)[1]
-    # one temporary, formed in place: the gap itself, as written above, for its digits
-    gap = _lib(weight).multiply(weight, 1.0 / _scalar(_frobenius(weight)))
-    gap -= centred_means / _scalar(_frobenius(centred_means))
-    return float(_frobenius(gap) ** 2)
+    a = 1.0 / _scalar(_frobenius(weight))
+    b = 1.0 / _scalar(_frobenius(centred_means))
+    # the gap itself, as written above, for its digits; in chunks of rows that stay in
+    # cache instead of C x d temporaries
+    total = 0.0
+    for start in range(0, weight.shape[0], _ROW_CHUNK):
+        rows = slice(start, start + _ROW_CHUNK)
+        gap = weight[rows] * a
+        gap -= centred_means[rows] * b
+        total += float(squared_norm(gap))
+    return total
+
+
+#: Rows per chunk of the O(C d) passes done in pieces (a few hundred KiB at d = 512).
+_ROW_CHUNK = 64
 
 
 def squared_norm(x: Array) -> Array:
@@ -462,7 +481,10 @@ class _Tile:
         return values[self.rows, None], values[None, self.cols]
 
     def cross_sum(self, x: Array, values: Array) -> float:
-        """Sum over the tile of x_ij (values_i + values_j)."""
+        """Sum over the tile of x_ij (values_i + values_j) (one reduction of a tile on
+        the diagonal, symmetric up to rounding)."""
+        if self.diagonal:
+            return 2.0 * float(x.sum(axis=1) @ values[self.rows])
         return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
 
     def refine(self, squared: Array, vectors: Array, sq_norms: Array | None) -> None:
@@ -508,20 +530,24 @@ def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array,
     sums.absolute += tile.weight * (absolute - masked * abs(sums.centre))
 
 
-def _angle_start(unit: Array, offset: float, squares: bool) -> AngleSums:
-    """Empty sums, centred at the exact mean of cos + offset over pairs: the mean cosine
-    over c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1))."""
+def _angle_start(unit: Array, unit_squares: Array, offset: float, squares: bool
+                 ) -> AngleSums:
+    """Empty sums, centred at the mean of cos + offset over pairs: the mean cosine over
+    c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1)), ``unit_squares`` the
+    ||u_c||^2. (Any centre gives the same spread; this one leaves nothing to cancel.)"""
     count = unit.shape[0]
     total = unit.sum(axis=0)
-    mean = (_scalar(total @ total - _lib(unit).einsum("cd,cd->", unit, unit))
-            / (count * (count - 1)))
+    mean = _scalar(total @ total - unit_squares.sum()) / (count * (count - 1))
     return AngleSums(square=0.0 if squares else None, centre=float(mean + offset))
 
 
-def _unit_rows(vectors: Array) -> tuple[Array, Array]:
-    """(rows / ||rows||, 1 / ||rows||); a zero row gives inf and NaN downstream."""
+def _unit_rows(vectors: Array, squares: Array | None = None) -> tuple[Array, Array]:
+    """(rows / ||rows||, 1 / ||rows||) from the squared norms (``squares``, else formed
+    here); a zero row gives inf and NaN downstream."""
+    if squares is None:
+        squares = _lib(vectors).einsum("cd,cd->c", vectors, vectors)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = 1.0 / row_norms(vectors)
+        inverse = 1.0 / _lib(squares).sqrt(squares)
         return vectors * inverse[:, None], inverse
 
 
@@ -572,15 +598,18 @@ def pair_sums(
     offset = 1.0 / (count - 1)
     # the cdnv ratio gains s^(p-2) under mu -> mu / s, sigma^2 -> sigma^2 / s^2: a
     # power of two s keeps the squared norms far from overflow at no rounding cost
+    sq_norms = _squared_row_norms(centred, shared)
     scale, centred = scaled(centred, shared)
     variances = variances / (scale * scale)
-    sq_norms = _lib(centred).einsum("cd,cd->c", centred, centred)
-    unit_means, inverse_means = _unit_rows(centred)
-    result = PairSums(count * (count - 1) // 2,
-                      means=_angle_start(unit_means, offset, cosine_squares))
+    unit_means, inverse_means = _unit_rows(centred, sq_norms)
+    result = PairSums(count * (count - 1) // 2, means=_angle_start(
+        unit_means, sq_norms * inverse_means**2, offset, cosine_squares))
     if weight is not None:
-        unit_weights, _ = _unit_rows(weight)
-        result.weights = _angle_start(unit_weights, offset, cosine_squares)
+        # the unit rows of W / s are those of W (s a power of two): exact
+        weight_squares = _squared_row_norms(weight, shared)
+        unit_weights, inverse_weights = _unit_rows(scaled(weight, shared)[1], weight_squares)
+        result.weights = _angle_start(unit_weights, weight_squares * inverse_weights**2,
+                                      offset, cosine_squares)
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
     weight_operand = None if weight is None else tile.operand(unit_weights)
