@@ -186,3 +186,11 @@ def test_equiangularity_takes_the_closed_form_only_beyond_four_classes_per_dim(
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         cosines = (unit @ unit.T)[np.triu_indices(classes, 1)]
         assert value == pytest.approx(np.std(cosines), rel=1e-10)
+
+
+def test_simplex_gaps_old_grams_keyword_still_works_and_warns():
+    rng = np.random.default_rng(4)
+    means = rng.standard_normal((30, 8))
+    with pytest.warns(DeprecationWarning, match="shared="):
+        got = geometry.simplex_gap(means, means, grams={})
+    assert got == pytest.approx(direct_gap(means, means), rel=1e-12)

@@ -15,6 +15,7 @@ in float32 and sums in float64: docs/performance.md states the error this adds.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +237,8 @@ def equinorm(vectors: Array, shared: Shared | None = None) -> float:
 
 
 def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
-                shared: Shared | None = None, tile_dtype: Any = None) -> float:
+                shared: Shared | None = None, tile_dtype: Any = None,
+                grams: Shared | None = None) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
@@ -248,9 +250,14 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
     normalised by the estimate
     ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
     ``shared`` (see :data:`Shared`) keeps the scaled arrays and the d x d Grams L^T L and
-    R^T R, so that each is formed once over several calls. ``tile_dtype`` (np.float32)
+    R^T R, so that each is formed once over several calls (``grams``, its name in the
+    previous release, still works and warns). ``tile_dtype`` (np.float32)
     forms the tiles in float32 and sums them in float64.
     """
+    if grams is not None:
+        warnings.warn("simplex_gap(grams=...) is now simplex_gap(shared=...)",
+                      DeprecationWarning, stacklevel=2)
+        shared = grams if shared is None else shared
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
         left_gram, right_gram = _scaled_gram(left, shared), _scaled_gram(right, shared)
         left_is_right = right is left
