@@ -95,3 +95,102 @@ def test_means_whose_column_norms_rule_out_the_gram_skip_its_eigh(monkeypatch, w
     got = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
     assert got == eigh_then_svd  # the same SVD as before: bit for bit
     assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, 49), rel=1e-10)
+
+
+def brute_pair_sums(means, variances, weight):
+    """Every sum of geometry.pair_sums over the pairs c < c', one pair at a time."""
+    count = len(means)
+    offset = 1.0 / (count - 1)
+    found = {"cdnv": 0.0, "chord": 0.0, "chord_square": 0.0, "log": 0.0, "log_square": 0.0}
+    cosines = {"means": [], "weights": []}
+    for i in range(count):
+        for j in range(i + 1, count):
+            distance = means[i] - means[j]
+            found["cdnv"] += (variances[i] + variances[j]) / (2 * distance @ distance)
+            u, v = (means[k] / np.linalg.norm(means[k]) for k in (i, j))
+            chord = np.linalg.norm(u - v)
+            found["chord"] += chord
+            found["chord_square"] += chord**2
+            found["log"] -= np.log(chord)
+            found["log_square"] += np.log(chord) ** 2
+            for name, rows in (("means", means), ("weights", weight)):
+                cosines[name].append(rows[i] @ rows[j] / np.linalg.norm(rows[i])
+                                     / np.linalg.norm(rows[j]) + offset)
+    for name, values in cosines.items():
+        found[f"{name}.shifted"] = float(np.sum(values))
+        found[f"{name}.absolute"] = float(np.abs(values).sum())
+        found[f"{name}.spread"] = float(np.std(values))
+    return found
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 6, 11, 12])
+def test_pair_sums_of_whole_diagonal_tiles_equal_the_pairs_one_by_one(block):
+    # tiles on the diagonal are used whole (every pair twice, plus a masked diagonal);
+    # 11 classes: one-row last tiles (block 2, 5), a lone tile (block 11, 12)
+    rng = np.random.default_rng(block)
+    means = rng.standard_normal((11, 6))
+    weight = means + 0.5 * rng.standard_normal((11, 6))
+    variances = rng.uniform(0.5, 2.0, 11)
+    sums = geometry.pair_sums(means, variances, weight, block=block)
+    got = {"cdnv": sums.cdnv, "chord": sums.chord, "chord_square": sums.chord_square,
+           "log": sums.log, "log_square": sums.log_square}
+    for name, angles in (("means", sums.means), ("weights", sums.weights)):
+        got.update({f"{name}.shifted": angles.shifted, f"{name}.absolute": angles.absolute,
+                    f"{name}.spread": angles.spread(sums.pairs)})
+    want = brute_pair_sums(means, variances, weight)
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
+
+
+def test_nc1_leaves_its_gram_to_the_etf_gaps():
+    rng = np.random.default_rng(3)
+    centred = rng.standard_normal((50, 8))
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(8, rng)
+    shared = {}
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, 49, shared)
+    assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, 49), rel=1e-12)
+    keys = [key for key in shared if key[1] == "gram"]
+    assert len(keys) == 1  # the d x d Gram of the scaled means, formed by nc1
+    kept, gram = shared[keys[0]]
+    scale = geometry.power_of_two_scale(centred)
+    np.testing.assert_allclose(gram, (centred / scale).T @ (centred / scale), rtol=1e-14)
+    assert geometry.simplex_gap(centred, centred, shared=shared) == pytest.approx(
+        direct_gap(centred, centred), rel=1e-12)
+    # the gap reads that Gram (its normaliser) instead of forming it again
+    shared[keys[0]] = (kept, 4.0 * gram)
+    assert geometry.simplex_gap(centred, centred, shared=shared) != pytest.approx(
+        direct_gap(centred, centred), rel=1e-3)
+
+
+@pytest.mark.parametrize("classes, closed", [(20, False), (32, False), (33, True)])
+def test_equiangularity_takes_the_closed_form_only_beyond_four_classes_per_dim(
+        monkeypatch, classes, closed):
+    from nclab import CollapseStats, compute_metrics
+
+    rng = np.random.default_rng(classes)
+    dim = 8
+    means = rng.standard_normal((classes, dim)) * 3
+    labels = np.arange(classes * 4) % classes
+    stats = CollapseStats(classes).update(means[labels] + rng.standard_normal((len(labels), dim)),
+                                          labels)
+    weight = means + 0.3 * rng.standard_normal((classes, dim))
+    calls = []
+    original = geometry.cosine_spread
+    monkeypatch.setattr(geometry, "cosine_spread", lambda v: calls.append(1) or original(v))
+    got = compute_metrics(stats, weight)
+    assert bool(calls) == closed
+    centred = stats.means - stats.means.mean(axis=0)
+    for vectors, value in ((centred, got.equiangularity_means),
+                           (weight, got.equiangularity_weights)):
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        cosines = (unit @ unit.T)[np.triu_indices(classes, 1)]
+        assert value == pytest.approx(np.std(cosines), rel=1e-10)
+
+
+def test_simplex_gaps_old_grams_keyword_still_works_and_warns():
+    rng = np.random.default_rng(4)
+    means = rng.standard_normal((30, 8))
+    with pytest.warns(DeprecationWarning, match="shared="):
+        got = geometry.simplex_gap(means, means, grams={})
+    assert got == pytest.approx(direct_gap(means, means), rel=1e-12)

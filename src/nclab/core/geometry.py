@@ -15,6 +15,7 @@ in float32 and sums in float64: docs/performance.md states the error this adds.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def row_norms(x: Array) -> Array:
     """||x_c|| for each row, shape (C,)."""
     if isinstance(x, torch.Tensor):
         return torch.linalg.vector_norm(x, dim=1)
-    return np.linalg.norm(x, axis=1)
+    return np.sqrt(np.einsum("cd,cd->c", x, x))  # no C x d temporary
 
 
 def row_dots(left: Array, right: Array) -> Array:
@@ -73,13 +74,6 @@ def _empty(like: Array, size: int, dtype: Any = None) -> Array:
     if isinstance(like, torch.Tensor):
         return torch.empty(size, dtype=dtype or like.dtype, device=like.device)
     return np.empty(size, dtype=dtype or like.dtype)
-
-
-def _triu_indices(like: Array, n: int) -> tuple:
-    if isinstance(like, torch.Tensor):
-        i, j = torch.triu_indices(n, n, 1, device=like.device)
-        return i, j
-    return np.triu_indices(n, 1)
 
 
 def _nonzero(mask: Array) -> tuple:
@@ -126,29 +120,78 @@ def power_of_two_scale(x: Array) -> float:
     Dividing by s is exact, so ratios of norms are unchanged while their squares stay
     far from overflow and underflow.
     """
-    peak = float(abs(x).max()) if math.prod(x.shape) else 0.0
+    # max and -min: no |x| temporary (NaN and inf still give a non-finite peak)
+    peak = max(float(x.max()), -float(x.min())) if math.prod(x.shape) else 0.0
     if peak == 0.0 or not math.isfinite(peak):
         return 1.0
     return math.ldexp(1.0, math.frexp(peak)[1])
 
 
-def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int) -> float:
+#: A dict shared by the geometry calls of one compute_metrics call: what they derive
+#: from the same input array (its power-of-two scale, the scaled copy, its d x d Gram)
+#: is formed once. Keyed by (id(array), what); each entry keeps its array alive, so
+#: that an id is never reused within the dict's life.
+Shared = dict[tuple[int, str], tuple[Array, Any]]
+
+
+def _shared(shared: Shared | None, what: str, array: Array, make: Callable[[], Any]) -> Any:
+    """``make()``, or what it gave for ``array`` earlier in ``shared``."""
+    if shared is None:
+        return make()
+    key = (id(array), what)
+    if key not in shared:
+        shared[key] = (array, make())
+    return shared[key][1]
+
+
+def scaled(x: Array, shared: Shared | None = None) -> tuple[float, Array]:
+    """(s, x / s) with s = power_of_two_scale(x): exact, formed once per array in
+    ``shared``."""
+    def make() -> tuple[float, Array]:
+        scale = power_of_two_scale(x)
+        return scale, x if scale == 1.0 else x / scale
+    return _shared(shared, "scaled", x, make)
+
+
+def _squared_row_norms(x: Array, shared: Shared | None) -> Array:
+    """||x_c / s||^2 for each row (s as in :func:`scaled`), formed once per array."""
+    def make() -> Array:
+        z = scaled(x, shared)[1]
+        return _lib(z).einsum("cd,cd->c", z, z)
+    return _shared(shared, "squared row norms", x, make)
+
+
+def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
+    """A lazy (x / s)^T (x / s), d x d (s as in :func:`scaled`), formed once per array in
+    ``shared``."""
+    def make() -> Array:
+        z = scaled(x, shared)[1]
+        return z.T @ z
+    return lambda: _shared(shared, "gram", x, make)
+
+
+def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
+                         shared: Shared | None = None) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
     Sigma_B^+ keeps at most ``max_rank`` eigenpairs, and only those above
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
+    ``shared`` (see :data:`Shared`) keeps the scaled means and the d x d Gram formed here
+    (C > d) for the other metrics of the same means.
     """
     num_classes, dim = centred_means.shape
     if not bool(centred_means.any()):
         raise NCInputError("all class means coincide: the between-class covariance is zero")
-    scale = power_of_two_scale(centred_means)  # the eigenvalues below are in units scale^2
-    squares, vt = _right_singular_pairs(centred_means / scale)
+    # the eigenvalues below are in units scale^2
+    scale, unit_scaled = scaled(centred_means, shared)
+    squares, vt = _right_singular_pairs(unit_scaled, _scaled_gram(centred_means, shared))
     eigen = squares / num_classes
     keep = eigen > max(dim, num_classes) * np.finfo(np.float64).eps * float(eigen[0])
     keep[max_rank:] = False
     v = vt[keep]
-    # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x slower
-    within = _lib(v).einsum("kd,kd->k", v @ (sigma_w / scale), v) / scale
+    # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x
+    # slower. Dividing by the power of two after the product is exact: no d x d copy.
+    within = _lib(v).einsum("kd,kd->k", v @ sigma_w, v) / (scale * scale)
     return float(within @ (1.0 / eigen[keep]))
 
 
@@ -158,13 +201,15 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int) ->
 _GRAM_CONDITION = 1e-5
 
 
-def _right_singular_pairs(matrix: Array) -> tuple[Array, Array]:
+def _right_singular_pairs(matrix: Array, gram: Callable[[], Array] | None = None
+                          ) -> tuple[Array, Array]:
     """(squared singular values (k,) descending, right singular vectors (k, d)) of a
     (C, d) matrix. For C > d the eigen-decomposition of the d x d Gram costs a third of
-    the SVD and agrees with it when the matrix is well conditioned."""
+    the SVD and agrees with it when the matrix is well conditioned (``gram``: a lazy
+    ``matrix.T @ matrix``, shared with other users)."""
     count, dim = matrix.shape
     if count > dim and not _gram_surely_ill_conditioned(matrix):
-        values, vectors = _eigh_descending(matrix.T @ matrix)
+        values, vectors = _eigh_descending(matrix.T @ matrix if gram is None else gram())
         if float(values[-1]) >= _GRAM_CONDITION * float(values[0]):
             return values, vectors
     singular, vt = _svd(matrix)
@@ -185,14 +230,15 @@ def _gram_surely_ill_conditioned(matrix: Array) -> bool:
     return float(squares.min()) < 0.5 * _GRAM_CONDITION * float(squares.max())
 
 
-def equinorm(vectors: Array) -> float:
+def equinorm(vectors: Array, shared: Shared | None = None) -> float:
     """std_c ||v_c|| / mean_c ||v_c|| (population std, ddof=0)."""
-    norms = host_vector(row_norms(vectors / power_of_two_scale(vectors)))
+    norms = host_vector(_lib(vectors).sqrt(_squared_row_norms(vectors, shared)))
     return float(norms.std() / norms.mean())
 
 
 def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
-                grams: dict[int, Array] | None = None, tile_dtype: Any = None) -> float:
+                shared: Shared | None = None, tile_dtype: Any = None,
+                grams: Shared | None = None) -> float:
     """|| G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F for G = left @ right.T (C x C).
 
     etf_error uses left = right = M~ (or W); wh_duality uses left = W, right = M~.
@@ -203,17 +249,20 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
     whole; beyond, it is summed in block x block tiles (O(block^2) memory) and
     normalised by the estimate
     ||G||_F^2 = <L^T L, R^T R>, whose error the same pass measures and removes.
-    ``grams``, a dict shared by several calls, keeps the d x d Grams L^T L and R^T R
-    (keyed by the arrays' ids) so that each is formed once. ``tile_dtype`` (np.float32)
+    ``shared`` (see :data:`Shared`) keeps the scaled arrays and the d x d Grams L^T L and
+    R^T R, so that each is formed once over several calls (``grams``, its name in the
+    previous release, still works and warns). ``tile_dtype`` (np.float32)
     forms the tiles in float32 and sums them in float64.
     """
+    if grams is not None:
+        warnings.warn("simplex_gap(grams=...) is now simplex_gap(shared=...)",
+                      DeprecationWarning, stacklevel=2)
+        shared = grams if shared is None else shared
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
-        left_scale, right_scale = power_of_two_scale(left), power_of_two_scale(right)
-        left_gram = _shared_gram(left, grams, left_scale)
-        right_gram = _shared_gram(right, grams, right_scale)
+        left_gram, right_gram = _scaled_gram(left, shared), _scaled_gram(right, shared)
         left_is_right = right is left
-        left = left / left_scale
-        right = left if left_is_right else right / right_scale
+        left = scaled(left, shared)[1]
+        right = left if left_is_right else scaled(right, shared)[1]
         count = left.shape[0]
         target = 1.0 / np.sqrt(count - 1)
         if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
@@ -234,21 +283,6 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
         # with r = ||G|| / estimate: ||G/||G|| - T||^2 = (gap_sq - (r - 1)^2) / r, exactly
         ratio = np.sqrt(norm_sq)
         return float(np.sqrt(max(gap_sq - (ratio - 1.0) ** 2, 0.0) / ratio))
-
-
-def _shared_gram(vectors: Array, grams: dict[int, Array] | None,
-                 scale: float) -> Callable[[], Array]:
-    """A lazy (v / scale)^T (v / scale), d x d, formed once per array in ``grams``
-    (``scale`` is the array's own power_of_two_scale, so the key determines it)."""
-    def gram() -> Array:
-        if grams is not None and id(vectors) in grams:
-            return grams[id(vectors)]
-        scaled = vectors / scale
-        product = scaled.T @ scaled
-        if grams is not None:
-            grams[id(vectors)] = product
-        return product
-    return gram
 
 
 def _tiled_gap_sums(left: Array, right: Array, estimate: float, target: float,
@@ -279,13 +313,36 @@ def _tiled_gap_sums(left: Array, right: Array, estimate: float, target: float,
     return gap_sq, norm_sq
 
 
-def self_duality(weight: Array, centred_means: Array) -> float:
+def self_duality(weight: Array, centred_means: Array, shared: Shared | None = None) -> float:
     """|| W/||W||_F - M~/||M~||_F ||_F^2 (Papyan's NC3)."""
-    weight = weight / power_of_two_scale(weight)
-    centred_means = centred_means / power_of_two_scale(centred_means)
-    gap = (weight / _scalar((weight * weight).sum() ** 0.5)
-           - centred_means / _scalar((centred_means * centred_means).sum() ** 0.5))
-    return float((gap * gap).sum())
+    weight = scaled(weight, shared)[1]
+    centred_means = scaled(centred_means, shared)[1]
+    a = 1.0 / _scalar(_frobenius(weight))
+    b = 1.0 / _scalar(_frobenius(centred_means))
+    # the gap itself, as written above, for its digits; in chunks of rows that stay in
+    # cache instead of C x d temporaries
+    total = 0.0
+    for start in range(0, weight.shape[0], _ROW_CHUNK):
+        rows = slice(start, start + _ROW_CHUNK)
+        gap = weight[rows] * a
+        gap -= centred_means[rows] * b
+        total += float(squared_norm(gap))
+    return total
+
+
+#: Rows per chunk of the O(C d) passes done in pieces (a few hundred KiB at d = 512).
+_ROW_CHUNK = 64
+
+
+def squared_norm(x: Array) -> Array:
+    """||x||_F^2 as a 0-d array (one pass, no temporary for a contiguous x)."""
+    flat = x.reshape(-1)
+    return flat @ flat
+
+
+def _frobenius(x: Array) -> Array:
+    """||x||_F as a 0-d array."""
+    return squared_norm(x) ** 0.5
 
 
 # ---------------------------------------------------------------------------------------
@@ -349,39 +406,42 @@ class PairSums:
     log_square: float = 0.0
 
 
-def _pair_blocks(like: Array, n: int, block: int
-                 ) -> Iterator[tuple[slice, slice, tuple | None]]:
-    """Tiles (rows, cols, upper) covering the pairs i < j once each.
+def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice]]:
+    """Tiles (rows, cols) covering the pairs i < j: those on and above the diagonal.
 
-    Tiles off the diagonal are used whole; on the diagonal ``upper`` holds the indices
-    of its strict upper triangle (a boolean mask over every tile would cost more than
-    the products themselves at large C).
+    A tile on the diagonal is used whole (a symmetric square: each pair twice, plus the
+    diagonal, which the sums mask); gathering its strict upper triangle instead would
+    cost more than the products themselves.
     """
     for i0 in range(0, n, block):
         rows = slice(i0, min(i0 + block, n))
         for j0 in range(i0, n, block):
-            cols = slice(j0, min(j0 + block, n))
-            if i0 != j0:
-                yield rows, cols, None
-            elif rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
-                yield rows, cols, _triu_indices(like, rows.stop - i0)
+            if i0 != j0 or rows.stop - i0 > 1:  # a one-row diagonal tile holds no pair
+                yield rows, slice(j0, min(j0 + block, n))
+
+
+def _fill_diagonal(square: Array, value: float) -> None:
+    if isinstance(square, torch.Tensor):
+        square.diagonal().fill_(value)
+    else:
+        np.fill_diagonal(square, value)
 
 
 class _Tile:
     """One tile of the pass over pairs and its reused buffers.
 
-    Off the diagonal a tile is a 2-D (rows x cols) view of flat buffers allocated once
-    (fresh C x C-sized temporaries on every tile cost page faults); on the diagonal it
-    is the 1-D strict upper triangle. With ``tile_dtype`` float32 the products are
-    formed in float32 (operands cast once by :meth:`operand`) and stored in float64,
-    and the cancellation test is widened to :data:`_CANCELLATION_FLOAT32`.
+    A tile is a 2-D (rows x cols) view of flat buffers allocated once (fresh C x C-sized
+    temporaries on every tile cost page faults). A tile on the diagonal holds every pair
+    twice: its sums are halved (:attr:`weight`) and its diagonal is given values that add
+    nothing (:meth:`mask_diagonal`). With ``tile_dtype`` float32 the products are formed
+    in float32 (operands cast once by :meth:`operand`) and stored in float64, and the
+    cancellation test is widened to :data:`_CANCELLATION_FLOAT32`.
     """
 
     def __init__(self, like: Array, block: int, tile_dtype: Any = None) -> None:
         self._like = like
         self._flat = [_empty(like, block * block) for _ in range(2)]
         self.rows = self.cols = slice(0, 0)
-        self.upper: tuple | None = None
         self.tile_dtype = tile_dtype
         low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
         self.cancellation = _CANCELLATION_FLOAT32 if low else _CANCELLATION
@@ -390,36 +450,49 @@ class _Tile:
         """``vectors`` in the dtype of the tile products."""
         return _as_dtype(vectors, self.tile_dtype)
 
-    def move(self, rows: slice, cols: slice, upper: tuple | None) -> None:
-        self.rows, self.cols, self.upper = rows, cols, upper
+    def move(self, rows: slice, cols: slice) -> None:
+        self.rows, self.cols = rows, cols
+
+    @property
+    def diagonal(self) -> bool:
+        """Whether the tile is a square on the diagonal (each of its pairs twice)."""
+        return self.rows.start == self.cols.start
+
+    @property
+    def weight(self) -> float:
+        """What a sum over the tile counts for in a sum over pairs: 1/2 on the diagonal."""
+        return 0.5 if self.diagonal else 1.0
+
+    def mask_diagonal(self, x: Array, value: float) -> int:
+        """Set the diagonal of a tile on the diagonal to ``value``; how many entries."""
+        if not self.diagonal:
+            return 0
+        _fill_diagonal(x, value)
+        return self.rows.stop - self.rows.start
 
     def buffers(self) -> list[Array]:
         """Two scratch arrays of the tile's shape."""
-        if self.upper is not None:
-            return [_empty(self._like, self.upper[0].shape[0]) for _ in self._flat]
         shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
         return [flat[: shape[0] * shape[1]].reshape(shape) for flat in self._flat]
 
     def product(self, left: Array, out: Array) -> Array:
-        """left[rows] @ left[cols].T, into ``out`` (``left`` from :meth:`operand`)."""
-        if self.upper is None and left.dtype == out.dtype:
+        """left[rows] @ left[cols].T, into ``out`` (``left`` from :meth:`operand`); on
+        the diagonal the BLAS takes it as a symmetric rank-k update (half the work)."""
+        if left.dtype == out.dtype:
             return _lib(left).matmul(left[self.rows], left[self.cols].T, out=out)
-        full = left[self.rows] @ left[self.cols].T
-        out[...] = full if self.upper is None else full[self.upper]
+        out[...] = left[self.rows] @ left[self.cols].T
         return out
 
     def vectors(self, values: Array) -> tuple[Array, Array]:
         """Per-class values broadcast to the tile: (row values, column values)."""
-        if self.upper is None:
-            return values[self.rows, None], values[None, self.cols]
-        return values[self.rows][self.upper[0]], values[self.cols][self.upper[1]]
+        return values[self.rows, None], values[None, self.cols]
 
     def cross_sum(self, x: Array, values: Array) -> float:
-        """Sum over the tile of x_ij (values_i + values_j)."""
-        if self.upper is None:
-            return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
-        a, b = self.vectors(values)
-        return float(x @ a + x @ b)
+        """Sum over the tile of x_ij (values_i + values_j) (one reduction of a tile on
+        the diagonal, symmetric up to rounding)."""
+        if self.diagonal:
+            return 2.0 * float(x.sum(axis=1) @ values[self.rows])
+        return float(x.sum(axis=1) @ values[self.rows] + x.sum(axis=0) @ values[self.cols])
 
     def refine(self, squared: Array, vectors: Array, sq_norms: Array | None) -> None:
         """Recompute, in place, the squared distances of the tile that cancelled.
@@ -427,7 +500,8 @@ class _Tile:
         ``squared`` came from squared norms minus twice a Gram entry; where it is below
         _CANCELLATION times the two squared norms (``sq_norms``; None for unit vectors)
         it is replaced by the squared norm of the explicit difference. One min() keeps
-        the common case at a single reduction.
+        the common case at a single reduction. (The diagonal of a tile on the diagonal
+        is masked by the caller first.)
         """
         if sq_norms is None:
             limit: Array | float = 2.0 * self.cancellation
@@ -441,38 +515,46 @@ class _Tile:
             norm_r, norm_c = self.vectors(sq_norms)
             limit = self.cancellation * (norm_r + norm_c)
         risky = squared < limit
-        if self.upper is None:
-            i, j = _nonzero(risky)
-        else:
-            i, j = self.upper[0][risky], self.upper[1][risky]
+        i, j = _nonzero(risky)
         diff = vectors[self.rows.start + i] - vectors[self.cols.start + j]
         squared[risky] = _lib(diff).einsum("pd,pd->p", diff, diff)
 
 
-def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array) -> None:
-    """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten."""
+def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array,
+                tile: _Tile) -> None:
+    """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten.
+
+    The diagonal of a tile on the diagonal is set to the centre: it adds nothing to the
+    squares, and its known share of the other two sums is taken off.
+    """
     cosines += offset
-    sums.shifted += float(cosines.sum())
+    masked = tile.mask_diagonal(cosines, sums.centre)
+    sums.shifted += tile.weight * (float(cosines.sum()) - masked * sums.centre)
     if sums.square is not None:
         deviation = _lib(cosines).subtract(cosines, sums.centre, out=spare).ravel()
-        sums.square += float(deviation @ deviation)
-    sums.absolute += float(_lib(cosines).abs(cosines, out=cosines).sum())
+        sums.square += tile.weight * float(deviation @ deviation)
+    absolute = float(_lib(cosines).abs(cosines, out=cosines).sum())
+    sums.absolute += tile.weight * (absolute - masked * abs(sums.centre))
 
 
-def _angle_start(unit: Array, offset: float, squares: bool) -> AngleSums:
-    """Empty sums, centred at the exact mean of cos + offset over pairs: the mean cosine
-    over c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1))."""
+def _angle_start(unit: Array, unit_squares: Array, offset: float, squares: bool
+                 ) -> AngleSums:
+    """Empty sums, centred at the mean of cos + offset over pairs: the mean cosine over
+    c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1)), ``unit_squares`` the
+    ||u_c||^2. (Any centre gives the same spread; this one leaves nothing to cancel.)"""
     count = unit.shape[0]
     total = unit.sum(axis=0)
-    mean = (_scalar(total @ total - _lib(unit).einsum("cd,cd->", unit, unit))
-            / (count * (count - 1)))
+    mean = _scalar(total @ total - unit_squares.sum()) / (count * (count - 1))
     return AngleSums(square=0.0 if squares else None, centre=float(mean + offset))
 
 
-def _unit_rows(vectors: Array) -> tuple[Array, Array]:
-    """(rows / ||rows||, 1 / ||rows||); a zero row gives inf and NaN downstream."""
+def _unit_rows(vectors: Array, squares: Array | None = None) -> tuple[Array, Array]:
+    """(rows / ||rows||, 1 / ||rows||) from the squared norms (``squares``, else formed
+    here); a zero row gives inf and NaN downstream."""
+    if squares is None:
+        squares = _lib(vectors).einsum("cd,cd->c", vectors, vectors)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = 1.0 / row_norms(vectors)
+        inverse = 1.0 / _lib(squares).sqrt(squares)
         return vectors * inverse[:, None], inverse
 
 
@@ -485,6 +567,7 @@ def pair_sums(
     cosine_squares: bool = True,
     block: int = DEFAULT_BLOCK,
     tile_dtype: Any = None,
+    shared: Shared | None = None,
 ) -> PairSums:
     """Every sum over class pairs that the metrics need, in ONE tiled pass.
 
@@ -511,6 +594,8 @@ def pair_sums(
         Tile side.
     tile_dtype : np.float32, optional
         Form the tile products in float32 (sums stay float64).
+    shared : dict, optional
+        See :data:`Shared` (the scaled centred means).
 
     Returns
     -------
@@ -520,20 +605,23 @@ def pair_sums(
     offset = 1.0 / (count - 1)
     # the cdnv ratio gains s^(p-2) under mu -> mu / s, sigma^2 -> sigma^2 / s^2: a
     # power of two s keeps the squared norms far from overflow at no rounding cost
-    scale = power_of_two_scale(centred)
-    centred, variances = centred / scale, variances / (scale * scale)
-    sq_norms = _lib(centred).einsum("cd,cd->c", centred, centred)
-    unit_means, inverse_means = _unit_rows(centred)
-    result = PairSums(count * (count - 1) // 2,
-                      means=_angle_start(unit_means, offset, cosine_squares))
+    sq_norms = _squared_row_norms(centred, shared)
+    scale, centred = scaled(centred, shared)
+    variances = variances / (scale * scale)
+    unit_means, inverse_means = _unit_rows(centred, sq_norms)
+    result = PairSums(count * (count - 1) // 2, means=_angle_start(
+        unit_means, sq_norms * inverse_means**2, offset, cosine_squares))
     if weight is not None:
-        unit_weights, _ = _unit_rows(weight)
-        result.weights = _angle_start(unit_weights, offset, cosine_squares)
+        # the unit rows of W / s are those of W (s a power of two): exact
+        weight_squares = _squared_row_norms(weight, shared)
+        unit_weights, inverse_weights = _unit_rows(scaled(weight, shared)[1], weight_squares)
+        result.weights = _angle_start(unit_weights, weight_squares * inverse_weights**2,
+                                      offset, cosine_squares)
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
     weight_operand = None if weight is None else tile.operand(unit_weights)
-    for rows, cols, upper in _pair_blocks(centred, count, block):
-        tile.move(rows, cols, upper)
+    for rows, cols in _pair_blocks(count, block):
+        tile.move(rows, cols)
         gram, work = tile.buffers()
         tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
@@ -542,9 +630,10 @@ def pair_sums(
         gram *= norm_c  # now the cosines of the centred means
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
-        _angle_sums(gram, offset, result.means, work)
+        _angle_sums(gram, offset, result.means, work, tile)
         if weight_operand is not None and result.weights is not None:
-            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram)
+            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram,
+                        tile)
     result.cdnv *= scale ** (2.0 - exponent)
     return result
 
@@ -557,6 +646,7 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
     norm_r, norm_c = tile.vectors(sq_norms)
     squared += norm_r
     squared += norm_c
+    tile.mask_diagonal(squared, math.inf)  # a class with itself: adds 1 / inf = 0
     tile.refine(squared, centred, sq_norms)
     with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
         if exponent == 2.0:
@@ -564,24 +654,29 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
         else:
             power = torch.pow if xp is torch else np.power
             power(squared, -exponent / 2, out=squared)
-    result.cdnv += tile.cross_sum(squared, variances) / 2
+    result.cdnv += tile.weight * tile.cross_sum(squared, variances) / 2
 
 
 def _add_chords(result: PairSums, tile: _Tile, cosines: Array, work: Array,
                 unit: Array) -> None:
-    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``."""
+    """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``
+    (a class with itself adds a chord 0, and then, for the logarithm, a chord 1)."""
     xp = _lib(cosines)
     chord = xp.multiply(cosines, -2.0, out=work)
     chord += 2.0
+    tile.mask_diagonal(chord, 2.0)  # no refinement for the diagonal
     tile.refine(chord, unit, None)  # after it every entry is >= 0
-    result.chord_square += float(chord.sum())
+    tile.mask_diagonal(chord, 0.0)
+    weight = tile.weight
+    result.chord_square += weight * float(chord.sum())
     xp.sqrt(chord, out=chord)
-    result.chord += float(chord.sum())
+    result.chord += weight * float(chord.sum())
+    tile.mask_diagonal(chord, 1.0)
     with np.errstate(divide="ignore"):  # coinciding directions: -log 0 = inf
         xp.log(chord, out=chord)
     flat = chord.ravel()
-    result.log -= float(flat.sum())
-    result.log_square += float(flat @ flat)
+    result.log -= weight * float(flat.sum())
+    result.log_square += weight * float(flat @ flat)
 
 
 def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, float]:
@@ -589,6 +684,20 @@ def pair_moments(total: float, total_square: float, pairs: int) -> tuple[float, 
     mean = total / pairs
     with np.errstate(invalid="ignore"):
         return mean, max(total_square / pairs - mean * mean, 0.0)
+
+
+#: Above this many classes per dimension the spread of the cosines is computed in closed
+#: form (O(C d^2)); below, the squares summed by the pass over pairs cost less.
+_CLOSED_FORM_CLASSES_PER_DIM = 4
+
+
+def spread_in_closed_form(count: int, dim: int, tile_dtype: Any = None) -> bool:
+    """Whether equiangularity of C vectors in d dimensions takes :func:`cosine_spread`
+    rather than the pairwise squares of :func:`pair_sums`: for C > 4 d (two extra passes
+    over C^2 / 2 pairs would cost more than its d x d Gram), and for any C > d with
+    float32 tiles (whose cosines carry errors of about 1e-7, the closed form none)."""
+    low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
+    return count > (1 if low else _CLOSED_FORM_CLASSES_PER_DIM) * dim
 
 
 def cosine_spread(vectors: Array) -> float:
@@ -634,7 +743,7 @@ def cdnv_matrix(means: np.ndarray, variances: np.ndarray, exponent: float = 2.0
     centred, variances = centred / scale, variances / (scale * scale)
     sq_norms = np.einsum("cd,cd->c", centred, centred)
     tile = _Tile(centred, 0)
-    tile.move(slice(0, len(means)), slice(0, len(means)), None)
+    tile.move(slice(0, len(means)), slice(0, len(means)))
     squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * centred @ centred.T
     tile.refine(squared, centred, sq_norms)
     np.fill_diagonal(squared, np.inf)

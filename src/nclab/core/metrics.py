@@ -248,25 +248,30 @@ def compute_metrics(
     # the state of the features times stats.scale (a power of two): the scale-free
     # metrics are exact on it, and no square or fourth power over- or underflows
     scale = stats.scale
-    means, global_mean, sigma_w, variances = _scaled_state(stats, present, weighted_mean,
+    means, global_mean, scatter, variances = _scaled_state(stats, present, weighted_mean,
                                                            on_device)
     centred = means - global_mean
     max_rank = num_present if weighted_mean else num_present - 1
     w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
+    # the scaled M~ and W and their d x d Grams, each formed once for every metric
+    shared: geometry.Shared = {}
+    # Sigma_W = scatter / N: the division is left to the scalars (no d x d copy)
+    per_sample = 1.0 / stats.num_samples
     values: dict[str, Any] = {
-        "nc1": geometry.pseudo_inverse_trace(sigma_w, centred, max_rank) / num_present,
-        "nc1_trace": float(np.float64(float(sigma_w.trace()))
-                           / (float((centred * centred).sum()) / num_present)),
-        "equinorm_means": geometry.equinorm(centred),
+        "nc1": geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared)
+        * per_sample / num_present,
+        "nc1_trace": float(np.float64(float(scatter.trace()) * per_sample)
+                           / (float(geometry.squared_norm(centred)) / num_present)),
+        "equinorm_means": geometry.equinorm(centred, shared),
     }
-    grams: dict[int, Any] = {}  # M~^T M~ and W^T W, shared by the three ETF gaps
-    values["etf_error_means"] = geometry.simplex_gap(centred, centred, grams=grams,
+    values["etf_error_means"] = geometry.simplex_gap(centred, centred, shared=shared,
                                                      tile_dtype=tile_dtype)
-    values.update(_pair_metrics(centred, variances, w, cdnv_exponent, block, tile_dtype))
+    values.update(_pair_metrics(centred, variances, w, cdnv_exponent, block, tile_dtype,
+                                shared))
     log_scale = math.log2(scale)
     values["cdnv"] = _unscaled(values["cdnv"], log_scale, 2 - cdnv_exponent)
     if w is not None:
-        values.update(_classifier_metrics(w, centred, grams, tile_dtype))
+        values.update(_classifier_metrics(w, centred, shared, tile_dtype))
         values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"],
                                                log_scale + w_shift, 2)
         if b is not None:  # W mu_G + b times the same power of two as W h
@@ -312,21 +317,25 @@ def _tile_dtype(tiles: Any) -> Any:
 
 def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool,
                   on_device: bool) -> tuple[Any, Any, Any, Any]:
-    """(means (C', d), mu_G (d,), Sigma_W (d, d), sigma_c^2 (C',)) of the present classes
-    in the scaled units: numpy arrays, or float64 tensors left on the state's device."""
+    """(means (C', d), mu_G (d,), scatter N Sigma_W (d, d), sigma_c^2 (C',)) of the
+    present classes in the scaled units: numpy arrays (views of the state where every
+    class is present), or float64 tensors left on the state's device."""
+    counts = stats.counts
+    everyone = bool(present.all())
     if not on_device:
-        return (stats.scaled_means()[present],
-                stats.global_mean(weighted=weighted_mean, scaled=True),
-                stats.within_class_covariance(scaled=True), stats.class_variances(scaled=True))
-    all_means, spread, scatter = stats.scaled_tensors()
-    mask = torch.from_numpy(present).to(all_means.device)
-    counts = torch.from_numpy(stats.counts[present].astype(np.float64)).to(all_means.device)
-    means = all_means[mask]
-    if weighted_mean:
-        global_mean = counts @ means / stats.num_samples
+        all_means, spread = stats.scaled_means(), stats.scaled_spread()
+        scatter, number = stats.scaled_scatter(), counts
     else:
-        global_mean = means.mean(dim=0)
-    return means, global_mean, scatter / stats.num_samples, spread[mask] / counts
+        all_means, spread, scatter = stats.scaled_tensors()
+        number = torch.from_numpy(counts.astype(np.float64)).to(all_means.device)
+        present = torch.from_numpy(present).to(all_means.device)
+    means = all_means if everyone else all_means[present]
+    number = number if everyone else number[present]
+    if weighted_mean:
+        global_mean = number @ means / stats.num_samples
+    else:
+        global_mean = means.mean(0)
+    return means, global_mean, scatter, (spread if everyone else spread[present]) / number
 
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:
@@ -358,14 +367,15 @@ def _scaled_classifier(weight: np.ndarray | None, present: np.ndarray,
     its Gram neither over- nor underflows for weights of magnitude 1e+-250."""
     if weight is None:
         return None, 0
-    shift = _order_one_shift(weight[present])
-    scaled = np.ldexp(weight[present], shift)
+    rows = weight if present.all() else weight[present]
+    shift = _order_one_shift(rows)
+    scaled = np.ldexp(rows, shift)
     return (scaled if device is None else torch.from_numpy(scaled).to(device)), shift
 
 
 def _order_one_shift(array: np.ndarray) -> int:
     """k such that array * 2**k has its largest magnitude in [0.5, 1) (0 for zeros)."""
-    peak = float(np.abs(array).max()) if array.size else 0.0
+    peak = max(float(array.max()), -float(array.min())) if array.size else 0.0
     return -math.frexp(peak)[1] if peak > 0 else 0
 
 
@@ -383,18 +393,19 @@ def _unscaled(value: float, log_scale: float, power: float) -> float:
 
 
 def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, block: int,
-                  tile_dtype: Any) -> dict[str, float]:
+                  tile_dtype: Any, shared: geometry.Shared) -> dict[str, float]:
     """The metrics over class pairs, from one shared tiled pass.
 
-    For C > d the spread of the cosines has a closed form on d x d matrices that needs no
-    pass over pairs and does not cancel (geometry.cosine_spread); for C <= d the pairwise
-    sums are used, which stay exact near a simplex ETF.
+    For C > 4 d (C > d with float32 tiles) the spread of the cosines has a closed form on
+    d x d matrices that costs less than summing their squares over the pairs and does
+    not cancel (geometry.cosine_spread); else the pairwise sums are used, which stay
+    exact near a simplex ETF.
     """
     count, dim = centred.shape
-    closed_form = count > dim
+    closed_form = geometry.spread_in_closed_form(count, dim, tile_dtype)
     sums = geometry.pair_sums(centred, variances, weight, exponent=exponent,
                               cosine_squares=not closed_form, block=block,
-                              tile_dtype=tile_dtype)
+                              tile_dtype=tile_dtype, shared=shared)
     pairs = sums.pairs
     values = {
         "cdnv": sums.cdnv / pairs,
@@ -414,18 +425,18 @@ def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, bl
     return {key: float(value) for key, value in values.items()}
 
 
-def _classifier_metrics(weight: Any, centred: Any, grams: dict[int, Any],
+def _classifier_metrics(weight: Any, centred: Any, shared: geometry.Shared,
                         tile_dtype: Any) -> dict[str, float]:
     # s_c = w_c . (mu_c - mu_G): C values, the same on the host on every backend
     duality = geometry.host_vector(geometry.row_dots(weight, centred))
     with np.errstate(invalid="ignore", divide="ignore"):
         duality_cv = duality.std() / duality.mean()
     return {
-        "equinorm_weights": geometry.equinorm(weight),
-        "etf_error_weights": geometry.simplex_gap(weight, weight, grams=grams,
+        "equinorm_weights": geometry.equinorm(weight, shared),
+        "etf_error_weights": geometry.simplex_gap(weight, weight, shared=shared,
                                                   tile_dtype=tile_dtype),
-        "self_duality": geometry.self_duality(weight, centred),
-        "wh_duality": geometry.simplex_gap(weight, centred, grams=grams,
+        "self_duality": geometry.self_duality(weight, centred, shared),
+        "wh_duality": geometry.simplex_gap(weight, centred, shared=shared,
                                            tile_dtype=tile_dtype),
         "unc3_duality_cv": float(duality_cv),
         "unc3_duality_var": float(duality.var(ddof=1)),
