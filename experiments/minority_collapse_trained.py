@@ -7,7 +7,8 @@ Run:  python experiments/minority_collapse_trained.py [--dataset gaussian]
 
 One ``nclab train --imbalance step:R,5`` run per R and seed (cross-entropy, SGD, the
 default recipe otherwise, one thread), each in OUT/R<R>-seed<seed>. Prints, per run, at
-the last epoch: the class counts n_max and n_min, the training error, the mean pairwise
+the last epoch: the class counts n_max and n_min, the training error and the training
+accuracy of the minority classes, the mean pairwise
 cosine of the minority classifier rows (``minority_collapse_weights``) and of the centred
 minority class means of the training split (``minority_collapse_means``), the mean norm of
 the minority rows over the majority's, the mean bias of the minority rows minus the
@@ -68,11 +69,15 @@ def run(args: argparse.Namespace, ratio: float, seed: int) -> str:
     # None where a minority row is zero (its cosine is undefined)
     logged = [row.get("train_minority_collapse_weights") for row in trainer.state.rows]
     peak = max((value for value in logged if value is not None), default=float("nan"))
+    columns = [(last["train_error"], 9, 4), (last["train_minority_accuracy"], 9, 3),
+               (number(last["train_minority_collapse_weights"]), 10, 3),
+               (number(last["train_minority_collapse_means"]), 10, 3),
+               (head["norm_ratio"], 15, 3), (head["bias_gap"], 8, 3),
+               (last["test_majority_accuracy"], 8, 3), (last["test_minority_accuracy"], 8, 3),
+               (peak, 11, 3)]
     return (f"{ratio:<6g} {seed:4d} {info['counts'][0]:5d} {info['counts'][-1]:5d} "
-            f"{last['train_error']:9.4f} {number(last['train_minority_collapse_weights']):10.3f} "
-            f"{number(last['train_minority_collapse_means']):10.3f} {head['norm_ratio']:10.3f} "
-            f"{head['bias_gap']:8.3f} {last['test_majority_accuracy']:8.3f} "
-            f"{last['test_minority_accuracy']:8.3f} {peak:8.3f} {seconds:6.0f}s")
+            + " ".join(f"{value:{width}.{digits}f}" for value, width, digits in columns)
+            + f" {seconds:5.0f}s")
 
 
 def main() -> None:
@@ -90,7 +95,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default="runs/minority-trained")
     args = parser.parse_args()
-    print("R      seed n_max n_min train_err cos(W_min) cos(M_min) |w_min|/|w_maj| "
+    print("R      seed n_max n_min train_err train_min cos(W_min) cos(M_min) |w_min|/|w_maj| "
           "bias_gap test_maj test_min peak_cos(W)  time", flush=True)
     for ratio in (float(r) for r in args.ratios.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
