@@ -2,15 +2,16 @@
 
 Run:  python experiments/deep_ufm.py [--classes 4] [--dim 8] [--per-class 3]
           [--layers 2,3,4] [--lambda 5e-3] [--seeds 8] [--steps 10000] [--anneal 0,4]
+          [--method lbfgs|descent]
 
 For the linear model and, for each ``--anneal`` A, the ReLU model (A = 0: plain descent at
 the ReLU; A > 0: A smoothing stages of widths 1e-1..1e-A, then the ReLU, sharing the
 steps), at each depth L: every start's end objective and gradient norm, and for each end
 the rank of the last layer's class means (singular values above 1e-4 of the largest);
 for the best end, nc1 of every layer, its gradient norm, its number of pre-activations at
-the kink and the smallest slope off them (``kink_report``), and how many ends pass the
-first-order test ``certified(1e-6)``. The value of deep neural collapse
-(``dnc_objective``) is printed alongside.
+the kink and the smallest slope off them (``kink_report``), how many ends pass the
+first-order test ``certified(1e-6)`` and the iterations of each stage. The value of deep
+neural collapse (``dnc_objective``) is printed alongside.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def report(args: argparse.Namespace, activation: str, layers: int, anneal: int) 
     start = time.perf_counter()
     ufm = DeepUFM(args.classes, args.dim, args.per_class, layers=layers,
                   activation=activation, lambda_w=args.lam, lambda_h=args.lam)
-    solution = ufm.solve(range(args.seeds), steps=args.steps, anneal=anneal)
+    solution = ufm.solve(range(args.seeds), steps=args.steps, anneal=anneal,
+                         method=args.method)
     ends = []
     for run in range(args.seeds):
         last = solution.layer_features(run)[-1]
@@ -45,10 +47,10 @@ def report(args: argparse.Namespace, activation: str, layers: int, anneal: int) 
     dnc = dnc_objective(args.classes, layers, lambda_w=args.lam, lambda_h=args.lam,
                         per_class=args.per_class).objective
     at_dnc = sum(abs(f - dnc) <= 1e-6 for f, _, _ in ends)
-    print(f"{activation} L={layers} anneal={anneal if activation == 'relu' else '-'} "
+    print(f"{activation} L={layers} {args.method} anneal={anneal if activation == 'relu' else '-'} "
           f"({time.perf_counter() - start:.0f}s); DNC value {dnc:.6f}, ends within 1e-6 of "
           f"it: {at_dnc}/{args.seeds}; certified: {int(solution.certified(1e-6).sum())}"
-          f"/{args.seeds}")
+          f"/{args.seeds}; iterations per stage {solution.stage_steps}")
     print("  ends (f, grad, rank of last means): " + ", ".join(
         f"({f:.6f}, {g:.0e}, {r})" for f, g, r in sorted(ends)))
     print(f"  best: f {float(solution.objective[best]):.6f}, grad "
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--anneal", default="0,4")
+    parser.add_argument("--method", choices=("lbfgs", "descent"), default="lbfgs")
     parser.add_argument("--no-linear", action="store_true")
     args = parser.parse_args()
     depths = [int(v) for v in args.layers.split(",")]

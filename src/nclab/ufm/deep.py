@@ -36,6 +36,7 @@ from nclab.core.errors import NCInputError
 from nclab.core.measure import measure
 from nclab.core.metrics import CollapseMetrics
 from nclab.ufm._base import check_sizes, class_labels, random_normal
+from nclab.ufm.lbfgs import lbfgs
 from nclab.ufm.optim import DescentTrace, Params, descend, one_thread_if_small
 
 __all__ = [
@@ -50,6 +51,9 @@ __all__ = [
 ACTIVATIONS = ("relu", "linear")
 #: Smoothing stages of a ReLU solve when none is given: widths 1e-1, 1e-2, 1e-3, 1e-4.
 DEFAULT_ANNEAL = 4
+#: The minimizers of :meth:`DeepUFM.solve`: L-BFGS (the default) or gradient descent.
+METHODS = ("lbfgs", "descent")
+DEFAULT_METHOD = "lbfgs"
 #: The largest number of smoothing stages (widths below 1e-12 are below rounding).
 MAX_ANNEAL = 12
 #: A pre-activation is at the kink when |z| <= KINK_TOL * (largest |z| of its layer).
@@ -96,6 +100,11 @@ class DeepUFMSolution:
         The smoothing widths of the stages before the true ReLU (empty: none).
     kinks, kink_slope : Tensor of shape (S,)
         Of :func:`kink_report` at the ends.
+    stage_steps : list of int
+        The iterations each stage ran (the smoothing stages, then the true activation).
+    smoothed_grad_norm : Tensor of shape (S,) or None
+        The gradient norm of the smoothed objective at the end of the last smoothing
+        stage (width widths[-1]); None without smoothing.
     """
 
     params: Params
@@ -108,14 +117,26 @@ class DeepUFMSolution:
     widths: list[float] = field(default_factory=list)
     kinks: torch.Tensor | None = None
     kink_slope: torch.Tensor | None = None
+    stage_steps: list[int] = field(default_factory=list)
+    smoothed_grad_norm: torch.Tensor | None = None
 
-    def certified(self, grad_tol: float = 1e-6) -> torch.Tensor:
+    def certified(self, grad_tol: float = 1e-6, *, smoothed: bool = False) -> torch.Tensor:
         """(S,) bool: the gradient norm is at most grad_tol and no kink has a slope below
         -grad_tol (a first-order test: no single step off a kink nor a smooth step
-        lowers f; not a proof of a minimum)."""
+        lowers f; not a proof of a minimum).
+
+        With ``smoothed=True`` a run also passes when the last smoothing stage (width
+        w = widths[-1]) ended with a gradient norm of at most grad_tol: a stationary
+        point of f smoothed at width w, i.e. (as w -> 0) a Clarke stationary point of
+        the ReLU objective, where a kink may need a derivative strictly between 0 and 1
+        (which the test at the true ReLU, with relu'(0) = 0, cannot see).
+        """
         slope = (torch.zeros_like(self.objective) if self.kink_slope is None
                  else self.kink_slope)
-        return (self.grad_norm <= grad_tol) & (slope >= -grad_tol)
+        passed = (self.grad_norm <= grad_tol) & (slope >= -grad_tol)
+        if smoothed and self.smoothed_grad_norm is not None:
+            passed |= self.smoothed_grad_norm <= grad_tol
+        return passed
 
     @property
     def best(self) -> int:
@@ -280,45 +301,58 @@ class DeepUFM:
 
     def solve(self, seeds: Sequence[int] = (0,), *, steps: int = 5000, lr: float = 1.0,
               grad_tol: float = 1e-10, device: torch.device | str = "cpu",
-              anneal: int | None = None) -> DeepUFMSolution:
-        """Backtracking gradient descent from one random start per seed, batched.
+              anneal: int | None = None, method: str = DEFAULT_METHOD) -> DeepUFMSolution:
+        """Minimize f from one random start per seed, batched.
 
-        With the ReLU and ``anneal`` = A > 0 (default DEFAULT_ANNEAL; ignored for the
-        linear model) the ``steps`` are shared by A + 1 stages: the activation
-        ``smooth_relu`` of widths 1e-1, ..., 1e-A, then the true ReLU (the last stage
-        gets the remainder). ``anneal=0`` is a plain descent at the ReLU.
+        ``method`` "lbfgs" (the default; :func:`nclab.ufm.lbfgs.lbfgs`) or "descent"
+        (backtracking gradient descent from the step ``lr``), each with a per-run
+        backtracking step. With the ReLU and ``anneal`` = A > 0 (default DEFAULT_ANNEAL;
+        ignored for the linear model) the ``steps`` are shared by A + 1 stages: the
+        activation ``smooth_relu`` of widths 1e-1, ..., 1e-A, then the true ReLU; each
+        stage gets an equal share of the steps the earlier ones left (a stage stops once
+        every run meets ``grad_tol`` or, for L-BFGS, has stalled). ``anneal=0`` is a
+        single stage at the ReLU.
         """
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise NCInputError("solve needs at least one seed")
         start = tuple(p.contiguous() for p in self.random_start(seeds, device))
         return self.refine(start, seeds=seeds, steps=steps, lr=lr, grad_tol=grad_tol,
-                           anneal=anneal)
+                           anneal=anneal, method=method)
 
     def refine(self, params: Params, *, seeds: Sequence[int] | None = None, steps: int = 5000,
-               lr: float = 1.0, grad_tol: float = 1e-10, anneal: int | None = None
-               ) -> DeepUFMSolution:
+               lr: float = 1.0, grad_tol: float = 1e-10, anneal: int | None = None,
+               method: str = DEFAULT_METHOD) -> DeepUFMSolution:
         """The descent of :meth:`solve` from given params (S, ...) instead of random starts
         (``seeds`` only label the runs; default 0..S-1)."""
         if isinstance(steps, bool) or int(steps) != steps or steps < 0:
             raise NCInputError(f"steps must be an integer >= 0; got {steps!r}")
+        if method not in METHODS:
+            raise NCInputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         widths = self.smoothing_widths(anneal)
         seeds = list(range(params[0].shape[0])) if seeds is None else [int(s) for s in seeds]
-        stage_steps = int(steps) // (len(widths) + 1)
-        traces = []
-        for width in widths:
-            params, trace = descend(_Smoothed(self, width), params, steps=stage_steps, lr=lr,
-                                    grad_tol=grad_tol)
+        problems = [_Smoothed(self, width) for width in widths] + [self]
+        traces, left = [], int(steps)
+        for stage, problem in enumerate(problems):
+            # each stage gets its share of what is left: steps a stage did not need (it
+            # met grad_tol or stalled) pass on to the next ones
+            budget = left // (len(problems) - stage)
+            if method == "lbfgs":
+                params, trace = lbfgs(problem, params, steps=budget, grad_tol=grad_tol)
+            else:
+                params, trace = descend(problem, params, steps=budget, lr=lr,
+                                        grad_tol=grad_tol)
             traces.append(trace)
-        params, trace = descend(self, params, steps=int(steps) - stage_steps * len(widths),
-                                lr=lr, grad_tol=grad_tol)
-        traces.append(trace)
+            left -= trace.iterations
         kinks, kink_slope = kink_report(self, params)
         return DeepUFMSolution(params=params, labels=self.labels(params[0].device),
                                seeds=seeds, objective=trace.objective[-1],
                                grad_norm=trace.grad_norm[-1], trace=_joined(traces),
                                activation=self.activation, widths=widths, kinks=kinks,
-                               kink_slope=kink_slope)
+                               kink_slope=kink_slope,
+                               stage_steps=[t.iterations for t in traces],
+                               smoothed_grad_norm=(traces[-2].grad_norm[-1] if widths
+                                                   else None))
 
     def smoothing_widths(self, anneal: int | None) -> list[float]:
         """The widths of the smoothing stages of :meth:`solve`; one NCInputError line for
