@@ -194,3 +194,32 @@ def test_simplex_gaps_old_grams_keyword_still_works_and_warns():
     with pytest.warns(DeprecationWarning, match="shared="):
         got = geometry.simplex_gap(means, means, grams={})
     assert got == pytest.approx(direct_gap(means, means), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_ill_conditioned_full_rank_means_take_no_singular_vectors(monkeypatch, backend):
+    # eigenvalue ratio 1e-8 (below the Gram's bound, far above the truncation floor): the
+    # trace comes from the triangular factor's inverse, with the SVD form's value
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    u, _ = np.linalg.qr(rng.standard_normal((200, 30)))
+    v, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    centred = (u * np.geomspace(1.0, 1e-4, 30)) @ v.T * 5.0
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(30, rng)
+    want = direct_pinv_trace(sigma_w, centred, 199)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the SVD was taken")
+
+    monkeypatch.setattr(np.linalg, "svd", refused)
+    monkeypatch.setattr(torch.linalg, "svd", refused)
+    if backend == "torch":
+        sigma_w, centred = torch.from_numpy(sigma_w), torch.from_numpy(centred)
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, 199)
+    assert got == pytest.approx(want, rel=1e-11)
+    # a cap below d needs the singular pairs: the truncated form, with the SVD's value
+    monkeypatch.undo()
+    capped = geometry.pseudo_inverse_trace(sigma_w, centred, 20)
+    assert capped == pytest.approx(direct_pinv_trace(np.asarray(sigma_w), np.asarray(centred),
+                                                     20), rel=1e-10)
