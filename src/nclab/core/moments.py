@@ -147,10 +147,14 @@ def _gram_plan(dim: int) -> tuple[tuple[slice, slice, float], ...]:
 
 
 def host_syrk_applies(z: torch.Tensor) -> bool:
-    """Whether z^T z can run as the host BLAS's symmetric rank-k update on z's own memory:
+    """Whether z^T z runs as the host BLAS's symmetric rank-k update on z's own memory:
     a plain, row-major float32 or float64 tensor in CPU memory (views of other devices,
-    strided views, autograd or lazy tensors take torch's products)."""
-    return (type(z) is torch.Tensor and z.device.type == "cpu" and z.layout == torch.strided
+    strided views, autograd or lazy tensors take torch's products), with torch on one
+    thread. With more, OpenBLAS's threads and torch's OpenMP ones contend for the cores:
+    on two threads the pass measured no faster than with torch's products alone
+    (docs/performance.md)."""
+    return (torch.get_num_threads() == 1 and type(z) is torch.Tensor
+            and z.device.type == "cpu" and z.layout == torch.strided
             and z.dtype in (torch.float32, torch.float64) and z.is_contiguous()
             and not (z.requires_grad or z.is_neg() or z.is_conj()))
 
@@ -168,12 +172,12 @@ def _host_gram(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
     numpy's matmul runs ``a.T @ a`` as BLAS syrk: half the flops, measured at about 0.5x
     of torch's (MKL) GEMM against 0.7x for the upper blocks; torch exposes no syrk on
-    the CPU. It runs on as many threads as torch (OpenBLAS would take every core).
+    the CPU. It runs on one thread, as torch does (OpenBLAS would take every core).
     """
     import numpy as np
 
     rows = z.numpy()
-    with _host_blas().limit(limits=torch.get_num_threads()):
+    with _host_blas().limit(limits=1):
         np.matmul(rows.T, rows, out=out.numpy())
     return out
 
