@@ -146,8 +146,52 @@ def _gram_plan(dim: int) -> tuple[tuple[slice, slice, float], ...]:
                  for r0, r1, c0, c1 in _upper_blocks(0, dim, leaf))
 
 
-def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0) -> None:
-    """target += alpha z^T z in upper-block form (float64 products, no temporaries)."""
+def host_syrk_applies(z: torch.Tensor) -> bool:
+    """Whether z^T z runs as the host BLAS's symmetric rank-k update on z's own memory:
+    a plain, row-major float32 or float64 tensor in CPU memory (views of other devices,
+    strided views, autograd or lazy tensors take torch's products), with torch on one
+    thread. With more, OpenBLAS's threads and torch's OpenMP ones contend for the cores:
+    on two threads the pass measured no faster than with torch's products alone
+    (docs/performance.md)."""
+    return (torch.get_num_threads() == 1 and type(z) is torch.Tensor
+            and z.device.type == "cpu" and z.layout == torch.strided
+            and z.dtype in (torch.float32, torch.float64) and z.is_contiguous()
+            and not (z.requires_grad or z.is_neg() or z.is_conj()))
+
+
+@functools.cache
+def _host_blas() -> Any:
+    """threadpoolctl's handle on the BLAS libraries loaded in the process (numpy's)."""
+    from threadpoolctl import ThreadpoolController  # here: `import nclab` stays light
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _host_gram(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = z^T z, whole and symmetric, in z's dtype (``out`` (d, d) contiguous).
+
+    numpy's matmul runs ``a.T @ a`` as BLAS syrk: half the flops, measured at about 0.5x
+    of torch's (MKL) GEMM against 0.7x for the upper blocks; torch exposes no syrk on
+    the CPU. It runs on one thread, as torch does (OpenBLAS would take every core).
+    """
+    import numpy as np
+
+    rows = z.numpy()
+    with _host_blas().limit(limits=1):
+        np.matmul(rows.T, rows, out=out.numpy())
+    return out
+
+
+def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0,
+                    scratch: torch.Tensor | None = None) -> None:
+    """target += alpha z^T z in upper-block form, in float64: the host's syrk into
+    ``scratch`` (d, d) float64 (allocated when None) where it applies, else the upper
+    blocks' products (no temporaries)."""
+    if host_syrk_applies(z) and z.dtype == torch.float64:
+        dim = z.shape[1]
+        wide = torch.empty(dim, dim, dtype=torch.float64) if scratch is None else scratch
+        target.add_(_host_gram(z, wide), alpha=alpha)
+        return
     for rows, columns, weight in _gram_plan(z.shape[1]):
         target[rows, columns].addmm_(z[:, rows].T, z[:, columns], alpha=alpha * weight)
 
@@ -187,11 +231,14 @@ class _Pending:
         self.staged = 0
         self.gather = torch.empty(rows, dim, **work)  # references of the rows, then sums
         narrow = dtype != torch.float64
-        # float32 products of the Gram's upper blocks, added into the float64 Gram through
-        # a float64 copy (a mixed-dtype add_ is 10x slower)
+        host = device.type == "cpu"
+        # float32 products of the Gram (the host's syrk, or torch's products of its upper
+        # blocks), added into the float64 Gram through a float64 copy (a mixed-dtype add_
+        # is 10x slower); float64 ones on the host go through the float64 copy alone
+        self.square = torch.empty(dim, dim, **work) if narrow and host else None
         self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
                          for r, c, _ in _gram_plan(dim)] if narrow else []
-        self.scratch = torch.empty(dim, dim, **wide) if narrow else None
+        self.scratch = torch.empty(dim, dim, **wide) if narrow or host else None
         # rows of a block, or of its group sums, in float64 (a block holds at most G groups,
         # and its rows are widened only when most of them are of distinct groups)
         wide_rows = rows if 2 * groups > rows else groups
@@ -220,14 +267,19 @@ class _Pending:
         """gram += alpha residual^T residual, in upper-block form (about half the
         products), the products in the working dtype (``residual`` is converted to it
         through the stage: only when no rows are staged)."""
-        if self.scratch is None:
-            _add_upper_gram(self.gram, residual, alpha)
+        if self.dtype == torch.float64:
+            _add_upper_gram(self.gram, residual, alpha, self.scratch)
             return
         if residual.dtype != self.dtype:  # converted block by block through the stage
             block = len(self.stage)
             for start in range(0, len(residual), block):
                 part = residual[start : start + block]
                 self.add_gram(self.stage[: len(part)].copy_(part), alpha)
+            return
+        assert self.scratch is not None
+        if self.square is not None and host_syrk_applies(residual):
+            wide = self.scratch.copy_(_host_gram(residual, self.square))
+            self.gram.add_(wide, alpha=alpha)
             return
         plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
