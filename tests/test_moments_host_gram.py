@@ -44,8 +44,8 @@ def test_host_syrk_and_torch_products_agree(dtype, rtol, one_thread, monkeypatch
     x = (torch.randn(400, 37, generator=gen, dtype=torch.float64) * 2 + 50).to(dtype)
     groups = torch.randint(0, 5, (400,), generator=gen)
     calls = []
-    real = moments._host_gram
-    monkeypatch.setattr(moments, "_host_gram", lambda z, out: calls.append(z) or real(z, out))
+    real = moments.host_gram
+    monkeypatch.setattr(moments, "host_gram", lambda z, out: calls.append(z) or real(z, out))
     host = _moments(x, groups, 5)
     assert calls  # the host path ran ...
     monkeypatch.setattr(moments, "host_syrk_applies", lambda z: False)
@@ -77,7 +77,7 @@ def test_only_plain_contiguous_cpu_floats_on_one_thread_take_the_host_path(one_t
 
 
 def test_a_strided_view_takes_torchs_products(one_thread, monkeypatch):
-    monkeypatch.setattr(moments, "_host_gram", lambda z, out: pytest.fail("host path"))
+    monkeypatch.setattr(moments, "host_gram", lambda z, out: pytest.fail("host path"))
     z = torch.randn(30, 40, dtype=torch.float64)[:, ::2]
     target = torch.zeros(20, 20, dtype=torch.float64)
     moments._add_upper_gram(target, z, alpha=0.5)
@@ -88,7 +88,7 @@ def test_a_strided_view_takes_torchs_products(one_thread, monkeypatch):
 def test_the_host_blas_keeps_its_thread_count(one_thread):
     x = torch.randn(300, 16)
     before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    out = moments._host_gram(x, torch.empty(16, 16))
+    out = moments.host_gram(x, torch.empty(16, 16))
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
     np.testing.assert_allclose(out.numpy(), x.double().numpy().T @ x.double().numpy(),
