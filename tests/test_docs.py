@@ -11,7 +11,6 @@ import pkgutil
 from pathlib import Path
 
 import pytest
-import torch
 from docs_helpers import (
     PAGES,
     ROOT,
@@ -22,9 +21,11 @@ from docs_helpers import (
     run_command,
     run_python,
 )
+from torch_threads import one_thread  # noqa: F401  (two shared cores: no spin-waiting)
 
 import nclab
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 BLOCKS = [block for page in PAGES for block in page_blocks(page)]
 #: page -> (namespace, folder): a page's blocks share them, in page order
 PAGE_STATE: dict[str, tuple[dict, Path]] = {}
@@ -41,18 +42,9 @@ def page_state(page: str, factory) -> tuple[dict, Path]:
     return PAGE_STATE[page]
 
 
-@pytest.fixture
-def one_thread():
-    # two shared cores: threads that spin-wait for each other slow small models 5-10x
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.name)
 def test_documented_block_runs_and_prints_what_the_page_shows(block: Block, monkeypatch,
-                                                             tmp_path_factory, one_thread):
+                                                             tmp_path_factory):
     if block.skipped:
         pytest.skip(f"{block.skipped} (its short twin runs: {block.page}, before line "
                     f"{block.line})")
@@ -103,7 +95,7 @@ def package_modules():
 
 
 @pytest.mark.parametrize("module_name", package_modules())
-def test_docstring_examples_run(module_name, tmp_path, monkeypatch, one_thread):
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     module = importlib.import_module(module_name)
     tests = [test for test in doctest.DocTestFinder().find(module, module_name)

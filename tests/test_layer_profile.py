@@ -10,7 +10,7 @@ from cli_helpers import run_cli
 from reference import reference_metrics
 from torch import nn
 from torch_threads import one_thread  # noqa: F401
-from train_helpers import TINY
+from train_helpers import TINY, trained_model
 
 import nclab
 from nclab import NCInputError
@@ -152,9 +152,6 @@ def trained_run(tmp_path_factory):
 
 
 def test_nclab_profile_measures_the_trained_checkpoint(trained_run, tmp_path, capsys):
-    from nclab.runs import RunDir
-    from nclab.train import TrainConfig, make_task
-
     code, out, err = run_cli(["profile", trained_run, "--out", tmp_path / "p", "--threads", "1"],
                              capsys)
     assert code == 0, err
@@ -165,12 +162,7 @@ def test_nclab_profile_measures_the_trained_checkpoint(trained_run, tmp_path, ca
     assert document["epoch"] == TINY.epochs and document["split"] == "train"
     assert (tmp_path / "p" / "profile.png").stat().st_size > 10_000
     # the same numbers from the checkpoint loaded by hand
-    run = RunDir(trained_run)
-    task = make_task(TrainConfig.from_dict(run.read_config()))
-    splits = task.load_data()
-    model = task.build_model(splits)
-    model.load_state_dict(torch.load(run.file("checkpoint.pt"), weights_only=True)["model"])
-    model.eval()
+    model, splits = trained_model(trained_run)
     with torch.no_grad():
         hand = (model.body[:3](splits.train.x), model.body(splits.train.x))
     for row, h in zip(document["layers"], hand, strict=True):

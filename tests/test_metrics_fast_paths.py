@@ -30,6 +30,15 @@ def spd(dim, rng):
     return a @ a.T / dim
 
 
+def refuse(monkeypatch, *functions):
+    """Make each (module, name) fail the test if called: the path must not take it."""
+    for module, name in functions:
+        def refused(*args, _name=name, **kwargs):
+            raise AssertionError(f"the {_name} was taken")
+
+        monkeypatch.setattr(module, name, refused)
+
+
 @pytest.mark.parametrize("count, dim, spread", [(90, 40, 1.0), (90, 40, 1e-2),
                                                 (30, 40, 1.0), (60, 20, 1e-7)])
 def test_pinv_trace_equals_the_svd_form(count, dim, spread):
@@ -52,16 +61,12 @@ def test_well_conditioned_means_with_more_classes_than_dims_take_no_svd(monkeypa
     centred -= centred.mean(axis=0)
     sigma_w = spd(8, rng)
     want = direct_pinv_trace(sigma_w, centred, 49)
-
-    def refused(*args, **kwargs):
-        raise AssertionError("the SVD was taken")
-
-    monkeypatch.setattr(np.linalg, "svd", refused)
+    refuse(monkeypatch, (np.linalg, "svd"))
     assert geometry.pseudo_inverse_trace(sigma_w, centred, 49) == pytest.approx(want,
                                                                                rel=1e-12)
     dead = centred.copy()
     dead[:, 3] = 0.0  # a dead unit: a zero eigenvalue, so the exact SVD is needed
-    with pytest.raises(AssertionError, match="SVD was taken"):
+    with pytest.raises(AssertionError, match="svd was taken"):
         geometry.pseudo_inverse_trace(sigma_w, dead, 49)
 
 
@@ -87,11 +92,7 @@ def test_means_whose_column_norms_rule_out_the_gram_skip_its_eigh(monkeypatch, w
     with monkeypatch.context() as without_the_test:  # the eigh taken, rejected, then the SVD
         without_the_test.setattr(geometry, "_gram_surely_ill_conditioned", lambda _: False)
         eigh_then_svd = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
-
-    def refused(*args, **kwargs):
-        raise AssertionError("the eigh was taken")
-
-    monkeypatch.setattr(np.linalg, "eigh", refused)
+    refuse(monkeypatch, (np.linalg, "eigh"))
     got = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
     assert got == eigh_then_svd  # the same SVD as before: bit for bit
     assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, 49), rel=1e-10)
@@ -208,12 +209,7 @@ def test_ill_conditioned_full_rank_means_take_no_singular_vectors(monkeypatch, b
     centred -= centred.mean(axis=0)
     sigma_w = spd(30, rng)
     want = direct_pinv_trace(sigma_w, centred, 199)
-
-    def refused(*args, **kwargs):
-        raise AssertionError("the SVD was taken")
-
-    monkeypatch.setattr(np.linalg, "svd", refused)
-    monkeypatch.setattr(torch.linalg, "svd", refused)
+    refuse(monkeypatch, (np.linalg, "svd"), (torch.linalg, "svd"))
     if backend == "torch":
         sigma_w, centred = torch.from_numpy(sigma_w), torch.from_numpy(centred)
     got = geometry.pseudo_inverse_trace(sigma_w, centred, 199)

@@ -4,18 +4,12 @@ import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_info
+from torch_threads import one_thread  # noqa: F401  (the host path runs on one thread)
 
 from nclab.core import moments
 from nclab.core.moments import Moments, host_syrk_applies
 
-
-@pytest.fixture
-def one_thread():
-    """torch on one thread (the host path's condition), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _brute_force_scatter(x, groups, num_groups):
@@ -39,7 +33,7 @@ def _moments(x, groups, num_groups):
 
 
 @pytest.mark.parametrize(("dtype", "rtol"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
-def test_host_syrk_and_torch_products_agree(dtype, rtol, one_thread, monkeypatch):
+def test_host_syrk_and_torch_products_agree(dtype, rtol, monkeypatch):
     gen = torch.Generator().manual_seed(3)
     x = (torch.randn(400, 37, generator=gen, dtype=torch.float64) * 2 + 50).to(dtype)
     groups = torch.randint(0, 5, (400,), generator=gen)
@@ -63,7 +57,7 @@ def test_host_syrk_and_torch_products_agree(dtype, rtol, one_thread, monkeypatch
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # no Gram in them
 
 
-def test_only_plain_contiguous_cpu_floats_on_one_thread_take_the_host_path(one_thread):
+def test_only_plain_contiguous_cpu_floats_on_one_thread_take_the_host_path():
     x = torch.randn(8, 6)
     assert host_syrk_applies(x)
     assert host_syrk_applies(x.double())
@@ -76,7 +70,7 @@ def test_only_plain_contiguous_cpu_floats_on_one_thread_take_the_host_path(one_t
     assert not host_syrk_applies(x)
 
 
-def test_a_strided_view_takes_torchs_products(one_thread, monkeypatch):
+def test_a_strided_view_takes_torchs_products(monkeypatch):
     monkeypatch.setattr(moments, "host_gram", lambda z, out: pytest.fail("host path"))
     z = torch.randn(30, 40, dtype=torch.float64)[:, ::2]
     target = torch.zeros(20, 20, dtype=torch.float64)
@@ -85,7 +79,7 @@ def test_a_strided_view_takes_torchs_products(one_thread, monkeypatch):
     np.testing.assert_allclose(whole.numpy(), 0.5 * z.numpy().T @ z.numpy(), rtol=1e-12)
 
 
-def test_the_host_blas_keeps_its_thread_count(one_thread):
+def test_the_host_blas_keeps_its_thread_count():
     x = torch.randn(300, 16)
     before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     out = moments.host_gram(x, torch.empty(16, 16))

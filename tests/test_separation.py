@@ -160,19 +160,15 @@ def test_the_fit_per_epoch_is_the_fit_of_each_epoch():
 
 def test_the_layers_evaluator_logs_the_nc1_of_every_stage(deep_run):
     from reference import reference_metrics
+    from train_helpers import trained_model
 
     from nclab.runs import RunDir
-    from nclab.train import TrainConfig, make_task
 
     run = RunDir(deep_run)
     rows = run.read_rows()
     assert len(rows) >= 5 and all(len(row["train_layer_nc1"]) == 6 for row in rows)
     # the last row is the checkpoint's epoch: its values from the weights, by hand
-    task = make_task(TrainConfig.from_dict(run.read_config()))
-    splits = task.load_data()
-    model = task.build_model(splits)
-    model.load_state_dict(torch.load(run.file("checkpoint.pt"), weights_only=True)["model"])
-    model.eval()
+    model, splits = trained_model(deep_run)
     with torch.no_grad():
         stages = [model.body[:end](splits.train.x) for end in (3, 5, 7, 9, 11, 13)]
     for got, h in zip(rows[-1]["train_layer_nc1"], stages, strict=True):

@@ -44,3 +44,19 @@ def nclab_command(*args, launcher=(), entry=("-m", "nclab"), **kwargs):
     return subprocess.Popen([sys.executable, *launcher, *entry, *map(str, args)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
+
+
+def trained_model(run_dir):
+    """(the run's model with its checkpoint's weights, in eval mode; the run's data splits),
+    rebuilt from config.json and checkpoint.pt by hand."""
+    import torch
+
+    from nclab.runs import RunDir
+    from nclab.train import make_task
+
+    run = RunDir(run_dir)
+    task = make_task(TrainConfig.from_dict(run.read_config()))
+    splits = task.load_data()
+    model = task.build_model(splits)
+    model.load_state_dict(torch.load(run.file("checkpoint.pt"), weights_only=True)["model"])
+    return model.eval(), splits
