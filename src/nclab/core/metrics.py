@@ -322,20 +322,25 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
     class is present), or float64 tensors left on the state's device."""
     counts = stats.counts
     everyone = bool(present.all())
+    all_means: Any  # numpy arrays on the host, float64 tensors on the device
+    spread: Any
+    scatter: Any
+    number: Any
+    present_rows: Any = present  # a tensor on the device
     if not on_device:
         all_means, spread = stats.scaled_means(), stats.scaled_spread()
         scatter, number = stats.scaled_scatter(), counts
     else:
         all_means, spread, scatter = stats.scaled_tensors()
         number = torch.from_numpy(counts.astype(np.float64)).to(all_means.device)
-        present = torch.from_numpy(present).to(all_means.device)
-    means = all_means if everyone else all_means[present]
-    number = number if everyone else number[present]
+        present_rows = torch.from_numpy(present).to(all_means.device)
+    means = all_means if everyone else all_means[present_rows]
+    number = number if everyone else number[present_rows]
     if weighted_mean:
         global_mean = number @ means / stats.num_samples
     else:
         global_mean = means.mean(0)
-    return means, global_mean, scatter, (spread if everyone else spread[present]) / number
+    return means, global_mean, scatter, (spread if everyone else spread[present_rows]) / number
 
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:

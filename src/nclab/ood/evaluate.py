@@ -345,8 +345,9 @@ def evaluate_model(
     head = find_classifier(model, classifier)
     weight, bias = classifier_parameters(model, head)
     probe = Probe(model, head, "input")
-    run = {"batch_format": BatchFormat(label_key, forward, labels), "device": device,
-           "prepare": Arrangement(spatial, ignore_index, shift_labels)}
+    run: dict[str, Any] = {"batch_format": BatchFormat(label_key, forward, labels),
+                           "device": device,
+                           "prepare": Arrangement(spatial, ignore_index, shift_labels)}
     stats = CollapseStats(int(num_classes if num_classes is not None else weight.shape[0]))
     collect(model, id_loader if fit_loader is None else fit_loader, lambda _: stats, [probe],
             **run)

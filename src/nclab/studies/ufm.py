@@ -161,7 +161,7 @@ def solve_ufm(model: RegularizedUFM | SphereUFM | LayerPeeledUFM, out: Path, *, 
     return {"runs": runs, "lines": summary["lines"], "json": document, "figure": figure}
 
 
-def solve_bytes(model: RegularizedUFM | SphereUFM, seeds: int) -> int:
+def solve_bytes(model: RegularizedUFM | SphereUFM | LayerPeeledUFM, seeds: int) -> int:
     """Memory of one solve, in bytes: float64 W (S, K, d), H (S, K n, d) and logits
     (S, K n, K), each held about four times (values, gradients, the line search's trial
     point, temporaries)."""
@@ -170,7 +170,7 @@ def solve_bytes(model: RegularizedUFM | SphereUFM, seeds: int) -> int:
     return 4 * 8 * values
 
 
-def _config(model: RegularizedUFM | SphereUFM) -> dict[str, Any]:
+def _config(model: RegularizedUFM | SphereUFM | LayerPeeledUFM) -> dict[str, Any]:
     keys = ("num_classes", "dim", "per_class", "counts", "tau", "loss", "lambda_w", "lambda_h",
             "lambda_b", "energy_w", "energy_h")
     values = {key: getattr(model, key) for key in keys if hasattr(model, key)}
