@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nclab.capture import Arrangement, BatchFormat, Probe, collect, find_classifier
+from nclab.capture import CaptureOptions, Probe, collect, find_classifier
 from nclab.core.errors import NCInputError
 from nclab.core.io import finite_or_none
 from nclab.core.metrics import per_class_metrics
@@ -250,6 +250,7 @@ def few_shot_model(
     labels: Any = None,
     ignore_index: int | None = -100,
     shift_labels: bool = False,
+    capture: CaptureOptions | None = None,
     **episode_options: Any,
 ) -> list[FewShotResult] | dict[str, list[FewShotResult]]:
     """:func:`few_shot` on the features a model computes for novel-class data.
@@ -270,6 +271,9 @@ def few_shot_model(
         from layer name to "input" / "output").
     device, spatial, label_key, forward, labels, ignore_index, shift_labels
         As in :func:`nclab.track`.
+    capture : CaptureOptions, optional
+        Those keywords in one :class:`~nclab.capture.CaptureOptions`, as in
+        :func:`nclab.track`.
     **episode_options
         ``ways``, ``shots``, ``queries``, ``episodes``, ``seed`` of :func:`few_shot`.
 
@@ -279,13 +283,14 @@ def few_shot_model(
         Without ``layers``; otherwise a dict from layer name to its list, in the order
         the forward pass reaches the layers (the classifier's input last).
     """
+    options = CaptureOptions.resolve(capture, device=device, spatial=spatial,
+                                         label_key=label_key, forward=forward, labels=labels,
+                                         ignore_index=ignore_index, shift_labels=shift_labels)
     head = find_classifier(model, classifier)
     probes = [Probe(model, find_classifier(model, name), point)
               for name, point in _points(layers, layer_point).items() if name != head]
     probes.append(Probe(model, head, "input"))
-    sinks = collect(model, loader, lambda _: _Rows(), probes,
-                    batch_format=BatchFormat(label_key, forward, labels), device=device,
-                    prepare=Arrangement(spatial, ignore_index, shift_labels))
+    sinks = collect(model, loader, lambda _: _Rows(), probes, **options.collect_kwargs())
     results = {name: few_shot(torch.cat(rows.features), torch.cat(rows.labels),
                               **episode_options)
                for name, rows in sinks.items() if isinstance(rows, _Rows)}

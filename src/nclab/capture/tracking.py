@@ -27,7 +27,7 @@ from torch import nn
 from nclab.capture import sharding
 from nclab.capture.batches import BatchFormat, ForwardFn, LabelsFn
 from nclab.capture.hooks import Probe, collect
-from nclab.capture.tokens import Arrangement
+from nclab.capture.options import CaptureOptions
 from nclab.core import distributed
 from nclab.core.errors import NCInputError
 from nclab.core.metrics import CollapseMetrics, compute_metrics
@@ -131,9 +131,7 @@ class _Plan:
     bias: torch.Tensor | None
     num_classes: int
     hint: str | None
-    batch_format: BatchFormat
-    arrangement: Arrangement
-    device: torch.device | str | None
+    capture: CaptureOptions
 
 
 class _RunOptions(TypedDict):
@@ -145,8 +143,7 @@ class _RunOptions(TypedDict):
 
 
 def _plan(model: nn.Module, classifier: str | nn.Linear | None, layers: Layers | None,
-          layer_point: str, num_classes: int | None, device: Any, batch_format: BatchFormat,
-          arrangement: Arrangement) -> _Plan:
+          layer_point: str, num_classes: int | None, capture: CaptureOptions) -> _Plan:
     head = find_classifier(model, classifier)
     weight, bias = classifier_parameters(model, head)
     hint = _default_hint(model, head, weight.shape[0]) if classifier is None else None
@@ -156,7 +153,7 @@ def _plan(model: nn.Module, classifier: str | nn.Linear | None, layers: Layers |
     head_probe = Probe(model, head, "input")
     return _Plan(head_probe, [*probes, head_probe], weight, bias,
                  int(num_classes if num_classes is not None else weight.shape[0]), hint,
-                 batch_format, arrangement, device)
+                 capture)
 
 
 class _HeadDecisions:
@@ -170,7 +167,7 @@ class _HeadDecisions:
 
     def __init__(self, model: nn.Module, plan: _Plan) -> None:
         self.module = model.get_submodule(plan.head.name)
-        self.arrangement, self.num_classes = plan.arrangement, plan.num_classes
+        self.arrangement, self.num_classes = plan.capture.arrangement, plan.num_classes
         self.pending: torch.Tensor | None = None
         self._outputs: Any = None
 
@@ -340,7 +337,8 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
     head = plan.head.name
     head_decisions = _HeadDecisions(model, plan)
     head_stats = _HeadStats(plan.num_classes, cache_bytes, plan.hint, head_decisions)
-    run = _RunOptions(batch_format=plan.batch_format, device=plan.device, allow_empty=sync)
+    run = _RunOptions(batch_format=plan.capture.batch_format, device=plan.capture.device,
+                      allow_empty=sync)
     sinks: dict[str, Any] = {probe.name: head_stats if probe is plan.head
                              else CollapseStats(plan.num_classes) for probe in plan.probes}
     with distributed.agreed(sync), head_decisions.attached():
@@ -357,7 +355,7 @@ def _measure(model: nn.Module, loader: Iterable[Any], plan: _Plan, *, weighted_m
     if ood_loader is not None:
         with distributed.agreed(sync):
             ood = collect(model, _ood_batches(ood_loader), lambda _: _FeatureMean(),
-                          [plan.head], prepare=plan.arrangement, **run)
+                          [plan.head], prepare=plan.capture.arrangement, **run)
             ood_features = ood.get(head, _FeatureMean())
             if sync:
                 ood_features.shaped(stats[head].dim)
@@ -408,6 +406,7 @@ def track(
     ood_loader: Iterable[Any] | None = None,
     spectral: bool = False,
     margins: bool = False,
+    capture: CaptureOptions | None = None,
 ) -> CollapseMetrics | dict[str, CollapseMetrics]:
     """Collapse metrics of the features that ``model`` feeds to its classifier.
 
@@ -476,6 +475,11 @@ def track(
         (definitions §8), from the same pass.
     margins : bool
         Also the one-vs-rest margins of the class means and of W (definitions §10).
+    capture : CaptureOptions, optional
+        ``device``, ``spatial``, ``label_key``, ``forward``, ``labels``,
+        ``ignore_index`` and ``shift_labels`` in one object (:class:`CaptureOptions`),
+        in place of those keywords; one of them also given, away from its default and
+        different, is refused.
 
     Returns
     -------
@@ -495,9 +499,10 @@ def track(
     >>> metrics.num_samples, metrics.num_classes, 0 <= metrics.ncc_mismatch <= 1
     (60, 3, True)
     """
-    plan = _plan(model, classifier, layers, layer_point, num_classes, device,
-                 BatchFormat(label_key, forward, labels),
-                 Arrangement(spatial, ignore_index, shift_labels))
+    options = CaptureOptions.resolve(capture, device=device, spatial=spatial,
+                                     label_key=label_key, forward=forward, labels=labels,
+                                     ignore_index=ignore_index, shift_labels=shift_labels)
+    plan = _plan(model, classifier, layers, layer_point, num_classes, options)
     sync = distributed.is_initialized() and sync is not False  # no group: nothing to sum
     if sync:  # summed over ranks: a DistributedSampler's padding would count twice
         loader = sharding.unpadded(loader)
@@ -646,6 +651,7 @@ def features(
     labels: LabelsFn | None = None,
     ignore_index: int | None = -100,
     shift_labels: bool = False,
+    capture: CaptureOptions | None = None,
 ) -> CapturedFeatures:
     """The features the classifier receives, for every sample of ``loader``.
 
@@ -658,7 +664,10 @@ def features(
     CapturedFeatures
         Features, labels and model outputs as CPU tensors, in the loader's order.
     """
-    arrangement = Arrangement(spatial, ignore_index, shift_labels)
+    options = CaptureOptions.resolve(capture, device=device, spatial=spatial,
+                                     label_key=label_key, forward=forward, labels=labels,
+                                     ignore_index=ignore_index, shift_labels=shift_labels)
+    arrangement = options.arrangement
     head = Probe(model, find_classifier(model, classifier), "input")
     rows = _Rows()
     outputs: list[torch.Tensor | None] = []
@@ -671,8 +680,8 @@ def features(
         except NCInputError:  # outputs not shaped like the labels: not kept
             outputs.append(None)
 
-    collect(model, loader, lambda _: rows, [head], batch_format=BatchFormat(label_key, forward,
-            labels), device=device, prepare=arrangement, on_batch=keep_outputs)
+    collect(model, loader, lambda _: rows, [head], on_batch=keep_outputs,
+            **options.collect_kwargs())
     aligned = [out for out in outputs if out is not None]
     kept = torch.cat(aligned) if len(aligned) == len(outputs) else None
     return CapturedFeatures(torch.cat(rows.features), torch.cat(rows.labels), kept)

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from nclab.capture import (
-    Arrangement,
-    BatchFormat,
+    CaptureOptions,
     Probe,
     classifier_parameters,
     collect,
@@ -306,6 +305,7 @@ def evaluate_model(
     labels: Any = None,
     ignore_index: int | None = -100,
     shift_labels: bool = False,
+    capture: CaptureOptions | None = None,
 ) -> OODResult:
     """OOD detection with a model: its classifier's input h is the feature, its classifier
     (W, b) gives the logits W h + b (in float64).
@@ -331,6 +331,9 @@ def evaluate_model(
         The in-distribution set the scores are fitted on (usually the training split).
     num_classes, device, spatial, label_key, forward, labels, ignore_index, shift_labels
         As in :func:`nclab.track`.
+    capture : CaptureOptions, optional
+        The capture keywords in one :class:`~nclab.capture.CaptureOptions`, as in
+        :func:`nclab.track`.
     methods, neco_k, nci_alpha, neco_standardize
         As in :func:`evaluate`.
 
@@ -342,12 +345,13 @@ def evaluate_model(
     if fit_loader is None and iter(id_loader) is id_loader:
         raise NCInputError("id_loader is a one-shot iterator but is also the fit set (read "
                            "twice): pass a re-iterable loader or a fit_loader")
+    options = CaptureOptions.resolve(capture, device=device, spatial=spatial,
+                                         label_key=label_key, forward=forward, labels=labels,
+                                         ignore_index=ignore_index, shift_labels=shift_labels)
     head = find_classifier(model, classifier)
     weight, bias = classifier_parameters(model, head)
     probe = Probe(model, head, "input")
-    run: dict[str, Any] = {"batch_format": BatchFormat(label_key, forward, labels),
-                           "device": device,
-                           "prepare": Arrangement(spatial, ignore_index, shift_labels)}
+    run = options.collect_kwargs()
     stats = CollapseStats(int(num_classes if num_classes is not None else weight.shape[0]))
     collect(model, id_loader if fit_loader is None else fit_loader, lambda _: stats, [probe],
             **run)
