@@ -11,7 +11,9 @@ QPs on the rows that bound cannot rule out, at most ``--max-rows`` per margin (t
 certified bracket is reported instead of the exact margin; default ``METRIC_ROWS``);
 (c) what the margins add inside ``compute_metrics``: ``compute_metrics(stats, W,
 margins=True)`` minus ``compute_metrics(stats, W)``, where the bounds 1 - max cos come
-from the pair pass (float64 tiles) and only the exact QPs are left. With ``--exact``
+from the pair pass (float64 tiles) and only the exact QPs are left (columns ``cm s``,
+the time without, and ``in cm s``, the difference of the two minima: where it is small
+beside ``cm s`` the load's noise can make it negative). With ``--exact``
 also (d) ``margin_metrics(..., max_rows=None)``: both margins exact, however many rows
 that takes. All are run in turn ``--repeats`` times on the same data and each time is
 the minimum over the repeats (the machine is shared: only ratios within a line mean
@@ -90,7 +92,7 @@ def main() -> None:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.1f}, repeats {args.repeats}")
     print(f"{'C':>7} {'d':>5} {'pairs s':>8} {'margins s':>9} {'ratio':>6} "
-          f"{'in cm s':>8} {'ratio':>6} "
+          f"{'cm s':>7} {'in cm s':>8} {'ratio':>6} "
           f"{'exact s':>8} {'ratio':>6}  {'means [lower, upper]':>24}  "
           f"{'weights [lower, upper]':>24}  exact means, weights")
     summary = []
@@ -112,7 +114,8 @@ def main() -> None:
             added = best["with margins"] - best["metrics"]
             inside = added / best["pairs"]
             print(f"{classes:>7} {dim:>5} {best['pairs']:>8.3f} {best['margins']:>9.3f} "
-                  f"{ratio:>6.2f} {added:>8.3f} {inside:>6.2f} {exact_cols}  "
+                  f"{ratio:>6.2f} {best['metrics']:>7.3f} {added:>8.3f} {inside:>6.2f} "
+                  f"{exact_cols}  "
                   f"{_bracket(found['margins'], 'means'):>24}  "
                   f"{_bracket(found['margins'], 'weights'):>24}  {exact_values}", flush=True)
             summary.append(f"C={classes} d={dim}: margins/pairs {ratio:.2f}, "

@@ -204,8 +204,10 @@ def compute_metrics(
         Also the spectral metrics of definitions §8 (one tridiagonal reduction and one
         generalized eigenvalue problem, d x d: about 0.23x the rest at C = 1,000, d = 512).
     margins : bool
-        Also the one-vs-rest margins of the centred means and of W (definitions §10:
-        about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
+        Also the one-vs-rest margins of the centred means and of W (definitions §10).
+        With float64 tiles the pair pass also gives each row's nearest cosine, so the
+        margins add only their exact row solves: about 0.5x the pair pass at C = 1,000,
+        under 0.1x at C = 10,000 (docs/geometry_past_simplex.md).
     backend : {"auto", "numpy", "torch"}
         Where the O(C d), O(d^2) and O(C^2) work runs: "torch" on the device of the
         statistics (:attr:`CollapseStats.device`), where only scalars and vectors of C
