@@ -3,14 +3,19 @@
 Run:  python benchmarks/margins_scale.py [--classes 1000 10000] [--dims 512 64]
                                          [--repeats 3] [--exact]
 
-For each C and d, Gaussian class means (centred) and classifier rows W = means + 0.3
-noise, as in metrics_scale.py, are measured by (a) ``pair_sums``, the one pass over
-class pairs that ``compute_metrics`` makes, and (b) ``margin_metrics``: for means and
-weights, one pass giving every row's bound 1 - max cos, then exact QPs on the rows that
-bound cannot rule out, at most ``--max-rows`` per margin (then a certified bracket is
-reported instead of the exact margin; default ``METRIC_ROWS``). With ``--exact`` also
-(c) ``margin_metrics(..., max_rows=None)``: both margins exact, however many rows that
-takes. The three are run in turn ``--repeats`` times on the same data and each time is
+For each C and d, the statistics of metrics_scale.py (Gaussian class means, classifier
+rows W = means + 0.3 noise) are measured by (a) ``pair_sums``, the one pass over class
+pairs that ``compute_metrics`` makes, on the centred means and W; (b) ``margin_metrics``
+alone: for means and weights, one pass giving every row's bound 1 - max cos, then exact
+QPs on the rows that bound cannot rule out, at most ``--max-rows`` per margin (then a
+certified bracket is reported instead of the exact margin; default ``METRIC_ROWS``);
+(c) what the margins add inside ``compute_metrics``: ``compute_metrics(stats, W,
+margins=True)`` minus ``compute_metrics(stats, W)``, where the bounds 1 - max cos come
+from the pair pass (float64 tiles) and only the exact QPs are left (columns ``cm s``,
+the time without, and ``in cm s``, the difference of the two minima: where it is small
+beside ``cm s`` the load's noise can make it negative). With ``--exact``
+also (d) ``margin_metrics(..., max_rows=None)``: both margins exact, however many rows
+that takes. All are run in turn ``--repeats`` times on the same data and each time is
 the minimum over the repeats (the machine is shared: only ratios within a line mean
 something). The last lines repeat the ratios in a form to copy.
 """
@@ -19,17 +24,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from nclab.core.geometry import pair_sums
-from nclab.core.margins import METRIC_ROWS, margin_metrics
+sys.path.insert(0, str(Path(__file__).parent))
+from metrics_scale import synthetic_stats  # noqa: E402
+
+from nclab import compute_metrics  # noqa: E402
+from nclab.core.geometry import pair_sums  # noqa: E402
+from nclab.core.margins import METRIC_ROWS, margin_metrics  # noqa: E402
 
 
 def _bracket(found: dict[str, Any], name: str) -> str:
@@ -44,16 +55,18 @@ def _timed(task: Callable[[], Any]) -> tuple[float, Any]:
 
 def _tasks(classes: int, dim: int, max_rows: int, exact: bool
            ) -> dict[str, Callable[[], Any]]:
-    """The timed calls on one data set: the pair pass, the budgeted and the exact margins."""
-    rng = np.random.default_rng(0)
-    means = rng.normal(size=(classes, dim))
-    weight = means + 0.3 * rng.normal(size=(classes, dim))
+    """The timed calls on one data set: the pair pass, the budgeted margins alone,
+    compute_metrics without and with them, and the exact margins."""
+    stats, weight, _ = synthetic_stats(classes, dim)
+    means = np.asarray(stats.means)
     centred = means - means.mean(axis=0)
-    variances = rng.uniform(0.5, 1.5, size=classes)
+    variances = stats.class_variances()
     tasks: dict[str, Callable[[], Any]] = {
         "pairs": partial(pair_sums, centred, variances, weight,
                          cosine_squares=classes <= dim),
         "margins": partial(margin_metrics, centred, weight, max_rows=max_rows),
+        "metrics": partial(compute_metrics, stats, weight),
+        "with margins": partial(compute_metrics, stats, weight, margins=True),
     }
     if exact:
         tasks["exact"] = partial(margin_metrics, centred, weight, max_rows=None)
@@ -79,6 +92,7 @@ def main() -> None:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.1f}, repeats {args.repeats}")
     print(f"{'C':>7} {'d':>5} {'pairs s':>8} {'margins s':>9} {'ratio':>6} "
+          f"{'cm s':>7} {'in cm s':>8} {'ratio':>6} "
           f"{'exact s':>8} {'ratio':>6}  {'means [lower, upper]':>24}  "
           f"{'weights [lower, upper]':>24}  exact means, weights")
     summary = []
@@ -97,10 +111,15 @@ def main() -> None:
                             f"{found['exact']['ovr_margin_weights']:.6f}"
                             if args.exact else "-")
             ratio = best["margins"] / best["pairs"]
+            added = best["with margins"] - best["metrics"]
+            inside = added / best["pairs"]
             print(f"{classes:>7} {dim:>5} {best['pairs']:>8.3f} {best['margins']:>9.3f} "
-                  f"{ratio:>6.2f} {exact_cols}  {_bracket(found['margins'], 'means'):>24}  "
+                  f"{ratio:>6.2f} {best['metrics']:>7.3f} {added:>8.3f} {inside:>6.2f} "
+                  f"{exact_cols}  "
+                  f"{_bracket(found['margins'], 'means'):>24}  "
                   f"{_bracket(found['margins'], 'weights'):>24}  {exact_values}", flush=True)
-            summary.append(f"C={classes} d={dim}: margins/pairs {ratio:.2f}"
+            summary.append(f"C={classes} d={dim}: margins/pairs {ratio:.2f}, "
+                           f"in compute_metrics/pairs {inside:.2f}"
                            + (f", exact/pairs {best['exact'] / best['pairs']:.2f}"
                               if args.exact else ""))
     print("\n".join(summary))

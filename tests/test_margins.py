@@ -293,3 +293,83 @@ def test_a_poor_support_guess_changes_the_time_never_the_distance(monkeypatch, s
                                rtol=1e-9, atol=1e-12)
     square = polygon(4)
     assert ovr_distances(np.vstack([square, square[:1]]))[[0, 4]] == pytest.approx([0, 0])
+
+
+# ------------------------------------------------------------------ the shared pair pass
+def brute_nearest(vectors):
+    """max_{j != c} cos(v_c, v_j) from the whole float64 Gram of the normalized rows."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    np.fill_diagonal(gram, -np.inf)
+    return gram.max(axis=1)
+
+
+@pytest.mark.parametrize("count, dim, block, as_tensor", [
+    (37, 5, 8, False), (33, 40, 16, False), (20, 3, 1024, False), (37, 5, 8, True)])
+def test_the_pair_pass_gives_the_nearest_cosines_of_the_means_and_of_w(count, dim, block,
+                                                                        as_tensor):
+    """Several tiles, a last one-row diagonal tile (33 = 2 x 16 + 1), one tile; numpy and
+    torch: each row's largest cosine to another row, as nearest_cosines gives it."""
+    from nclab.core.geometry import pair_sums
+
+    rng = np.random.default_rng(count + dim)
+    means = rng.normal(size=(count, dim)) * 1e3
+    centred = means - means.mean(axis=0)
+    weight = centred + 0.3 * rng.normal(size=(count, dim))
+    arrays = [centred, rng.uniform(0.5, 1.5, size=count), weight]
+    if as_tensor:
+        arrays = [torch.from_numpy(array) for array in arrays]
+    sums = pair_sums(*arrays, block=block, nearest=True)
+    for vectors, got in ((centred, sums.means.nearest), (weight, sums.weights.nearest)):
+        assert isinstance(got, np.ndarray) and got.shape == (count,)
+        np.testing.assert_allclose(got, nearest_cosines(margins.unit_rows(vectors)),
+                                   rtol=0, atol=1e-15)
+        np.testing.assert_allclose(got, brute_nearest(vectors), rtol=0, atol=1e-15)
+    assert pair_sums(*arrays, block=block).means.nearest is None  # only when asked
+    low = pair_sums(*arrays, block=block, nearest=True, tile_dtype=np.float32)
+    assert low.means.nearest is None and low.weights.nearest is None  # not certified
+
+
+def _margin_features(count=40, dim=6, seed=3):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(count, dim)) * 4.0
+    labels = np.repeat(np.arange(count), 6)
+    features = means[labels] + rng.normal(size=(len(labels), dim))
+    return features, labels, means + 0.3 * rng.normal(size=(count, dim))
+
+
+def test_compute_metrics_margins_take_the_nearest_cosines_of_the_float64_pair_pass(
+        monkeypatch):
+    """With float64 tiles the margins make no pass over the pairs of their own and give
+    the values of their own pass (float32 tiles, which still make it) to 1e-12."""
+    from nclab import CollapseStats, compute_metrics
+
+    features, labels, weight = _margin_features()
+    stats = CollapseStats(40).update(features, labels)
+    calls = []
+    original = margins.nearest_cosines
+    monkeypatch.setattr(margins, "nearest_cosines",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    own = compute_metrics(stats, weight, margins=True, block=16, tiles="float32")
+    assert len(calls) == 2  # means and W: float32 cosines would not certify the bound
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a second pass over the pairs")
+
+    monkeypatch.setattr(margins, "nearest_cosines", refuse)
+    for backend in ("numpy", "torch"):  # the torch pass hands its maxima to the host
+        shared = compute_metrics(stats, weight, margins=True, block=16, backend=backend)
+        for name in ("ovr_margin_means", "ovr_margin_means_lower", "ovr_margin_weights",
+                     "ovr_margin_weights_lower"):
+            assert getattr(shared, name) == pytest.approx(getattr(own, name), rel=0,
+                                                          abs=1e-12), (backend, name)
+        assert shared.ovr_margin_means_lower <= shared.ovr_margin_means  # a bracket
+    assert compute_metrics(stats, margins=True).ovr_margin_weights is None  # no W
+
+
+@pytest.mark.parametrize("nearest, message", [
+    (np.zeros(3), "shape"), (np.full(4, 1.5), r"\[-1, 1\]"), (np.full(4, np.nan), "NaN")])
+def test_bad_nearest_cosines_are_one_line(nearest, message):
+    with pytest.raises(NCInputError, match=message) as info:
+        ovr_margin_bracket(np.eye(4), max_rows=2, nearest=nearest)
+    assert "\n" not in str(info.value)

@@ -87,6 +87,11 @@ def _subtract_diagonal(square: Array, value: float) -> None:
         square[np.diag_indices(min(square.shape))] -= value
 
 
+def _float32(dtype: Any) -> bool:
+    """Whether a ``tile_dtype`` (None: float64) is float32."""
+    return dtype is not None and np.dtype(dtype) == np.float32
+
+
 def _as_dtype(x: Array, dtype: Any) -> Array:
     """x in float32 or float64 (``dtype`` given as numpy's)."""
     if dtype is None or x.dtype == dtype:
@@ -414,12 +419,15 @@ class AngleSums:
     the spread suffers no cancellation however close the cosines are to each other.
 
     ``square`` is None when the caller asked for the closed form of the spread instead.
+    ``nearest``, when asked for (:func:`pair_sums`), is each row's largest cosine to any
+    other row, (C,): a running maximum during the pass, a numpy vector after it.
     """
 
     shifted: float = 0.0
     square: float | None = 0.0
     absolute: float = 0.0
     centre: float = 0.0
+    nearest: Array | None = None
 
     def spread(self, pairs: int) -> float:
         """Population std over the pairs of the cosines (equiangularity)."""
@@ -493,8 +501,7 @@ class _Tile:
         self._flat = [_empty(like, block * block) for _ in range(2)]
         self.rows = self.cols = slice(0, 0)
         self.tile_dtype = tile_dtype
-        low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
-        self.cancellation = _CANCELLATION_FLOAT32 if low else _CANCELLATION
+        self.cancellation = _CANCELLATION_FLOAT32 if _float32(tile_dtype) else _CANCELLATION
 
     def operand(self, vectors: Array) -> Array:
         """``vectors`` in the dtype of the tile products."""
@@ -570,6 +577,19 @@ class _Tile:
         squared[risky] = _lib(diff).einsum("pd,pd->p", diff, diff)
 
 
+def _add_nearest(cosines: Array, sums: AngleSums, tile: _Tile) -> None:
+    """Raise ``sums.nearest`` to the largest cosine of each row and column of the tile
+    (its diagonal, a row with itself, is first set to -inf; the caller masks it again)."""
+    best = sums.nearest
+    if best is None:
+        return
+    tile.mask_diagonal(cosines, -math.inf)
+    xp = _lib(cosines)
+    for index, axis in ((tile.rows, 1), (tile.cols, 0)):
+        peak = cosines.amax(dim=axis) if xp is torch else cosines.max(axis=axis)
+        xp.maximum(best[index], peak, out=best[index])
+
+
 def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array,
                 tile: _Tile) -> None:
     """Add a tile of cosines to ``sums``; ``cosines`` and ``spare`` are overwritten.
@@ -618,6 +638,7 @@ def pair_sums(
     block: int = DEFAULT_BLOCK,
     tile_dtype: Any = None,
     shared: Shared | None = None,
+    nearest: bool = False,
 ) -> PairSums:
     """Every sum over class pairs that the metrics need, in ONE tiled pass.
 
@@ -646,6 +667,12 @@ def pair_sums(
         Form the tile products in float32 (sums stay float64).
     shared : dict, optional
         See :data:`Shared` (the scaled centred means).
+    nearest : bool
+        Also each row's largest cosine to any other row, max_{j != c} cos(v_c, v_j), of
+        the centred means and of the classifier rows (``AngleSums.nearest``), from the
+        tiles of cosines formed anyway: two more reductions a tile. Only with float64
+        tiles (float32 cosines would not give the certified bound of
+        :func:`nclab.core.margins.ovr_margin_bracket`); with float32 tiles they stay None.
 
     Returns
     -------
@@ -667,6 +694,10 @@ def pair_sums(
         unit_weights, inverse_weights = _unit_rows(scaled(weight, shared)[1], weight_squares)
         result.weights = _angle_start(unit_weights, weight_squares * inverse_weights**2,
                                       offset, cosine_squares)
+    if nearest and not _float32(tile_dtype):
+        for sums in (result.means, result.weights):
+            if sums is not None:
+                sums.nearest = _lib(centred).full_like(sq_norms, -math.inf)
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
     weight_operand = None if weight is None else tile.operand(unit_weights)
@@ -680,11 +711,17 @@ def pair_sums(
         gram *= norm_c  # now the cosines of the centred means
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
+        _add_nearest(gram, result.means, tile)
         _angle_sums(gram, offset, result.means, work, tile)
         if weight_operand is not None and result.weights is not None:
-            _angle_sums(tile.product(weight_operand, work), offset, result.weights, gram,
-                        tile)
+            cosines = tile.product(weight_operand, work)
+            _add_nearest(cosines, result.weights, tile)
+            _angle_sums(cosines, offset, result.weights, gram, tile)
     result.cdnv *= scale ** (2.0 - exponent)
+    for sums in (result.means, result.weights):
+        if sums is not None and sums.nearest is not None:
+            # a cosine is at most 1: rounding may have put it just above
+            sums.nearest = np.minimum(host_vector(sums.nearest), 1.0)
     return result
 
 
@@ -746,8 +783,7 @@ def spread_in_closed_form(count: int, dim: int, tile_dtype: Any = None) -> bool:
     rather than the pairwise squares of :func:`pair_sums`: for C > 4 d (two extra passes
     over C^2 / 2 pairs would cost more than its d x d Gram), and for any C > d with
     float32 tiles (whose cosines carry errors of about 1e-7, the closed form none)."""
-    low = tile_dtype is not None and np.dtype(tile_dtype) == np.float32
-    return count > (1 if low else _CLOSED_FORM_CLASSES_PER_DIM) * dim
+    return count > (1 if _float32(tile_dtype) else _CLOSED_FORM_CLASSES_PER_DIM) * dim
 
 
 def cosine_spread(vectors: Array) -> float:

@@ -532,8 +532,8 @@ class MarginBracket:
 
 
 def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
-                       block: int | None = None, screen_rounds: int | None = None
-                       ) -> MarginBracket:
+                       block: int | None = None, screen_rounds: int | None = None,
+                       nearest: Any = None) -> MarginBracket:
     """Bounds on min_c dist_c: exact unless ``max_rows`` stops the search first.
 
     Every row first gets a lower bound and (after a screening round) an upper bound from
@@ -554,6 +554,12 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
     screen_rounds : int, optional
         Rounds of :func:`screen_bounds` (each one more C x C x d product); None:
         ``SCREEN_ROUNDS`` for an exact margin (``max_rows`` None), else 0.
+    nearest : array of shape (C,), optional
+        max_{j != c} cos(v_c, v_j) of every row, already computed in float64 (the pair
+        pass of :func:`nclab.core.geometry.pair_sums` gives them): used instead of
+        :func:`nearest_cosines` when no screening round runs, so that no second pass over
+        the pairs is made. Cosines rounded differently (a few 1e-16) move the bounds as
+        much.
 
     Returns
     -------
@@ -565,7 +571,9 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
     if rounds:
         upper, lower = screen_bounds(unit, rounds)
     else:
-        upper, lower = np.full(unit.shape[0], np.inf), 1.0 - nearest_cosines(unit, block)
+        if nearest is None:
+            nearest = nearest_cosines(unit, block)
+        upper, lower = np.full(unit.shape[0], np.inf), 1.0 - _nearest_vector(nearest, unit)
     order = np.argsort(lower, kind="stable")
     stop = order.size if max_rows is None else min(order.size, max(1, int(max_rows)))
     solved = 0
@@ -583,6 +591,17 @@ def ovr_margin_bracket(vectors: Any, *, max_rows: int | None = None,
                          rows_solved=solved, row=best_row)
 
 
+def _nearest_vector(nearest: Any, unit: np.ndarray) -> np.ndarray:
+    """``nearest`` as a float64 vector (C,) of cosines, or NCInputError (one line)."""
+    array = to_numpy64(nearest, "nearest")
+    if array.shape != (unit.shape[0],):
+        raise NCInputError(f"nearest must have shape ({unit.shape[0]},), one cosine a row; "
+                           f"got {array.shape}")
+    if not (np.abs(array) <= 1.0).all():
+        raise NCInputError("nearest must hold cosines in [-1, 1], no NaN")
+    return array
+
+
 def ovr_margin(vectors: Any) -> float:
     """min_c dist_c of the normalized rows of ``vectors`` (C, d): exact (see
     :func:`ovr_margin_bracket`). A simplex ETF of C <= d + 1 rows gives C / (C - 1)."""
@@ -594,7 +613,8 @@ METRIC_ROWS = 8
 
 
 def margin_metrics(centred_means: Any, weight: Any = None, *,
-                   max_rows: int | None = METRIC_ROWS) -> dict[str, Any]:
+                   max_rows: int | None = METRIC_ROWS, nearest_means: Any = None,
+                   nearest_weights: Any = None) -> dict[str, Any]:
     """``ovr_margin_means`` and ``ovr_margin_weights`` with their lower bounds and the
     best achievable margin of C unit vectors in d dimensions (definitions §10).
 
@@ -608,6 +628,10 @@ def margin_metrics(centred_means: Any, weight: Any = None, *,
         Budget of exact row solves per margin (see :func:`ovr_margin_bracket`); None
         solves as many as exactness needs. The default keeps the cost near one pass over
         the class pairs (docs/geometry_past_simplex.md).
+    nearest_means, nearest_weights : array of shape (C,), optional
+        Each row's largest cosine to another row, when a float64 pass over the pairs
+        already gave them (``AngleSums.nearest`` of :func:`nclab.core.geometry.pair_sums`);
+        see :func:`ovr_margin_bracket`.
 
     Returns
     -------
@@ -620,11 +644,12 @@ def margin_metrics(centred_means: Any, weight: Any = None, *,
     """
     count, dim = np.shape(centred_means)[:2] if np.ndim(centred_means) == 2 else (0, 0)
     values: dict[str, Any] = {}
-    for name, vectors in (("means", centred_means), ("weights", weight)):
+    for name, vectors, nearest in (("means", centred_means, nearest_means),
+                                   ("weights", weight, nearest_weights)):
         if vectors is None:
             values[f"ovr_margin_{name}"] = values[f"ovr_margin_{name}_lower"] = None
             continue
-        found = ovr_margin_bracket(vectors, max_rows=max_rows)
+        found = ovr_margin_bracket(vectors, max_rows=max_rows, nearest=nearest)
         values[f"ovr_margin_{name}"], values[f"ovr_margin_{name}_lower"] = (
             found.upper, found.lower)
     lower, upper = softmax_code_bounds(count, dim)

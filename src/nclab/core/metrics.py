@@ -204,8 +204,10 @@ def compute_metrics(
         Also the spectral metrics of definitions §8 (one tridiagonal reduction and one
         generalized eigenvalue problem, d x d: about 0.23x the rest at C = 1,000, d = 512).
     margins : bool
-        Also the one-vs-rest margins of the centred means and of W (definitions §10:
-        about 1.25x the pair pass at C = 1,000, 0.75x at C = 10,000).
+        Also the one-vs-rest margins of the centred means and of W (definitions §10).
+        With float64 tiles the pair pass also gives each row's nearest cosine, so the
+        margins add only their exact row solves: about 0.5x the pair pass at C = 1,000,
+        under 0.1x at C = 10,000 (docs/geometry_past_simplex.md).
     backend : {"auto", "numpy", "torch"}
         Where the O(C d), O(d^2) and O(C^2) work runs: "torch" on the device of the
         statistics (:attr:`CollapseStats.device`), where only scalars and vectors of C
@@ -266,8 +268,9 @@ def compute_metrics(
     }
     values["etf_error_means"] = geometry.simplex_gap(centred, centred, shared=shared,
                                                      tile_dtype=tile_dtype)
-    values.update(_pair_metrics(centred, variances, w, cdnv_exponent, block, tile_dtype,
-                                shared))
+    pair_values, nearest = _pair_metrics(centred, variances, w, cdnv_exponent, block,
+                                         tile_dtype, shared, nearest=margins)
+    values.update(pair_values)
     log_scale = math.log2(scale)
     values["cdnv"] = _unscaled(values["cdnv"], log_scale, 2 - cdnv_exponent)
     if w is not None:
@@ -285,9 +288,11 @@ def compute_metrics(
     if spectral:
         values.update(_spectral(stats))
     if margins:
-        # the margins' solver runs on the host (C x d copies when on a device)
+        # the margins' solver runs on the host (C x d copies when on a device); their
+        # bounds 1 - max cos come from the pair pass (float64 tiles) or a pass of their own
         values.update(margin_metrics(geometry.host_array(centred),
-                                     None if w is None else geometry.host_array(w)))
+                                     None if w is None else geometry.host_array(w),
+                                     nearest_means=nearest[0], nearest_weights=nearest[1]))
     if any(isinstance(v, float) and not math.isfinite(v) for v in values.values()):
         notes.append("some metrics are not finite (coinciding class means or directions, "
                      "or a zero vector)")
@@ -398,8 +403,11 @@ def _unscaled(value: float, log_scale: float, power: float) -> float:
 
 
 def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, block: int,
-                  tile_dtype: Any, shared: geometry.Shared) -> dict[str, float]:
-    """The metrics over class pairs, from one shared tiled pass.
+                  tile_dtype: Any, shared: geometry.Shared, nearest: bool = False
+                  ) -> tuple[dict[str, float], tuple[Any, Any]]:
+    """The metrics over class pairs, from one shared tiled pass, and (with ``nearest``)
+    each row's largest cosine to another row of the means and of W (None each where not
+    computed: float32 tiles, no W).
 
     For C > 4 d (C > d with float32 tiles) the spread of the cosines has a closed form on
     d x d matrices that costs less than summing their squares over the pairs and does
@@ -410,7 +418,7 @@ def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, bl
     closed_form = geometry.spread_in_closed_form(count, dim, tile_dtype)
     sums = geometry.pair_sums(centred, variances, weight, exponent=exponent,
                               cosine_squares=not closed_form, block=block,
-                              tile_dtype=tile_dtype, shared=shared)
+                              tile_dtype=tile_dtype, shared=shared, nearest=nearest)
     pairs = sums.pairs
     values = {
         "cdnv": sums.cdnv / pairs,
@@ -427,7 +435,8 @@ def _pair_metrics(centred: Any, variances: Any, weight: Any, exponent: float, bl
         values[f"equiangularity_{name}"] = (
             geometry.cosine_spread(vectors) if closed_form and vectors is not None
             else angles.spread(pairs))
-    return {key: float(value) for key, value in values.items()}
+    found = (sums.means.nearest, None if sums.weights is None else sums.weights.nearest)
+    return {key: float(value) for key, value in values.items()}, found
 
 
 def _classifier_metrics(weight: Any, centred: Any, shared: geometry.Shared,
