@@ -202,7 +202,8 @@ def compute_metrics(
         Tile size for the O(C^2) pair metrics.
     spectral : bool
         Also the spectral metrics of definitions §8 (one tridiagonal reduction and one
-        generalized eigenvalue problem, d x d: about 0.23x the rest at C = 1,000, d = 512).
+        generalized eigenvalue problem, d x d: about 0.4x the rest at C = 1,000, d = 512;
+        benchmarks/spectral_cost.py).
     margins : bool
         Also the one-vs-rest margins of the centred means and of W (definitions §10).
         With float64 tiles the pair pass also gives each row's nearest cosine, so the
