@@ -80,6 +80,25 @@ def test_float32_precision_with_few_rows_per_class(per_class):
     _assert_state(stats, _brute_force(H, y, 1500), rtol=2e-6, scatter_rtol=3e-5)
 
 
+@pytest.mark.parametrize(("classes", "batch"), [(1, 1000), (1, 4096), (3, 777), (3, 9000)])
+def test_float32_groups_past_a_block_fold_out_exactly(monkeypatch, classes, batch):
+    """float32 pending sums hold at most a block's rows per group: groups of 12,000 rows
+    are folded into the centred state mid-stream (before the read), and the state keeps
+    the accuracy of the test above, also when the data drift (second half offset)."""
+    from nclab.core.moments import Moments
+
+    folds = []
+    original = Moments._fold_out
+    monkeypatch.setattr(Moments, "_fold_out",
+                        lambda self, rows: folds.append(rows) or original(self, rows))
+    rng = np.random.default_rng(21)
+    H, y = _large_means_tiny_spread(rng, classes, 6, 12_000)
+    H[len(y) // 2 :] += np.float32(3e-4)  # a drift larger than the spread
+    stats = _stream(torch.from_numpy(H), torch.from_numpy(y), classes, batch)
+    assert len(folds) > 0  # the limit was reached before any read
+    _assert_state(stats, _brute_force(H, y, classes), rtol=2e-6, scatter_rtol=3e-5)
+
+
 def test_reads_between_updates_change_nothing():
     """Finalizing (any read) re-centres the references; the sums stay exact."""
     rng = np.random.default_rng(12)

@@ -18,6 +18,10 @@ How a batch is added (the hot path, at the pace of the batch product):
   groups *present* in the block, and one batch product of the residuals, added into a
   float64 Gram. Nothing per block is proportional to G, and every buffer is allocated
   once;
+- the pending residual sums are kept in the working dtype, like the block products: a
+  group whose pending rows would pass ``BLOCK_ROWS`` is first folded into the centred
+  state (below), so no float32 sum holds more rows than one block's Gram product does,
+  and no row is widened to float64 on the hot path;
 - on read (any accessor, ``merge``, ``all_reduce``, ``read``) the pending sums are
   finalized once: mean_g = r_g + s_g / n_g, spread_g = q_g - n_g ||s_g / n_g||^2 and
   scatter = Gram - sum_g n_g (s_g / n_g)(s_g / n_g)^T, folded into the centred state with
@@ -209,8 +213,11 @@ def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
 class _Pending:
     """The hot-path state of :class:`Moments`: references, residual sums, staged rows.
 
-    ``counts``, ``sums`` (float64), ``squares`` (float64) and ``gram`` (float64) are the
-    moments of the residuals x - ref_g of the rows folded since the last finalize.
+    ``counts``, ``sums`` (working dtype), ``squares`` (float64) and ``gram`` (float64) are
+    the moments of the residuals x - ref_g of the rows folded since the last finalize
+    (``gram`` also holds the corrections of groups folded out since: see
+    :meth:`Moments._fold_out`). With float32 rows no group holds more than
+    ``fold_limit`` pending rows.
     """
 
     def __init__(self, groups: int, dim: int, dtype: torch.dtype, device: torch.device,
@@ -222,7 +229,7 @@ class _Pending:
         self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
         self.position = torch.zeros(groups, dtype=torch.int64, device=device)
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
-        self.sums = torch.zeros(groups, dim, **wide)
+        self.sums = torch.zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
         self.gram = torch.zeros(dim, dim, **wide)
         self.rows = 0  # rows folded into the sums above
@@ -239,29 +246,29 @@ class _Pending:
         self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
                          for r, c, _ in _gram_plan(dim)] if narrow else []
         self.scratch = torch.empty(dim, dim, **wide) if narrow or host else None
-        # rows of a block, or of its group sums, in float64 (a block holds at most G groups,
-        # and its rows are widened only when most of them are of distinct groups)
-        wide_rows = rows if 2 * groups > rows else groups
-        self.wide_sums = torch.empty(wide_rows, dim, **wide) if narrow else None
+        # float32 sums hold at most a block's rows per group (float64 ones need no limit)
+        self.fold_limit = rows if narrow else None
+        # float32 rows widened to float64 in chunks, without a C x d temporary
+        self.wide = torch.empty(min(rows, groups), dim, **wide) if narrow else None
 
-    def widen_sums(self, sums: torch.Tensor) -> torch.Tensor:
-        """``sums`` (k, d) in float64 through a persistent buffer (no allocation)."""
-        return sums if self.wide_sums is None else self.wide_sums[: len(sums)].copy_(sums)
+    def overfull(self, present: torch.Tensor, counts: torch.Tensor) -> torch.Tensor | None:
+        """The groups among ``present`` whose pending sums would pass ``fold_limit`` rows
+        with ``counts`` more (None when none would)."""
+        if self.fold_limit is None:
+            return None
+        over = self.counts[present] + counts > self.fold_limit
+        return present[over] if bool(over.any()) else None
 
-    def add_group_sums(self, residual: torch.Tensor, groups: torch.Tensor,
-                       present: torch.Tensor, inverse: torch.Tensor) -> None:
-        """sums[g] += the sum of the rows of ``residual`` in group g, in float64.
-
-        Summed first per present group in the working dtype when the groups are few
-        (less float64 traffic); widened row by row when most rows are of distinct groups
-        (large G), which skips the per-group buffer and its second scatter.
-        """
-        fits = self.wide_sums is None or len(residual) <= len(self.wide_sums)
-        if 2 * len(present) > len(residual) and fits:
-            self.sums.index_add_(0, groups, self.widen_sums(residual))
-            return
-        sums = self.gather[: len(present)].zero_().index_add_(0, inverse, residual)
-        self.sums.index_add_(0, present, self.widen_sums(sums))
+    def add_widened(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """target (k, d) float64 += source (k, d) in the working dtype (a mixed-dtype add_
+        is 7x slower than widening through a buffer first); returns target."""
+        if self.wide is None:
+            return target.add_(source)
+        step = len(self.wide)
+        for start in range(0, len(source), step):
+            part = source[start : start + step]
+            target[start : start + step].add_(self.wide[: len(part)].copy_(part))
+        return target
 
     def add_gram(self, residual: torch.Tensor, alpha: float = 1.0) -> None:
         """gram += alpha residual^T residual, in upper-block form (about half the
@@ -473,6 +480,9 @@ class Moments(StatePart):
         if not bool(p.has_ref[0]):
             p.ref[0] = x[0]
             p.has_ref[0] = True
+        first = torch.zeros(1, dtype=torch.int64, device=x.device)
+        if (full := p.overfull(first, torch.full_like(first, len(x)))) is not None:
+            self._fold_out(full)
         torch.sub(x, p.ref[0], out=residual)
         p.counts[0] += len(x)
         p.sums[0] += residual.sum(dim=0)
@@ -487,11 +497,13 @@ class Moments(StatePart):
         p.position[present] = torch.arange(len(present), device=groups.device)
         inverse = p.position[groups]  # each row's place among the present groups
         counts = counts[present]
+        if (full := p.overfull(present, counts)) is not None:
+            self._fold_out(full)
         self._adopt_references(x, present, inverse)
         gathered = p.gather[: len(x)]
         torch.index_select(p.ref, 0, groups, out=gathered)
         torch.sub(x, gathered, out=residual)
-        p.add_group_sums(residual, groups, present, inverse)
+        p.sums.index_add_(0, groups, residual)
         squares = torch.linalg.vector_norm(residual, dim=1).square_()
         p.squares.index_add_(0, groups, squares.to(torch.float64))
         p.counts.index_add_(0, present, counts)
@@ -526,21 +538,32 @@ class Moments(StatePart):
         # every group (views, no gathers) when most are pending; else the pending ones.
         # Groups without pending rows then have zero counts, sums and squares: they add
         # nothing, and keep their reference (their mean, or 0 when never seen).
-        rows = slice(None) if 2 * len(groups) >= self.num_groups else groups
+        if len(groups):
+            self._fold_out(slice(None) if 2 * len(groups) >= self.num_groups else groups)
+        _add_symmetrized(self._scatter, p.gram)
+        p.gram.zero_()
+        p.rows = 0
+        self.version += 1
+
+    def _fold_out(self, rows: slice | torch.Tensor) -> None:
+        """Move the pending counts, means and spread of the groups ``rows`` into the
+        centred state and re-centre their references on the means; their share of the
+        scatter (the pending Gram, less the Gram of their residual sums, plus Chan's cross
+        terms) stays in the pending Gram, which the finalize adds to the scatter."""
+        p = self._pending
+        assert p is not None
         counts = p.counts[rows].clone()
         weights = counts.to(torch.float64)
         # in place on the pending sums where possible: no C x d temporaries but the means
-        offset = p.sums[rows].div_(weights.clamp(min=1)[:, None])  # cleared below
-        means = self._means_buffer(rows).copy_(p.ref[rows]).add_(offset)
-        spread = p.squares[rows] - weights * _row_squares(offset)
+        offset = p.sums[rows].div_(weights.clamp(min=1)[:, None].to(p.dtype))  # cleared below
+        means = p.add_widened(self._means_buffer(rows).copy_(p.ref[rows]), offset)
+        spread = p.squares[rows] - weights * _row_squares(offset).to(torch.float64)
         # the residual sums' Gram, in the precision of the residuals' own: it is no larger
         # (n_g o_g o_g^T <= the sum of r r^T over group g), so its rounding is no larger
-        p.add_gram(offset.mul_(weights.sqrt()[:, None]), alpha=-1.0)
-        self._combine(rows, counts, means, spread.clamp_(min=0), p.gram)
+        p.add_gram(offset.mul_(weights.sqrt()[:, None].to(p.dtype)), alpha=-1.0)
+        self._merge_groups(rows, counts, means, spread.clamp_(min=0), p.gram)
         for buffer in (p.sums, p.squares, p.counts):
             buffer[rows] = 0
-        p.gram.zero_()
-        p.rows = 0
         if isinstance(rows, slice):  # re-centre on the means
             p.ref.copy_(self._means)
         else:
@@ -555,11 +578,12 @@ class Moments(StatePart):
             return self._means
         return torch.empty(self._means[rows].shape, dtype=torch.float64, device=self.device)
 
-    def _combine(self, rows: slice | torch.Tensor, counts: torch.Tensor, means: torch.Tensor,
-                 spread: torch.Tensor, upper: torch.Tensor) -> None:
+    def _merge_groups(self, rows: slice | torch.Tensor, counts: torch.Tensor,
+                      means: torch.Tensor, spread: torch.Tensor, upper: torch.Tensor) -> None:
         """Chan's pairwise merge of centred moments of the groups ``rows`` into the state;
-        ``upper`` is their scatter in upper-block form (any symmetric matrix is one).
-        ``means`` and ``upper`` are used as scratch."""
+        the cross terms of the scatter are added into ``upper`` (upper-block form: any
+        symmetric matrix is one), which the caller adds to the scatter. ``means`` is used
+        as scratch."""
         n_a = self._counts[rows]
         if not bool((n_a > 0).any()):  # groups seen for the first time: no cross term
             if isinstance(rows, slice):
@@ -578,7 +602,6 @@ class Moments(StatePart):
             self._spread[rows] += spread + weight * _row_squares(delta)
             _add_upper_gram(upper, delta.mul_(weight.sqrt()[:, None]))
             self._counts[rows] += counts
-        _add_symmetrized(self._scatter, upper)
         self.version += 1
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -597,12 +620,13 @@ class Moments(StatePart):
         self._rescale(exponent)
         shift, device = exponent - other.exponent, self.device
         groups = other._counts.nonzero().squeeze(1)
-        self._combine(
+        scatter = times_power_of_two(other._scatter, 2 * shift).to(device=device, copy=True)
+        self._merge_groups(
             groups.to(device), other._counts[groups].to(device),
             times_power_of_two(other._means[groups], shift).to(device),
-            times_power_of_two(other._spread[groups], 2 * shift).to(device),
-            times_power_of_two(other._scatter, 2 * shift).to(device=device, copy=True),
+            times_power_of_two(other._spread[groups], 2 * shift).to(device), scatter,
         )
+        _add_symmetrized(self._scatter, scatter)
         self.rows += other.rows
         self._signal = self._signal or other._signal
 
