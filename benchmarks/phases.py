@@ -157,6 +157,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"N={N} d={DIM} batch={BATCH} threads=1 samples={args.samples} "
           f"backend={args.backend} tiles={args.tiles} clock={args.clock} "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')} "
           f"load={os.getloadavg()[0]:.1f}", flush=True)
     for classes in args.classes:
         run(classes, args)

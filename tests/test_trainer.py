@@ -146,6 +146,28 @@ def test_bad_names_list_the_choices(tmp_path):
         Trainer(TINY.updated(dataset_options={"per_class": 5}), tmp_path, progress=False)
 
 
+def test_onset_check_grows_its_batches_from_a_small_one():
+    """The check's batches grow from 64 samples to the evaluation batch size and cover
+    the split once, in order: an error among the first samples costs one small batch."""
+    from types import SimpleNamespace
+
+    from nclab.train.batches import EvalBatches
+    from nclab.train.evaluators import misclassifies
+
+    x, y = torch.arange(1000.0)[:, None], torch.arange(1000)
+    batches = EvalBatches(x, y, 300)
+    sizes = [len(yb) for _, yb in batches.growing()]
+    assert sizes == [64, 128, 256, 300, 252]
+    assert torch.equal(torch.cat([xb for xb, _ in batches.growing()]), x)
+    assert [len(yb) for _, yb in EvalBatches(x, y, 5).growing()] == [5] * 200
+    model = torch.nn.Linear(1, 2)
+    seen = []
+    model.register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
+    task = SimpleNamespace(errors=lambda outputs, labels: (outputs.argmax(1) != labels).sum())
+    assert misclassifies(model, EvalBatches(x, y % 2, 1024), task) is True
+    assert seen == [64]
+
+
 def test_onset_check_stops_at_the_first_misclassified_batch():
     """Before the TPT onset the training error is checked after every epoch: a batch with
     an error decides it, and the batches after it are not run."""

@@ -61,3 +61,12 @@ class EvalBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.y), self.batch_size):
             yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+
+    def growing(self, first: int = 64) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same samples in the same order, in batches of ``first``, twice that, and
+        so on up to ``batch_size``: a pass that stops at its first hit (the search for a
+        misclassified sample) pays for a small batch, a full pass for a few more calls."""
+        start, size = 0, max(1, min(first, self.batch_size))
+        while start < len(self.y):
+            yield self.x[start : start + size], self.y[start : start + size]
+            start, size = start + size, min(2 * size, self.batch_size)

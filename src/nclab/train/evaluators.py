@@ -131,8 +131,9 @@ def misclassifies(model: nn.Module, batches: EvalBatches, task: Any, sync: bool 
     """Whether ``model`` (eval mode) gets any sample of ``batches`` wrong, on any rank.
 
     The training error is 0 exactly when this is False; each rank stops at its first
-    batch with an error (before the TPT onset, usually the first batch), where
-    :func:`evaluate_loss` would run the whole split.
+    batch with an error, where :func:`evaluate_loss` would run the whole split. The
+    batches grow from 64 samples (:meth:`EvalBatches.growing`), so that before the TPT
+    onset, when errors are common, the check costs a small fraction of a pass.
     """
     wrong = torch.zeros((), dtype=torch.float64, device=model_device(model))
 
@@ -141,7 +142,7 @@ def misclassifies(model: nn.Module, batches: EvalBatches, task: Any, sync: bool 
         return bool(wrong > 0)
 
     with distributed.agreed(sync):  # a rank's shard may be empty; its error stops all
-        collect(model, batches, allow_empty=sync, until=found)
+        collect(model, batches.growing(), allow_empty=sync, until=found)
     return float(distributed.all_reduce(wrong) if sync else wrong) > 0
 
 
