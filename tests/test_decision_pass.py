@@ -46,3 +46,101 @@ def test_a_finite_sum_or_the_full_test_decides_finiteness():
                      (torch.tensor([[1.0, 2.0], [3e38, float("inf")]]), 1)):
         with pytest.raises(NCInputError, match=f"first at row {row}"):
             ensure_finite(bad)
+
+
+def _collapsed(rng, num_classes, dim, per_class, spread, offset=0.0):
+    """Means far apart (norm 4) around ``offset``, features at ``spread`` from them."""
+    centres = offset + 4.0 * rng.normal(size=(num_classes, dim))
+    labels = np.repeat(np.arange(num_classes), per_class)
+    rng.shuffle(labels)
+    features = centres[labels] + spread * rng.normal(size=(len(labels), dim))
+    return features, labels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("spread", "offset"), [(0.05, 0.0), (0.6, 0.0), (2.5, 0.0),
+                                                (0.05, 1e3), (0.6, -30.0)])
+def test_the_ball_test_decides_as_the_brute_force(monkeypatch, dtype, spread, offset):
+    """From collapsed to overlapping classes, means near 0 and far from it: the counts
+    with the ball test are those of dense float64 distances, class by class, and so are
+    those with the test switched off."""
+    rng = np.random.default_rng(31)
+    num_classes, dim = 40, 12
+    features, labels = _collapsed(rng, num_classes, dim, 25, spread, offset)
+    labels[labels == 7] = 8  # class 7 is absent: never the nearest
+    # a classifier near the means (as trained ones are): its choice is worth testing
+    centres = np.stack([features[labels == c].mean(axis=0) if c != 7 else features[0]
+                        for c in range(num_classes)])
+    weight = centres - centres.mean(axis=0) + rng.normal(size=(num_classes, dim))
+    bias = (-weight @ centres.mean(axis=0) - 0.5 * np.einsum("cd,cd->c", weight, weight)
+            + rng.normal(size=num_classes))
+    stats = CollapseStats(num_classes).update(features, labels)
+    x, y = torch.from_numpy(features).to(dtype), torch.from_numpy(labels)
+    expected = brute_force_counts(x.double().numpy(), labels, np.where(
+        stats.present[:, None], stats.means, np.inf), weight, bias)
+    per_class = {}
+    for minimum in (2, 10**9):  # the test on, then off
+        monkeypatch.setattr(DecisionStats, "SCREEN_MIN_CLASSES", minimum)
+        decisions = DecisionStats.from_stats(stats, weight, bias)
+        for start in range(0, len(y), 300):
+            decisions.update(x[start : start + 300], y[start : start + 300])
+        assert (decisions.mismatched, decisions.correct) == expected
+        per_class[minimum] = decisions.class_counts
+        if minimum == 2:  # the test ran on collapsed features, and stopped on the others
+            assert decisions._screening is (spread < 1), decisions._screening
+    assert torch.equal(per_class[2], per_class[10**9])
+
+
+def test_the_ball_test_decides_collapsed_rows_and_leaves_ties():
+    """Collapsed features are decided without distances; a feature halfway between
+    two nearest means (a tie) and one just outside a ball are left to them."""
+    from nclab.core.nearest import ball_thresholds, screened_nearest
+
+    rng = np.random.default_rng(32)
+    centred = torch.from_numpy(rng.normal(size=(50, 16)))
+    present = torch.ones(50, dtype=torch.bool)
+    thresholds = ball_thresholds(centred, present, 0.0)
+    distances = torch.cdist(centred, centred).fill_diagonal_(np.inf)
+    radius = distances.min(dim=1).values / 2
+    assert torch.all(thresholds <= radius**2)
+    assert torch.all(thresholds >= (radius * (1 - 1e-9)) ** 2)  # float64: no real loss
+    labels = torch.arange(50).repeat(4)
+    h = centred[labels] + 1e-3 * torch.from_numpy(rng.normal(size=(200, 16)))
+    k = 3
+    j = int(distances[k].argmin())
+    h[0] = (centred[k] + centred[j]) / 2  # a tie
+    labels[0] = k
+    h[1] = centred[k] + (centred[j] - centred[k]) * (0.5 + 1e-6)  # nearer to j
+    labels[1] = k
+    passed = []
+
+    def nearest_of(rows):
+        passed.append(len(rows))
+        return torch.cdist(rows, centred).argmin(dim=1)
+
+    nearest, decided = screened_nearest(h, labels, centred, thresholds, torch.empty_like(h),
+                                        nearest_of)
+    assert passed == [2] and decided == 198  # only the two hard rows took the distances
+    assert nearest[1] == j
+    assert torch.equal(nearest[2:], labels[2:])
+
+
+def test_ball_thresholds_hold_for_points_on_their_spheres():
+    """float32 thresholds against float64 distances: points at the threshold's radius
+    around each mean (in every direction drawn) are strictly nearest to it."""
+    from nclab.core.nearest import ball_thresholds
+
+    rng = np.random.default_rng(33)
+    means = 50.0 + rng.normal(size=(64, 32))  # far from the origin: its rounding counts
+    origin = means.mean(axis=0)
+    centred = torch.from_numpy(means - origin).float()
+    thresholds = ball_thresholds(centred, torch.ones(64, dtype=torch.bool),
+                                 float(np.linalg.norm(origin))).double().numpy()
+    assert np.all(thresholds > 0)
+    directions = rng.normal(size=(64, 20, 32))
+    directions /= np.linalg.norm(directions, axis=2, keepdims=True)
+    points = means[:, None, :] + np.sqrt(thresholds)[:, None, None] * directions
+    distances = np.linalg.norm(points[:, :, None, :] - means[None, None, :, :], axis=3)
+    own = distances[np.arange(64), :, np.arange(64)]
+    distances[np.arange(64), :, np.arange(64)] = np.inf
+    assert np.all(own < distances.min(axis=2))

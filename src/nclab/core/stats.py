@@ -18,7 +18,7 @@ which stays accurate when the within-class spread is tiny next to the class mean
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from nclab.core.moments import (
     normalizing_exponent,
     times_power_of_two,
 )
+from nclab.core.nearest import ball_thresholds, screened_nearest, worth_screening
 from nclab.core.streaming import StatePart, StreamingStatistic, Tally, check_total, declare
 from nclab.core.validation import (
     as_classifier,
@@ -487,6 +488,7 @@ class _DecisionBuffers:
         self.rows = rows
         self.scores = like.new_empty((rows, classes))
         self.shifted = like.new_empty((rows, dim))
+        self.apart = like.new_empty((rows, dim))  # the ball test's h - mu_k
         self.ones = torch.ones(rows, dtype=torch.int64, device=like.device)
 
 
@@ -515,9 +517,19 @@ class DecisionStats(StreamingStatistic):
     -----
     W, b and the centred means are converted once per device and dtype and stay there;
     the counts accumulate on the features' device (read back only by the accessors).
+
+    With ``SCREEN_MIN_CLASSES`` classes or more, a feature within half the distance
+    between its classifier's class mean and that mean's nearest neighbour (less the
+    rounding) is known to be nearest to it without the distances to every mean
+    (:mod:`nclab.core.nearest`): exact, and O(d) instead of O(C d) for collapsed
+    features. The test's thresholds cost one C x C x d product, as much as the
+    distances of C rows: they are made once C rows have been seen, and only when a
+    cheap upper bound says the test could decide a quarter of the rows; the test stops
+    for good at the first chunk in which it decides fewer than an eighth.
     """
 
     _CHUNK_ENTRIES = 1 << 24  # bounds the chunk x C temporaries (64 MiB in float32)
+    SCREEN_MIN_CLASSES = 32  # below, the distances cost little more than the test
 
     def __init__(self, means: np.ndarray, present: np.ndarray, weight: Any, bias: Any = None,
                  *, scale: float = 1.0) -> None:
@@ -533,8 +545,12 @@ class DecisionStats(StreamingStatistic):
         self.origin = means[present].mean(axis=0)
         self.centred = np.where(present[:, None], means - self.origin, 0.0)
         self.penalty = np.where(present, np.einsum("cd,cd->c", self.centred, self.centred), np.inf)
+        self.present = present
         self._constants: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._buffers: dict[tuple[torch.device, torch.dtype], _DecisionBuffers] = {}
+        self._screens: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        self._rows_seen = 0  # rows decided so far: the ball test waits for C of them
+        self._screening: bool | None = None  # undecided, then whether the test runs
         self._configure({"num_classes": num_classes}, "the means")
 
     CONFIG = ("num_classes",)
@@ -589,6 +605,28 @@ class DecisionStats(StreamingStatistic):
             )
         return self._constants[key]
 
+    def _nearest(self, shifted: torch.Tensor, predicted: torch.Tensor, scratch: torch.Tensor,
+                 nearest_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The nearest mean of each row: by the ball test where it runs (see the class
+        notes), else ``nearest_of`` (the distances to every mean)."""
+        seen, self._rows_seen = self._rows_seen, self._rows_seen + len(predicted)
+        if (self._screening is False or self.num_classes < self.SCREEN_MIN_CLASSES
+                or seen < self.num_classes):
+            return nearest_of(shifted)
+        key = (shifted.device, shifted.dtype)
+        screen = self._screens.setdefault(key, [torch.from_numpy(self.centred).to(
+            device=shifted.device, dtype=shifted.dtype)])
+        present = torch.from_numpy(self.present)
+        if self._screening is None:
+            self._screening = worth_screening(shifted, predicted, screen[0], present, scratch)
+            if not self._screening:
+                return nearest_of(shifted)
+        if len(screen) == 1:
+            screen.append(ball_thresholds(screen[0], present, float(np.linalg.norm(self.origin))))
+        nearest, decided = screened_nearest(shifted, predicted, *screen, scratch, nearest_of)
+        self._screening = 8 * decided >= len(predicted)
+        return nearest
+
     def _chunk_buffers(self, x: torch.Tensor, rows: int) -> _DecisionBuffers:
         """Scratch arrays for chunks of up to ``rows`` rows, kept between updates."""
         key = (x.device, x.dtype)
@@ -634,9 +672,12 @@ class DecisionStats(StreamingStatistic):
             # the rounding of the plain subtraction (kept before the product: folding
             # the origin into the constants would cancel for means far from 0)
             shifted = torch.add(minus_origin, xs, alpha=self.scale, out=work.shifted[:n])
-            # ||h - mu_c||^2 up to a constant, from the global mean to limit cancellation
-            nearest = torch.addmm(penalty, shifted, centred_t, alpha=-2,
-                                  out=work.scores[:n]).argmin(dim=1)
+            def nearest_of(h: torch.Tensor) -> torch.Tensor:
+                # ||h - mu_c||^2 up to a constant, from the global mean (less cancellation)
+                return torch.addmm(penalty, h, centred_t, alpha=-2,
+                                   out=work.scores[: len(h)]).argmin(dim=1)
+
+            nearest = self._nearest(shifted, predicted, work.apart[:n], nearest_of)
             self._tallies[1].index_add_(0, ys, (predicted != nearest).to(torch.int64))
             self._tallies[2].index_add_(0, ys, (predicted == ys).to(torch.int64))
         return self
