@@ -623,7 +623,9 @@ class DecisionStats(StreamingStatistic):
                 return nearest_of(shifted)
         if len(screen) == 1:
             screen.append(ball_thresholds(screen[0], present, float(np.linalg.norm(self.origin))))
-        nearest, decided = screened_nearest(shifted, predicted, *screen, scratch, nearest_of)
+        centred, thresholds = screen
+        nearest, decided = screened_nearest(shifted, predicted, centred, thresholds, scratch,
+                                            nearest_of)
         self._screening = 8 * decided >= len(predicted)
         return nearest
 
