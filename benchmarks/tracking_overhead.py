@@ -33,6 +33,7 @@ with other work the CPU time is the steadier).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -117,8 +118,14 @@ def unavoidable_products(h: torch.Tensor, y: torch.Tensor, weight: torch.Tensor)
     means = torch.zeros(classes, h.shape[1]).index_add_(0, y, h) / counts[:, None]
     h @ means.T  # noqa: B018
     centred = (means - means.mean(dim=0)).double().numpy()
-    sigma_w = np.eye(h.shape[1])  # a d x d stand-in: only its shape matters here
-    metrics_limit(centred, weight.double().numpy(), sigma_w)
+    metrics_limit(centred, weight.double().numpy(), _stand_in(h.shape[1]))
+
+
+@functools.cache
+def _stand_in(dim: int) -> np.ndarray:
+    """A d x d float64 matrix in place of Sigma_W (only its shape matters to the
+    products), made once: its allocation is not a product."""
+    return np.eye(dim)
 
 
 def baseline_training(task: Preloaded, evaluate: set[int], floor: bool = False) -> None:
