@@ -20,6 +20,14 @@ import torch
 _TILE_ENTRIES = 1 << 24
 
 
+def _squared_gaps(centred: torch.Tensor, squares: torch.Tensor, rows: slice | torch.Tensor,
+                  columns: slice | torch.Tensor) -> torch.Tensor:
+    """||mu_i - mu_j||^2 for i in ``rows``, j in ``columns`` (``squares``: ||mu_c||^2),
+    by their Gram: one product of a tile, as rounded as the Gram."""
+    return (squares[rows, None] + squares[columns]
+            - 2.0 * (centred[rows] @ centred[columns].T))
+
+
 def ball_thresholds(centred: torch.Tensor, present: torch.Tensor,
                     origin_norm: float) -> torch.Tensor:
     """Squared thresholds t (C,) for :func:`screened_nearest`, in ``centred``'s dtype
@@ -50,9 +58,8 @@ def ball_thresholds(centred: torch.Tensor, present: torch.Tensor,
     step = max(1, _TILE_ENTRIES // count)
     for start in range(0, count, step):
         block = slice(start, min(count, start + step))
-        rows = squares[block, None]
-        gram = centred[block] @ centred.T
-        lowered = rows + squares - 2.0 * gram - 2 * (dim + 3) * unit * (rows + squares)
+        bound = 2 * (dim + 3) * unit * (squares[block, None] + squares)
+        lowered = _squared_gaps(centred, squares, block, slice(None)) - bound
         lowered[:, absent] = math.inf
         own = torch.arange(block.stop - block.start, device=centred.device)
         lowered[own, own + start] = math.inf  # a mean is not its own neighbour
@@ -81,7 +88,7 @@ def worth_screening(shifted: torch.Tensor, candidates: torch.Tensor, centred: to
     chosen = present.to(centred.device).nonzero().squeeze(1)
     chosen = chosen[:: max(1, len(chosen) // sample)]
     squares = torch.einsum("cd,cd->c", centred, centred)
-    gaps = squares[:, None] + squares[chosen] - 2.0 * (centred @ centred[chosen].T)
+    gaps = _squared_gaps(centred, squares, slice(None), chosen)
     gaps[chosen, torch.arange(len(chosen), device=centred.device)] = math.inf
     upper = gaps.min(dim=1).values / 4
     inside = _squared_distances(shifted, candidates, centred, scratch) < upper[candidates]
