@@ -160,6 +160,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("no CUDA device here: pass --device cpu (with small sizes) to check "
+                     "the script")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {device} ({name}); d={args.dim}, "
           f"{args.rows} rows in batches of {args.batch}", flush=True)
