@@ -13,8 +13,9 @@ Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
 - compute_metrics (with W): / the float64 products it cannot do without (numpy, as
   compute_metrics runs them on the CPU): the C x C Grams of the pair pass, ``M~ @ M~.T``
   and ``W @ W.T`` (symmetric: the BLAS forms half); nc1's factorization of the centred
-  means, the SVD of M~ for C <= d or, for C > d, the d x d Gram ``M~.T @ M~`` and its
-  ``eigh``, then ``V @ Sigma_W`` for the kept directions V; and the normaliser of the
+  means, for C <= d the (C-1) x (C-1) Gram of the deflated means ``D @ D.T``, its
+  ``eigh`` and the directions ``U^T @ D`` or, for C > d, the d x d Gram ``M~.T @ M~``
+  and its ``eigh``, then ``V @ Sigma_W`` for the kept directions V; and the normaliser of the
   ETF gap between W and M~, ``W @ M~.T`` for C <= d + 1 (where the gap is formed whole)
   or ``W.T @ W`` beyond (where the trace identity takes ``<W^T W, M~^T M~>``).
 
@@ -124,7 +125,9 @@ def metrics_limit(centred: np.ndarray, weight: np.ndarray, sigma_w: np.ndarray) 
         _, vectors = np.linalg.eigh(centred.T @ centred)
         directions = vectors.T
     else:
-        directions = np.linalg.svd(centred, full_matrices=False)[2][: count - 1]
+        deflated = centred[1:]  # the shape of nc1's deflated means: the reflection is O(C d)
+        _, vectors = np.linalg.eigh(deflated @ deflated.T)
+        directions = vectors.T @ deflated
     directions @ sigma_w  # noqa: B018
     if count <= dim + 1:
         weight @ centred.T  # noqa: B018

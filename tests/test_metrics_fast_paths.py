@@ -219,3 +219,68 @@ def test_ill_conditioned_full_rank_means_take_no_singular_vectors(monkeypatch, b
     capped = geometry.pseudo_inverse_trace(sigma_w, centred, 20)
     assert capped == pytest.approx(direct_pinv_trace(np.asarray(sigma_w), np.asarray(centred),
                                                      20), rel=1e-10)
+
+
+def means_with_spectrum(count, dim, spread, weights, rng):
+    """(count, dim) means with weights^T M = 0 and nonzero singular values from 3 down to
+    3 * spread (count - 1 of them)."""
+    unit = weights / np.linalg.norm(weights)
+    basis, _ = np.linalg.qr(np.column_stack([unit, rng.standard_normal((count, count - 1))]))
+    v, _ = np.linalg.qr(rng.standard_normal((dim, count - 1)))
+    return (basis[:, 1:] * np.geomspace(3.0, 3.0 * spread, count - 1)) @ v.T
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("count, dim", [(2, 5), (30, 40), (100, 512)])
+def test_centred_means_with_fewer_classes_than_dims_take_no_svd(monkeypatch, backend,
+                                                                weighted, count, dim):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(count + dim + weighted)
+    weights = rng.integers(1, 50, count).astype(float) if weighted else np.ones(count)
+    centred = means_with_spectrum(count, dim, 1e-2, weights, rng)
+    sigma_w = spd(dim, rng)
+    want = direct_pinv_trace(sigma_w, centred, count - 1)
+    refuse(monkeypatch, (np.linalg, "svd"), (torch.linalg, "svd"))
+    if backend == "torch":
+        sigma_w, centred = torch.from_numpy(sigma_w), torch.from_numpy(centred)
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, count - 1, centring=weights)
+    assert got == pytest.approx(want, rel=1e-11)
+
+
+@pytest.mark.parametrize("spread", [1e-4, 1e-7])
+def test_ill_conditioned_centred_means_with_few_classes_take_the_svd(monkeypatch, spread):
+    # eigenvalue ratios 1e-8 and 1e-14 of the deflated Gram: below its bound, so the
+    # exact SVD decides (at 1e-14 the Gram's eigenvalue would be mostly rounding)
+    rng = np.random.default_rng(5)
+    weights = np.ones(40)
+    centred = means_with_spectrum(40, 64, spread, weights, rng)
+    sigma_w = spd(64, rng)
+    want = direct_pinv_trace(sigma_w, centred, 39)
+    assert geometry.pseudo_inverse_trace(sigma_w, centred, 39, centring=weights) == \
+        pytest.approx(want, rel=1e-9)
+    refuse(monkeypatch, (np.linalg, "svd"))
+    with pytest.raises(AssertionError, match="svd was taken"):
+        geometry.pseudo_inverse_trace(sigma_w, centred, 39, centring=weights)
+
+
+@pytest.mark.parametrize("weighted_mean", [False, True])
+def test_compute_metrics_gives_nc1_of_few_classes_without_an_svd(monkeypatch, weighted_mean):
+    from nclab import CollapseStats, compute_metrics
+
+    rng = np.random.default_rng(6)
+    classes, dim = 12, 40
+    means = rng.standard_normal((classes, dim)) * 4
+    labels = rng.integers(0, classes, 600)
+    features = means[labels] + rng.standard_normal((len(labels), dim))
+    stats = CollapseStats(classes).update(features, labels)
+    # float64 brute force from the rows
+    counts = np.bincount(labels, minlength=classes)
+    class_means = np.stack([features[labels == c].mean(0) for c in range(classes)])
+    centre = counts @ class_means / len(labels) if weighted_mean else class_means.mean(0)
+    residuals = features - class_means[labels]
+    sigma_w = residuals.T @ residuals / len(labels)
+    want = direct_pinv_trace(sigma_w, class_means - centre, classes) / classes
+    refuse(monkeypatch, (np.linalg, "svd"))
+    got = compute_metrics(stats, weighted_mean=weighted_mean).nc1
+    assert got == pytest.approx(want, rel=1e-10)

@@ -176,13 +176,16 @@ def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
 
 
 def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
-                         shared: Shared | None = None) -> float:
+                         shared: Shared | None = None,
+                         centring: np.ndarray | None = None) -> float:
     """Tr(Sigma_W Sigma_B^+) with Sigma_B = M~^T M~ / C.
 
     Sigma_B^+ keeps at most ``max_rank`` eigenpairs, and only those above
     max(d, C) * eps times the largest: a default-rcond pseudo-inverse would invert noise.
     ``shared`` (see :data:`Shared`) keeps the scaled means and the d x d Gram formed here
-    (C > d) for the other metrics of the same means.
+    (C > d) for the other metrics of the same means. ``centring`` (C,), when given, are
+    weights a with a^T M~ = 0 (ones for means centred on their average, the class counts
+    for the sample mean): for C <= d they let a (C-1) x (C-1) Gram replace the SVD.
     """
     num_classes, dim = centred_means.shape
     if not bool(centred_means.any()):
@@ -190,7 +193,7 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
     # the eigenvalues below are in units scale^2
     scale, unit_scaled = scaled(centred_means, shared)
     floor = max(dim, num_classes) * np.finfo(np.float64).eps
-    pairs = _gram_pairs(unit_scaled, _scaled_gram(centred_means, shared))
+    pairs = _gram_pairs(unit_scaled, _scaled_gram(centred_means, shared), centring)
     if pairs is None and num_classes > dim:
         # ill-conditioned means, C > d: every SVD below is of R (d x d), M~ = QR, whose
         # right singular pairs are those of M~; when every eigenvalue is surely kept,
@@ -218,19 +221,58 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
 _GRAM_CONDITION = 1e-5
 
 
-def _gram_pairs(matrix: Array, gram: Callable[[], Array]) -> tuple[Array, Array] | None:
+def _gram_pairs(matrix: Array, gram: Callable[[], Array],
+                centring: np.ndarray | None = None) -> tuple[Array, Array] | None:
     """(squared singular values (k,) descending, right singular vectors (k, d)) of a
-    (C, d) matrix from the eigh of its d x d Gram (``gram``: a lazy ``matrix.T @
-    matrix``, shared with other users), or None. For C > d the eigh costs a third of the
-    SVD and agrees with it when the matrix is well conditioned; None for C <= d and for
-    ill-conditioned matrices."""
+    (C, d) matrix from the eigh of a Gram, or None where the SVD is needed.
+
+    For C > d the Gram is the d x d ``gram`` (a lazy ``matrix.T @ matrix``, shared with
+    other users); for C <= d, given ``centring`` (see :func:`pseudo_inverse_trace`), it
+    is the (C-1) x (C-1) Gram of the deflated rows (:func:`_deflated`). Either eigh costs
+    a third of the SVD or less, and agrees with it when the Gram is well conditioned;
+    None for ill-conditioned ones, and for C <= d without ``centring``.
+    """
     count, dim = matrix.shape
-    if count <= dim or _gram_surely_ill_conditioned(matrix):
+    if count <= dim:
+        return None if centring is None else _deflated_pairs(_deflated(matrix, centring))
+    if _gram_surely_ill_conditioned(matrix):
         return None
     values, vectors = _eigh_descending(gram())
     if float(values[-1]) >= _GRAM_CONDITION * float(values[0]):
         return values, vectors
     return None
+
+
+def _deflated(matrix: Array, centring: np.ndarray) -> Array:
+    """Q^T M, (C-1, d), for the columns Q of a reflection orthogonal to ``centring`` a.
+
+    M^T a = 0 puts the rows of M in the (C-1)-dimensional span of Q, so M^T M =
+    (Q^T M)^T (Q^T M): the same right singular pairs, with one row fewer and none of
+    them zero. Q is the Householder reflection taking a to the first axis, without its
+    first column; a has no negative entry, so its first entry is added, not subtracted.
+    """
+    unit = np.asarray(centring, dtype=np.float64) / np.linalg.norm(centring)
+    unit[0] += 1.0
+    unit *= math.sqrt(2.0) / np.linalg.norm(unit)  # H = I - u u^T
+    if isinstance(matrix, torch.Tensor):
+        unit = torch.from_numpy(unit).to(matrix.device)
+        return torch.addr(matrix[1:], unit[1:], unit @ matrix, alpha=-1.0)
+    deflated = np.outer(unit[1:], unit @ matrix)
+    return np.subtract(matrix[1:], deflated, out=deflated)
+
+
+def _deflated_pairs(deflated: Array) -> tuple[Array, Array] | None:
+    """The singular pairs of a (k, d) matrix, k <= d, from the eigh of its k x k Gram
+    (rows V = Lambda^-1/2 U^T D), or None when the Gram is ill conditioned."""
+    lib = _lib(deflated)
+    values, vectors = lib.linalg.eigh(deflated @ deflated.T)  # ascending
+    if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
+        return None
+    # U^T D with U as eigh gives it (a flipped view would take numpy off the BLAS)
+    directions = (vectors.T @ deflated) / lib.sqrt(values)[:, None]
+    if lib is torch:
+        return values.flip(0), directions.flip(0)
+    return values[::-1], directions[::-1]
 
 
 def _squared_svd(matrix: Array) -> tuple[Array, Array]:

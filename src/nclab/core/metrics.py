@@ -261,7 +261,8 @@ def compute_metrics(
     # Sigma_W = scatter / N: the division is left to the scalars (no d x d copy)
     per_sample = 1.0 / stats.num_samples
     values: dict[str, Any] = {
-        "nc1": geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared)
+        "nc1": geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared,
+                                             _centring(stats, present, weighted_mean))
         * per_sample / num_present,
         "nc1_trace": float(np.float64(float(scatter.trace()) * per_sample)
                            / (float(geometry.squared_norm(centred)) / num_present)),
@@ -347,6 +348,13 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
     else:
         global_mean = means.mean(0)
     return means, global_mean, scatter, (spread if everyone else spread[present_rows]) / number
+
+
+def _centring(stats: CollapseStats, present: np.ndarray, weighted_mean: bool) -> np.ndarray:
+    """Weights a with a^T M~ = 0 for the centred means: the class counts (sample mean)
+    or ones (average of the class means)."""
+    return (stats.counts[present].astype(np.float64) if weighted_mean
+            else np.ones(int(present.sum())))
 
 
 def _spectral(stats: CollapseStats) -> dict[str, Any]:
