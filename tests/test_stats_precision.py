@@ -80,6 +80,19 @@ def test_float32_precision_with_few_rows_per_class(per_class):
     _assert_state(stats, _brute_force(H, y, 1500), rtol=2e-6, scatter_rtol=3e-5)
 
 
+def test_float32_sums_widened_in_many_small_chunks(monkeypatch):
+    """The float32 residual sums reach the float64 state through a small buffer, chunk by
+    chunk (7 rows here, so 1,500 classes take 215 chunks, the last one partial)."""
+    from nclab.core import moments
+
+    monkeypatch.setattr(moments, "_WIDE_BYTES", 8 * 16 * 7)
+    rng = np.random.default_rng(15)
+    H, y = _large_means_tiny_spread(rng, 1500, 16, 3)
+    stats = _stream(torch.from_numpy(H), torch.from_numpy(y), 1500, 512)
+    assert len(stats._moments._pending.wide) == 7
+    _assert_state(stats, _brute_force(H, y, 1500), rtol=2e-6, scatter_rtol=3e-5)
+
+
 @pytest.mark.parametrize(("classes", "batch"), [(1, 1000), (1, 4096), (3, 777), (3, 9000)])
 def test_float32_groups_past_a_block_fold_out_exactly(monkeypatch, classes, batch):
     """float32 pending sums hold at most a block's rows per group: groups of 12,000 rows
