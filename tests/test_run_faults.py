@@ -155,6 +155,23 @@ def test_a_last_step_that_blows_up_the_network_is_a_divergence(tmp_path, value, 
     assert [r["epoch"] for r in rows(tmp_path)] == [1, 2]
 
 
+@pytest.mark.parametrize(("entries", "dtype", "finite"), [
+    ([1.0, -2.0], torch.float32, True),
+    ([3e38, 3e38], torch.float32, True),  # the sum overflows: settled entry by entry
+    ([1e300, 1e300], torch.float64, True),
+    ([60000.0, 60000.0], torch.float16, True),
+    ([1.0, math.nan], torch.float32, False),
+    ([math.inf, -math.inf], torch.float32, False),  # the sum is NaN, not a cancellation
+    ([1.0, math.inf], torch.bfloat16, False),
+])
+def test_the_weights_check_finds_every_non_finite_entry(entries, dtype, finite):
+    from nclab.train.trainer import _weights_finite
+
+    weights = [torch.ones(3, 4), torch.tensor(entries, dtype=dtype)]
+    assert _weights_finite(weights) is finite
+    assert _weights_finite([]) is True
+
+
 class FailingEvaluator:
     """An evaluator that breaks, and records how the model runs during the outputs check
     that follows."""
