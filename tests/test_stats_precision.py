@@ -112,6 +112,32 @@ def test_float32_groups_past_a_block_fold_out_exactly(monkeypatch, classes, batc
     _assert_state(stats, _brute_force(H, y, classes), rtol=2e-6, scatter_rtol=3e-5)
 
 
+@pytest.mark.parametrize("threads", [(1,), (2,), (1, 2, 1)])
+def test_whole_grams_skip_the_symmetrizing_and_mixed_ones_take_it(monkeypatch, threads):
+    """On one thread the pending Gram holds whole (syrk) Grams and is added to the
+    scatter as it is; once an update runs on more threads (upper-block products) the
+    finalize symmetrizes. Either way the scatter is exactly symmetric and correct."""
+    from nclab.core import moments
+
+    calls = []
+    original = moments._add_symmetrized
+    monkeypatch.setattr(moments, "_add_symmetrized",
+                        lambda *args: calls.append(1) or original(*args))
+    rng = np.random.default_rng(16)
+    H, y = _large_means_tiny_spread(rng, 7, 12, 1200)
+    stats = CollapseStats(7)
+    before = torch.get_num_threads()
+    try:
+        for index, start in enumerate(range(0, len(y), 4096)):  # a block each
+            torch.set_num_threads(threads[index % len(threads)])
+            stats.update(torch.from_numpy(H[start : start + 4096]), y[start : start + 4096])
+    finally:
+        torch.set_num_threads(before)
+    _assert_state(stats, _brute_force(H, y, 7), rtol=2e-6, scatter_rtol=3e-5)
+    np.testing.assert_array_equal(stats.scatter, stats.scatter.T)
+    assert bool(calls) == (max(threads) > 1)
+
+
 def test_reads_between_updates_change_nothing():
     """Finalizing (any read) re-centres the references; the sums stay exact."""
     rng = np.random.default_rng(12)

@@ -187,17 +187,19 @@ def host_gram(z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def _add_upper_gram(target: torch.Tensor, z: torch.Tensor, alpha: float = 1.0,
-                    scratch: torch.Tensor | None = None) -> None:
+                    scratch: torch.Tensor | None = None) -> bool:
     """target += alpha z^T z in upper-block form, in float64: the host's syrk into
     ``scratch`` (d, d) float64 (allocated when None) where it applies, else the upper
-    blocks' products (no temporaries)."""
+    blocks' products (no temporaries). Returns whether the Gram was added whole (the
+    syrk), so that ``target`` stays symmetric if it was."""
     if host_syrk_applies(z) and z.dtype == torch.float64:
         dim = z.shape[1]
         wide = torch.empty(dim, dim, dtype=torch.float64) if scratch is None else scratch
         target.add_(host_gram(z, wide), alpha=alpha)
-        return
+        return True
     for rows, columns, weight in _gram_plan(z.shape[1]):
         target[rows, columns].addmm_(z[:, rows].T, z[:, columns], alpha=alpha * weight)
+    return False
 
 
 def _row_squares(x: torch.Tensor) -> torch.Tensor:
@@ -237,6 +239,7 @@ class _Pending:
         self.sums = torch.zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
         self.gram = torch.zeros(dim, dim, **wide)
+        self.whole = True  # gram holds whole Grams only (symmetric): no symmetrizing
         self.rows = 0  # rows folded into the sums above
         self.stage = torch.empty(rows, dim, **work)  # staged rows, then their residuals
         self.stage_groups = torch.empty(rows, dtype=torch.int64, device=device)
@@ -281,7 +284,7 @@ class _Pending:
         products), the products in the working dtype (``residual`` is converted to it
         through the stage: only when no rows are staged)."""
         if self.dtype == torch.float64:
-            _add_upper_gram(self.gram, residual, alpha, self.scratch)
+            self.whole &= _add_upper_gram(self.gram, residual, alpha, self.scratch)
             return
         if residual.dtype != self.dtype:  # converted block by block through the stage
             block = len(self.stage)
@@ -294,6 +297,7 @@ class _Pending:
             wide = self.scratch.copy_(host_gram(residual, self.square))
             self.gram.add_(wide, alpha=alpha)
             return
+        self.whole = False
         plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
             torch.mm(residual[:, rows].T, residual[:, columns], out=product)
@@ -546,8 +550,12 @@ class Moments(StatePart):
         # nothing, and keep their reference (their mean, or 0 when never seen).
         if len(groups):
             self._fold_out(slice(None) if 2 * len(groups) >= self.num_groups else groups)
-        _add_symmetrized(self._scatter, p.gram)
+        if p.whole:
+            self._scatter.add_(p.gram)
+        else:
+            _add_symmetrized(self._scatter, p.gram)
         p.gram.zero_()
+        p.whole = True
         p.rows = 0
         self.version += 1
 
@@ -567,7 +575,7 @@ class Moments(StatePart):
         # the residual sums' Gram, in the precision of the residuals' own: it is no larger
         # (n_g o_g o_g^T <= the sum of r r^T over group g), so its rounding is no larger
         p.add_gram(offset.mul_(weights.sqrt()[:, None].to(p.dtype)), alpha=-1.0)
-        self._merge_groups(rows, counts, means, spread.clamp_(min=0), p.gram)
+        p.whole &= self._merge_groups(rows, counts, means, spread.clamp_(min=0), p.gram)
         for buffer in (p.sums, p.squares, p.counts):
             buffer[rows] = 0
         if isinstance(rows, slice):  # re-centre on the means
@@ -585,11 +593,13 @@ class Moments(StatePart):
         return torch.empty(self._means[rows].shape, dtype=torch.float64, device=self.device)
 
     def _merge_groups(self, rows: slice | torch.Tensor, counts: torch.Tensor,
-                      means: torch.Tensor, spread: torch.Tensor, upper: torch.Tensor) -> None:
+                      means: torch.Tensor, spread: torch.Tensor, upper: torch.Tensor) -> bool:
         """Chan's pairwise merge of centred moments of the groups ``rows`` into the state;
         the cross terms of the scatter are added into ``upper`` (upper-block form: any
         symmetric matrix is one), which the caller adds to the scatter. ``means`` is used
-        as scratch."""
+        as scratch. Returns whether the cross terms went into ``upper`` whole (or there
+        were none)."""
+        whole = True
         n_a = self._counts[rows]
         if not bool((n_a > 0).any()):  # groups seen for the first time: no cross term
             if isinstance(rows, slice):
@@ -606,9 +616,10 @@ class Moments(StatePart):
             else:
                 self._means[rows] += delta * (n_b / total)[:, None]
             self._spread[rows] += spread + weight * _row_squares(delta)
-            _add_upper_gram(upper, delta.mul_(weight.sqrt()[:, None]))
+            whole = _add_upper_gram(upper, delta.mul_(weight.sqrt()[:, None]))
             self._counts[rows] += counts
         self.version += 1
+        return whole
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(counts, means, spread, scatter), finalized, in units of 2**exponent (do not
