@@ -255,8 +255,8 @@ def _deflated(matrix: Array, centring: np.ndarray) -> Array:
     unit[0] += 1.0
     unit *= math.sqrt(2.0) / np.linalg.norm(unit)  # H = I - u u^T
     if isinstance(matrix, torch.Tensor):
-        unit = torch.from_numpy(unit).to(matrix.device)
-        return torch.addr(matrix[1:], unit[1:], unit @ matrix, alpha=-1.0)
+        on_device = torch.from_numpy(unit).to(matrix.device)
+        return torch.addr(matrix[1:], on_device[1:], on_device @ matrix, alpha=-1.0)
     deflated = np.outer(unit[1:], unit @ matrix)
     return np.subtract(matrix[1:], deflated, out=deflated)
 
