@@ -143,6 +143,35 @@ def test_pair_sums_of_whole_diagonal_tiles_equal_the_pairs_one_by_one(block):
         assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
 
 
+@pytest.mark.parametrize("dim", [6, 12])
+@pytest.mark.parametrize("block", [5, 11, 12])
+def test_a_whole_c_by_c_gram_is_formed_once_for_the_pairs_and_the_etf_gaps(dim, block):
+    # 11 classes: with d >= 10 and one tile (block >= 11) the pass over pairs forms the
+    # Grams of the scaled means and of W / s whole, and the ETF gaps read the same ones
+    rng = np.random.default_rng(dim + block)
+    means = rng.standard_normal((11, dim)) * 3
+    weight = means + 0.5 * rng.standard_normal((11, dim))
+    variances = rng.uniform(0.5, 2.0, 11)
+    shared = {}
+    sums = geometry.pair_sums(means, variances, weight, block=block, shared=shared)
+    got = {"cdnv": sums.cdnv, "chord": sums.chord, "chord_square": sums.chord_square,
+           "log": sums.log, "log_square": sums.log_square}
+    for name, angles in (("means", sums.means), ("weights", sums.weights)):
+        got.update({f"{name}.shifted": angles.shifted, f"{name}.absolute": angles.absolute,
+                    f"{name}.spread": angles.spread(sums.pairs)})
+    for name, value in brute_pair_sums(means, variances, weight).items():
+        assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
+    whole = [key for key in shared if key[1] == "outer gram"]
+    assert len(whole) == (2 if dim >= 10 and block >= 11 else 0)
+    for key in whole:
+        kept, gram = shared[key]
+        assert geometry.simplex_gap(kept, kept, shared=shared) == pytest.approx(
+            direct_gap(kept, kept), rel=1e-12)
+        shared[key] = (kept, gram + np.diag(rng.uniform(1.0, 2.0, 11)))  # read, not remade
+        assert geometry.simplex_gap(kept, kept, shared=shared) != pytest.approx(
+            direct_gap(kept, kept), rel=1e-3)
+
+
 def test_nc1_leaves_its_gram_to_the_etf_gaps():
     rng = np.random.default_rng(3)
     centred = rng.standard_normal((50, 8))

@@ -175,6 +175,23 @@ def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
     return lambda: _shared(shared, "gram", x, make)
 
 
+def _outer_gram(x: Array, shared: Shared | None) -> Array:
+    """(x / s)(x / s)^T, C x C (s as in :func:`scaled`), formed once per array
+    in ``shared`` for the dense ETF gaps and the pass over pairs (callers do not modify
+    it)."""
+    def make() -> Array:
+        z = scaled(x, shared)[1]
+        return z @ z.T
+    return _shared(shared, "outer gram", x, make)
+
+
+def _dense(count: int, dim: int, block: int = DEFAULT_BLOCK, tile_dtype: Any = None) -> bool:
+    """Whether the C x C Gram of C rows of dimension d is formed whole, in float64, by
+    both the ETF gaps and the pass over pairs (then each array's is formed once)."""
+    return (count <= dim + 1 and count * count <= _DENSE_GRAM_LIMIT and count <= block
+            and not _float32(tile_dtype))
+
+
 def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
                          shared: Shared | None = None,
                          centring: np.ndarray | None = None) -> float:
@@ -357,13 +374,13 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
         shared = grams if shared is None else shared
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
         left_gram, right_gram = _scaled_gram(left, shared), _scaled_gram(right, shared)
-        left_is_right = right is left
+        left_is_right, original = right is left, left
         left = scaled(left, shared)[1]
         right = left if left_is_right else scaled(right, shared)[1]
         count = left.shape[0]
         target = 1.0 / np.sqrt(count - 1)
         if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
-            gram = left @ right.T
+            gram = _outer_gram(original, shared) if left_is_right else left @ right.T
             gram = gram / _scalar((gram * gram).sum() ** 0.5) + target / count
             _subtract_diagonal(gram, target)
             return float(np.sqrt(_scalar((gram * gram).sum())))
@@ -722,6 +739,8 @@ def pair_sums(
     """
     count = centred.shape[0]
     offset = 1.0 / (count - 1)
+    # one tile, the whole Gram: each array's is the one the ETF gaps use (shared)
+    dense, original = _dense(count, centred.shape[1], block, tile_dtype), centred
     # the cdnv ratio gains s^(p-2) under mu -> mu / s, sigma^2 -> sigma^2 / s^2: a
     # power of two s keeps the squared norms far from overflow at no rounding cost
     sq_norms = _squared_row_norms(centred, shared)
@@ -746,7 +765,10 @@ def pair_sums(
     for rows, cols in _pair_blocks(count, block):
         tile.move(rows, cols)
         gram, work = tile.buffers()
-        tile.product(centred_operand, gram)
+        if dense:
+            gram[...] = _outer_gram(original, shared)
+        else:
+            tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
         norm_r, norm_c = tile.vectors(inverse_means)
         gram *= norm_r
@@ -756,7 +778,11 @@ def pair_sums(
         _add_nearest(gram, result.means, tile)
         _angle_sums(gram, offset, result.means, work, tile)
         if weight_operand is not None and result.weights is not None:
-            cosines = tile.product(weight_operand, work)
+            if dense:  # the cosines from the Gram of W / s: rows times 1 / ||w_c / s||
+                cosines = _scaled_entries(_outer_gram(weight, shared), inverse_weights,
+                                          tile, work)
+            else:
+                cosines = tile.product(weight_operand, work)
             _add_nearest(cosines, result.weights, tile)
             _angle_sums(cosines, offset, result.weights, gram, tile)
     result.cdnv *= scale ** (2.0 - exponent)
@@ -765,6 +791,15 @@ def pair_sums(
             # a cosine is at most 1: rounding may have put it just above
             sums.nearest = np.minimum(host_vector(sums.nearest), 1.0)
     return result
+
+
+def _scaled_entries(gram: Array, inverse: Array, tile: _Tile, out: Array) -> Array:
+    """gram_ij inverse_i inverse_j into ``out`` (the tile's shape)."""
+    out[...] = gram
+    norm_r, norm_c = tile.vectors(inverse)
+    out *= norm_r
+    out *= norm_c
+    return out
 
 
 def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: Array,
