@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/tracking_overhead.py [--classes 100 1000] [--epochs 30]
                                              [--per-class 10] [--threads 1] [--repeats 2]
+                                             [--profile]
 
 For C = 100 and 1,000 classes: a Gaussian mixture in 64 dimensions (``--per-class``
 training and half as many test samples per class, default 10), an MLP 64 -> 512 ->
@@ -25,6 +26,8 @@ evaluate one in seven).
     float32 product with the class means (the nearest-class-mean pass's), and the
     float64 products compute_metrics needs (``phases.metrics_limit``). No target of
     (b) below (c)/(a) can be met without giving up a logged value.
+``--profile`` then prints, for the evaluations of one more run of (b), the functions with
+the most time of their own (cProfile), per split-evaluation.
 Target: (b)/(a) <= 1.15. The variants alternate, ``--repeats`` times each, and the best
 time of each is kept; wall and process CPU time are both reported (on a machine shared
 with other work the CPU time is the steadier).
@@ -33,8 +36,10 @@ with other work the CPU time is the steadier).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import functools
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -185,6 +190,37 @@ def compare(classes: int, args: argparse.Namespace) -> None:
           "   (target <= 1.15)")
     wall, cpu = best["(c) (a) + unavoidable products"]
     print(f"  its floor (c)/(a): wall {wall / base_wall:.3f}, cpu {cpu / base_cpu:.3f}")
+    if args.profile:
+        profile(variants["(b) trainer with tracking"], 2 * len(evaluate))
+
+
+def profile(run, evaluations: int, rows: int = 15) -> None:
+    """The functions with the most time of their own in the evaluations of one run
+    (the epochs' training steps left out), per split-evaluation."""
+    profiler, original = cProfile.Profile(), Trainer._evaluate_checked
+
+    def evaluate(self, *args):
+        profiler.enable()
+        try:
+            return original(self, *args)
+        finally:
+            profiler.disable()
+
+    Trainer._evaluate_checked = evaluate
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(tmp)
+    finally:
+        Trainer._evaluate_checked = original
+    stats = pstats.Stats(profiler)
+    total = sum(own for _, _, own, _, _ in stats.stats.values())
+    print(f"  (b) profiled evaluations: {1e3 * total / evaluations:.1f} ms of own time per "
+          f"split-evaluation ({evaluations}, the TPT checks included); the largest, with "
+          "calls per split-evaluation:")
+    ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:rows]
+    for (path, line, name), (_, calls, own, _, _) in ranked:
+        where = f"{Path(path).name}:{line} {name}" if line else name
+        print(f"    {1e3 * own / evaluations:7.2f} ms  {calls / evaluations:7.1f}  {where}")
 
 
 def main() -> None:
@@ -196,6 +232,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each variant, "
                         "alternating; the best time of each is kept.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Then profile one more run of (b).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (numpy's BLAS "
