@@ -91,6 +91,29 @@ def test_the_ball_test_decides_as_the_brute_force(monkeypatch, dtype, spread, of
     assert torch.equal(per_class[2], per_class[10**9])
 
 
+def test_reset_forgets_the_ball_tests_verdict(monkeypatch):
+    """Overlapping rows switch the test off; after reset() collapsed rows switch it on
+    again, and the counts are those of a fresh pass."""
+    monkeypatch.setattr(DecisionStats, "SCREEN_MIN_CLASSES", 2)
+    rng = np.random.default_rng(32)
+    wide, labels = _collapsed(rng, 40, 12, 25, 2.5, 0.0)
+    stats = CollapseStats(40).update(wide, labels)
+    tight = stats.means[labels] + 1e-3 * rng.normal(size=wide.shape)
+    weight = stats.means - stats.means.mean(axis=0)
+
+    def stream(decisions, features):
+        for start in range(0, len(labels), 300):  # the test waits for C rows
+            decisions.update(features[start : start + 300], labels[start : start + 300])
+        return decisions
+
+    decisions = stream(DecisionStats.from_stats(stats, weight), wide)
+    assert decisions._screening is False
+    stream(decisions.reset(), tight)
+    assert decisions._screening is True and decisions.samples == len(labels)
+    fresh = stream(DecisionStats.from_stats(stats, weight), tight)
+    assert torch.equal(decisions.class_counts, fresh.class_counts)
+
+
 def test_the_ball_test_decides_collapsed_rows_and_leaves_ties():
     """Collapsed features are decided without distances; a feature halfway between
     two nearest means (a tie) and one just outside a ball are left to them."""

@@ -555,6 +555,13 @@ class DecisionStats(StreamingStatistic):
 
     CONFIG = ("num_classes",)
 
+    def reset(self) -> DecisionStats:
+        """Forget every sample, and the ball test's verdict on them: the next stream
+        decides afresh whether the test is worth running (its thresholds, which depend on
+        the means alone, are kept)."""
+        self._rows_seen, self._screening = 0, None
+        return super().reset()
+
     def _declare(self, config: Mapping[str, int]) -> dict[str, Any]:
         """The state: per true class, rows seen, mismatched and correct (summed on merge)."""
         tally = Tally((3, config["num_classes"]))
