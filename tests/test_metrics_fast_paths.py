@@ -124,6 +124,16 @@ def brute_pair_sums(means, variances, weight):
     return found
 
 
+def listed_sums(sums):
+    """The sums of a geometry.PairSums under the names of brute_pair_sums."""
+    got = {"cdnv": sums.cdnv, "chord": sums.chord, "chord_square": sums.chord_square,
+           "log": sums.log, "log_square": sums.log_square}
+    for name, angles in (("means", sums.means), ("weights", sums.weights)):
+        got.update({f"{name}.shifted": angles.shifted, f"{name}.absolute": angles.absolute,
+                    f"{name}.spread": angles.spread(sums.pairs)})
+    return got
+
+
 @pytest.mark.parametrize("block", [1, 2, 3, 5, 6, 11, 12])
 def test_pair_sums_of_whole_diagonal_tiles_equal_the_pairs_one_by_one(block):
     # tiles on the diagonal are used whole (every pair twice, plus a masked diagonal);
@@ -133,11 +143,7 @@ def test_pair_sums_of_whole_diagonal_tiles_equal_the_pairs_one_by_one(block):
     weight = means + 0.5 * rng.standard_normal((11, 6))
     variances = rng.uniform(0.5, 2.0, 11)
     sums = geometry.pair_sums(means, variances, weight, block=block)
-    got = {"cdnv": sums.cdnv, "chord": sums.chord, "chord_square": sums.chord_square,
-           "log": sums.log, "log_square": sums.log_square}
-    for name, angles in (("means", sums.means), ("weights", sums.weights)):
-        got.update({f"{name}.shifted": angles.shifted, f"{name}.absolute": angles.absolute,
-                    f"{name}.spread": angles.spread(sums.pairs)})
+    got = listed_sums(sums)
     want = brute_pair_sums(means, variances, weight)
     for name, value in want.items():
         assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
@@ -154,11 +160,7 @@ def test_a_whole_c_by_c_gram_is_formed_once_for_the_pairs_and_the_etf_gaps(dim, 
     variances = rng.uniform(0.5, 2.0, 11)
     shared = {}
     sums = geometry.pair_sums(means, variances, weight, block=block, shared=shared)
-    got = {"cdnv": sums.cdnv, "chord": sums.chord, "chord_square": sums.chord_square,
-           "log": sums.log, "log_square": sums.log_square}
-    for name, angles in (("means", sums.means), ("weights", sums.weights)):
-        got.update({f"{name}.shifted": angles.shifted, f"{name}.absolute": angles.absolute,
-                    f"{name}.spread": angles.spread(sums.pairs)})
+    got = listed_sums(sums)
     for name, value in brute_pair_sums(means, variances, weight).items():
         assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
     whole = [key for key in shared if key[1] == "outer gram"]

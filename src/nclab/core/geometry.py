@@ -770,17 +770,15 @@ def pair_sums(
         else:
             tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
-        norm_r, norm_c = tile.vectors(inverse_means)
-        gram *= norm_r
-        gram *= norm_c  # now the cosines of the centred means
+        _scale_entries(gram, inverse_means, tile)  # now the cosines of the centred means
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
         _add_nearest(gram, result.means, tile)
         _angle_sums(gram, offset, result.means, work, tile)
         if weight_operand is not None and result.weights is not None:
             if dense:  # the cosines from the Gram of W / s: rows times 1 / ||w_c / s||
-                cosines = _scaled_entries(_outer_gram(weight, shared), inverse_weights,
-                                          tile, work)
+                work[...] = _outer_gram(weight, shared)
+                cosines = _scale_entries(work, inverse_weights, tile)
             else:
                 cosines = tile.product(weight_operand, work)
             _add_nearest(cosines, result.weights, tile)
@@ -793,13 +791,13 @@ def pair_sums(
     return result
 
 
-def _scaled_entries(gram: Array, inverse: Array, tile: _Tile, out: Array) -> Array:
-    """gram_ij inverse_i inverse_j into ``out`` (the tile's shape)."""
-    out[...] = gram
+def _scale_entries(x: Array, inverse: Array, tile: _Tile) -> Array:
+    """x_ij inverse_i inverse_j, in place, for a tile x of a Gram: its cosines when
+    ``inverse`` holds the inverse row norms."""
     norm_r, norm_c = tile.vectors(inverse)
-    out *= norm_r
-    out *= norm_c
-    return out
+    x *= norm_r
+    x *= norm_c
+    return x
 
 
 def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: Array,
