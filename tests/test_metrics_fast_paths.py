@@ -163,8 +163,11 @@ def test_a_whole_c_by_c_gram_is_formed_once_for_the_pairs_and_the_etf_gaps(dim, 
     got = listed_sums(sums)
     for name, value in brute_pair_sums(means, variances, weight).items():
         assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-14), name
+    dense = dim >= 10 and block >= 11
+    assert geometry.simplex_gap(means, means, block=block, shared=shared) == pytest.approx(
+        direct_gap(means, means), rel=1e-12)
     whole = [key for key in shared if key[1] == "outer gram"]
-    assert len(whole) == (2 if dim >= 10 and block >= 11 else 0)
+    assert len(whole) == (2 if dense else 0)  # a Gram nobody reads again is not kept
     for key in whole:
         kept, gram = shared[key]
         assert geometry.simplex_gap(kept, kept, shared=shared) == pytest.approx(

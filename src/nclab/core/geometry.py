@@ -380,7 +380,10 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
         count = left.shape[0]
         target = 1.0 / np.sqrt(count - 1)
         if count <= left.shape[1] + 1 and count * count <= _DENSE_GRAM_LIMIT:
-            gram = _outer_gram(original, shared) if left_is_right else left @ right.T
+            # kept in ``shared`` only where the pass over pairs reads it too
+            gram = (_outer_gram(original, shared)
+                    if left_is_right and _dense(count, left.shape[1], block, tile_dtype)
+                    else left @ right.T)
             gram = gram / _scalar((gram * gram).sum() ** 0.5) + target / count
             _subtract_diagonal(gram, target)
             return float(np.sqrt(_scalar((gram * gram).sum())))
