@@ -89,8 +89,34 @@ def test_float32_sums_widened_in_many_small_chunks(monkeypatch):
     rng = np.random.default_rng(15)
     H, y = _large_means_tiny_spread(rng, 1500, 16, 3)
     stats = _stream(torch.from_numpy(H), torch.from_numpy(y), 1500, 512)
-    assert len(stats._moments._pending.wide) == 7
+    pending = stats._moments._pending
+    # 7 float64 rows of 16; the references gathered 14 float32 rows at a time
+    assert (len(pending.wide), len(pending.gather)) == (7, 14)
     _assert_state(stats, _brute_force(H, y, 1500), rtol=2e-6, scatter_rtol=3e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_first_read_takes_the_pending_gram_as_the_scatter(threads):
+    """A fresh state's first read takes the pending Gram as its scatter (no copy, on one
+    thread, where the Gram is whole) and the untouched zeros as the next pending Gram;
+    later updates and reads add to it as before, equal to the brute force every time."""
+    rng = np.random.default_rng(17)
+    H, y = _large_means_tiny_spread(rng, 6, 10, 700)
+    half = len(y) // 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        stats = CollapseStats(6).update(torch.from_numpy(H[:half]), y[:half])
+        moments = stats._moments
+        gram = moments._pending.gram
+        _assert_state(stats, _brute_force(H[:half], y[:half], 6), rtol=2e-6,
+                      scatter_rtol=3e-5)
+        assert (moments._scatter is gram) == (threads == 1)
+        assert not bool(moments._pending.gram.any())
+        stats.update(torch.from_numpy(H[half:]), y[half:])
+        _assert_state(stats, _brute_force(H, y, 6), rtol=2e-6, scatter_rtol=3e-5)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(("classes", "batch"), [(1, 1000), (1, 4096), (3, 777), (3, 9000)])

@@ -223,13 +223,13 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
         pairs = _squared_svd(triangle)
     squares, vt = pairs if pairs is not None else _squared_svd(unit_scaled)
     eigen = squares / num_classes
-    keep = eigen > floor * float(eigen[0])
-    keep[max_rank:] = False
-    v = vt[keep]
+    # the eigenvalues descend, so those kept are the first ones: a view of vt, no copy
+    kept = min(int((eigen > floor * float(eigen[0])).sum()), max_rank)
+    eigen, v = eigen[:kept], vt[:kept]
     # v_k^T Sigma_W v_k through one BLAS product: a 3-operand einsum loops in C, 15x
     # slower. Dividing by the power of two after the product is exact: no d x d copy.
     within = _lib(v).einsum("kd,kd->k", v @ sigma_w, v) / (scale * scale)
-    return float(within @ (1.0 / eigen[keep]))
+    return float(within @ (1.0 / eigen))
 
 
 #: Smallest eigenvalue ratio of M~^T M~ for which its eigh replaces the SVD of M~: an
@@ -285,11 +285,15 @@ def _deflated_pairs(deflated: Array) -> tuple[Array, Array] | None:
     values, vectors = lib.linalg.eigh(deflated @ deflated.T)  # ascending
     if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
         return None
-    # U^T D with U as eigh gives it (a flipped view would take numpy off the BLAS)
-    directions = (vectors.T @ deflated) / lib.sqrt(values)[:, None]
+    # U^T D, descending: the k x k U is flipped into a contiguous copy, so that the
+    # BLAS takes it and the (k, d) rows come out in order (no flipped view, no copy)
     if lib is torch:
-        return values.flip(0), directions.flip(0)
-    return values[::-1], directions[::-1]
+        values, vectors = values.flip(0), vectors.flip(1)
+    else:
+        values, vectors = values[::-1], np.ascontiguousarray(vectors[:, ::-1])
+    directions = vectors.T @ deflated
+    directions /= lib.sqrt(values)[:, None]
+    return values, directions
 
 
 def _squared_svd(matrix: Array) -> tuple[Array, Array]:

@@ -251,8 +251,9 @@ def compute_metrics(
     # the state of the features times stats.scale (a power of two): the scale-free
     # metrics are exact on it, and no square or fourth power over- or underflows
     scale = stats.scale
-    means, global_mean, scatter, variances = _scaled_state(stats, present, weighted_mean,
-                                                           on_device)
+    means, global_mean, variances = _scaled_state(stats, present, weighted_mean, on_device)
+    # the scatter as stored (no d x d copy): the scaled one is it times 2**scatter_log
+    scatter, scatter_log = stats.stored_scatter(tensor=on_device)
     centred = means - global_mean
     max_rank = num_present if weighted_mean else num_present - 1
     w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
@@ -261,11 +262,12 @@ def compute_metrics(
     # Sigma_W = scatter / N: the division is left to the scalars (no d x d copy)
     per_sample = 1.0 / stats.num_samples
     values: dict[str, Any] = {
-        "nc1": geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared,
-                                             _centring(stats, present, weighted_mean))
-        * per_sample / num_present,
-        "nc1_trace": float(np.float64(float(scatter.trace()) * per_sample)
-                           / (float(geometry.squared_norm(centred)) / num_present)),
+        "nc1": _ldexp(geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared,
+                                                    _centring(stats, present, weighted_mean))
+                      * per_sample / num_present, scatter_log),
+        "nc1_trace": _ldexp(float(np.float64(float(scatter.trace()) * per_sample)
+                                  / (float(geometry.squared_norm(centred)) / num_present)),
+                            scatter_log),
         "equinorm_means": geometry.equinorm(centred, shared),
     }
     values["etf_error_means"] = geometry.simplex_gap(centred, centred, shared=shared,
@@ -323,22 +325,20 @@ def _tile_dtype(tiles: Any) -> Any:
 
 
 def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool,
-                  on_device: bool) -> tuple[Any, Any, Any, Any]:
-    """(means (C', d), mu_G (d,), scatter N Sigma_W (d, d), sigma_c^2 (C',)) of the
-    present classes in the scaled units: numpy arrays (views of the state where every
-    class is present), or float64 tensors left on the state's device."""
+                  on_device: bool) -> tuple[Any, Any, Any]:
+    """(means (C', d), mu_G (d,), sigma_c^2 (C',)) of the present classes in the scaled
+    units: numpy arrays (views of the state where every class is present), or float64
+    tensors left on the state's device."""
     counts = stats.counts
     everyone = bool(present.all())
     all_means: Any  # numpy arrays on the host, float64 tensors on the device
     spread: Any
-    scatter: Any
     number: Any
     present_rows: Any = present  # a tensor on the device
     if not on_device:
-        all_means, spread = stats.scaled_means(), stats.scaled_spread()
-        scatter, number = stats.scaled_scatter(), counts
+        all_means, spread, number = stats.scaled_means(), stats.scaled_spread(), counts
     else:
-        all_means, spread, scatter = stats.scaled_tensors()
+        all_means, spread, _ = stats.scaled_tensors()
         number = torch.from_numpy(counts.astype(np.float64)).to(all_means.device)
         present_rows = torch.from_numpy(present).to(all_means.device)
     means = all_means if everyone else all_means[present_rows]
@@ -347,7 +347,7 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
         global_mean = number @ means / stats.num_samples
     else:
         global_mean = means.mean(0)
-    return means, global_mean, scatter, (spread if everyone else spread[present_rows]) / number
+    return means, global_mean, (spread if everyone else spread[present_rows]) / number
 
 
 def _centring(stats: CollapseStats, present: np.ndarray, weighted_mean: bool) -> np.ndarray:
@@ -401,9 +401,13 @@ def _order_one_shift(array: np.ndarray) -> int:
 def _unscaled(value: float, log_scale: float, power: float) -> float:
     """A metric proportional to scale**power on the scaled state (scale = 2**log_scale),
     for the data themselves: value / scale**power (inf where that leaves float64)."""
-    if power == 0 or value == 0 or not math.isfinite(value):
+    return _ldexp(value, -power * log_scale)
+
+
+def _ldexp(value: float, exponent: float) -> float:
+    """value * 2**exponent (inf where that leaves float64)."""
+    if exponent == 0 or value == 0 or not math.isfinite(value):
         return value
-    exponent = -power * log_scale
     whole = math.floor(exponent)
     try:
         return math.ldexp(value * 2.0 ** (exponent - whole), whole)

@@ -212,9 +212,22 @@ def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
     target.add_(upper, alpha=0.5).add_(upper.T, alpha=0.5)
 
 
-#: Size of the float64 buffer through which float32 rows are widened, chunk by chunk:
-#: one that stays in cache costs neither page faults nor memory traffic per chunk.
-_WIDE_BYTES = 1 << 20
+#: Size of the buffers through which rows pass chunk by chunk (float32 rows widened to
+#: float64, the references gathered for a block): ones that stay in cache cost neither
+#: page faults nor memory traffic per chunk, where block-sized ones would be touched
+#: fresh (about 3 us a 4 KiB page on a virtual machine) by every new object.
+_WIDE_BYTES = 1 << 18
+
+
+def zeros(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """torch.zeros, which on the CPU takes zeroed pages from the system (numpy's calloc):
+    their memory is touched only where it is written, so a large buffer that a short-lived
+    object never writes costs no page faults, and no pass of zeros over it."""
+    if device.type != "cpu":
+        return torch.zeros(*shape, dtype=dtype, device=device)
+    import numpy as np  # the host's calloc; numpy is loaded with torch
+
+    return torch.from_numpy(np.zeros(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype))
 
 
 class _Pending:
@@ -238,26 +251,28 @@ class _Pending:
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
         self.sums = torch.zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
-        self.gram = torch.zeros(dim, dim, **wide)
+        self.gram = zeros(dim, dim, **wide)
         self.whole = True  # gram holds whole Grams only (symmetric): no symmetrizing
         self.rows = 0  # rows folded into the sums above
         self.stage = torch.empty(rows, dim, **work)  # staged rows, then their residuals
         self.stage_groups = torch.empty(rows, dtype=torch.int64, device=device)
         self.staged = 0
-        self.gather = torch.empty(rows, dim, **work)  # references of the rows, then sums
+        # the references of a chunk of a block's rows
+        chunk = max(1, min(rows, _WIDE_BYTES // (self.stage.element_size() * dim)))
+        self.gather = torch.empty(chunk, dim, **work)
         narrow = dtype != torch.float64
         host = device.type == "cpu"
         # float32 products of the Gram (the host's syrk, or torch's products of its upper
-        # blocks), added into the float64 Gram through a float64 copy (a mixed-dtype add_
-        # is 10x slower); float64 ones on the host go through the float64 copy alone
+        # blocks), added into the float64 Gram widened chunk by chunk (a mixed-dtype add_
+        # is 10x slower); float64 ones on the host through a float64 copy
         self.square = torch.empty(dim, dim, **work) if narrow and host else None
         self.products = [torch.empty(r.stop - r.start, c.stop - c.start, **work)
                          for r, c, _ in _gram_plan(dim)] if narrow else []
-        self.scratch = torch.empty(dim, dim, **wide) if narrow or host else None
+        self.scratch = torch.empty(dim, dim, **wide) if host and not narrow else None
         # float32 sums hold at most a block's rows per group (float64 ones need no limit)
         self.fold_limit = rows if narrow else None
         # float32 rows widened to float64 in chunks, without a C x d temporary
-        chunk = max(1, min(groups, _WIDE_BYTES // (8 * dim)))
+        chunk = max(1, _WIDE_BYTES // (8 * dim))
         self.wide = torch.empty(chunk, dim, **wide) if narrow else None
 
     def overfull(self, present: torch.Tensor, counts: torch.Tensor) -> torch.Tensor | None:
@@ -268,15 +283,18 @@ class _Pending:
         over = self.counts[present] + counts > self.fold_limit
         return present[over] if bool(over.any()) else None
 
-    def add_widened(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """target (k, d) float64 += source (k, d) in the working dtype (a mixed-dtype add_
-        is 7x slower than widening through a buffer first); returns target."""
+    def add_widened(self, target: torch.Tensor, source: torch.Tensor,
+                    alpha: float = 1.0) -> torch.Tensor:
+        """target (k, m) float64 += alpha source (k, m) in the working dtype, m <= d (a
+        mixed-dtype add_ is 7x slower than widening through a buffer first); returns
+        target."""
         if self.wide is None:
-            return target.add_(source)
-        step = len(self.wide)
+            return target.add_(source, alpha=alpha)
+        step = max(1, self.wide.numel() // source.shape[1])
         for start in range(0, len(source), step):
             part = source[start : start + step]
-            target[start : start + step].add_(self.wide[: len(part)].copy_(part))
+            wide = self.wide.view(-1)[: part.numel()].view(part.shape)
+            target[start : start + step].add_(wide.copy_(part), alpha=alpha)
         return target
 
     def add_gram(self, residual: torch.Tensor, alpha: float = 1.0) -> None:
@@ -292,17 +310,14 @@ class _Pending:
                 part = residual[start : start + block]
                 self.add_gram(self.stage[: len(part)].copy_(part), alpha)
             return
-        assert self.scratch is not None
         if self.square is not None and host_syrk_applies(residual):
-            wide = self.scratch.copy_(host_gram(residual, self.square))
-            self.gram.add_(wide, alpha=alpha)
+            self.add_widened(self.gram, host_gram(residual, self.square), alpha)
             return
         self.whole = False
         plan = _gram_plan(residual.shape[1])
         for (rows, columns, weight), product in zip(plan, self.products, strict=True):
             torch.mm(residual[:, rows].T, residual[:, columns], out=product)
-            wide = self.scratch[: product.shape[0], : product.shape[1]].copy_(product)
-            self.gram[rows, columns].add_(wide, alpha=alpha * weight)
+            self.add_widened(self.gram[rows, columns], product, alpha * weight)
 
 
 class Moments(StatePart):
@@ -334,7 +349,7 @@ class Moments(StatePart):
         self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
         self._means = torch.zeros(self.num_groups, self.dim, **wide)
         self._spread = torch.zeros(self.num_groups, **wide)
-        self._scatter = torch.zeros(self.dim, self.dim, **wide)
+        self._scatter = zeros(self.dim, self.dim, **wide)
         self.exponent = 0
         self.rows = 0  # every row added, pending ones included
         self._signal = False  # a nonzero value was seen: the exponent is fixed by it
@@ -510,9 +525,12 @@ class Moments(StatePart):
         if (full := p.overfull(present, counts)) is not None:
             self._fold_out(full)
         self._adopt_references(x, present, inverse)
-        gathered = p.gather[: len(x)]
-        torch.index_select(p.ref, 0, groups, out=gathered)
-        torch.sub(x, gathered, out=residual)
+        step = len(p.gather)
+        for start in range(0, len(x), step):
+            rows = slice(start, start + step)
+            gathered = p.gather[: len(groups[rows])]
+            torch.index_select(p.ref, 0, groups[rows], out=gathered)
+            torch.sub(x[rows], gathered, out=residual[rows])
         p.sums.index_add_(0, groups, residual)
         squares = torch.linalg.vector_norm(residual, dim=1).square_()
         p.squares.index_add_(0, groups, squares.to(torch.float64))
@@ -550,11 +568,17 @@ class Moments(StatePart):
         # nothing, and keep their reference (their mean, or 0 when never seen).
         if len(groups):
             self._fold_out(slice(None) if 2 * len(groups) >= self.num_groups else groups)
-        if p.whole:
-            self._scatter.add_(p.gram)
+        if p.whole and self.rows == p.rows:
+            # every row seen is pending, so the scatter is still the zeros of _clear (no
+            # merge, load or earlier finalize wrote it): the Gram becomes the scatter and
+            # those zeros, never touched, the next pending Gram
+            self._scatter, p.gram = p.gram, self._scatter
         else:
-            _add_symmetrized(self._scatter, p.gram)
-        p.gram.zero_()
+            if p.whole:
+                self._scatter.add_(p.gram)
+            else:
+                _add_symmetrized(self._scatter, p.gram)
+            p.gram.zero_()
         p.whole = True
         p.rows = 0
         self.version += 1

@@ -432,6 +432,17 @@ class CollapseStats(StreamingStatistic):
         """Within-class scatter of the features times :attr:`scale`, (d, d)."""
         return self._view("scaled_scatter")
 
+    def stored_scatter(self, tensor: bool = False) -> tuple[Any, int]:
+        """(the within-class scatter as the state stores it, k), where
+        ``scaled_scatter()`` is that times 2**k: a float64 numpy view (``tensor``: the
+        tensor on :attr:`device`), where ``scaled_scatter()`` is a d x d copy whenever
+        k != 0. Do not modify it."""
+        moments = self._moments
+        if moments is None:
+            raise NCInputError("no samples were seen yet: the statistics are empty")
+        scatter = moments.moments()[3]
+        return (scatter if tensor else _numpy(scatter)), -2 * self._view("shift")
+
     @property
     def device(self) -> torch.device:
         """The device the state lives on (the features'; the CPU before any sample)."""
