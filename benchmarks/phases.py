@@ -14,8 +14,9 @@ Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
   compute_metrics runs them on the CPU): the C x C Grams of the pair pass, ``M~ @ M~.T``
   and ``W @ W.T`` (symmetric: the BLAS forms half); nc1's factorization of the centred
   means, for C <= d the (C-1) x (C-1) Gram of the deflated means ``D @ D.T``, its
-  ``eigh`` and the directions ``U^T @ D`` or, for C > d, the d x d Gram ``M~.T @ M~``
-  and its ``eigh``, then ``V @ Sigma_W`` for the kept directions V; and the normaliser of the
+  ``eigh``, the directions ``U^T @ D`` and ``V @ Sigma_W`` for the kept directions V,
+  or, for C > d, the d x d Gram ``G = M~.T @ M~``, its eigenvalues, its Cholesky factor
+  and the solve ``G^-1 Sigma_W``; and the normaliser of the
   ETF gap between W and M~, ``W @ M~.T`` for C <= d + 1 (where the gap is formed whole)
   or ``W.T @ W`` beyond (where the trace identity takes ``<W^T W, M~^T M~>``).
 
@@ -122,13 +123,14 @@ def metrics_limit(centred: np.ndarray, weight: np.ndarray, sigma_w: np.ndarray) 
     count, dim = centred.shape
     centred @ centred.T, weight @ weight.T  # noqa: B018  (the C x C Grams)
     if count > dim:
-        _, vectors = np.linalg.eigh(centred.T @ centred)
-        directions = vectors.T
+        gram = centred.T @ centred
+        np.linalg.eigvalsh(gram)
+        factor = torch.linalg.cholesky(torch.from_numpy(gram))
+        torch.cholesky_solve(torch.from_numpy(sigma_w), factor)
     else:
         deflated = centred[1:]  # the shape of nc1's deflated means: the reflection is O(C d)
         _, vectors = np.linalg.eigh(deflated @ deflated.T)
-        directions = vectors.T @ deflated
-    directions @ sigma_w  # noqa: B018
+        (vectors.T @ deflated) @ sigma_w  # noqa: B018
     if count <= dim + 1:
         weight @ centred.T  # noqa: B018
     else:

@@ -81,20 +81,20 @@ def test_etf_gap_without_the_dense_gram_equals_it(count, dim):
 
 
 @pytest.mark.parametrize("weak", [0.0, 1e-4])
-def test_means_whose_column_norms_rule_out_the_gram_skip_its_eigh(monkeypatch, weak):
+def test_means_whose_column_norms_rule_out_the_gram_skip_its_eigenvalues(monkeypatch, weak):
     # a unit with (almost) no between-class spread: the ratio of the Gram's diagonal is
-    # weak**2 < 1e-5, so its eigenvalue ratio is too; the eigh would only be discarded
+    # weak**2 < 1e-5, so its eigenvalue ratio is too; its eigenvalues would be discarded
     rng = np.random.default_rng(2)
     centred = rng.standard_normal((50, 8))
     centred[:, 5] *= weak
     centred -= centred.mean(axis=0)
     sigma_w = spd(8, rng)
-    with monkeypatch.context() as without_the_test:  # the eigh taken, rejected, then the SVD
+    with monkeypatch.context() as without_the_test:  # eigenvalues, rejected, then the SVD
         without_the_test.setattr(geometry, "_gram_surely_ill_conditioned", lambda _: False)
-        eigh_then_svd = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
-    refuse(monkeypatch, (np.linalg, "eigh"))
+        eigenvalues_then_svd = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
+    refuse(monkeypatch, (np.linalg, "eigvalsh"), (np.linalg, "eigh"))
     got = geometry.pseudo_inverse_trace(sigma_w, centred, 49)
-    assert got == eigh_then_svd  # the same SVD as before: bit for bit
+    assert got == eigenvalues_then_svd  # the same SVD as before: bit for bit
     assert got == pytest.approx(direct_pinv_trace(sigma_w, centred, 49), rel=1e-10)
 
 
@@ -253,6 +253,29 @@ def test_ill_conditioned_full_rank_means_take_no_singular_vectors(monkeypatch, b
     capped = geometry.pseudo_inverse_trace(sigma_w, centred, 20)
     assert capped == pytest.approx(direct_pinv_trace(np.asarray(sigma_w), np.asarray(centred),
                                                      20), rel=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("count, dim, spread", [(90, 40, 1.0), (90, 40, 1e-2),
+                                                (1000, 512, 0.5)])
+def test_well_conditioned_means_with_more_classes_than_dims_take_no_eigenvectors(
+        monkeypatch, backend, count, dim, spread):
+    # eigenvalue ratios 1, 1e-4 and 0.25, all kept: the Cholesky solve of the Gram gives
+    # the SVD form's value, with neither the SVD nor an eigh (nor the QR of the means)
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(count + dim)
+    u, _ = np.linalg.qr(rng.standard_normal((count, dim)))
+    v, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    centred = (u * np.geomspace(1.0, spread, dim)) @ v.T * 3.0
+    centred -= centred.mean(axis=0)
+    sigma_w = spd(dim, rng)
+    want = direct_pinv_trace(sigma_w, centred, count - 1)
+    for module in (np.linalg, torch.linalg):
+        refuse(monkeypatch, (module, "svd"), (module, "eigh"), (module, "qr"))
+    if backend == "torch":
+        sigma_w, centred = torch.from_numpy(sigma_w), torch.from_numpy(centred)
+    got = geometry.pseudo_inverse_trace(sigma_w, centred, count - 1)
+    assert got == pytest.approx(want, rel=1e-11)
 
 
 def means_with_spectrum(count, dim, spread, weights, rng):
