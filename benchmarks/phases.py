@@ -3,6 +3,7 @@
 Run:  python benchmarks/phases.py [--classes 100 1000 10000] [--samples 5]
       [--metrics-max-classes 10000] [--phases statistics decisions metrics]
       [--backend auto|numpy|torch] [--tiles float64|float32] [--clock wall|cpu]
+      [--block B]
 
 Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
 
@@ -108,8 +109,8 @@ def run(classes: int, args: argparse.Namespace) -> None:
         sigma_w = stats.within_class_covariance(scaled=True)
         # only what differs from the defaults: the script also times older releases
         options = {key: value for key, value in (("backend", args.backend),
-                                                 ("tiles", args.tiles))
-                   if value != {"backend": "auto", "tiles": "float64"}[key]}
+                                                 ("tiles", args.tiles), ("block", args.block))
+                   if value not in ("auto", "float64", None)}
         ratios["metrics"] = interleaved(lambda: compute_metrics(stats, w64, **options),
                                         lambda: metrics_limit(centred64, w64, sigma_w),
                                         max(1, samples // 2), clock)
@@ -158,10 +159,13 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "torch"])
     parser.add_argument("--tiles", default="float64", choices=["float64", "float32"])
     parser.add_argument("--clock", default="wall", choices=list(CLOCKS))
+    parser.add_argument("--block", type=int, default=None,
+                        help="compute_metrics' tile side (default: its own)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"N={N} d={DIM} batch={BATCH} threads=1 samples={args.samples} "
-          f"backend={args.backend} tiles={args.tiles} clock={args.clock} "
+          f"backend={args.backend} tiles={args.tiles} block={args.block or 'default'} "
+          f"clock={args.clock} "
           f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')} "
           f"load={os.getloadavg()[0]:.1f}", flush=True)
     for classes in args.classes:

@@ -25,7 +25,11 @@ import torch
 
 from nclab.core.errors import NCInputError
 
-DEFAULT_BLOCK = 1024
+#: Side of the tiles of the pass over pairs: a 512 x 512 float64 tile (2 MiB) stays
+#: closer to the cache for its elementwise passes than a 1,024 one, and each call's two
+#: tile buffers touch a quarter of the fresh memory (``benchmarks/phases.py --block``
+#: compares; docs/performance.md gives the run).
+DEFAULT_BLOCK = 512
 # Above this many C x C entries the simplex gaps are summed over tiles of G, not all of it.
 _DENSE_GRAM_LIMIT = 4_000_000
 
