@@ -6,6 +6,7 @@ import torch
 from reference import gaussian_classes, reference_metrics
 
 from nclab import CollapseStats, compute_metrics
+from nclab.core.errors import NCInputError
 
 #: The scale-free metrics of the class means and the within-class spread.
 SCALE_FREE = ("nc1", "nc1_trace", "cdnv", "equinorm_means", "equiangularity_means",
@@ -267,6 +268,20 @@ def test_accessors_in_the_features_units_and_scaled():
                                atol=1e-12 * np.abs(scatter).max() * (1e200 * s) ** 2)
     assert np.isinf(big.scatter).any()  # 1e400 is not a float64: scaled_scatter holds it
     assert 0.01 < np.abs(big.scaled_means()).max() <= 1
+    # the scatter as stored: finite, a view of the state, scaled_scatter() times 2**-k
+    # (k = 0 where the state's own units are of order one, as for these 1e200 features)
+    powers = []
+    for stats in (big, CollapseStats(6).update(H * 1e3, y)):
+        stored, power = stats.stored_scatter()
+        assert np.isfinite(stored).all()
+        np.testing.assert_array_equal(np.ldexp(stored, power), stats.scaled_scatter())
+        assert np.shares_memory(stored, stats._moments.moments()[3].numpy())  # no copy
+        stored_tensor, same = stats.stored_scatter(tensor=True)
+        assert isinstance(stored_tensor, torch.Tensor) and same == power
+        powers.append(power)
+    assert powers[0] == 0 and powers[1] != 0
+    with pytest.raises(NCInputError, match="empty"):
+        CollapseStats(6).stored_scatter()
 
 
 def test_mixed_dtypes_and_strided_batches():

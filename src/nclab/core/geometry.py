@@ -307,7 +307,7 @@ def _deflated_pairs(deflated: Array) -> tuple[Array, Array] | None:
     if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
         return None
     # U^T D, descending: the k x k U is flipped into a contiguous copy, so that the
-    # BLAS takes it and the (k, d) rows come out in order (no flipped view, no copy)
+    # BLAS takes it and the (k, d) rows come out in order (no flipped (k, d) view to copy)
     if lib is torch:
         values, vectors = values.flip(0), vectors.flip(1)
     else:

@@ -219,7 +219,7 @@ def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
 _WIDE_BYTES = 1 << 18
 
 
-def zeros(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _zeros(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """torch.zeros, which on the CPU takes zeroed pages from the system (numpy's calloc):
     their memory is touched only where it is written, so a large buffer that a short-lived
     object never writes costs no page faults, and no pass of zeros over it."""
@@ -251,7 +251,7 @@ class _Pending:
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
         self.sums = torch.zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
-        self.gram = zeros(dim, dim, **wide)
+        self.gram = _zeros(dim, dim, **wide)
         self.whole = True  # gram holds whole Grams only (symmetric): no symmetrizing
         self.rows = 0  # rows folded into the sums above
         self.stage = torch.empty(rows, dim, **work)  # staged rows, then their residuals
@@ -349,7 +349,7 @@ class Moments(StatePart):
         self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
         self._means = torch.zeros(self.num_groups, self.dim, **wide)
         self._spread = torch.zeros(self.num_groups, **wide)
-        self._scatter = zeros(self.dim, self.dim, **wide)
+        self._scatter = _zeros(self.dim, self.dim, **wide)
         self.exponent = 0
         self.rows = 0  # every row added, pending ones included
         self._signal = False  # a nonzero value was seen: the exponent is fixed by it
@@ -528,8 +528,8 @@ class Moments(StatePart):
         step = len(p.gather)
         for start in range(0, len(x), step):
             rows = slice(start, start + step)
-            gathered = p.gather[: len(groups[rows])]
-            torch.index_select(p.ref, 0, groups[rows], out=gathered)
+            chunk = groups[rows]
+            gathered = torch.index_select(p.ref, 0, chunk, out=p.gather[: len(chunk)])
             torch.sub(x[rows], gathered, out=residual[rows])
         p.sums.index_add_(0, groups, residual)
         squares = torch.linalg.vector_norm(residual, dim=1).square_()
