@@ -221,8 +221,8 @@ _WIDE_BYTES = 1 << 18
 
 def _zeros(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """torch.zeros, which on the CPU takes zeroed pages from the system (numpy's calloc):
-    their memory is touched only where it is written, so a large buffer that a short-lived
-    object never writes costs no page faults, and no pass of zeros over it."""
+    their memory is touched only where it is written, so a large buffer costs no pass of
+    zeros, and one that a short-lived object never writes no page faults either."""
     if device.type != "cpu":
         return torch.zeros(*shape, dtype=dtype, device=device)
     import numpy as np  # the host's calloc; numpy is loaded with torch
@@ -245,11 +245,11 @@ class _Pending:
         work: dict[str, Any] = {"dtype": dtype, "device": device}
         wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self.dtype, self.device = dtype, device
-        self.ref = torch.zeros(groups, dim, **work)
+        self.ref = _zeros(groups, dim, **work)
         self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
         self.position = torch.zeros(groups, dtype=torch.int64, device=device)
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
-        self.sums = torch.zeros(groups, dim, **work)
+        self.sums = _zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
         self.gram = _zeros(dim, dim, **wide)
         self.whole = True  # gram holds whole Grams only (symmetric): no symmetrizing
@@ -347,7 +347,7 @@ class Moments(StatePart):
     def _clear(self, device: torch.device) -> None:
         wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
-        self._means = torch.zeros(self.num_groups, self.dim, **wide)
+        self._means = _zeros(self.num_groups, self.dim, **wide)
         self._spread = torch.zeros(self.num_groups, **wide)
         self._scatter = _zeros(self.dim, self.dim, **wide)
         self.exponent = 0
