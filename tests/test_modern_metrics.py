@@ -138,9 +138,10 @@ def test_nearly_coinciding_means_are_refined_from_differences():
     y = np.repeat(np.arange(C), 4)
     H = mu[y] + 1e-3 * rng.normal(size=(len(y), d))
     want = reference_metrics(H, y)
-    got = compute_metrics(CollapseStats(C).update(H, y), block=2)
-    for name in ("cdnv", "gnc2_log_means", "gnc2_dist_means"):
-        assert getattr(got, name) == pytest.approx(want[name], rel=1e-5), name
+    for block in (2, 512):  # tiles, and the whole Gram as one tile
+        got = compute_metrics(CollapseStats(C).update(H, y), block=block)
+        for name in ("cdnv", "gnc2_log_means", "gnc2_dist_means"):
+            assert getattr(got, name) == pytest.approx(want[name], rel=1e-5), (name, block)
 
 
 def test_coinciding_directions_make_the_log_kernel_infinite():

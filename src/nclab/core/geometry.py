@@ -694,25 +694,41 @@ def _angle_sums(cosines: Array, offset: float, sums: AngleSums, spare: Array,
     sums.absolute += tile.weight * (absolute - masked * abs(sums.centre))
 
 
-def _angle_start(unit: Array, unit_squares: Array, offset: float, squares: bool
-                 ) -> AngleSums:
+def _angle_start(unit: _UnitRows, offset: float, squares: bool) -> AngleSums:
     """Empty sums, centred at the mean of cos + offset over pairs: the mean cosine over
-    c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1)), ``unit_squares`` the
-    ||u_c||^2. (Any centre gives the same spread; this one leaves nothing to cancel.)"""
-    count = unit.shape[0]
-    total = unit.sum(axis=0)
-    mean = _scalar(total @ total - unit_squares.sum()) / (count * (count - 1))
+    c != c' is (||sum_c u_c||^2 - sum_c ||u_c||^2) / (C (C - 1)). (Any centre gives the
+    same spread; this one leaves nothing to cancel.)"""
+    count = unit.inverse.shape[0]
+    total = unit.inverse @ unit.vectors
+    mean = _scalar(total @ total - unit.squares().sum()) / (count * (count - 1))
     return AngleSums(square=0.0 if squares else None, centre=float(mean + offset))
 
 
-def _unit_rows(vectors: Array, squares: Array | None = None) -> tuple[Array, Array]:
-    """(rows / ||rows||, 1 / ||rows||) from the squared norms (``squares``, else formed
-    here); a zero row gives inf and NaN downstream."""
-    if squares is None:
-        squares = _lib(vectors).einsum("cd,cd->c", vectors, vectors)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = 1.0 / _lib(squares).sqrt(squares)
-        return vectors * inverse[:, None], inverse
+class _UnitRows:
+    """The rows u_c = v_c / ||v_c|| of ``vectors`` (C, d), from their squared norms
+    (``squares``, else formed here), without a C x d array unless asked for: indexing
+    forms only the rows indexed (the few pairs that :meth:`_Tile.refine` recomputes).
+    A zero row gives inf and NaN downstream."""
+
+    def __init__(self, vectors: Array, squares: Array | None = None) -> None:
+        if squares is None:
+            squares = _lib(vectors).einsum("cd,cd->c", vectors, vectors)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.inverse = 1.0 / _lib(squares).sqrt(squares)  # 1 / ||v_c||
+        self.vectors, self._squares = vectors, squares
+
+    def squares(self) -> Array:
+        """||u_c||^2 as rounded: 1 up to a few eps."""
+        with np.errstate(invalid="ignore"):
+            return self._squares * self.inverse**2
+
+    def __getitem__(self, index: Any) -> Array:
+        return self.vectors[index] * self.inverse[index][:, None]
+
+    def whole(self) -> Array:
+        """All of them, (C, d)."""
+        with np.errstate(invalid="ignore"):
+            return self.vectors * self.inverse[:, None]
 
 
 def pair_sums(
@@ -774,22 +790,23 @@ def pair_sums(
     sq_norms = _squared_row_norms(centred, shared)
     scale, centred = scaled(centred, shared)
     variances = variances / (scale * scale)
-    unit_means, inverse_means = _unit_rows(centred, sq_norms)
-    result = PairSums(count * (count - 1) // 2, means=_angle_start(
-        unit_means, sq_norms * inverse_means**2, offset, cosine_squares))
+    unit_means = _UnitRows(centred, sq_norms)
+    result = PairSums(count * (count - 1) // 2,
+                      means=_angle_start(unit_means, offset, cosine_squares))
+    unit_weights = None
     if weight is not None:
         # the unit rows of W / s are those of W (s a power of two): exact
-        weight_squares = _squared_row_norms(weight, shared)
-        unit_weights, inverse_weights = _unit_rows(scaled(weight, shared)[1], weight_squares)
-        result.weights = _angle_start(unit_weights, weight_squares * inverse_weights**2,
-                                      offset, cosine_squares)
+        unit_weights = _UnitRows(scaled(weight, shared)[1], _squared_row_norms(weight, shared))
+        result.weights = _angle_start(unit_weights, offset, cosine_squares)
     if nearest and not _float32(tile_dtype):
         for sums in (result.means, result.weights):
             if sums is not None:
                 sums.nearest = _lib(centred).full_like(sq_norms, -math.inf)
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
-    weight_operand = None if weight is None else tile.operand(unit_weights)
+    # the tiles' products take W's unit rows whole (a dense Gram is scaled instead)
+    weight_operand = None if unit_weights is None or dense else tile.operand(
+        unit_weights.whole())
     for rows, cols in _pair_blocks(count, block):
         tile.move(rows, cols)
         gram, work = tile.buffers()
@@ -798,15 +815,15 @@ def pair_sums(
         else:
             tile.product(centred_operand, gram)
         _add_cdnv(result, tile, gram, work, centred, sq_norms, variances, exponent)
-        _scale_entries(gram, inverse_means, tile)  # now the cosines of the centred means
+        _scale_entries(gram, unit_means.inverse, tile)  # now the cosines of the means
         _add_chords(result, tile, gram, work, unit_means)
         assert result.means is not None
         _add_nearest(gram, result.means, tile)
         _angle_sums(gram, offset, result.means, work, tile)
-        if weight_operand is not None and result.weights is not None:
-            if dense:  # the cosines from the Gram of W / s: rows times 1 / ||w_c / s||
+        if unit_weights is not None and result.weights is not None:
+            if weight_operand is None:  # dense: the Gram of W / s, times 1 / ||w_c / s||
                 work[...] = _outer_gram(weight, shared)
-                cosines = _scale_entries(work, inverse_weights, tile)
+                cosines = _scale_entries(work, unit_weights.inverse, tile)
             else:
                 cosines = tile.product(weight_operand, work)
             _add_nearest(cosines, result.weights, tile)
@@ -848,7 +865,7 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
 
 
 def _add_chords(result: PairSums, tile: _Tile, cosines: Array, work: Array,
-                unit: Array) -> None:
+                unit: _UnitRows) -> None:
     """Add ||u_c - u_c'|| = sqrt(2 - 2 cos) and -log of it to the sums of ``result``
     (a class with itself adds a chord 0, and then, for the logarithm, a chord 1)."""
     xp = _lib(cosines)
@@ -906,7 +923,7 @@ def cosine_spread(vectors: Array) -> float:
     (near a simplex ETF it would) use the pairwise sums of :func:`pair_sums`.
     """
     count = vectors.shape[0]
-    unit, _ = _unit_rows(vectors)
+    unit = _UnitRows(vectors).whole()
     mean_dir = unit.mean(axis=0)
     resid = unit - mean_dir
     along = resid @ mean_dir

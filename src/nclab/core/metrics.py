@@ -255,6 +255,13 @@ def compute_metrics(
     # the scatter as stored (no d x d copy): the scaled one is it times 2**scatter_log
     scatter, scatter_log = stats.stored_scatter(tensor=on_device)
     centred = means - global_mean
+    # divided in place by a power of two to order one (exact): every geometry call reads
+    # it as it is, with no scaled copy; the metrics that are not scale-free (nc1,
+    # nc1_trace, cdnv, the duality variance) take the power back below
+    centred_scale = geometry.power_of_two_scale(centred)
+    centred /= centred_scale
+    centred_log = round(math.log2(centred_scale))
+    variances = variances / centred_scale / centred_scale
     max_rank = num_present if weighted_mean else num_present - 1
     w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
     # the scaled M~ and W and their d x d Grams, each formed once for every metric
@@ -264,10 +271,10 @@ def compute_metrics(
     values: dict[str, Any] = {
         "nc1": _ldexp(geometry.pseudo_inverse_trace(scatter, centred, max_rank, shared,
                                                     _centring(stats, present, weighted_mean))
-                      * per_sample / num_present, scatter_log),
+                      * per_sample / num_present, scatter_log - 2 * centred_log),
         "nc1_trace": _ldexp(float(np.float64(float(scatter.trace()) * per_sample)
                                   / (float(geometry.squared_norm(centred)) / num_present)),
-                            scatter_log),
+                            scatter_log - 2 * centred_log),
         "equinorm_means": geometry.equinorm(centred, shared),
     }
     values["etf_error_means"] = geometry.simplex_gap(centred, centred, shared=shared,
@@ -276,11 +283,11 @@ def compute_metrics(
                                          tile_dtype, shared, nearest=margins)
     values.update(pair_values)
     log_scale = math.log2(scale)
-    values["cdnv"] = _unscaled(values["cdnv"], log_scale, 2 - cdnv_exponent)
+    values["cdnv"] = _unscaled(values["cdnv"], log_scale - centred_log, 2 - cdnv_exponent)
     if w is not None:
         values.update(_classifier_metrics(w, centred, shared, tile_dtype))
         values["unc3_duality_var"] = _unscaled(values["unc3_duality_var"],
-                                               log_scale + w_shift, 2)
+                                               log_scale + w_shift - centred_log, 2)
         if b is not None:  # W mu_G + b times the same power of two as W h
             bias = np.ldexp(b[present], w_shift + round(log_scale))
             values["bias_relation"] = _bias_relation(
