@@ -27,7 +27,8 @@ evaluate one in seven).
     float64 products compute_metrics needs (``phases.metrics_limit``). No target of
     (b) below (c)/(a) can be met without giving up a logged value.
 ``--profile`` then prints, for the evaluations of one more run of (b), the functions with
-the most time of their own (cProfile), per split-evaluation.
+the most time of their own (cProfile), per split-evaluation, and the minor page faults
+they took (first touches of fresh memory).
 Target: (b)/(a) <= 1.15. The variants alternate, ``--repeats`` times each, and the best
 time of each is kept; wall and process CPU time are both reported (on a machine shared
 with other work the CPU time is the steadier).
@@ -40,6 +41,7 @@ import cProfile
 import functools
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -198,13 +200,16 @@ def profile(run, evaluations: int, rows: int = 15) -> None:
     """The functions with the most time of their own in the evaluations of one run
     (the epochs' training steps left out), per split-evaluation."""
     profiler, original = cProfile.Profile(), Trainer._evaluate_checked
+    faults = [0]
 
     def evaluate(self, *args):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         profiler.enable()
         try:
             return original(self, *args)
         finally:
             profiler.disable()
+            faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     Trainer._evaluate_checked = evaluate
     try:
@@ -214,9 +219,10 @@ def profile(run, evaluations: int, rows: int = 15) -> None:
         Trainer._evaluate_checked = original
     stats = pstats.Stats(profiler)
     total = sum(own for _, _, own, _, _ in stats.stats.values())
-    print(f"  (b) profiled evaluations: {1e3 * total / evaluations:.1f} ms of own time per "
-          f"split-evaluation ({evaluations}, the TPT checks included); the largest, with "
-          "calls per split-evaluation:")
+    print(f"  (b) profiled evaluations: {1e3 * total / evaluations:.1f} ms of own time and "
+          f"{faults[0] / evaluations:.0f} minor page faults per split-evaluation "
+          f"({evaluations}, the TPT checks included); the largest, with calls per "
+          "split-evaluation:")
     ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:rows]
     for (path, line, name), (_, calls, own, _, _) in ranked:
         where = f"{Path(path).name}:{line} {name}" if line else name
