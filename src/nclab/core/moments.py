@@ -213,10 +213,11 @@ def _add_symmetrized(target: torch.Tensor, upper: torch.Tensor) -> None:
 
 
 #: Size of the buffers through which rows pass chunk by chunk (float32 rows widened to
-#: float64, the references gathered for a block): ones that stay in cache cost neither
-#: page faults nor memory traffic per chunk, where block-sized ones would be touched
-#: fresh (about 3 us a 4 KiB page on a virtual machine) by every new object.
-_WIDE_BYTES = 1 << 18
+#: float64, the references gathered for a block): ones that stay in cache cost no memory
+#: traffic per chunk, and fewer fresh pages (a page fault each) than block-sized ones
+#: that every new object would touch; smaller chunks would cost more in per-call
+#: overhead, which grows with torch's threads.
+_WIDE_BYTES = 1 << 20
 
 
 def _zeros(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
