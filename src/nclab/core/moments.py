@@ -246,11 +246,11 @@ class _Pending:
         work: dict[str, Any] = {"dtype": dtype, "device": device}
         wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self.dtype, self.device = dtype, device
-        self.ref = _zeros(groups, dim, **work)
+        self.ref = torch.zeros(groups, dim, **work)
         self.has_ref = torch.zeros(groups, dtype=torch.bool, device=device)
         self.position = torch.zeros(groups, dtype=torch.int64, device=device)
         self.counts = torch.zeros(groups, dtype=torch.int64, device=device)
-        self.sums = _zeros(groups, dim, **work)
+        self.sums = torch.zeros(groups, dim, **work)
         self.squares = torch.zeros(groups, **wide)
         self.gram = _zeros(dim, dim, **wide)
         self.whole = True  # gram holds whole Grams only (symmetric): no symmetrizing
@@ -348,7 +348,7 @@ class Moments(StatePart):
     def _clear(self, device: torch.device) -> None:
         wide: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self._counts = torch.zeros(self.num_groups, dtype=torch.int64, device=device)
-        self._means = _zeros(self.num_groups, self.dim, **wide)
+        self._means = torch.zeros(self.num_groups, self.dim, **wide)
         self._spread = torch.zeros(self.num_groups, **wide)
         self._scatter = _zeros(self.dim, self.dim, **wide)
         self.exponent = 0
