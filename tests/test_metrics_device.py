@@ -118,9 +118,27 @@ def test_the_device_is_the_states():
     assert CollapseStats(3).device == torch.device("cpu")
     stats = CollapseStats(3).update(torch.ones(2, 4), torch.tensor([0, 1]))
     assert stats.device == torch.device("cpu")
-    means, spread, scatter = stats.scaled_tensors()
-    assert means.shape == (3, 4) and spread.shape == (3,) and scatter.shape == (4, 4)
+    means, spread = stats.scaled_tensors()
+    assert means.shape == (3, 4) and spread.shape == (3,)
     assert torch.equal(means, torch.from_numpy(stats.scaled_means()))
+    assert torch.equal(spread, torch.from_numpy(stats.scaled_spread()))
+
+
+def test_metrics_in_torch_form_no_scaled_copy_of_the_scatter(monkeypatch):
+    stats, weight, bias, ood = collapsed_problem(30, 16)
+    stats.update(torch.full((1, 16), 1e6), torch.tensor([0]))  # a shift, so a copy would differ
+    assert stats.stored_scatter()[1] != 0
+    copies = []
+    monkeypatch.setattr(stats, "_make_view", _recording(stats._make_view, copies))
+    compute_metrics(stats, weight, bias, backend="torch")
+    assert "scaled_tensor_means" in copies and not any("scatter" in key for key in copies)
+
+
+def _recording(make_view, keys):
+    def record(key, *args):
+        keys.append(key)
+        return make_view(key, *args)
+    return record
 
 
 #: The change that float32 tiles make to a metric (docs/performance.md): relative, or

@@ -345,7 +345,7 @@ def _scaled_state(stats: CollapseStats, present: np.ndarray, weighted_mean: bool
     if not on_device:
         all_means, spread, number = stats.scaled_means(), stats.scaled_spread(), counts
     else:
-        all_means, spread, _ = stats.scaled_tensors()
+        all_means, spread = stats.scaled_tensors()
         number = torch.from_numpy(counts.astype(np.float64)).to(all_means.device)
         present_rows = torch.from_numpy(present).to(all_means.device)
     means = all_means if everyone else all_means[present_rows]

@@ -448,12 +448,12 @@ class CollapseStats(StreamingStatistic):
         """The device the state lives on (the features'; the CPU before any sample)."""
         return torch.device("cpu") if self._moments is None else self._moments.device
 
-    def scaled_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(means (C, d), spread (C,), scatter (d, d)) of the features times :attr:`scale`,
-        as float64 tensors on :attr:`device`: what ``scaled_means`` & co. copy to numpy.
-        They share memory with the state: do not modify them."""
-        return (self._view("scaled_tensor_means"), self._view("scaled_tensor_spread"),
-                self._view("scaled_tensor_scatter"))
+    def scaled_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means (C, d), spread (C,)) of the features times :attr:`scale`, as float64
+        tensors on :attr:`device`: what ``scaled_means`` and ``scaled_spread`` copy to
+        numpy. They share memory with the state: do not modify them. The scatter on the
+        device is ``stored_scatter(tensor=True)``, which forms no d x d copy."""
+        return self._view("scaled_tensor_means"), self._view("scaled_tensor_spread")
 
     # ------------------------------------------------------------------ derived quantities
     @property
