@@ -13,11 +13,11 @@ Data: N = 50,000 float32 rows, d = 512, batches of 512, one torch thread. Per C:
   subtraction itself is left out of the limit);
 - compute_metrics (with W): / the float64 products it cannot do without (numpy, as
   compute_metrics runs them on the CPU): the C x C Grams of the pair pass, ``M~ @ M~.T``
-  and ``W @ W.T`` (symmetric: the BLAS forms half); nc1's factorization of the centred
-  means, for C <= d the (C-1) x (C-1) Gram of the deflated means ``D @ D.T``, its
-  ``eigh``, the directions ``U^T @ D`` and ``V @ Sigma_W`` for the kept directions V,
-  or, for C > d, the d x d Gram ``G = M~.T @ M~``, its eigenvalues, its Cholesky factor
-  and the solve ``G^-1 Sigma_W``; and the normaliser of the
+  and ``W @ W.T`` (symmetric: the BLAS forms half); nc1 from a Gram G of the centred
+  means, its Cholesky factor and inverse (G's eigenvalue ratio certified without its
+  eigenvalues): for C <= d the (C-1) x (C-1) Gram of the deflated means ``D @ D.T``,
+  then ``Y = G^-1 @ D`` and ``Y @ Sigma_W``, or, for C > d, the d x d Gram
+  ``M~.T @ M~``; and the normaliser of the
   ETF gap between W and M~, ``W @ M~.T`` for C <= d + 1 (where the gap is formed whole)
   or ``W.T @ W`` beyond (where the trace identity takes ``<W^T W, M~^T M~>``).
 
@@ -123,15 +123,11 @@ def metrics_limit(centred: np.ndarray, weight: np.ndarray, sigma_w: np.ndarray) 
     """The float64 products compute_metrics needs (see the module docstring)."""
     count, dim = centred.shape
     centred @ centred.T, weight @ weight.T  # noqa: B018  (the C x C Grams)
-    if count > dim:
-        gram = centred.T @ centred
-        np.linalg.eigvalsh(gram)
-        factor = torch.linalg.cholesky(torch.from_numpy(gram))
-        torch.cholesky_solve(torch.from_numpy(sigma_w), factor)
-    else:
-        deflated = centred[1:]  # the shape of nc1's deflated means: the reflection is O(C d)
-        _, vectors = np.linalg.eigh(deflated @ deflated.T)
-        (vectors.T @ deflated) @ sigma_w  # noqa: B018
+    deflated = centred[1:]  # the shape of nc1's deflated means: the reflection is O(C d)
+    gram = centred.T @ centred if count > dim else deflated @ deflated.T
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(torch.from_numpy(gram))).numpy()
+    if count <= dim:
+        (inverse @ deflated) @ sigma_w  # noqa: B018
     if count <= dim + 1:
         weight @ centred.T  # noqa: B018
     else:

@@ -289,16 +289,20 @@ def means_with_spectrum(count, dim, spread, weights, rng):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("count, dim", [(2, 5), (30, 40), (100, 512)])
+@pytest.mark.parametrize("count, dim, spread", [(2, 5, 1e-2), (30, 40, 1e-2), (30, 40, 1.0),
+                                                (100, 512, 1e-2), (100, 512, 0.3)])
 def test_centred_means_with_fewer_classes_than_dims_take_no_svd(monkeypatch, backend,
-                                                                weighted, count, dim):
+                                                                weighted, count, dim, spread):
+    # eigenvalue ratios 1e-4, 1 and 0.09 of the deflated Gram: its Cholesky inverse gives
+    # the SVD form's value, with neither the SVD nor an eigh
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(count + dim + weighted)
     weights = rng.integers(1, 50, count).astype(float) if weighted else np.ones(count)
-    centred = means_with_spectrum(count, dim, 1e-2, weights, rng)
+    centred = means_with_spectrum(count, dim, spread, weights, rng)
     sigma_w = spd(dim, rng)
     want = direct_pinv_trace(sigma_w, centred, count - 1)
-    refuse(monkeypatch, (np.linalg, "svd"), (torch.linalg, "svd"))
+    for module in (np.linalg, torch.linalg):
+        refuse(monkeypatch, (module, "svd"), (module, "eigh"))
     if backend == "torch":
         sigma_w, centred = torch.from_numpy(sigma_w), torch.from_numpy(centred)
     got = geometry.pseudo_inverse_trace(sigma_w, centred, count - 1, centring=weights)
@@ -341,3 +345,39 @@ def test_compute_metrics_gives_nc1_of_few_classes_without_an_svd(monkeypatch, we
     refuse(monkeypatch, (np.linalg, "svd"))
     got = compute_metrics(stats, weighted_mean=weighted_mean).nc1
     assert got == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("ratio, certified, kept", [(1e-3, True, True), (2e-5, False, True),
+                                                    (5e-6, False, False)])
+def test_a_gram_is_inverted_only_above_the_eigenvalue_ratio(monkeypatch, backend, ratio,
+                                                            certified, kept):
+    # one eigenvalue 7, eleven at 7 ratio: ||G||_F ||G^-1||_F = sqrt(11) / ratio (about)
+    # certifies a ratio of 1e-3 (no eigenvalues computed); at 2e-5 it cannot, and the
+    # eigenvalues accept it; at 5e-6 they refuse it
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    basis, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    gram = (basis * np.r_[7.0, np.full(11, 7.0 * ratio)]) @ basis.T
+    gram = (gram + gram.T) / 2
+    if backend == "torch":
+        gram = torch.from_numpy(gram)
+    calls = []
+    for module in (np.linalg, torch.linalg):
+        original = module.eigvalsh
+        monkeypatch.setattr(module, "eigvalsh",
+                            lambda x, _f=original: calls.append(1) or _f(x))
+    inverse = geometry._well_conditioned_inverse(gram)
+    assert bool(calls) == (not certified)
+    if not kept:
+        assert inverse is None
+        return
+    assert type(inverse) is type(gram)
+    np.testing.assert_allclose(np.asarray(inverse) @ np.asarray(gram), np.eye(12),
+                               atol=1e-9)
+
+
+def test_a_gram_that_is_not_positive_definite_is_not_inverted():
+    gram = np.diag([2.0, 1.0, 0.0])
+    assert geometry._well_conditioned_inverse(gram) is None
+    assert geometry._well_conditioned_inverse(np.diag([2.0, 1.0, -1.0])) is None

@@ -210,8 +210,13 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
         within = _inverse_gram_trace(sigma_w, unit_scaled, _scaled_gram(centred_means, shared))
         if within is not None:
             return num_classes * within / (scale * scale)
-    pairs = _deflated_gram_pairs(unit_scaled, centring)
-    if pairs is None and num_classes > dim:
+    if num_classes <= dim and centring is not None and max_rank >= num_classes - 1:
+        # likewise with the (C-1) x (C-1) Gram of the deflated means
+        within = _deflated_inverse_trace(sigma_w, _deflated(unit_scaled, centring))
+        if within is not None:
+            return num_classes * within / (scale * scale)
+    pairs = None
+    if num_classes > dim:
         # ill-conditioned means, C > d: every SVD below is of R (d x d), M~ = QR, whose
         # right singular pairs are those of M~; when every eigenvalue is surely kept,
         # Sigma_B^+ = C (R^T R)^-1 needs no singular vectors at all (a quarter of the SVD)
@@ -232,53 +237,73 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
     return float(within @ (1.0 / eigen))
 
 
-#: Smallest eigenvalue ratio of a Gram of the means for which it replaces the SVD of
-#: M~ (its eigh for C <= d, its Cholesky solve for C > d): an eigenvalue of the Gram
-#: carries an error of about eps times the largest, so below 1e-10 relative from this
-#: ratio up; worse-conditioned means take the SVD.
+#: Smallest eigenvalue ratio of a Gram of the means for which its inverse replaces the
+#: SVD of M~ (every eigenvalue is then kept): the inverse from its Cholesky factor
+#: carries a relative error of about eps / ratio, so 1e-11 from this ratio up;
+#: worse-conditioned means take the SVD.
 _GRAM_CONDITION = 1e-5
 
 
 def _inverse_gram_trace(sigma_w: Array, matrix: Array, gram: Callable[[], Array]
                         ) -> float | None:
     """Tr(Sigma_W G^-1) for the d x d Gram G of a (C, d) matrix, C > d (``gram``, a lazy
-    ``matrix.T @ matrix`` shared with other users), or None where G is ill conditioned.
-
-    Where G's eigenvalue ratio is at least _GRAM_CONDITION, every eigenvalue is kept and
-    two triangular solves with G's Cholesky factor give G^-1 Sigma_W to a relative error
-    of about 1e-11; its eigenvalues alone (no eigenvectors) check the ratio. Together
-    they cost about 0.65x the eigh and the product with its eigenvectors (d = 512 to
-    1,024). Else the SVD route of :func:`pseudo_inverse_trace` runs.
-    """
+    ``matrix.T @ matrix`` shared with other users), or None where G is ill conditioned
+    (see :func:`_well_conditioned_inverse`; then the SVD route of
+    :func:`pseudo_inverse_trace` runs)."""
     if _gram_surely_ill_conditioned(matrix):
         return None
-    matrix_gram = gram()
-    values = _lib(matrix_gram).linalg.eigvalsh(matrix_gram)  # ascending
-    if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
+    inverse = _well_conditioned_inverse(gram())
+    if inverse is None:
         return None
-    # torch's Cholesky solve for numpy too (views, no copies): numpy has none, and
-    # scipy's would cost a 0.1 to 0.8 s import in a process that has not loaded it yet
-    factor = torch.linalg.cholesky(_as_tensor(matrix_gram))
-    return float(torch.cholesky_solve(_as_tensor(sigma_w), factor).diagonal().sum())
+    return float(_lib(inverse).einsum("ij,ji->", sigma_w, inverse))
+
+
+def _deflated_inverse_trace(sigma_w: Array, deflated: Array) -> float | None:
+    """Tr(Sigma_W D^T G^-2 D) for the deflated means D, (C-1, d) (:func:`_deflated`),
+    and G = D D^T; None where G is ill conditioned.
+
+    M~^T M~ = D^T D, whose pseudo-inverse is D^T G^-2 D where D has full row rank; so
+    the trace is Tr(Y Sigma_W Y^T) with Y = G^-1 D: the products of the eigh route (the
+    Gram, a (C-1)^2 x d one for Y, a (C-1) x d x d one) with G's Cholesky inverse in
+    place of its eigh, which costs 2 to 4 times that (C = 100 to 500, d = 512).
+    """
+    inverse = _well_conditioned_inverse(deflated @ deflated.T)
+    if inverse is None:
+        return None
+    rows = inverse @ deflated
+    return float(_lib(rows).einsum("kd,kd->", rows @ sigma_w, rows))
+
+
+def _well_conditioned_inverse(gram: Array) -> Array | None:
+    """G^-1 of a symmetric Gram whose eigenvalue ratio is at least _GRAM_CONDITION, else
+    None, from its Cholesky factor (torch's, on a view for numpy: numpy has none, and
+    scipy's would cost a 0.1 to 0.8 s import in a process that has not loaded it yet).
+
+    ||G||_F ||G^-1||_F bounds the ratio's inverse from above, looser than it by at most
+    the side of G: below 1 / _GRAM_CONDITION it certifies the ratio, and only above it
+    are G's eigenvalues computed to decide (a third of its eigh, no eigenvectors).
+    """
+    tensor = _as_tensor(gram)
+    factor, info = torch.linalg.cholesky_ex(tensor)
+    if int(info) != 0:  # not numerically positive definite
+        return None
+    # symmetric, and stored by columns: its transpose is the same matrix by rows, which
+    # the reductions below read without a copy
+    inverse = torch.cholesky_inverse(factor).mT
+    bound = float(_frobenius(tensor)) * float(_frobenius(inverse))
+    if not math.isfinite(bound):
+        return None
+    if bound > 1.0 / _GRAM_CONDITION:
+        values = _lib(gram).linalg.eigvalsh(gram)  # ascending
+        if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
+            return None
+    return inverse if isinstance(gram, torch.Tensor) else inverse.numpy()
 
 
 def _as_tensor(x: Array) -> torch.Tensor:
     """A tensor of ``x``: itself, or a view of a numpy array (a copy only for a strided
     view that torch cannot share)."""
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-
-
-def _deflated_gram_pairs(matrix: Array, centring: np.ndarray | None = None
-                         ) -> tuple[Array, Array] | None:
-    """(squared singular values (k,) descending, right singular vectors (k, d)) of a
-    (C, d) matrix, C <= d, from the eigh of the (C-1) x (C-1) Gram of its deflated rows
-    (:func:`_deflated`, given ``centring``: see :func:`pseudo_inverse_trace`): a third of
-    the SVD or less, and the same pairs where that Gram is well conditioned. None for
-    ill-conditioned ones, for C > d, and without ``centring``."""
-    count, dim = matrix.shape
-    if count > dim or centring is None:
-        return None
-    return _deflated_pairs(_deflated(matrix, centring))
 
 
 def _deflated(matrix: Array, centring: np.ndarray) -> Array:
@@ -297,24 +322,6 @@ def _deflated(matrix: Array, centring: np.ndarray) -> Array:
         return torch.addr(matrix[1:], on_device[1:], on_device @ matrix, alpha=-1.0)
     deflated = np.outer(unit[1:], unit @ matrix)
     return np.subtract(matrix[1:], deflated, out=deflated)
-
-
-def _deflated_pairs(deflated: Array) -> tuple[Array, Array] | None:
-    """The singular pairs of a (k, d) matrix, k <= d, from the eigh of its k x k Gram
-    (rows V = Lambda^-1/2 U^T D), or None when the Gram is ill conditioned."""
-    lib = _lib(deflated)
-    values, vectors = lib.linalg.eigh(deflated @ deflated.T)  # ascending
-    if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
-        return None
-    # U^T D, descending: the k x k U is flipped into a contiguous copy, so that the
-    # BLAS takes it and the (k, d) rows come out in order (no flipped (k, d) view to copy)
-    if lib is torch:
-        values, vectors = values.flip(0), vectors.flip(1)
-    else:
-        values, vectors = values[::-1], np.ascontiguousarray(vectors[:, ::-1])
-    directions = vectors.T @ deflated
-    directions /= lib.sqrt(values)[:, None]
-    return values, directions
 
 
 def _squared_svd(matrix: Array) -> tuple[Array, Array]:
