@@ -144,6 +144,14 @@ def _shared(shared: Shared | None, what: str, array: Array, make: Callable[[], A
     return shared[key][1]
 
 
+def order_one(shared: Shared, *arrays: Array) -> Shared:
+    """Record in ``shared`` that each array already has its largest magnitude in
+    [0.5, 1) (or is zero), so that :func:`scaled` takes it as it is without looking."""
+    for x in arrays:
+        shared[(id(x), "scaled")] = (x, (1.0, x))
+    return shared
+
+
 def scaled(x: Array, shared: Shared | None = None) -> tuple[float, Array]:
     """(s, x / s) with s = power_of_two_scale(x): exact, formed once per array in
     ``shared``."""
@@ -200,14 +208,15 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
     for the sample mean): for C <= d they let a (C-1) x (C-1) Gram replace the SVD.
     """
     num_classes, dim = centred_means.shape
-    if not bool(centred_means.any()):
-        raise NCInputError("all class means coincide: the between-class covariance is zero")
     # the eigenvalues below are in units scale^2
     scale, unit_scaled = scaled(centred_means, shared)
+    # of the scaled means: no square of a nonzero one underflows to 0
+    if not float(_squared_row_norms(centred_means, shared).sum()) > 0.0:
+        raise NCInputError("all class means coincide: the between-class covariance is zero")
     floor = max(dim, num_classes) * np.finfo(np.float64).eps
     if num_classes > dim and dim <= max_rank:
         # every eigenvalue kept where the Gram is well conditioned: Sigma_B^+ = C G^-1
-        within = _inverse_gram_trace(sigma_w, unit_scaled, _scaled_gram(centred_means, shared))
+        within = _inverse_gram_trace(sigma_w, _scaled_gram(centred_means, shared))
         if within is not None:
             return num_classes * within / (scale * scale)
     if num_classes <= dim and centring is not None and max_rank >= num_classes - 1:
@@ -244,18 +253,19 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
 _GRAM_CONDITION = 1e-5
 
 
-def _inverse_gram_trace(sigma_w: Array, matrix: Array, gram: Callable[[], Array]
-                        ) -> float | None:
+def _inverse_gram_trace(sigma_w: Array, gram: Callable[[], Array]) -> float | None:
     """Tr(Sigma_W G^-1) for the d x d Gram G of a (C, d) matrix, C > d (``gram``, a lazy
     ``matrix.T @ matrix`` shared with other users), or None where G is ill conditioned
     (see :func:`_well_conditioned_inverse`; then the SVD route of
     :func:`pseudo_inverse_trace` runs)."""
-    if _gram_surely_ill_conditioned(matrix):
+    matrix_gram = gram()
+    if _gram_surely_ill_conditioned(matrix_gram):
         return None
-    inverse = _well_conditioned_inverse(gram())
+    inverse = _well_conditioned_inverse(matrix_gram)
     if inverse is None:
         return None
-    return float(_lib(inverse).einsum("ij,ji->", sigma_w, inverse))
+    # G^-1 is symmetric (bit for bit): the trace of the product reads both by rows
+    return float(_lib(inverse).einsum("ij,ij->", sigma_w, inverse))
 
 
 def _deflated_inverse_trace(sigma_w: Array, deflated: Array) -> float | None:
@@ -362,17 +372,18 @@ def _inverse_if_all_kept(triangle: Array, floor: float) -> Array | None:
     return inverse if math.isfinite(product) and product <= 0.5 / floor else None
 
 
-def _gram_surely_ill_conditioned(matrix: Array) -> bool:
-    """Whether the eigenvalue ratio of M^T M, (d, d), is below half of _GRAM_CONDITION
-    for certain (then its eigenvalues would be computed only to be discarded).
+def _gram_surely_ill_conditioned(gram: Array) -> bool:
+    """Whether the eigenvalue ratio of a Gram M^T M, (d, d), is below half of
+    _GRAM_CONDITION for certain (then its Cholesky inverse would be formed only to be
+    discarded).
 
-    The diagonal of M^T M (the squared column norms) bounds its extreme eigenvalues:
+    Its diagonal (the squared column norms of M) bounds its extreme eigenvalues:
     lambda_min <= min_j G_jj and lambda_max >= max_j G_jj. A dead unit (a zero column)
     is the common case in training. The factor 1/2 leaves a margin far above the
     eigenvalues' rounding error (about d * eps * lambda_max), so whenever this says True
     their test would have rejected the Gram too, and the SVD result is the same.
     """
-    squares = _lib(matrix).einsum("cd,cd->d", matrix, matrix)
+    squares = gram.diagonal()
     return float(squares.min()) < 0.5 * _GRAM_CONDITION * float(squares.max())
 
 
@@ -811,9 +822,10 @@ def pair_sums(
                 sums.nearest = _lib(centred).full_like(sq_norms, -math.inf)
     tile = _Tile(centred, min(block, count), tile_dtype)
     centred_operand = tile.operand(centred)
-    # the tiles' products take W's unit rows whole (a dense Gram is scaled instead)
+    # W / s as it is: each tile of its Gram is scaled to cosines, as the means' are (no
+    # C x d array of unit rows)
     weight_operand = None if unit_weights is None or dense else tile.operand(
-        unit_weights.whole())
+        unit_weights.vectors)
     for rows, cols in _pair_blocks(count, block):
         tile.move(rows, cols)
         gram, work = tile.buffers()
@@ -828,11 +840,11 @@ def pair_sums(
         _add_nearest(gram, result.means, tile)
         _angle_sums(gram, offset, result.means, work, tile)
         if unit_weights is not None and result.weights is not None:
-            if weight_operand is None:  # dense: the Gram of W / s, times 1 / ||w_c / s||
+            if weight_operand is None:  # dense: the Gram of W / s, formed once
                 work[...] = _outer_gram(weight, shared)
-                cosines = _scale_entries(work, unit_weights.inverse, tile)
             else:
-                cosines = tile.product(weight_operand, work)
+                tile.product(weight_operand, work)
+            cosines = _scale_entries(work, unit_weights.inverse, tile)
             _add_nearest(cosines, result.weights, tile)
             _angle_sums(cosines, offset, result.weights, gram, tile)
     result.cdnv *= scale ** (2.0 - exponent)

@@ -264,8 +264,9 @@ def compute_metrics(
     variances = variances / centred_scale / centred_scale
     max_rank = num_present if weighted_mean else num_present - 1
     w, w_shift = _scaled_classifier(host_w, present, means.device if on_device else None)
-    # the scaled M~ and W and their d x d Grams, each formed once for every metric
-    shared: geometry.Shared = {}
+    # the scaled M~ and W and their d x d Grams, each formed once for every metric (M~
+    # and W are of order one already)
+    shared = geometry.order_one({}, *(x for x in (centred, w) if x is not None))
     # Sigma_W = scatter / N: the division is left to the scalars (no d x d copy)
     per_sample = 1.0 / stats.num_samples
     values: dict[str, Any] = {
