@@ -169,6 +169,11 @@ def _squared_row_norms(x: Array, shared: Shared | None) -> Array:
     return _shared(shared, "squared row norms", x, make)
 
 
+def _column_sums(x: Array, shared: Shared | None) -> Array:
+    """The column sums of x / s, (d,) (s as in :func:`scaled`), formed once per array."""
+    return _shared(shared, "column sums", x, lambda: scaled(x, shared)[1].sum(axis=0))
+
+
 def _scaled_gram(x: Array, shared: Shared | None) -> Callable[[], Array]:
     """A lazy (x / s)^T (x / s), d x d (s as in :func:`scaled`), formed once per array in
     ``shared``."""
@@ -417,7 +422,7 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
         shared = grams if shared is None else shared
     with np.errstate(invalid="ignore", divide="ignore"):  # a zero matrix gives NaN
         left_gram, right_gram = _scaled_gram(left, shared), _scaled_gram(right, shared)
-        left_is_right, original = right is left, left
+        left_is_right, original, right_original = right is left, left, right
         left = scaled(left, shared)[1]
         right = left if left_is_right else scaled(right, shared)[1]
         count = left.shape[0]
@@ -435,8 +440,11 @@ def simplex_gap(left: Array, right: Array, block: int = DEFAULT_BLOCK,
             # rank G <= d < C - 1: the gap is at least sqrt((C-1-d)/(C-1)), so the trace
             # identity <G, I - 11^T/C> = Tr(L R^T) - (1^T L)(R^T 1)/C cancels nothing and
             # the O(C^2 d) tiles are not needed
-            inner = _scalar(_lib(left).einsum("cd,cd->", left, right)
-                            - left.sum(axis=0) @ right.sum(axis=0) / count)
+            # each array's squared row norms and column sums formed once per call
+            dots = (_squared_row_norms(original, shared).sum() if left_is_right
+                    else _lib(left).einsum("cd,cd->", left, right))
+            inner = _scalar(dots - _column_sums(original, shared)
+                            @ _column_sums(right_original, shared) / count)
             return float(np.sqrt(max(2.0 - 2.0 * inner * target / estimate, 0.0)))
         gap_sq, norm_sq = _tiled_gap_sums(left, right, float(estimate), target, block,
                                           tile_dtype)
@@ -481,13 +489,16 @@ def self_duality(weight: Array, centred_means: Array, shared: Shared | None = No
     b = 1.0 / _scalar(_frobenius(centred_means))
     # the gap itself, as written above, for its digits; in chunks of rows that stay in
     # cache instead of C x d temporaries
-    total = 0.0
+    # ||a w - b m||^2 = a^2 ||w - (b / a) m||^2: two passes a chunk, no temporaries
+    ratio, total = b / a, 0.0
+    buffer = _empty(weight, min(_ROW_CHUNK, weight.shape[0]) * weight.shape[1])
     for start in range(0, weight.shape[0], _ROW_CHUNK):
         rows = slice(start, start + _ROW_CHUNK)
-        gap = weight[rows] * a
-        gap -= centred_means[rows] * b
+        gap = buffer[: math.prod(weight[rows].shape)].reshape(weight[rows].shape)
+        _lib(gap).multiply(centred_means[rows], ratio, out=gap)
+        _lib(gap).subtract(weight[rows], gap, out=gap)
         total += float(squared_norm(gap))
-    return total
+    return total * float(a) * float(a)
 
 
 #: Rows per chunk of the O(C d) passes done in pieces (a few hundred KiB at d = 512).
