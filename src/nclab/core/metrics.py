@@ -466,8 +466,9 @@ def _classifier_metrics(weight: Any, centred: Any, shared: geometry.Shared,
                         tile_dtype: Any) -> dict[str, float]:
     # s_c = w_c . (mu_c - mu_G): C values, the same on the host on every backend
     duality = geometry.host_vector(geometry.row_dots(weight, centred))
+    mean, squares = geometry.mean_and_squares(duality)
     with np.errstate(invalid="ignore", divide="ignore"):
-        duality_cv = duality.std() / duality.mean()
+        duality_cv = np.sqrt(squares / len(duality)) / mean
     return {
         "equinorm_weights": geometry.equinorm(weight, shared),
         "etf_error_weights": geometry.simplex_gap(weight, weight, shared=shared,
@@ -476,7 +477,7 @@ def _classifier_metrics(weight: Any, centred: Any, shared: geometry.Shared,
         "wh_duality": geometry.simplex_gap(weight, centred, shared=shared,
                                            tile_dtype=tile_dtype),
         "unc3_duality_cv": float(duality_cv),
-        "unc3_duality_var": float(duality.var(ddof=1)),
+        "unc3_duality_var": float(squares / (len(duality) - 1)),
     }
 
 
