@@ -305,14 +305,16 @@ def _well_conditioned_inverse(gram: Array) -> Array | None:
     # symmetric, and stored by columns: its transpose is the same matrix by rows, which
     # the reductions below read without a copy
     inverse = torch.cholesky_inverse(factor).mT
-    bound = float(_frobenius(tensor)) * float(_frobenius(inverse))
+    if not isinstance(gram, torch.Tensor):
+        inverse = inverse.numpy()  # a view: the norms below in numpy, a few us each
+    bound = float(_frobenius(gram)) * float(_frobenius(inverse))
     if not math.isfinite(bound):
         return None
     if bound > 1.0 / _GRAM_CONDITION:
         values = _lib(gram).linalg.eigvalsh(gram)  # ascending
         if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
             return None
-    return inverse if isinstance(gram, torch.Tensor) else inverse.numpy()
+    return inverse
 
 
 def _as_tensor(x: Array) -> torch.Tensor:
@@ -612,6 +614,9 @@ def _pair_blocks(n: int, block: int) -> Iterator[tuple[slice, slice]]:
 def _fill_diagonal(square: Array, value: float) -> None:
     if isinstance(square, torch.Tensor):
         square.diagonal().fill_(value)
+    elif square.flags.c_contiguous and square.shape[0] == square.shape[1]:
+        # a strided view of the diagonal: np.fill_diagonal's checks cost 5x as much
+        square.reshape(-1)[:: square.shape[1] + 1] = value
     else:
         np.fill_diagonal(square, value)
 

@@ -380,6 +380,8 @@ def _value_text(value: Any) -> str:
 
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an int >= 1 (:func:`check_scalar` of an integer with ``min_val=1``)."""
+    if type(value) is int and value >= 1:  # the common case, without the general checks
+        return value
     return check_scalar(value, name, int, min_val=1)
 
 
