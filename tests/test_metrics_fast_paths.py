@@ -347,18 +347,27 @@ def test_compute_metrics_gives_nc1_of_few_classes_without_an_svd(monkeypatch, we
     assert got == pytest.approx(want, rel=1e-10)
 
 
+def hadamard(order):
+    """An orthogonal matrix whose entries all have magnitude 1 / sqrt(order) (order a
+    power of two): it spreads every eigenvalue evenly over the diagonal."""
+    matrix = np.ones((1, 1))
+    while len(matrix) < order:
+        matrix = np.block([[matrix, matrix], [matrix, -matrix]])
+    return matrix / np.sqrt(order)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-@pytest.mark.parametrize("ratio, certified, kept", [(1e-3, True, True), (2e-5, False, True),
-                                                    (5e-6, False, False)])
+@pytest.mark.parametrize("ratio, rotated, path", [
+    (1e-3, True, "certified"),  # ||G||_F ||G^-1||_F about sqrt(15) / ratio: below 1e5
+    (2e-5, True, "kept"),  # above 1e5 and the pivots' bound below: the eigenvalues keep it
+    (5e-6, True, "refused"),  # ... and refuse it
+    (1e-7, False, "surely refused"),  # a diagonal G: the pivots' bound is the ratio itself
+])
 def test_a_gram_is_inverted_only_above_the_eigenvalue_ratio(monkeypatch, backend, ratio,
-                                                            certified, kept):
-    # one eigenvalue 7, eleven at 7 ratio: ||G||_F ||G^-1||_F = sqrt(11) / ratio (about)
-    # certifies a ratio of 1e-3 (no eigenvalues computed); at 2e-5 it cannot, and the
-    # eigenvalues accept it; at 5e-6 they refuse it
+                                                            rotated, path):
     torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(8)
-    basis, _ = np.linalg.qr(rng.standard_normal((12, 12)))
-    gram = (basis * np.r_[7.0, np.full(11, 7.0 * ratio)]) @ basis.T
+    basis = hadamard(16) if rotated else np.eye(16)
+    gram = (basis * np.r_[7.0, np.full(15, 7.0 * ratio)]) @ basis.T
     gram = (gram + gram.T) / 2
     if backend == "torch":
         gram = torch.from_numpy(gram)
@@ -367,14 +376,29 @@ def test_a_gram_is_inverted_only_above_the_eigenvalue_ratio(monkeypatch, backend
         original = module.eigvalsh
         monkeypatch.setattr(module, "eigvalsh",
                             lambda x, _f=original: calls.append(1) or _f(x))
+    inverted = []
+    original_inverse = torch.cholesky_inverse
+    monkeypatch.setattr(torch, "cholesky_inverse",
+                        lambda x: inverted.append(1) or original_inverse(x))
     inverse = geometry._well_conditioned_inverse(gram)
-    assert bool(calls) == (not certified)
-    if not kept:
+    assert bool(calls) == (path in ("kept", "refused"))
+    assert bool(inverted) == (path != "surely refused")
+    if path in ("refused", "surely refused"):
         assert inverse is None
         return
     assert type(inverse) is type(gram)
-    np.testing.assert_allclose(np.asarray(inverse) @ np.asarray(gram), np.eye(12),
+    np.testing.assert_allclose(np.asarray(inverse) @ np.asarray(gram), np.eye(16),
                                atol=1e-9)
+
+
+def test_a_gram_whose_inverse_diagonal_rules_it_out_takes_no_eigenvalues(monkeypatch):
+    # pivots 1 and 0.01: their bound, max G_ii / min pivot = 1e4, cannot refuse it; the
+    # inverse's, max G_ii max (G^-1)_jj = 1e6, can (the eigenvalue ratio is about 1e-6)
+    gram = np.array([[1.0, np.sqrt(99.99)], [np.sqrt(99.99), 100.0]])
+    values = np.linalg.eigvalsh(gram)
+    assert values[0] / values[-1] < 1e-5
+    refuse(monkeypatch, (np.linalg, "eigvalsh"))
+    assert geometry._well_conditioned_inverse(gram) is None
 
 
 def test_a_gram_that_is_not_positive_definite_is_not_inverted():
