@@ -115,7 +115,7 @@ def run(classes: int, args: argparse.Namespace) -> None:
                                         lambda: metrics_limit(centred64, w64, sigma_w),
                                         max(1, samples // 2), clock)
     for name, (phase, limit) in ratios.items():
-        print(f"C={classes:>6} {name:<11} {phase:8.3f} s / limit {limit:8.3f} s = "
+        print(f"C={classes:>6} {name:<11} {phase:9.4f} s / limit {limit:9.4f} s = "
               f"{phase / limit:5.2f}x (target {TARGETS[name]}x)", flush=True)
 
 

@@ -216,7 +216,7 @@ def pseudo_inverse_trace(sigma_w: Array, centred_means: Array, max_rank: int,
     # the eigenvalues below are in units scale^2
     scale, unit_scaled = scaled(centred_means, shared)
     # of the scaled means: no square of a nonzero one underflows to 0
-    if not float(_squared_row_norms(centred_means, shared).sum()) > 0.0:
+    if float(_squared_row_norms(centred_means, shared).sum()) == 0.0:
         raise NCInputError("all class means coincide: the between-class covariance is zero")
     floor = max(dim, num_classes) * np.finfo(np.float64).eps
     if num_classes > dim and dim <= max_rank:
@@ -517,9 +517,8 @@ def self_duality(weight: Array, centred_means: Array, shared: Shared | None = No
     centred_means = scaled(centred_means, shared)[1]
     a = 1.0 / _scalar(_frobenius(weight))
     b = 1.0 / _scalar(_frobenius(centred_means))
-    # the gap itself, as written above, for its digits; in chunks of rows that stay in
-    # cache instead of C x d temporaries
-    # ||a w - b m||^2 = a^2 ||w - (b / a) m||^2: two passes a chunk, no temporaries
+    # the gap itself, for its digits, as a^2 ||w - (b / a) m||^2: two passes over chunks
+    # of rows that stay in cache, and no C x d temporaries
     ratio, total = b / a, 0.0
     buffer = _empty(weight, min(_ROW_CHUNK, weight.shape[0]) * weight.shape[1])
     for start in range(0, weight.shape[0], _ROW_CHUNK):
