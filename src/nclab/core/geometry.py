@@ -311,9 +311,9 @@ def _well_conditioned_inverse(gram: Array) -> Array | None:
         return None
     # symmetric, and stored by columns: its transpose is the same matrix by rows, which
     # the reductions below read without a copy
-    inverse = torch.cholesky_inverse(factor).mT
-    if not isinstance(gram, torch.Tensor):
-        inverse = inverse.numpy()  # a view: the norms below in numpy, a few us each
+    on_rows = torch.cholesky_inverse(factor).mT
+    # numpy's view for numpy input: the norms below in numpy, a few us each
+    inverse: Array = on_rows if isinstance(gram, torch.Tensor) else on_rows.numpy()
     bound = float(_frobenius(gram)) * float(_frobenius(inverse))
     if not math.isfinite(bound):
         return None
