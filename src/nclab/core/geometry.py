@@ -280,7 +280,7 @@ def _deflated_inverse_trace(sigma_w: Array, deflated: Array) -> float | None:
     M~^T M~ = D^T D, whose pseudo-inverse is D^T G^-2 D where D has full row rank; so
     the trace is Tr(Y Sigma_W Y^T) with Y = G^-1 D: the products of the eigh route (the
     Gram, a (C-1)^2 x d one for Y, a (C-1) x d x d one) with G's Cholesky inverse in
-    place of its eigh, which costs 2 to 4 times that (C = 100 to 500, d = 512).
+    place of its eigh, which costs several times as much.
     """
     inverse = _well_conditioned_inverse(deflated @ deflated.T)
     if inverse is None:
@@ -309,11 +309,8 @@ def _well_conditioned_inverse(gram: Array) -> Array | None:
     pivots = factor.diagonal().square()
     if not float(tensor.diagonal().max()) <= float(pivots.min()) / _GRAM_CONDITION:
         return None
-    # symmetric, and stored by columns: its transpose is the same matrix by rows, which
-    # the reductions below read without a copy
-    on_rows = torch.cholesky_inverse(factor).mT
     # numpy's view for numpy input: the norms below in numpy, a few us each
-    inverse: Array = on_rows if isinstance(gram, torch.Tensor) else on_rows.numpy()
+    inverse = _inverse_from_factor(factor, gram)
     bound = float(_frobenius(gram)) * float(_frobenius(inverse))
     if not math.isfinite(bound):
         return None
@@ -325,6 +322,14 @@ def _well_conditioned_inverse(gram: Array) -> Array | None:
         if not float(values[0]) >= _GRAM_CONDITION * float(values[-1]):
             return None
     return inverse
+
+
+def _inverse_from_factor(factor: torch.Tensor, like: Array, upper: bool = False) -> Array:
+    """(F F^T)^-1, or (F^T F)^-1 with ``upper``, from a triangular factor F (LAPACK's
+    potri), by rows: it is symmetric bit for bit and stored by columns, so its transpose
+    is the same matrix, contiguous. numpy's view of it where ``like`` is a numpy array."""
+    inverse = torch.cholesky_inverse(factor, upper=upper).mT
+    return inverse if isinstance(like, torch.Tensor) else inverse.numpy()
 
 
 def _as_tensor(x: Array) -> torch.Tensor:
@@ -361,7 +366,7 @@ def _triangular_factor(matrix: Array) -> Array:
     """R of the QR factorization of a (C, d) matrix, C >= d: upper triangular, (d, d),
     with R^T R = M^T M to rounding of the order of eps times the largest eigenvalue
     times the condition number (the SVD's accuracy, not the Gram's: no squaring).
-    torch's for numpy too (on a view): 1.5x the pace of numpy's at C = 1,000, d = 512."""
+    torch's for numpy too (on a view): its LAPACK (MKL) is faster than numpy's here."""
     triangle = torch.linalg.qr(_as_tensor(matrix), mode="r")[1]
     return triangle if isinstance(matrix, torch.Tensor) else triangle.numpy()
 
@@ -383,13 +388,9 @@ def _gram_inverse_if_all_kept(triangle: Array, floor: float) -> Array | None:
     factor = _as_tensor(triangle)
     if not bool((factor.diagonal() != 0).all()):
         return None
-    inverse = torch.cholesky_inverse(factor, upper=True)
+    inverse = _inverse_from_factor(factor, triangle, upper=True)
     product = float(_frobenius(factor)) ** 2 * float(inverse.diagonal().sum())
-    if not (math.isfinite(product) and product <= 0.5 / floor):
-        return None
-    # symmetric and stored by columns: its transpose is the same matrix, by rows
-    inverse = inverse.mT
-    return inverse if isinstance(triangle, torch.Tensor) else inverse.numpy()
+    return inverse if math.isfinite(product) and product <= 0.5 / floor else None
 
 
 def _gram_surely_ill_conditioned(gram: Array) -> bool:
@@ -417,8 +418,8 @@ def equinorm(vectors: Array, shared: Shared | None = None) -> float:
 
 def mean_and_squares(values: np.ndarray) -> tuple[np.float64, np.float64]:
     """(mean, sum of squared deviations from it) of a vector, as numpy scalars (a zero
-    mean then divides as in numpy): numpy's std and var take about 20 us of Python
-    each, where a vector of C values takes a few."""
+    mean then divides as in numpy): numpy's std and var spend more on Python than on
+    a vector of C values."""
     mean = np.float64(values.sum()) / len(values)
     deviation = values - mean
     return mean, np.float64(deviation @ deviation)
@@ -627,7 +628,7 @@ def _fill_diagonal(square: Array, value: float) -> None:
     if isinstance(square, torch.Tensor):
         square.diagonal().fill_(value)
     elif square.flags.c_contiguous and square.shape[0] == square.shape[1]:
-        # a strided view of the diagonal: np.fill_diagonal's checks cost 5x as much
+        # a strided view of the diagonal: np.fill_diagonal's checks cost more than that
         square.reshape(-1)[:: square.shape[1] + 1] = value
     else:
         np.fill_diagonal(square, value)
@@ -695,7 +696,7 @@ class _Tile:
     def cross_sum(self, x: Array, values: Array) -> float:
         """Sum over the tile of x_ij (values_i + values_j) (one reduction of a tile on
         the diagonal, symmetric up to rounding)."""
-        # matrix-vector products: half the time of the sums along each axis
+        # matrix-vector products: fewer passes than the sums along each axis
         if self.diagonal:
             return 2.0 * float((x @ values[self.cols]).sum())
         return float((x @ values[self.cols]).sum() + (values[self.rows] @ x).sum())
@@ -919,7 +920,7 @@ def _add_cdnv(result: PairSums, tile: _Tile, gram: Array, work: Array, centred: 
     tile.mask_diagonal(squared, math.inf)  # a class with itself: adds 1 / inf = 0
     tile.refine(squared, centred, sq_norms)
     with np.errstate(divide="ignore"):  # coinciding means: an infinite cdnv
-        if exponent == 2.0:  # numpy's division: twice the pace of its reciprocal
+        if exponent == 2.0:  # numpy's division: vectorized where its reciprocal is not
             xp.divide(1.0, squared, out=squared) if xp is np else squared.reciprocal_()
         else:
             power = torch.pow if xp is torch else np.power

@@ -396,8 +396,8 @@ def _scaled_classifier(weight: np.ndarray | None, present: np.ndarray,
         return None, 0
     rows = weight if present.all() else weight[present]
     shift = _order_one_shift(rows)
-    # times the power of two itself where it is a normal number (a multiplication: 4x
-    # the pace of ldexp, and as exact)
+    # times the power of two itself where it is a normal number (a multiplication:
+    # faster than ldexp, and as exact)
     scaled = rows * math.ldexp(1.0, shift) if abs(shift) < 1000 else np.ldexp(rows, shift)
     return (scaled if device is None else torch.from_numpy(scaled).to(device)), shift
 
