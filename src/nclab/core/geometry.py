@@ -263,10 +263,7 @@ def _inverse_gram_trace(sigma_w: Array, gram: Callable[[], Array]) -> float | No
     ``matrix.T @ matrix`` shared with other users), or None where G is ill conditioned
     (see :func:`_well_conditioned_inverse`; then the SVD route of
     :func:`pseudo_inverse_trace` runs)."""
-    matrix_gram = gram()
-    if _gram_surely_ill_conditioned(matrix_gram):
-        return None
-    inverse = _well_conditioned_inverse(matrix_gram)
+    inverse = _well_conditioned_inverse(gram())
     if inverse is None:
         return None
     # G^-1 is symmetric (bit for bit): the trace of the product reads both by rows
@@ -295,13 +292,16 @@ def _well_conditioned_inverse(gram: Array) -> Array | None:
     scipy's would cost a 0.1 to 0.8 s import in a process that has not loaded it yet).
 
     Bounds of the ratio's inverse, lambda_max / lambda_min, decide where they can: from
-    below, max_i G_ii / min_i L_ii^2 (each squared pivot L_ii^2 of the Cholesky factor
+    below, its diagonal's own ratio (:func:`_gram_surely_ill_conditioned`, before any
+    factor), max_i G_ii / min_i L_ii^2 (each squared pivot L_ii^2 of the Cholesky factor
     is an entry of a Schur complement of G, hence at least lambda_min), so that a Gram
     surely too ill-conditioned is not inverted, then max_i G_ii max_j (G^-1)_jj; from
     above, ||G||_F ||G^-1||_F, looser than the ratio by at most the side of G, to
     accept. Only between them are G's eigenvalues computed (a third of its eigh, no
     eigenvectors).
     """
+    if _gram_surely_ill_conditioned(gram):
+        return None
     tensor = _as_tensor(gram)
     factor, info = torch.linalg.cholesky_ex(tensor)
     if int(info) != 0:  # not numerically positive definite
@@ -394,11 +394,11 @@ def _gram_inverse_if_all_kept(triangle: Array, floor: float) -> Array | None:
 
 
 def _gram_surely_ill_conditioned(gram: Array) -> bool:
-    """Whether the eigenvalue ratio of a Gram M^T M, (d, d), is below half of
-    _GRAM_CONDITION for certain (then its Cholesky inverse would be formed only to be
+    """Whether the eigenvalue ratio of a Gram, such as M^T M (d, d), is below half of
+    _GRAM_CONDITION for certain (then its Cholesky factor would be formed only to be
     discarded).
 
-    Its diagonal (the squared column norms of M) bounds its extreme eigenvalues:
+    Its diagonal (for M^T M the squared column norms of M) bounds its extreme eigenvalues:
     lambda_min <= min_j G_jj and lambda_max >= max_j G_jj. A dead unit (a zero column)
     is the common case in training. The factor 1/2 leaves a margin far above the
     eigenvalues' rounding error (about d * eps * lambda_max), so whenever this says True
